@@ -1,0 +1,84 @@
+/*
+ * The REST API (/api/v1, /healthz, /readyz) over the node's services. The API
+ * never touches consensus itself: writes become store commands handed to the
+ * backend's propose, reads wait on the backend's read barrier and then read
+ * the local store.
+ *
+ * Threads: api_create/api_destroy on the main thread; everything else runs on
+ * HTTP worker threads. Backend operations are called from those workers and
+ * block them until done or until the deadline.
+ */
+#ifndef CAIRN_API_H
+#define CAIRN_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct http_server;
+
+/* One member as seen by the answering node. */
+struct api_member_status {
+    uint64_t id;
+    char raft_address[64]; /* host:port of raft's TCP transport */
+    char api_address[64];  /* host:port of its REST API */
+    char role[16];         /* "voter", "standby" or "spare" */
+    bool reachable;        /* answered the status query in time */
+    char state[16];        /* "leader", "follower", "candidate", "unavailable" */
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+    uint64_t last_index;   /* last index in its raft log */
+};
+
+struct api_cluster_status {
+    uint64_t node_id;                  /* the answering node */
+    uint64_t leader_id;                /* 0 if no leader is known */
+    uint64_t term;                     /* the answering node's term */
+    struct api_member_status *members; /* malloc'ed; free() it */
+    size_t n_members;
+};
+
+/* What the node provides to the API. deadline_ms is on cairn_now_ms()'s
+ * clock. Each returns 0 or a CAIRN_E* code, with errmsg for the user. */
+struct api_backend {
+    void *data;
+    /* Replicates the encoded command (store_command_encode) through the
+     * leader, forwarding it if this node is not the leader, and waits until
+     * it is applied here. On 0, *res holds the outcome (which may itself be
+     * a failure such as CAIRN_ENOTFOUND). CAIRN_ENOLEADER/CAIRN_ETIMEDOUT if
+     * no quorum could commit it by the deadline. */
+    int (*propose)(void *data, const void *cmd, size_t len, uint64_t deadline_ms,
+                   struct store_result *res, char *errmsg, size_t errmsg_size);
+    /* Returns once the local store reflects every write acknowledged before
+     * the call (a linearizable read point). */
+    int (*read_barrier)(void *data, uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
+    /* Fills *out; members that do not answer by the deadline are marked
+     * unreachable. */
+    int (*cluster_status)(void *data, uint64_t deadline_ms, struct api_cluster_status *out);
+    /* Adds a node (as spare, caught up, then promoted to voter). */
+    int (*member_add)(void *data, uint64_t id, const char *raft_address, const char *api_address,
+                      uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
+    /* Removes a node from the configuration. */
+    int (*member_remove)(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
+                         size_t errmsg_size);
+    /* True when the node is a member with a known leader and has applied up
+     * to its commit index; otherwise why says what is missing. */
+    bool (*ready)(void *data, char *why, size_t why_size);
+};
+
+struct api_config {
+    uint64_t node_id;
+    unsigned request_timeout_ms; /* deadline of one API request's backend calls */
+};
+
+struct api;
+
+/* Registers the API's routes on srv. backend is copied. */
+int api_create(struct http_server *srv, struct store *store, const struct api_backend *backend,
+               const struct api_config *cfg, struct api **out);
+void api_destroy(struct api *api);
+
+#endif /* CAIRN_API_H */

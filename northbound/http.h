@@ -1,0 +1,66 @@
+/*
+ * The HTTP server of a node: civetweb started with Cairn's options, routes
+ * registered by other modules, and the few response helpers every handler
+ * needs (bodies with a size limit, JSON answers, RFC 9457 problem+json).
+ *
+ * Threads: http_server_start/stop and http_server_route on the main thread;
+ * handlers run on civetweb's worker threads; the helpers may be called from
+ * any handler.
+ */
+#ifndef CAIRN_HTTP_H
+#define CAIRN_HTTP_H
+
+#include <stddef.h>
+
+#include "cairn.h"
+
+struct mg_connection;
+struct http_server;
+
+struct http_config {
+    const char *listen;      /* "host:port" to listen on (IPv4) */
+    unsigned threads;        /* worker threads */
+    size_t max_body;         /* largest request body accepted, bytes */
+    unsigned request_timeout_ms; /* civetweb's request timeout */
+};
+
+/* Starts the server. A busy port or bad address fails with errmsg naming
+ * the address. */
+int http_server_start(const struct http_config *cfg, struct http_server **out, char *errmsg,
+                      size_t errmsg_size);
+
+/* Stops the server (waits for handlers to return) and frees it. NULL is a
+ * no-op. */
+void http_server_destroy(struct http_server *srv);
+
+/* A handler returns the HTTP status it answered (civetweb convention). */
+typedef int (*http_handler_cb)(struct mg_connection *conn, void *data);
+
+/* Routes every request whose path starts with uri (civetweb matching) to
+ * handler. */
+void http_server_route(struct http_server *srv, const char *uri, http_handler_cb handler,
+                       void *data);
+
+/* The configured body limit. */
+size_t http_server_max_body(const struct http_server *srv);
+
+/* Reads the whole request body into b. CAIRN_ETOOBIG if it is larger than
+ * max (Content-Length or actual bytes), CAIRN_EIO if the client went away. */
+int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b);
+
+/* Sends a complete response. extra_headers is NULL or "Name: value\r\n"
+ * lines. */
+int http_reply(struct mg_connection *conn, int status, const char *content_type,
+               const char *extra_headers, const void *body, size_t len);
+
+/* Sends an application/problem+json answer (RFC 9457). type is the last
+ * segment of the problem type URI ("invalid-field"); field names the
+ * offending input or is NULL. */
+int http_problem(struct mg_connection *conn, int status, const char *type, const char *title,
+                 const char *field, const char *detail_fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+/* Reason phrase of a status code. */
+const char *http_status_text(int status);
+
+#endif /* CAIRN_HTTP_H */

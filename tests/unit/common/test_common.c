@@ -1,0 +1,87 @@
+/* Unit tests of common/: error table, message chains, ids, buffers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cairn.h"
+
+static void test_strerror(void **state)
+{
+    (void)state;
+    assert_string_equal(cairn_strerror(0), "success");
+    assert_string_equal(cairn_strerror(CAIRN_ENOTFOUND), "not found");
+    assert_string_equal(cairn_strerror(-5), "unknown error");
+    assert_string_equal(cairn_strerror(CAIRN_ERROR_LAST_), "unknown error");
+}
+
+static void test_errmsg_chain(void **state)
+{
+    char msg[64] = "";
+    (void)state;
+    cairn_errmsg_set(msg, sizeof msg, "IO error");
+    cairn_errmsg_wrap(msg, sizeof msg, "rocksdb %s", "get");
+    cairn_errmsg_wrap(msg, sizeof msg, "load tenant %s", "t1");
+    assert_string_equal(msg, "load tenant t1: rocksdb get: IO error");
+    /* Truncation keeps the buffer terminated. */
+    cairn_errmsg_wrap(msg, 8, "%s", "a-much-longer-prefix");
+    assert_int_equal(strlen(msg), 7);
+}
+
+static void test_uuid(void **state)
+{
+    char a[CAIRN_UUID_SIZE];
+    char b[CAIRN_UUID_SIZE];
+    (void)state;
+    cairn_uuid(a);
+    cairn_uuid(b);
+    assert_true(cairn_uuid_valid(a));
+    assert_string_not_equal(a, b);
+    assert_int_equal(a[14], '4');
+    assert_false(cairn_uuid_valid("not-a-uuid"));
+    assert_false(cairn_uuid_valid("0123456789abcdef0123456789abcdef0123"));
+    assert_false(cairn_uuid_valid("01234567-89ab-4def-8123-456789ABCDEF"));
+    assert_false(cairn_uuid_valid(""));
+}
+
+static void test_parse_u64(void **state)
+{
+    uint64_t v = 7;
+    (void)state;
+    assert_int_equal(cairn_parse_u64("42", &v), 0);
+    assert_int_equal(v, 42);
+    assert_int_equal(cairn_parse_u64("18446744073709551615", &v), 0);
+    assert_int_equal(cairn_parse_u64("18446744073709551616", &v), CAIRN_EINVAL);
+    assert_int_equal(cairn_parse_u64("-1", &v), CAIRN_EINVAL);
+    assert_int_equal(cairn_parse_u64("12x", &v), CAIRN_EINVAL);
+    assert_int_equal(cairn_parse_u64("", &v), CAIRN_EINVAL);
+    assert_int_equal(v, 18446744073709551615ull);
+}
+
+static void test_buf(void **state)
+{
+    struct cairn_buf b;
+    (void)state;
+    cairn_buf_init(&b);
+    for (int i = 0; i < 1000; i++) {
+        assert_int_equal(cairn_buf_printf(&b, "%d,", i % 10), 0);
+    }
+    assert_int_equal(b.len, 2000);
+    assert_int_equal(cairn_buf_append(&b, "end", 3), 0);
+    assert_int_equal(strncmp(b.data + 2000, "end", 4), 0);
+    cairn_buf_close(&b);
+    assert_null(b.data);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strerror), cmocka_unit_test(test_errmsg_chain),
+        cmocka_unit_test(test_uuid),     cmocka_unit_test(test_parse_u64),
+        cmocka_unit_test(test_buf),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

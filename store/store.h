@@ -82,6 +82,7 @@ struct store_result {
     int status;           /* 0 or a CAIRN_E* code (ENOTFOUND, EEXIST, ...) */
     char message[256];    /* for a failure: what, naming the field or object */
     uint64_t revision;    /* global revision after this command */
+    char id[129];         /* the object's id (so a replayed create names it) */
     uint64_t create_rev;  /* of the object, on success (0 after delete) */
     uint64_t mod_rev;     /* of the object, on success */
     bool replayed;        /* true if answered from the request-id table */

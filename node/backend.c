@@ -1,0 +1,605 @@
+/*
+ * The API's backend (api.h): every write and every linearizable read point
+ * comes from the leader. On the leader the work goes through the submit
+ * queue to raft; on a follower it is forwarded to the leader's
+ * /internal/v1 endpoints (rpc.c) and the answer waits until this node has
+ * applied the same index, so a client reads its own writes on any node.
+ *
+ * leader_call is the one retry loop for all of them: it follows the
+ * published view (who leads), retries on "not the leader" and on an
+ * unreachable leader until the deadline, and gives up early with
+ * CAIRN_ENOLEADER once no leader has been known for two election timeouts
+ * (a cluster without quorum answers quickly instead of hanging). Retrying a
+ * write is safe: every command carries a request id that the store uses to
+ * answer a repeat with the first outcome.
+ */
+#include "node_int.h"
+
+#include <endian.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+struct call {
+    /* Runs the operation on this node, which is the leader. */
+    int (*local)(struct node *n, struct call *c, uint64_t deadline_ms);
+    /* Asks the leader at address; CAIRN_ENOTLEADER if it is not (any
+     * more), CAIRN_EUNAVAILABLE if it cannot be reached. */
+    int (*remote)(struct node *n, struct call *c, const char *address, uint64_t deadline_ms);
+    char *errmsg;
+    size_t errmsg_size;
+    /* Arguments and results. */
+    const void *cmd;
+    size_t len;
+    uint64_t id;
+    const char *raft_address;
+    const char *api_address;
+    uint64_t index;
+    struct store_result *res;
+};
+
+/* How long one forwarded attempt may take before the loop re-checks who
+ * leads: long enough for a commit, short enough to notice a new leader. */
+static uint64_t attempt_deadline(struct node *n, uint64_t deadline_ms)
+{
+    uint64_t d = cairn_now_ms() + 2ull * n->cfg.election_timeout_ms;
+    return d < deadline_ms ? d : deadline_ms;
+}
+
+static int leader_call(struct node *n, struct call *c, uint64_t deadline_ms)
+{
+    struct consensus_status v;
+    char address[64];
+    uint64_t no_leader_since = 0;
+    int rv = CAIRN_ENOLEADER;
+
+    c->errmsg[0] = '\0';
+    /* Bounded by the deadline; the count bound is a second guard. */
+    for (unsigned attempt = 0; attempt < 100000; attempt++) {
+        uint64_t now = cairn_now_ms();
+        node_view(n, &v);
+        if (n->shutting_down) {
+            cairn_errmsg_set(c->errmsg, c->errmsg_size, "the node is shutting down");
+            return CAIRN_ESHUTDOWN;
+        }
+        if (v.state == CONSENSUS_LEADER) {
+            no_leader_since = 0;
+            rv = c->local(n, c, deadline_ms);
+            if (rv != CAIRN_ENOTLEADER) {
+                return rv;
+            }
+        } else if (v.leader_id != 0 && node_api_address(n, v.leader_id, address,
+                                                        sizeof address) == 0) {
+            no_leader_since = 0;
+            rv = c->remote(n, c, address, attempt_deadline(n, deadline_ms));
+            if (rv != CAIRN_ENOTLEADER && rv != CAIRN_EUNAVAILABLE &&
+                !(rv == CAIRN_ETIMEDOUT && cairn_now_ms() < deadline_ms)) {
+                return rv;
+            }
+        } else {
+            if (no_leader_since == 0) {
+                no_leader_since = now;
+            } else if (now - no_leader_since > 2ull * n->cfg.election_timeout_ms) {
+                rv = CAIRN_ENOLEADER;
+                break;
+            }
+            rv = CAIRN_ENOLEADER;
+        }
+        if (cairn_now_ms() >= deadline_ms) {
+            break;
+        }
+        /* Wait for the view to change (new leader, new term), briefly. */
+        node_view_wait(n, cairn_now_ms() + 50 < deadline_ms ? cairn_now_ms() + 50 : deadline_ms);
+    }
+    if (rv == CAIRN_ENOTLEADER || rv == CAIRN_EUNAVAILABLE) {
+        rv = CAIRN_ENOLEADER;
+    }
+    if (rv == CAIRN_ENOLEADER) {
+        cairn_errmsg_set(c->errmsg, c->errmsg_size,
+                         "no leader: the cluster has no quorum of reachable voters; retry later");
+    } else if (c->errmsg[0] == '\0') {
+        cairn_errmsg_set(c->errmsg, c->errmsg_size, "the cluster did not answer in time");
+    }
+    return rv;
+}
+
+/* Reads the {"code","message"} body of a failed internal call. */
+static int remote_error(int status, const struct cairn_buf *body, char *errmsg, size_t size)
+{
+    json_t *doc;
+    int code = CAIRN_EIO;
+    if (status == 421) {
+        return CAIRN_ENOTLEADER;
+    }
+    doc = body->data != NULL ? json_loadb(body->data, body->len, 0, NULL) : NULL;
+    if (json_is_integer(json_object_get(doc, "code"))) {
+        code = (int)json_integer_value(json_object_get(doc, "code"));
+    }
+    if (json_is_string(json_object_get(doc, "message"))) {
+        cairn_errmsg_set(errmsg, size, "%s", json_string_value(json_object_get(doc, "message")));
+    } else {
+        cairn_errmsg_set(errmsg, size, "leader answered HTTP %d", status);
+    }
+    json_decref(doc);
+    if (code == 0 || code == CAIRN_EUNAVAILABLE) {
+        code = CAIRN_EIO;
+    }
+    return code;
+}
+
+/* Submits op and waits for it; the op's message goes to errmsg on failure. */
+static int submit_wait(struct node *n, struct op *op, uint64_t deadline_ms, char *errmsg,
+                       size_t size)
+{
+    int rv = node_submit(n, op);
+    if (rv == 0) {
+        rv = node_op_wait(n, op, deadline_ms);
+    } else {
+        snprintf(op->message, sizeof op->message, "the node is shutting down");
+    }
+    if (rv != 0 && rv != CAIRN_ENOTLEADER) {
+        cairn_errmsg_set(errmsg, size, "%s", op->message);
+    }
+    return rv;
+}
+
+int node_leader_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
+                        uint64_t *index, struct store_result *res, char *errmsg, size_t size)
+{
+    struct op *op = node_op_new(OP_APPLY);
+    int rv;
+    if (op == NULL || (op->buf = malloc(len > 0 ? len : 1)) == NULL) {
+        if (op != NULL) {
+            node_op_unref(op);
+            node_op_unref(op);
+        }
+        return CAIRN_ENOMEM;
+    }
+    memcpy(op->buf, cmd, len);
+    op->len = len;
+    rv = submit_wait(n, op, deadline_ms, errmsg, size);
+    if (rv == 0) {
+        *index = op->index;
+        *res = op->result;
+    }
+    node_op_unref(op);
+    return rv;
+}
+
+int node_leader_read_index(struct node *n, uint64_t deadline_ms, uint64_t *index, char *errmsg,
+                           size_t size)
+{
+    struct op *op = node_op_new(OP_BARRIER);
+    int rv;
+    if (op == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    rv = submit_wait(n, op, deadline_ms, errmsg, size);
+    if (rv == 0) {
+        *index = op->index;
+    }
+    node_op_unref(op);
+    return rv;
+}
+
+/* --- propose --------------------------------------------------------------- */
+
+static int propose_local(struct node *n, struct call *c, uint64_t deadline_ms)
+{
+    return node_leader_propose(n, c->cmd, c->len, deadline_ms, &c->index, c->res, c->errmsg,
+                               c->errmsg_size);
+}
+
+static int propose_remote(struct node *n, struct call *c, const char *address,
+                          uint64_t deadline_ms)
+{
+    struct cairn_buf resp;
+    uint64_t be;
+    int status = 0;
+    int rv;
+
+    cairn_buf_init(&resp);
+    rv = peer_call(n->peers, address, "POST", "/internal/v1/propose", "application/msgpack",
+                   c->cmd, c->len, deadline_ms, &status, &resp, c->errmsg, c->errmsg_size);
+    if (rv == 0 && status != 200) {
+        rv = remote_error(status, &resp, c->errmsg, c->errmsg_size);
+    } else if (rv == 0) {
+        if (resp.len < sizeof be ||
+            store_result_decode(resp.data + sizeof be, resp.len - sizeof be, c->res) != 0) {
+            cairn_errmsg_set(c->errmsg, c->errmsg_size, "garbled answer from leader %s",
+                             address);
+            rv = CAIRN_EMALFORMED;
+        } else {
+            memcpy(&be, resp.data, sizeof be);
+            c->index = be64toh(be);
+        }
+    }
+    cairn_buf_close(&resp);
+    if (rv == 0) {
+        /* The caller reads what it wrote from this node's store next. */
+        rv = node_wait_applied(n, c->index, deadline_ms);
+        if (rv != 0) {
+            cairn_errmsg_set(c->errmsg, c->errmsg_size,
+                             "committed at index %llu but not yet applied on this node",
+                             (unsigned long long)c->index);
+        }
+    }
+    return rv;
+}
+
+static int backend_propose(void *data, const void *cmd, size_t len, uint64_t deadline_ms,
+                           struct store_result *res, char *errmsg, size_t size)
+{
+    struct call c = {.local = propose_local,
+                     .remote = propose_remote,
+                     .errmsg = errmsg,
+                     .errmsg_size = size,
+                     .cmd = cmd,
+                     .len = len,
+                     .res = res};
+    return leader_call(data, &c, deadline_ms);
+}
+
+/* --- read barrier -------------------------------------------------------- */
+
+static int read_local(struct node *n, struct call *c, uint64_t deadline_ms)
+{
+    return node_leader_read_index(n, deadline_ms, &c->index, c->errmsg, c->errmsg_size);
+}
+
+static int read_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
+{
+    struct cairn_buf resp;
+    uint64_t be;
+    int status = 0;
+    int rv;
+
+    cairn_buf_init(&resp);
+    rv = peer_call(n->peers, address, "POST", "/internal/v1/readindex", NULL, NULL, 0,
+                   deadline_ms, &status, &resp, c->errmsg, c->errmsg_size);
+    if (rv == 0 && status != 200) {
+        rv = remote_error(status, &resp, c->errmsg, c->errmsg_size);
+    } else if (rv == 0 && resp.len != sizeof be) {
+        rv = CAIRN_EMALFORMED;
+    } else if (rv == 0) {
+        memcpy(&be, resp.data, sizeof be);
+        c->index = be64toh(be);
+    }
+    cairn_buf_close(&resp);
+    if (rv == 0) {
+        rv = node_wait_applied(n, c->index, deadline_ms);
+    }
+    return rv;
+}
+
+static int backend_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, size_t size)
+{
+    struct call c = {
+        .local = read_local, .remote = read_remote, .errmsg = errmsg, .errmsg_size = size};
+    return leader_call(data, &c, deadline_ms);
+}
+
+/* --- membership ---------------------------------------------------------- */
+
+static int member_record(struct node *n, enum store_op op, uint64_t id, const char *raft_address,
+                         const char *api_address, uint64_t deadline_ms, char *errmsg,
+                         size_t size)
+{
+    char key[24], rid[CAIRN_UUID_SIZE + 8], body[256];
+    struct store_command cmd = {.version = STORE_COMMAND_VERSION,
+                                .op = op,
+                                .kind = STORE_KIND_MEMBER,
+                                .id = key,
+                                .time_ms = cairn_wall_ms()};
+    struct store_result res;
+    uint64_t index;
+    void *buf;
+    size_t len;
+    int rv;
+
+    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
+    memcpy(rid, "member:", 7);
+    cairn_uuid(rid + 7);
+    cmd.request_id = rid;
+    if (op == STORE_OP_PUT) {
+        snprintf(body, sizeof body, "{\"api_address\":\"%s\",\"raft_address\":\"%s\"}",
+                 api_address, raft_address);
+        cmd.body = body;
+        cmd.body_len = strlen(body);
+    }
+    rv = store_command_encode(&cmd, &buf, &len);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = node_leader_propose(n, buf, len, deadline_ms, &index, &res, errmsg, size);
+    free(buf);
+    if (rv == 0 && res.status != 0 && !(op == STORE_OP_DELETE && res.status == CAIRN_ENOTFOUND)) {
+        cairn_errmsg_set(errmsg, size, "%s", res.message);
+        rv = res.status;
+    }
+    return rv;
+}
+
+static int change_op(struct node *n, enum op_type type, uint64_t id, const char *raft_address,
+                     uint64_t deadline_ms, char *errmsg, size_t size)
+{
+    struct op *op = node_op_new(type);
+    int rv;
+    if (op == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    op->id = id;
+    if (raft_address != NULL) {
+        snprintf(op->address, sizeof op->address, "%s", raft_address);
+    }
+    rv = submit_wait(n, op, deadline_ms, errmsg, size);
+    node_op_unref(op);
+    return rv;
+}
+
+int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address,
+                           const char *api_address, uint64_t deadline_ms, char *errmsg,
+                           size_t size)
+{
+    struct consensus_status v;
+    int rv;
+
+    node_view(n, &v);
+    for (size_t i = 0; i < v.n_members; i++) {
+        if (v.members[i].id == id && v.members[i].role == CONSENSUS_VOTER) {
+            cairn_errmsg_set(errmsg, size, "node %llu is already a voter",
+                             (unsigned long long)id);
+            return CAIRN_EEXIST;
+        }
+        if (v.members[i].id != id && strcmp(v.members[i].address, raft_address) == 0) {
+            cairn_errmsg_set(errmsg, size, "raft address %s is used by node %llu", raft_address,
+                             (unsigned long long)v.members[i].id);
+            return CAIRN_EEXIST;
+        }
+    }
+    /* Record the addresses first, so every node can reach the new member's
+     * API (to forward to it once it leads) as soon as it is in raft. */
+    rv = member_record(n, STORE_OP_PUT, id, raft_address, api_address, deadline_ms, errmsg, size);
+    if (rv == 0) {
+        rv = change_op(n, OP_MEMBER_ADD, id, raft_address, deadline_ms, errmsg, size);
+    }
+    if (rv == 0) {
+        CAIRN_INFO("msg=\"member added\" id=%llu raft=%s api=%s", (unsigned long long)id,
+                   raft_address, api_address);
+    }
+    return rv;
+}
+
+int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
+                              size_t size)
+{
+    int rv;
+    if (id == n->cfg.node_id) {
+        /* The leader removes itself by first handing leadership over; the
+         * caller's retry loop then forwards the removal to the new
+         * leader. */
+        rv = change_op(n, OP_TRANSFER, 0, NULL, deadline_ms, errmsg, size);
+        return rv == 0 ? CAIRN_ENOTLEADER : rv;
+    }
+    rv = change_op(n, OP_MEMBER_REMOVE, id, NULL, deadline_ms, errmsg, size);
+    if (rv == CAIRN_ENOTFOUND) {
+        cairn_errmsg_set(errmsg, size, "node %llu is not a member", (unsigned long long)id);
+    } else if (rv == CAIRN_ECONFLICT) {
+        cairn_errmsg_set(errmsg, size, "refusing to remove node %llu: it is the last voter",
+                         (unsigned long long)id);
+    }
+    if (rv == 0) {
+        rv = member_record(n, STORE_OP_DELETE, id, NULL, NULL, deadline_ms, errmsg, size);
+        CAIRN_INFO("msg=\"member removed\" id=%llu", (unsigned long long)id);
+    }
+    return rv;
+}
+
+static int add_local(struct node *n, struct call *c, uint64_t deadline_ms)
+{
+    return node_leader_member_add(n, c->id, c->raft_address, c->api_address, deadline_ms,
+                                  c->errmsg, c->errmsg_size);
+}
+
+static int remove_local(struct node *n, struct call *c, uint64_t deadline_ms)
+{
+    return node_leader_member_remove(n, c->id, deadline_ms, c->errmsg, c->errmsg_size);
+}
+
+static int change_remote(struct node *n, struct call *c, const char *address,
+                         uint64_t deadline_ms)
+{
+    struct cairn_buf resp;
+    char path[64], body[256] = "";
+    int status = 0;
+    int rv;
+
+    if (c->raft_address != NULL) {
+        snprintf(path, sizeof path, "/internal/v1/members");
+        snprintf(body, sizeof body, "{\"id\":%llu,\"raft_address\":\"%s\",\"api_address\":\"%s\"}",
+                 (unsigned long long)c->id, c->raft_address, c->api_address);
+    } else {
+        snprintf(path, sizeof path, "/internal/v1/members/%llu", (unsigned long long)c->id);
+    }
+    cairn_buf_init(&resp);
+    rv = peer_call(n->peers, address, c->raft_address != NULL ? "POST" : "DELETE", path,
+                   "application/json", body, strlen(body), deadline_ms, &status, &resp,
+                   c->errmsg, c->errmsg_size);
+    if (rv == 0 && status != 200 && status != 201 && status != 204) {
+        rv = remote_error(status, &resp, c->errmsg, c->errmsg_size);
+    }
+    cairn_buf_close(&resp);
+    return rv;
+}
+
+static int backend_member_add(void *data, uint64_t id, const char *raft_address,
+                              const char *api_address, uint64_t deadline_ms, char *errmsg,
+                              size_t size)
+{
+    struct call c = {.local = add_local,
+                     .remote = change_remote,
+                     .errmsg = errmsg,
+                     .errmsg_size = size,
+                     .id = id,
+                     .raft_address = raft_address,
+                     .api_address = api_address};
+    return leader_call(data, &c, deadline_ms);
+}
+
+static int backend_member_remove(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
+                                 size_t size)
+{
+    struct call c = {.local = remove_local,
+                     .remote = change_remote,
+                     .errmsg = errmsg,
+                     .errmsg_size = size,
+                     .id = id};
+    return leader_call(data, &c, deadline_ms);
+}
+
+/* --- status -------------------------------------------------------------- */
+
+static const char *state_name(int state)
+{
+    switch (state) {
+        case CONSENSUS_LEADER:
+            return "leader";
+        case CONSENSUS_FOLLOWER:
+            return "follower";
+        case CONSENSUS_CANDIDATE:
+            return "candidate";
+        default:
+            return "unavailable";
+    }
+}
+
+static const char *role_name(int role)
+{
+    switch (role) {
+        case CONSENSUS_VOTER:
+            return "voter";
+        case CONSENSUS_STANDBY:
+            return "standby";
+        default:
+            return "spare";
+    }
+}
+
+static uint64_t json_u64(json_t *doc, const char *key)
+{
+    json_t *v = json_object_get(doc, key);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+}
+
+/* Asks a peer for its own view (GET /internal/v1/status). */
+static void peer_status(struct node *n, struct api_member_status *m, uint64_t deadline_ms)
+{
+    struct cairn_buf resp;
+    char err[256];
+    int status = 0;
+    json_t *doc = NULL;
+
+    cairn_buf_init(&resp);
+    if (peer_call(n->peers, m->api_address, "GET", "/internal/v1/status", NULL, NULL, 0,
+                  deadline_ms, &status, &resp, err, sizeof err) == 0 &&
+        status == 200) {
+        doc = json_loadb(resp.data, resp.len, 0, NULL);
+    }
+    cairn_buf_close(&resp);
+    if (doc == NULL) {
+        return;
+    }
+    m->reachable = true;
+    snprintf(m->state, sizeof m->state, "%s",
+             json_is_string(json_object_get(doc, "state"))
+                 ? json_string_value(json_object_get(doc, "state"))
+                 : "unavailable");
+    m->term = json_u64(doc, "term");
+    m->commit_index = json_u64(doc, "commit_index");
+    m->applied_index = json_u64(doc, "applied_index");
+    m->last_index = json_u64(doc, "last_index");
+    json_decref(doc);
+}
+
+static int backend_cluster_status(void *data, uint64_t deadline_ms, struct api_cluster_status *out)
+{
+    struct node *n = data;
+    struct consensus_status v;
+    uint64_t peer_deadline;
+
+    node_view(n, &v);
+    memset(out, 0, sizeof *out);
+    out->node_id = n->cfg.node_id;
+    out->leader_id = v.leader_id;
+    out->term = v.term;
+    out->members = calloc(v.n_members > 0 ? v.n_members : 1, sizeof *out->members);
+    if (out->members == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    /* A silent (paused) peer must not hold the answer for long. */
+    peer_deadline = cairn_now_ms() + 1000;
+    if (peer_deadline > deadline_ms) {
+        peer_deadline = deadline_ms;
+    }
+    for (size_t i = 0; i < v.n_members; i++) {
+        struct api_member_status *m = &out->members[out->n_members++];
+        m->id = v.members[i].id;
+        snprintf(m->raft_address, sizeof m->raft_address, "%s", v.members[i].address);
+        snprintf(m->role, sizeof m->role, "%s", role_name(v.members[i].role));
+        snprintf(m->state, sizeof m->state, "unavailable");
+        if (node_api_address(n, m->id, m->api_address, sizeof m->api_address) != 0) {
+            m->api_address[0] = '\0';
+        }
+        if (m->id == n->cfg.node_id) {
+            m->reachable = true;
+            snprintf(m->state, sizeof m->state, "%s", state_name(v.state));
+            m->term = v.term;
+            m->commit_index = v.commit_index;
+            m->applied_index = v.applied_index;
+            m->last_index = v.last_index;
+        } else if (m->api_address[0] != '\0') {
+            peer_status(n, m, peer_deadline);
+        }
+    }
+    return 0;
+}
+
+static bool backend_ready(void *data, char *why, size_t size)
+{
+    struct node *n = data;
+    struct consensus_status v;
+    bool member = false;
+
+    node_view(n, &v);
+    for (size_t i = 0; i < v.n_members; i++) {
+        member = member || v.members[i].id == n->cfg.node_id;
+    }
+    if (!member) {
+        snprintf(why, size, "node %llu is not a member of the cluster configuration yet",
+                 (unsigned long long)n->cfg.node_id);
+        return false;
+    }
+    if (v.leader_id == 0) {
+        snprintf(why, size, "no leader is known (term %llu)", (unsigned long long)v.term);
+        return false;
+    }
+    if (v.applied_index < v.commit_index) {
+        snprintf(why, size, "catching up: applied %llu of %llu committed entries",
+                 (unsigned long long)v.applied_index, (unsigned long long)v.commit_index);
+        return false;
+    }
+    return true;
+}
+
+void node_backend_init(struct node *n, struct api_backend *b)
+{
+    b->data = n;
+    b->propose = backend_propose;
+    b->read_barrier = backend_read_barrier;
+    b->cluster_status = backend_cluster_status;
+    b->member_add = backend_member_add;
+    b->member_remove = backend_member_remove;
+    b->ready = backend_ready;
+}

@@ -1,0 +1,55 @@
+/*
+ * cairnd's configuration: one "key = value" file, parsed by a table of keys
+ * (name, type, default, limits), so that every key, its default and its
+ * check live in one place and docs/configuration.md can mirror the table.
+ *
+ * Threads: main thread, before anything starts.
+ */
+#ifndef CAIRN_CONFIG_H
+#define CAIRN_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONFIG_MAX_MEMBERS 32
+
+struct config_member {
+    uint64_t id;
+    char raft_address[64];
+    char api_address[64];
+};
+
+struct config {
+    char cluster_id[65];
+    uint64_t node_id;
+    char data_dir[4096];
+    char raft_address[64];
+    char api_address[64];
+    struct config_member members[CONFIG_MAX_MEMBERS];
+    size_t n_members;
+    unsigned election_timeout_ms;
+    unsigned heartbeat_timeout_ms;
+    unsigned snapshot_threshold;
+    unsigned snapshot_trailing;
+    unsigned http_threads;
+    uint64_t max_body_bytes;
+    unsigned request_timeout_ms;
+    char cluster_secret[129];
+    char log_level[16];
+};
+
+/* Fills cfg with the defaults, then reads path. On error errmsg reads
+ * "FILE:LINE: key: what is wrong". */
+int config_load(const char *path, struct config *cfg, char *errmsg, size_t errmsg_size);
+
+/* Parses the text of a config file (name is used in messages). */
+int config_parse(const char *name, const char *text, struct config *cfg, char *errmsg,
+                 size_t errmsg_size);
+
+/* Validates a "host:port" address; on success host and port are split out. */
+int config_address_parse(const char *s, char *host, size_t host_size, unsigned *port);
+
+/* Finds the initial member with this id, or NULL. */
+const struct config_member *config_member_find(const struct config *cfg, uint64_t id);
+
+#endif /* CAIRN_CONFIG_H */

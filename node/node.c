@@ -1,0 +1,629 @@
+/*
+ * Node lifecycle, the libuv loop thread that owns raft, the submit queue
+ * other threads use to reach it, and the published view of raft's state.
+ *
+ * Start-up (node_create, in order; each step undone in reverse on failure):
+ *   1. check or write the data directory's identity (cluster id, node id);
+ *   2. open the store;
+ *   3. start HTTP (a busy port fails here, before raft touches the disk);
+ *   4. start the loop thread: it creates raft, bootstraps a pristine
+ *      directory if this node is an initial member, starts raft, and
+ *      reports back through the start-up handshake;
+ *   5. register the API and internal RPC routes.
+ * Shutdown (node_destroy): mark shutting down (waiters give up), queue
+ * OP_STOP (the loop closes raft, failing what is in flight, then its
+ * handles, and the thread ends), join, stop HTTP (waits for handlers),
+ * close the store.
+ */
+#include "node_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+struct op *node_op_new(enum op_type type)
+{
+    struct op *op = calloc(1, sizeof *op);
+    pthread_condattr_t attr;
+    if (op == NULL) {
+        return NULL;
+    }
+    op->type = type;
+    pthread_mutex_init(&op->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&op->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    atomic_init(&op->refs, 2);
+    return op;
+}
+
+void node_op_unref(struct op *op)
+{
+    if (atomic_fetch_sub(&op->refs, 1) != 1) {
+        return;
+    }
+    pthread_mutex_destroy(&op->mu);
+    pthread_cond_destroy(&op->cv);
+    free(op->buf);
+    free(op);
+}
+
+static void abs_deadline(uint64_t deadline_ms, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(deadline_ms / 1000);
+    ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+}
+
+/* Called on the loop thread when an op is finished. */
+static void op_complete(struct op *op, int status, const char *message)
+{
+    pthread_mutex_lock(&op->mu);
+    op->status = status;
+    if (message != NULL) {
+        snprintf(op->message, sizeof op->message, "%s", message);
+    }
+    op->done = true;
+    pthread_cond_signal(&op->cv);
+    pthread_mutex_unlock(&op->mu);
+    node_op_unref(op);
+}
+
+int node_submit(struct node *n, struct op *op)
+{
+    pthread_mutex_lock(&n->qmu);
+    if (n->q_closed) {
+        pthread_mutex_unlock(&n->qmu);
+        node_op_unref(op); /* the loop's reference */
+        return CAIRN_ESHUTDOWN;
+    }
+    op->next = NULL;
+    if (n->q_tail != NULL) {
+        n->q_tail->next = op;
+    } else {
+        n->q_head = op;
+    }
+    n->q_tail = op;
+    pthread_mutex_unlock(&n->qmu);
+    uv_async_send(&n->async);
+    return 0;
+}
+
+int node_op_wait(struct node *n, struct op *op, uint64_t deadline_ms)
+{
+    struct timespec ts;
+    int rv;
+    (void)n;
+    /* cairn_now_ms and the condvar both use CLOCK_MONOTONIC. */
+    abs_deadline(deadline_ms, &ts);
+    pthread_mutex_lock(&op->mu);
+    while (!op->done) {
+        if (pthread_cond_timedwait(&op->cv, &op->mu, &ts) == ETIMEDOUT) {
+            break;
+        }
+    }
+    rv = op->done ? op->status : CAIRN_ETIMEDOUT;
+    if (!op->done) {
+        snprintf(op->message, sizeof op->message, "no answer from the cluster in time");
+    }
+    pthread_mutex_unlock(&op->mu);
+    return rv;
+}
+
+void node_view(struct node *n, struct consensus_status *out)
+{
+    pthread_mutex_lock(&n->vmu);
+    *out = n->view;
+    pthread_mutex_unlock(&n->vmu);
+}
+
+void node_view_wait(struct node *n, uint64_t deadline_ms)
+{
+    struct timespec ts;
+    abs_deadline(deadline_ms, &ts);
+    pthread_mutex_lock(&n->vmu);
+    if (!n->shutting_down) {
+        pthread_cond_timedwait(&n->vcv, &n->vmu, &ts);
+    }
+    pthread_mutex_unlock(&n->vmu);
+}
+
+int node_wait_applied(struct node *n, uint64_t index, uint64_t deadline_ms)
+{
+    struct timespec ts;
+    int rv = 0;
+    abs_deadline(deadline_ms, &ts);
+    pthread_mutex_lock(&n->vmu);
+    while (n->view.applied_index < index) {
+        if (n->shutting_down) {
+            rv = CAIRN_ESHUTDOWN;
+            break;
+        }
+        if (pthread_cond_timedwait(&n->vcv, &n->vmu, &ts) == ETIMEDOUT) {
+            rv = n->view.applied_index >= index ? 0 : CAIRN_ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&n->vmu);
+    return rv;
+}
+
+int node_api_address(struct node *n, uint64_t id, char *out, size_t size)
+{
+    struct store_object obj;
+    char key[24];
+    const struct config_member *m;
+    int rv;
+
+    snprintf(key, sizeof key, "%llu", (unsigned long long)id);
+    rv = store_object_get(n->store, STORE_KIND_MEMBER, key, &obj);
+    if (rv == 0) {
+        json_t *doc = json_loadb(obj.body, obj.body_len, 0, NULL);
+        const char *api = json_string_value(json_object_get(doc, "api_address"));
+        rv = CAIRN_ENOTFOUND;
+        if (api != NULL && strlen(api) < size) {
+            snprintf(out, size, "%s", api);
+            rv = 0;
+        }
+        json_decref(doc);
+        store_object_release(&obj);
+        if (rv == 0) {
+            return 0;
+        }
+    }
+    m = config_member_find(&n->cfg, id);
+    if (m == NULL) {
+        return CAIRN_ENOTFOUND;
+    }
+    snprintf(out, size, "%s", m->api_address);
+    return 0;
+}
+
+/* --- loop thread --------------------------------------------------------- */
+
+static void apply_done_cb(void *arg, int status, uint64_t index, const struct store_result *res)
+{
+    struct op *op = arg;
+    op->index = index;
+    if (res != NULL) {
+        op->result = *res;
+    }
+    op_complete(op, status, status != 0 ? cairn_strerror(status) : NULL);
+}
+
+static void index_done_cb(void *arg, int status, uint64_t index)
+{
+    struct op *op = arg;
+    op->index = index;
+    op_complete(op, status, status != 0 ? cairn_strerror(status) : NULL);
+}
+
+static void change_done_cb(void *arg, int status, const char *message)
+{
+    op_complete(arg, status, message);
+}
+
+static void loop_closed_cb(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void consensus_closed_cb(void *arg)
+{
+    struct node *n = arg;
+    uv_close((uv_handle_t *)&n->async, loop_closed_cb);
+    uv_close((uv_handle_t *)&n->check, loop_closed_cb);
+    uv_close((uv_handle_t *)&n->timer, loop_closed_cb);
+}
+
+static void run_op(struct node *n, struct op *op)
+{
+    int rv;
+    if (n->consensus == NULL) {
+        op_complete(op, CAIRN_ESHUTDOWN, "raft is not running");
+        return;
+    }
+    switch (op->type) {
+        case OP_APPLY:
+            rv = consensus_apply(n->consensus, op->buf, op->len, apply_done_cb, op);
+            break;
+        case OP_BARRIER:
+            rv = consensus_barrier(n->consensus, index_done_cb, op);
+            break;
+        case OP_MEMBER_ADD:
+            rv = consensus_member_add(n->consensus, op->id, op->address, change_done_cb, op);
+            break;
+        case OP_MEMBER_REMOVE:
+            rv = consensus_member_remove(n->consensus, op->id, change_done_cb, op);
+            break;
+        case OP_TRANSFER:
+            rv = consensus_transfer(n->consensus, op->id, change_done_cb, op);
+            break;
+        default:
+            rv = CAIRN_EINVAL;
+            break;
+    }
+    if (rv != 0) {
+        op_complete(op, rv, cairn_strerror(rv));
+    }
+}
+
+static void async_cb(uv_async_t *a)
+{
+    struct node *n = a->data;
+    struct op *op;
+    bool stop = false;
+
+    pthread_mutex_lock(&n->qmu);
+    op = n->q_head;
+    n->q_head = n->q_tail = NULL;
+    pthread_mutex_unlock(&n->qmu);
+    while (op != NULL) {
+        struct op *next = op->next;
+        if (op->type == OP_STOP) {
+            stop = true;
+            op_complete(op, 0, NULL);
+        } else if (stop) {
+            op_complete(op, CAIRN_ESHUTDOWN, "shutting down");
+        } else {
+            run_op(n, op);
+        }
+        op = next;
+    }
+    if (stop && n->consensus != NULL) {
+        consensus_close(n->consensus, consensus_closed_cb, n);
+    } else if (stop) {
+        consensus_closed_cb(n);
+    }
+}
+
+/* Publishes raft's state for other threads after every loop iteration. */
+static void publish_view(struct node *n)
+{
+    struct consensus_status s;
+    bool changed;
+    if (n->consensus == NULL) {
+        return;
+    }
+    consensus_status(n->consensus, &s);
+    pthread_mutex_lock(&n->vmu);
+    changed = s.applied_index != n->view.applied_index || s.state != n->view.state ||
+              s.leader_id != n->view.leader_id || s.term != n->view.term ||
+              s.commit_index != n->view.commit_index || s.config_index != n->view.config_index ||
+              s.last_index != n->view.last_index;
+    if (changed) {
+        n->view = s;
+        pthread_cond_broadcast(&n->vcv);
+    }
+    pthread_mutex_unlock(&n->vmu);
+}
+
+static void check_cb(uv_check_t *c)
+{
+    publish_view(c->data);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    publish_view(t->data);
+}
+
+static void fatal_cb(void *arg, const char *message)
+{
+    (void)arg;
+    /* The state machine cannot go on; raft's log is intact, so a restart
+     * replays what was not applied. No clean-up runs: other threads may be
+     * using what it would free. */
+    CAIRN_ERROR("msg=\"fatal: stopping\" error=\"%s\"", message);
+    _exit(1);
+}
+
+static int start_raft(struct node *n, char *errmsg, size_t size)
+{
+    struct consensus_config cc = {
+        .id = n->cfg.node_id,
+        .address = n->cfg.raft_address,
+        .election_timeout_ms = n->cfg.election_timeout_ms,
+        .heartbeat_timeout_ms = n->cfg.heartbeat_timeout_ms,
+        .snapshot_threshold = n->cfg.snapshot_threshold,
+        .snapshot_trailing = n->cfg.snapshot_trailing,
+        .fatal_cb = fatal_cb,
+        .fatal_arg = n,
+    };
+    char dir[4200];
+    int rv;
+
+    snprintf(dir, sizeof dir, "%s/raft", n->cfg.data_dir);
+    cc.dir = dir;
+    rv = consensus_create(&n->loop, n->store, &cc, &n->consensus, errmsg, size);
+    if (rv != 0) {
+        return rv;
+    }
+    if (config_member_find(&n->cfg, n->cfg.node_id) != NULL) {
+        struct consensus_member members[CONFIG_MAX_MEMBERS];
+        for (size_t i = 0; i < n->cfg.n_members; i++) {
+            members[i].id = n->cfg.members[i].id;
+            snprintf(members[i].address, sizeof members[i].address, "%s",
+                     n->cfg.members[i].raft_address);
+            members[i].role = CONSENSUS_VOTER;
+        }
+        rv = consensus_bootstrap(n->consensus, members, n->cfg.n_members, errmsg, size);
+        if (rv == 0) {
+            CAIRN_INFO("msg=\"bootstrapped a new cluster\" members=%zu", n->cfg.n_members);
+        } else if (rv != CAIRN_EEXIST) {
+            return rv;
+        }
+    }
+    rv = consensus_start(n->consensus, errmsg, size);
+    if (rv != 0) {
+        /* A failed start leaves raft initialized: close it on the loop. */
+        return rv;
+    }
+    publish_view(n);
+    return 0;
+}
+
+static void start_report(struct node *n, int rv)
+{
+    pthread_mutex_lock(&n->smu);
+    n->started = true;
+    n->start_rv = rv;
+    pthread_cond_signal(&n->scv);
+    pthread_mutex_unlock(&n->smu);
+}
+
+static void *loop_main(void *arg)
+{
+    struct node *n = arg;
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    int rv = start_raft(n, err, sizeof err);
+
+    if (rv != 0) {
+        snprintf(n->start_err, sizeof n->start_err, "%s", err);
+        pthread_mutex_lock(&n->qmu);
+        n->q_closed = true;
+        pthread_mutex_unlock(&n->qmu);
+        if (n->consensus != NULL) {
+            consensus_close(n->consensus, consensus_closed_cb, n);
+        } else {
+            consensus_closed_cb(n);
+        }
+        start_report(n, rv);
+    } else {
+        start_report(n, 0);
+    }
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    consensus_destroy(n->consensus);
+    n->consensus = NULL;
+    return NULL;
+}
+
+static int loop_start(struct node *n, char *errmsg, size_t size)
+{
+    int rv = uv_loop_init(&n->loop);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, size, "libuv loop: %s", uv_strerror(rv));
+        return CAIRN_EIO;
+    }
+    uv_async_init(&n->loop, &n->async, async_cb);
+    n->async.data = n;
+    uv_check_init(&n->loop, &n->check);
+    n->check.data = n;
+    uv_check_start(&n->check, check_cb);
+    uv_timer_init(&n->loop, &n->timer);
+    n->timer.data = n;
+    uv_timer_start(&n->timer, timer_cb, n->cfg.heartbeat_timeout_ms, n->cfg.heartbeat_timeout_ms);
+    if (pthread_create(&n->thread, NULL, loop_main, n) != 0) {
+        cairn_errmsg_set(errmsg, size, "start loop thread: %s", strerror(errno));
+        return CAIRN_EIO;
+    }
+    n->thread_started = true;
+    pthread_mutex_lock(&n->smu);
+    while (!n->started) {
+        pthread_cond_wait(&n->scv, &n->smu);
+    }
+    rv = n->start_rv;
+    pthread_mutex_unlock(&n->smu);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, size, "%s", n->start_err);
+    }
+    return rv;
+}
+
+static void loop_stop(struct node *n)
+{
+    struct op *op;
+    if (!n->thread_started) {
+        return;
+    }
+    op = node_op_new(OP_STOP);
+    if (op != NULL && node_submit(n, op) == 0) {
+        node_op_unref(op); /* nobody waits: the join below does */
+    } else if (op != NULL) {
+        node_op_unref(op);
+    }
+    pthread_join(n->thread, NULL);
+    n->thread_started = false;
+    uv_loop_close(&n->loop);
+    /* Fail what was queued after the loop stopped reading the queue. */
+    pthread_mutex_lock(&n->qmu);
+    n->q_closed = true;
+    op = n->q_head;
+    n->q_head = n->q_tail = NULL;
+    pthread_mutex_unlock(&n->qmu);
+    while (op != NULL) {
+        struct op *next = op->next;
+        op_complete(op, CAIRN_ESHUTDOWN, "shutting down");
+        op = next;
+    }
+}
+
+/* --- data directory identity -------------------------------------------- */
+
+static int identity_check(const struct config *cfg, char *errmsg, size_t size)
+{
+    char path[4200], raft_dir[4200], want[256], have[256] = "";
+    FILE *f;
+    struct stat st;
+    size_t len;
+
+    if (mkdir(cfg->data_dir, 0750) != 0 && errno != EEXIST) {
+        cairn_errmsg_set(errmsg, size, "data_dir %s: %s", cfg->data_dir, strerror(errno));
+        return CAIRN_EINVAL;
+    }
+    snprintf(path, sizeof path, "%s/identity", cfg->data_dir);
+    snprintf(want, sizeof want, "cluster_id=%s\nnode_id=%llu\n", cfg->cluster_id,
+             (unsigned long long)cfg->node_id);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        len = fread(have, 1, sizeof have - 1, f);
+        have[len] = '\0';
+        fclose(f);
+        if (strcmp(have, want) != 0) {
+            char *nl;
+            while ((nl = strchr(have, '\n')) != NULL) {
+                *nl = ' ';
+            }
+            cairn_errmsg_set(errmsg, size,
+                             "data_dir %s belongs to another cluster or node (%s), not cluster_id=%s "
+                             "node_id=%llu: use another data_dir",
+                             cfg->data_dir, have, cfg->cluster_id,
+                             (unsigned long long)cfg->node_id);
+            return CAIRN_EWRONGCLUSTER;
+        }
+        return 0;
+    }
+    snprintf(raft_dir, sizeof raft_dir, "%s/raft", cfg->data_dir);
+    if (stat(raft_dir, &st) == 0) {
+        cairn_errmsg_set(errmsg, size,
+                         "data_dir %s holds raft data but no identity file: refusing to guess "
+                         "whose it is",
+                         cfg->data_dir);
+        return CAIRN_EWRONGCLUSTER;
+    }
+    f = fopen(path, "w");
+    if (f == NULL || fputs(want, f) == EOF || fflush(f) != 0 || fsync(fileno(f)) != 0) {
+        cairn_errmsg_set(errmsg, size, "write %s: %s", path, strerror(errno));
+        if (f != NULL) {
+            fclose(f);
+        }
+        return CAIRN_EIO;
+    }
+    fclose(f);
+    return 0;
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+int node_create(const struct config *cfg, struct node **out, char *errmsg, size_t size)
+{
+    struct node *n;
+    struct api_backend backend;
+    struct api_config acfg;
+    struct http_config hcfg;
+    pthread_condattr_t attr;
+    char path[4200];
+    int rv;
+
+    n = calloc(1, sizeof *n);
+    if (n == NULL) {
+        cairn_errmsg_set(errmsg, size, "out of memory");
+        return CAIRN_ENOMEM;
+    }
+    n->cfg = *cfg;
+    pthread_mutex_init(&n->qmu, NULL);
+    pthread_mutex_init(&n->smu, NULL);
+    pthread_cond_init(&n->scv, NULL);
+    pthread_mutex_init(&n->vmu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->vcv, &attr);
+    pthread_condattr_destroy(&attr);
+
+    rv = identity_check(cfg, errmsg, size);
+    if (rv != 0) {
+        goto err_after_alloc;
+    }
+    snprintf(path, sizeof path, "%s/store", cfg->data_dir);
+    rv = store_open(path, &n->store, errmsg, size);
+    if (rv != 0) {
+        cairn_errmsg_wrap(errmsg, size, "open store in %s", path);
+        goto err_after_alloc;
+    }
+    rv = peer_pool_create(cfg->cluster_secret, &n->peers);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, size, "out of memory");
+        goto err_after_store;
+    }
+    hcfg.listen = cfg->api_address;
+    hcfg.threads = cfg->http_threads;
+    hcfg.max_body = (size_t)cfg->max_body_bytes;
+    hcfg.request_timeout_ms = cfg->request_timeout_ms * 2;
+    rv = http_server_start(&hcfg, &n->http, errmsg, size);
+    if (rv != 0) {
+        rv = CAIRN_EEXIST;
+        goto err_after_peers;
+    }
+    rv = loop_start(n, errmsg, size);
+    if (rv != 0) {
+        goto err_after_http;
+    }
+    node_backend_init(n, &backend);
+    acfg.node_id = cfg->node_id;
+    acfg.request_timeout_ms = cfg->request_timeout_ms;
+    rv = api_create(n->http, n->store, &backend, &acfg, &n->api);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, size, "register API routes: %s", cairn_strerror(rv));
+        goto err_after_loop;
+    }
+    node_rpc_register(n);
+    *out = n;
+    return 0;
+
+err_after_loop:
+    loop_stop(n);
+err_after_http:
+    http_server_destroy(n->http);
+err_after_peers:
+    peer_pool_destroy(n->peers);
+err_after_store:
+    store_destroy(n->store);
+err_after_alloc:
+    free(n);
+    assert(rv != 0);
+    return rv;
+}
+
+void node_destroy(struct node *n)
+{
+    if (n == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&n->vmu);
+    n->shutting_down = true;
+    pthread_cond_broadcast(&n->vcv);
+    pthread_mutex_unlock(&n->vmu);
+    /* Raft first: closing it fails every operation in flight, which wakes
+     * the HTTP handlers waiting on them, so stopping HTTP does not wait for
+     * their deadlines. */
+    loop_stop(n);
+    http_server_destroy(n->http);
+    api_destroy(n->api);
+    peer_pool_destroy(n->peers);
+    store_destroy(n->store);
+    pthread_mutex_destroy(&n->qmu);
+    pthread_mutex_destroy(&n->smu);
+    pthread_cond_destroy(&n->scv);
+    pthread_mutex_destroy(&n->vmu);
+    pthread_cond_destroy(&n->vcv);
+    free(n);
+}

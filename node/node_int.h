@@ -1,0 +1,118 @@
+/*
+ * Internal state of a node, shared by node.c (lifecycle, loop thread,
+ * submit queue, published view), backend.c (the API's backend: forwarding
+ * to the leader) and rpc.c (the /internal/v1 endpoints).
+ */
+#ifndef CAIRN_NODE_INT_H
+#define CAIRN_NODE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include <uv.h>
+
+#include "api.h"
+#include "cairn.h"
+#include "consensus.h"
+#include "http.h"
+#include "node.h"
+#include "peer.h"
+#include "store.h"
+
+/* Work submitted to the loop thread. */
+enum op_type { OP_APPLY = 1, OP_BARRIER, OP_MEMBER_ADD, OP_MEMBER_REMOVE, OP_TRANSFER, OP_STOP };
+
+/* One submitted operation. Two references: the waiting thread's and the
+ * loop's; whoever drops the last frees it, so a waiter that gives up at its
+ * deadline never frees what the loop still uses. */
+struct op {
+    enum op_type type;
+    void *buf;          /* OP_APPLY: the encoded command (owned) */
+    size_t len;
+    uint64_t id;        /* OP_MEMBER_*, OP_TRANSFER */
+    char address[64];   /* OP_MEMBER_ADD: raft address */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+    int status;                /* outcome, CAIRN_E* */
+    uint64_t index;            /* OP_APPLY, OP_BARRIER: raft index */
+    struct store_result result; /* OP_APPLY */
+    char message[256];         /* failure detail */
+    atomic_int refs;
+    struct op *next;
+};
+
+struct node {
+    struct config cfg;
+    char errmsg[CAIRN_ERRMSG_SIZE];
+    struct store *store;
+    struct peer_pool *peers;
+    struct http_server *http;
+    struct api *api;
+
+    /* Loop thread and what only it touches. */
+    pthread_t thread;
+    bool thread_started;
+    uv_loop_t loop;
+    uv_async_t async;
+    uv_check_t check;
+    uv_timer_t timer;
+    struct consensus *consensus;
+
+    /* Submit queue (guarded by qmu). */
+    pthread_mutex_t qmu;
+    struct op *q_head;
+    struct op *q_tail;
+    bool q_closed;
+
+    /* Start-up handshake between the main and the loop thread. */
+    pthread_mutex_t smu;
+    pthread_cond_t scv;
+    bool started;
+    int start_rv;
+    char start_err[CAIRN_ERRMSG_SIZE];
+
+    /* The view: the loop thread publishes raft's state after every loop
+     * iteration; other threads read it and wait on vcv for it to change. */
+    pthread_mutex_t vmu;
+    pthread_cond_t vcv;
+    struct consensus_status view;
+    atomic_bool shutting_down; /* set once, at node_destroy */
+};
+
+/* node.c */
+struct op *node_op_new(enum op_type type);
+void node_op_unref(struct op *op);
+/* Queues op for the loop thread (takes the loop's reference). */
+int node_submit(struct node *n, struct op *op);
+/* Waits for op until deadline; CAIRN_ETIMEDOUT or CAIRN_ESHUTDOWN if it did
+ * not complete. Drops the waiter's reference. */
+int node_op_wait(struct node *n, struct op *op, uint64_t deadline_ms);
+/* Copies the published view. */
+void node_view(struct node *n, struct consensus_status *out);
+/* Waits until the view changes or until deadline. */
+void node_view_wait(struct node *n, uint64_t deadline_ms);
+/* Waits until raft's applied index here is at least index. */
+int node_wait_applied(struct node *n, uint64_t index, uint64_t deadline_ms);
+/* The API address of member id (from the replicated member records, else
+ * the configured initial members). */
+int node_api_address(struct node *n, uint64_t id, char *out, size_t size);
+
+/* backend.c */
+void node_backend_init(struct node *n, struct api_backend *b);
+/* Leader-side halves, also used by rpc.c for forwarded requests. */
+int node_leader_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
+                        uint64_t *index, struct store_result *res, char *errmsg, size_t size);
+int node_leader_read_index(struct node *n, uint64_t deadline_ms, uint64_t *index, char *errmsg,
+                           size_t size);
+int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address,
+                           const char *api_address, uint64_t deadline_ms, char *errmsg,
+                           size_t size);
+int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
+                              size_t size);
+
+/* rpc.c */
+void node_rpc_register(struct node *n);
+
+#endif /* CAIRN_NODE_INT_H */

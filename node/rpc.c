@@ -1,0 +1,214 @@
+/*
+ * Inter-node RPC endpoints, served by the same civetweb as the API under
+ * /internal/v1 and used only by other nodes (backend.c is the client):
+ *
+ *   POST   /internal/v1/propose      msgpack command -> 8-byte big-endian
+ *                                     raft index + msgpack store result
+ *   POST   /internal/v1/readindex    -> 8-byte big-endian read index
+ *   GET    /internal/v1/status       -> JSON view of this node
+ *   POST   /internal/v1/members      JSON {id, raft_address, api_address}
+ *   DELETE /internal/v1/members/{id}
+ *
+ * A node that is not the leader answers 421 so the caller looks for the
+ * leader again; other failures answer JSON {"code": CAIRN_E*, "message"}.
+ * With cluster_secret set, a request without the matching
+ * X-Cairn-Cluster-Secret header is refused (403).
+ */
+#include "node_int.h"
+
+#include <endian.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <civetweb.h>
+#include <jansson.h>
+
+static int reply_error(struct mg_connection *conn, int code, const char *message)
+{
+    json_t *doc;
+    char *text;
+    int status = code == CAIRN_ENOTLEADER ? 421 : code == CAIRN_ENOTFOUND ? 404 : 503;
+    if (code == CAIRN_EINVAL || code == CAIRN_EMALFORMED || code == CAIRN_EUNSUPPORTED) {
+        status = 400;
+    } else if (code == CAIRN_EEXIST || code == CAIRN_ECONFLICT || code == CAIRN_EBUSY) {
+        status = 409;
+    }
+    doc = json_pack("{s:i, s:s}", "code", code, "message",
+                    message != NULL && message[0] != '\0' ? message : cairn_strerror(code));
+    text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    http_reply(conn, status, "application/json", NULL, text != NULL ? text : "{}",
+               text != NULL ? strlen(text) : 2);
+    free(text);
+    json_decref(doc);
+    return status;
+}
+
+static bool authorized(struct node *n, struct mg_connection *conn)
+{
+    const char *got;
+    if (n->cfg.cluster_secret[0] == '\0') {
+        return true;
+    }
+    got = mg_get_header(conn, "X-Cairn-Cluster-Secret");
+    return got != NULL && strcmp(got, n->cfg.cluster_secret) == 0;
+}
+
+static uint64_t rpc_deadline(struct node *n)
+{
+    return cairn_now_ms() + n->cfg.request_timeout_ms;
+}
+
+static int handle_propose(struct mg_connection *conn, struct node *n)
+{
+    struct cairn_buf body, out;
+    struct store_result res;
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    uint64_t index = 0, be;
+    void *enc = NULL;
+    size_t enc_len = 0;
+    int rv;
+
+    cairn_buf_init(&body);
+    rv = http_body_read(conn, http_server_max_body(n->http) * 2 + 4096, &body);
+    if (rv == 0) {
+        rv = node_leader_propose(n, body.data, body.len, rpc_deadline(n), &index, &res, err,
+                                 sizeof err);
+    }
+    cairn_buf_close(&body);
+    if (rv == 0) {
+        rv = store_result_encode(&res, &enc, &enc_len);
+    }
+    if (rv != 0) {
+        return reply_error(conn, rv, err);
+    }
+    cairn_buf_init(&out);
+    be = htobe64(index);
+    rv = cairn_buf_append(&out, &be, sizeof be);
+    if (rv == 0) {
+        rv = cairn_buf_append(&out, enc, enc_len);
+    }
+    free(enc);
+    if (rv != 0) {
+        cairn_buf_close(&out);
+        return reply_error(conn, rv, NULL);
+    }
+    http_reply(conn, 200, "application/msgpack", NULL, out.data, out.len);
+    cairn_buf_close(&out);
+    return 200;
+}
+
+static int handle_readindex(struct mg_connection *conn, struct node *n)
+{
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    uint64_t index = 0, be;
+    int rv = node_leader_read_index(n, rpc_deadline(n), &index, err, sizeof err);
+    if (rv != 0) {
+        return reply_error(conn, rv, err);
+    }
+    be = htobe64(index);
+    http_reply(conn, 200, "application/octet-stream", NULL, &be, sizeof be);
+    return 200;
+}
+
+static int handle_status(struct mg_connection *conn, struct node *n)
+{
+    struct consensus_status v;
+    static const char *states[] = {"unavailable", "follower", "candidate", "leader"};
+    json_t *doc;
+    char *text;
+
+    node_view(n, &v);
+    doc = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)n->cfg.node_id,
+                    "state", states[v.state & 3], "term", (json_int_t)v.term, "commit_index",
+                    (json_int_t)v.commit_index, "applied_index", (json_int_t)v.applied_index,
+                    "last_index", (json_int_t)v.last_index, "leader_id",
+                    (json_int_t)v.leader_id);
+    text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
+    json_decref(doc);
+    if (text == NULL) {
+        return reply_error(conn, CAIRN_ENOMEM, NULL);
+    }
+    http_reply(conn, 200, "application/json", NULL, text, strlen(text));
+    free(text);
+    return 200;
+}
+
+static int handle_member_add(struct mg_connection *conn, struct node *n)
+{
+    struct cairn_buf body;
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    json_t *doc;
+    const char *raft, *api;
+    json_int_t id = 0;
+    int rv;
+
+    cairn_buf_init(&body);
+    rv = http_body_read(conn, 4096, &body);
+    doc = rv == 0 && body.data != NULL ? json_loadb(body.data, body.len, 0, NULL) : NULL;
+    cairn_buf_close(&body);
+    if (doc == NULL || json_unpack(doc, "{s:I, s:s, s:s}", "id", &id, "raft_address", &raft,
+                                   "api_address", &api) != 0 ||
+        id <= 0) {
+        json_decref(doc);
+        return reply_error(conn, CAIRN_EINVAL, "bad member body");
+    }
+    rv = node_leader_member_add(n, (uint64_t)id, raft, api, rpc_deadline(n), err, sizeof err);
+    json_decref(doc);
+    if (rv != 0) {
+        return reply_error(conn, rv, err);
+    }
+    http_reply(conn, 201, "application/json", NULL, "{}", 2);
+    return 201;
+}
+
+static int handle_member_remove(struct mg_connection *conn, struct node *n, const char *id_s)
+{
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    uint64_t id;
+    int rv;
+    if (cairn_parse_u64(id_s, &id) != 0 || id == 0) {
+        return reply_error(conn, CAIRN_EINVAL, "bad member id");
+    }
+    rv = node_leader_member_remove(n, id, rpc_deadline(n), err, sizeof err);
+    if (rv != 0) {
+        return reply_error(conn, rv, err);
+    }
+    http_reply(conn, 204, NULL, NULL, NULL, 0);
+    return 204;
+}
+
+static int rpc_handler(struct mg_connection *conn, void *data)
+{
+    struct node *n = data;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *path = ri->local_uri;
+    const char *method = ri->request_method;
+    const char *members = "/internal/v1/members/";
+
+    if (!authorized(n, conn)) {
+        http_reply(conn, 403, "application/json", NULL, "{\"code\":0}", 10);
+        return 403;
+    }
+    if (strcmp(path, "/internal/v1/propose") == 0 && strcmp(method, "POST") == 0) {
+        return handle_propose(conn, n);
+    }
+    if (strcmp(path, "/internal/v1/readindex") == 0 && strcmp(method, "POST") == 0) {
+        return handle_readindex(conn, n);
+    }
+    if (strcmp(path, "/internal/v1/status") == 0 && strcmp(method, "GET") == 0) {
+        return handle_status(conn, n);
+    }
+    if (strcmp(path, "/internal/v1/members") == 0 && strcmp(method, "POST") == 0) {
+        return handle_member_add(conn, n);
+    }
+    if (strncmp(path, members, strlen(members)) == 0 && strcmp(method, "DELETE") == 0) {
+        return handle_member_remove(conn, n, path + strlen(members));
+    }
+    return reply_error(conn, CAIRN_ENOTFOUND, "no such internal endpoint");
+}
+
+void node_rpc_register(struct node *n)
+{
+    http_server_route(n->http, "/internal/v1/", rpc_handler, n);
+}

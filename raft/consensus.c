@@ -1,0 +1,430 @@
+/*
+ * Lifecycle of the raft instance (create, bootstrap, start, close),
+ * proposals and batched read barriers, and status. See consensus.h.
+ *
+ * A proposal's life:
+ *   1. consensus_apply copies the command and calls raft_apply; the
+ *      proposal joins the pending list with the entry's index.
+ *   2. When the entry is committed, fsm_apply (fsm.c) applies it to the
+ *      store and copies the store's result into the pending proposal with
+ *      that index (raft fires apply callbacks later, batched, so the store's
+ *      result buffer may already hold a later entry's result by then).
+ *   3. apply_cb leaves the pending list and calls the user callback.
+ * Invariant: a proposal is in the pending list exactly between steps 1
+ * and 3, and its user callback fires exactly once.
+ */
+#include "consensus_int.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int consensus_error(int raft_rv)
+{
+    switch (raft_rv) {
+        case 0:
+            return 0;
+        case RAFT_NOMEM:
+            return CAIRN_ENOMEM;
+        case RAFT_NOTLEADER:
+        case RAFT_LEADERSHIPLOST:
+            return CAIRN_ENOTLEADER;
+        case RAFT_SHUTDOWN:
+        case RAFT_CANCELED:
+            return CAIRN_ESHUTDOWN;
+        case RAFT_CANTCHANGE:
+        case RAFT_BUSY:
+            return CAIRN_EBUSY;
+        case RAFT_DUPLICATEID:
+        case RAFT_DUPLICATEADDRESS:
+            return CAIRN_EEXIST;
+        case RAFT_BADID:
+        case RAFT_NOTFOUND:
+            return CAIRN_ENOTFOUND;
+        case RAFT_BADROLE:
+        case RAFT_INVALID:
+            return CAIRN_EINVAL;
+        case RAFT_NOCONNECTION:
+            return CAIRN_EUNAVAILABLE;
+        case RAFT_CORRUPT:
+        case RAFT_MALFORMED:
+            return CAIRN_ECORRUPT;
+        case RAFT_TOOBIG:
+            return CAIRN_ETOOBIG;
+        default:
+            return CAIRN_EIO;
+    }
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof tmp) {
+        return CAIRN_EINVAL;
+    }
+    memcpy(tmp, path, len + 1);
+    for (char *p = tmp + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
+                return CAIRN_EIO;
+            }
+            *p = '/';
+        }
+    }
+    if (mkdir(tmp, 0750) != 0 && errno != EEXIST) {
+        return CAIRN_EIO;
+    }
+    return 0;
+}
+
+int consensus_create(uv_loop_t *loop, struct store *store, const struct consensus_config *cfg,
+                     struct consensus **out, char *errmsg, size_t errmsg_size)
+{
+    struct consensus *c;
+    int rv;
+
+    if (cfg->id == 0 || cfg->address == NULL || cfg->dir == NULL ||
+        strlen(cfg->address) >= sizeof c->address) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: invalid id or address");
+        return CAIRN_EINVAL;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: out of memory");
+        return CAIRN_ENOMEM;
+    }
+    c->loop = loop;
+    c->store = store;
+    c->cfg = *cfg;
+    snprintf(c->address, sizeof c->address, "%s", cfg->address);
+    snprintf(c->dir, sizeof c->dir, "%s", cfg->dir);
+    c->cfg.address = c->address;
+    c->cfg.dir = c->dir;
+    c->read_queue_tail = &c->read_queue;
+
+    if (mkdir_p(c->dir) != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: create directory %s: %s", c->dir,
+                         strerror(errno));
+        rv = CAIRN_EIO;
+        goto err_after_alloc;
+    }
+    c->transport.version = 1;
+    rv = raft_uv_tcp_init(&c->transport, loop);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: tcp transport: %s", c->transport.errmsg);
+        rv = consensus_error(rv);
+        goto err_after_alloc;
+    }
+    c->transport_ready = true;
+    rv = raft_uv_init(&c->io, loop, c->dir, &c->transport);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: disk io in %s: %s", c->dir, c->io.errmsg);
+        rv = consensus_error(rv);
+        goto err_after_transport;
+    }
+    c->io_ready = true;
+    consensus_fsm_init(c);
+    rv = raft_init(&c->raft, &c->io, &c->fsm, cfg->id, c->address);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: init: %s", raft_errmsg(&c->raft));
+        rv = consensus_error(rv);
+        goto err_after_io;
+    }
+    c->raft_ready = true;
+    c->raft.data = c;
+    raft_set_election_timeout(&c->raft, cfg->election_timeout_ms);
+    raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_timeout_ms);
+    raft_set_snapshot_threshold(&c->raft, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(&c->raft, cfg->snapshot_trailing);
+    /* Without pre-vote the survivors of a leader crash often split their
+     * votes; with it a partitioned node cannot disrupt the cluster when it
+     * comes back. */
+    raft_set_pre_vote(&c->raft, true);
+    *out = c;
+    return 0;
+
+err_after_io:
+    raft_uv_close(&c->io);
+err_after_transport:
+    raft_uv_tcp_close(&c->transport);
+err_after_alloc:
+    free(c);
+    assert(rv != 0);
+    return rv;
+}
+
+int consensus_bootstrap(struct consensus *c, const struct consensus_member *members, size_t n,
+                        char *errmsg, size_t errmsg_size)
+{
+    struct raft_configuration conf;
+    int rv;
+
+    raft_configuration_init(&conf);
+    for (size_t i = 0; i < n; i++) {
+        rv = raft_configuration_add(&conf, members[i].id, members[i].address, members[i].role);
+        if (rv != 0) {
+            cairn_errmsg_set(errmsg, errmsg_size, "raft: bootstrap member %llu at %s: %s",
+                             (unsigned long long)members[i].id, members[i].address,
+                             raft_strerror(rv));
+            raft_configuration_close(&conf);
+            return consensus_error(rv);
+        }
+    }
+    rv = raft_bootstrap(&c->raft, &conf);
+    raft_configuration_close(&conf);
+    if (rv == RAFT_CANTBOOTSTRAP) {
+        return CAIRN_EEXIST;
+    }
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: bootstrap: %s", raft_errmsg(&c->raft));
+        return consensus_error(rv);
+    }
+    return 0;
+}
+
+int consensus_start(struct consensus *c, char *errmsg, size_t errmsg_size)
+{
+    int rv = raft_start(&c->raft);
+    if (rv != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: start at %s: %s", c->address,
+                         raft_errmsg(&c->raft));
+        return consensus_error(rv);
+    }
+    return 0;
+}
+
+static void fail_reads(struct read_waiter **list, int status)
+{
+    struct read_waiter *w = *list;
+    *list = NULL;
+    while (w != NULL) {
+        struct read_waiter *next = w->next;
+        w->cb(w->arg, status, 0);
+        free(w);
+        w = next;
+    }
+}
+
+static void closed_cb(struct raft *r)
+{
+    struct consensus *c = r->data;
+    raft_uv_close(&c->io);
+    raft_uv_tcp_close(&c->transport);
+    c->io_ready = false;
+    c->transport_ready = false;
+    c->raft_ready = false;
+    /* raft failed every request with its callback; what is still queued
+     * here never reached raft. */
+    fail_reads(&c->read_queue, CAIRN_ESHUTDOWN);
+    c->read_queue_tail = &c->read_queue;
+    if (c->close_cb != NULL) {
+        c->close_cb(c->close_arg);
+    }
+}
+
+void consensus_close(struct consensus *c, void (*cb)(void *arg), void *arg)
+{
+    assert(!c->closing);
+    c->closing = true;
+    c->close_cb = cb;
+    c->close_arg = arg;
+    /* raft_close fails every request in flight (applies, barriers, the
+     * membership change, the transfer) through its callback. */
+    raft_close(&c->raft, closed_cb);
+}
+
+void consensus_destroy(struct consensus *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    assert(!c->raft_ready);
+    assert(c->pending == NULL);
+    free(c);
+}
+
+struct proposal *consensus_pending_find(struct consensus *c, uint64_t index)
+{
+    for (struct proposal *p = c->pending; p != NULL; p = p->next) {
+        if (p->req.index == index) {
+            return p;
+        }
+    }
+    return NULL;
+}
+
+static void pending_remove(struct consensus *c, struct proposal *p)
+{
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else {
+        c->pending = p->next;
+    }
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    }
+}
+
+static void apply_cb(struct raft_apply *req, int status, void *result)
+{
+    struct proposal *p = req->data;
+    struct consensus *c = p->c;
+    int rv = consensus_error(status);
+    (void)result;
+    pending_remove(c, p);
+    if (rv == 0 && !p->have_result) {
+        /* Applied but the store skipped it: cannot happen for an entry
+         * proposed in this process, whose index is above the stored one. */
+        rv = CAIRN_ECORRUPT;
+    }
+    p->cb(p->arg, rv, p->req.index, rv == 0 ? &p->result : NULL);
+    free(p);
+}
+
+int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_apply_cb cb,
+                    void *arg)
+{
+    struct proposal *p;
+    struct raft_buffer rbuf;
+    int rv;
+
+    if (c->closing) {
+        return CAIRN_ESHUTDOWN;
+    }
+    if (raft_state(&c->raft) != RAFT_LEADER) {
+        return CAIRN_ENOTLEADER;
+    }
+    p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    rbuf.len = len;
+    rbuf.base = raft_malloc(len > 0 ? len : 1);
+    if (rbuf.base == NULL) {
+        free(p);
+        return CAIRN_ENOMEM;
+    }
+    memcpy(rbuf.base, buf, len);
+    p->c = c;
+    p->cb = cb;
+    p->arg = arg;
+    p->req.data = p;
+    rv = raft_apply(&c->raft, &p->req, &rbuf, 1, apply_cb);
+    if (rv != 0) {
+        raft_free(rbuf.base);
+        free(p);
+        return consensus_error(rv);
+    }
+    p->next = c->pending;
+    if (c->pending != NULL) {
+        c->pending->prev = p;
+    }
+    c->pending = p;
+    return 0;
+}
+
+static void barrier_start(struct consensus *c);
+
+static void barrier_cb(struct raft_barrier *req, int status)
+{
+    struct consensus *c = req->data;
+    struct read_waiter *w = c->read_inflight;
+    int rv = consensus_error(status);
+    /* Everything committed before the barrier is applied once the barrier
+     * itself is: the applied index is a linearizable read point for every
+     * caller that queued before the barrier was proposed. */
+    uint64_t index = raft_last_applied(&c->raft);
+
+    c->read_inflight = NULL;
+    c->barrier_inflight = false;
+    while (w != NULL) {
+        struct read_waiter *next = w->next;
+        w->cb(w->arg, rv, rv == 0 ? index : 0);
+        free(w);
+        w = next;
+    }
+    if (!c->closing && c->read_queue != NULL) {
+        barrier_start(c);
+    }
+}
+
+static void barrier_start(struct consensus *c)
+{
+    int rv;
+    assert(!c->barrier_inflight);
+    c->read_inflight = c->read_queue;
+    c->read_queue = NULL;
+    c->read_queue_tail = &c->read_queue;
+    c->barrier.data = c;
+    rv = raft_barrier(&c->raft, &c->barrier, barrier_cb);
+    if (rv != 0) {
+        fail_reads(&c->read_inflight, consensus_error(rv));
+        return;
+    }
+    c->barrier_inflight = true;
+}
+
+int consensus_barrier(struct consensus *c, consensus_index_cb cb, void *arg)
+{
+    struct read_waiter *w;
+    if (c->closing) {
+        return CAIRN_ESHUTDOWN;
+    }
+    if (raft_state(&c->raft) != RAFT_LEADER) {
+        return CAIRN_ENOTLEADER;
+    }
+    w = calloc(1, sizeof *w);
+    if (w == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    w->cb = cb;
+    w->arg = arg;
+    *c->read_queue_tail = w;
+    c->read_queue_tail = &w->next;
+    if (!c->barrier_inflight) {
+        barrier_start(c);
+    }
+    return 0;
+}
+
+void consensus_status(struct consensus *c, struct consensus_status *out)
+{
+    const char *address;
+    raft_id leader = 0;
+    const struct raft_configuration *conf = &c->raft.configuration;
+
+    memset(out, 0, sizeof *out);
+    switch (raft_state(&c->raft)) {
+        case RAFT_LEADER:
+            out->state = CONSENSUS_LEADER;
+            break;
+        case RAFT_CANDIDATE:
+            out->state = CONSENSUS_CANDIDATE;
+            break;
+        case RAFT_FOLLOWER:
+            out->state = CONSENSUS_FOLLOWER;
+            break;
+        default:
+            out->state = CONSENSUS_UNAVAILABLE;
+            break;
+    }
+    out->term = raft_current_term(&c->raft);
+    out->commit_index = raft_commit_index(&c->raft);
+    out->applied_index = raft_last_applied(&c->raft);
+    out->last_index = raft_last_index(&c->raft);
+    raft_leader(&c->raft, &leader, &address);
+    out->leader_id = leader;
+    out->config_index = c->raft.configuration_uncommitted_index != 0
+                            ? c->raft.configuration_uncommitted_index
+                            : c->raft.configuration_committed_index;
+    for (unsigned i = 0; i < conf->n && out->n_members < CONSENSUS_MAX_MEMBERS; i++) {
+        struct consensus_member *m = &out->members[out->n_members++];
+        m->id = conf->servers[i].id;
+        snprintf(m->address, sizeof m->address, "%s", conf->servers[i].address);
+        m->role = conf->servers[i].role;
+    }
+}

@@ -1,0 +1,91 @@
+/*
+ * Internal state of the consensus module, shared by its files: the raft
+ * instance with its io and transport, the proposals waiting for their
+ * entries to be applied, the read-barrier batches and the membership change
+ * in progress.
+ */
+#ifndef CAIRN_CONSENSUS_INT_H
+#define CAIRN_CONSENSUS_INT_H
+
+#include <raft.h>
+#include <raft/uv.h>
+
+#include "cairn.h"
+#include "consensus.h"
+
+/* A proposal from raft_apply until its callback. Its result is filled by the
+ * FSM apply of its index (raft fires apply callbacks later, in a batch,
+ * after further entries may have been applied). */
+struct proposal {
+    struct raft_apply req;      /* req.index is the entry's index */
+    struct consensus *c;        /* owner */
+    consensus_apply_cb cb;      /* user callback */
+    void *arg;                  /* its argument */
+    struct store_result result; /* filled by fsm_apply */
+    bool have_result;           /* result is set */
+    struct proposal *prev;      /* pending list links */
+    struct proposal *next;
+};
+
+/* A caller waiting for a read barrier. */
+struct read_waiter {
+    consensus_index_cb cb;
+    void *arg;
+    struct read_waiter *next;
+};
+
+/* A membership change in progress (one at a time). Steps of an add:
+ *   1. raft_add(id) as spare, unless id is already a non-voter;
+ *   2. raft_assign(id, voter): libraft catches it up, then commits;
+ *   3. the user callback. A removal is one raft_remove. */
+struct member_change {
+    struct consensus *c;
+    struct raft_change req;
+    uint64_t id;
+    bool promote_next; /* after step 1, go on with step 2 */
+    consensus_done_cb cb;
+    void *arg;
+};
+
+struct consensus {
+    uv_loop_t *loop;
+    struct store *store;
+    struct consensus_config cfg;
+    char address[64];
+    char dir[4096];
+    struct raft raft;
+    struct raft_io io;
+    struct raft_uv_transport transport;
+    struct raft_fsm fsm;
+    bool io_ready;        /* raft_uv_init done */
+    bool transport_ready; /* raft_uv_tcp_init done */
+    bool raft_ready;      /* raft_init done */
+    bool closing;
+    /* Proposals waiting for their callback. */
+    struct proposal *pending;
+    /* Read barriers: callers queued for the next barrier, and the callers
+     * the barrier in flight will answer. */
+    struct read_waiter *read_queue;
+    struct read_waiter **read_queue_tail;
+    struct read_waiter *read_inflight;
+    struct raft_barrier barrier;
+    bool barrier_inflight;
+    /* Membership change and leadership transfer in progress, or NULL. */
+    struct member_change *change;
+    struct raft_transfer transfer;
+    bool transferring;
+    consensus_done_cb transfer_cb;
+    void *transfer_arg;
+    /* Close. */
+    void (*close_cb)(void *arg);
+    void *close_arg;
+    char errmsg[CAIRN_ERRMSG_SIZE];
+};
+
+/* fsm.c: fills c->fsm with the store-backed state machine. */
+void consensus_fsm_init(struct consensus *c);
+
+/* Finds the pending proposal whose entry is at index, or NULL. */
+struct proposal *consensus_pending_find(struct consensus *c, uint64_t index);
+
+#endif /* CAIRN_CONSENSUS_INT_H */

@@ -1,0 +1,126 @@
+/*
+ * The raft FSM over store/: libraft calls these on the loop thread.
+ *
+ * apply: libraft does not pass the entry's index, but applies entries in
+ * order right after setting last_applied for the previous one, so the
+ * entry's index is raft_last_applied() + 1. The store uses it to skip
+ * entries it already holds (replay after a restart) and to record the
+ * applied index in the same WriteBatch as the change.
+ *
+ * snapshot: a RocksDB checkpoint packed by the store. libraft records the
+ * snapshot at its commit index, which equals its applied index here (the
+ * legacy layer applies synchronously as the commit index moves); a mismatch
+ * is refused rather than producing a snapshot that lies. The store's own
+ * applied index may be lower: barrier and configuration entries do not
+ * reach it.
+ *
+ * restore: called at start-up with the latest local snapshot and when a
+ * leader installs one. The store keeps its own state when it is already at
+ * or past the snapshot. On success the FSM owns and frees buf->base.
+ */
+#include "consensus_int.h"
+
+#include <stdlib.h>
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
+{
+    struct consensus *c = fsm->data;
+    const struct store_result *res = NULL;
+    uint64_t index = raft_last_applied(&c->raft) + 1;
+    struct proposal *p;
+    int rv;
+
+    *result = NULL;
+    rv = store_apply(c->store, index, buf->base, buf->len, &res, c->errmsg, sizeof c->errmsg);
+    if (rv != 0) {
+        cairn_errmsg_wrap(c->errmsg, sizeof c->errmsg, "apply entry %llu",
+                          (unsigned long long)index);
+        c->cfg.fatal_cb(c->cfg.fatal_arg, c->errmsg);
+        return RAFT_IOERR;
+    }
+    if (res != NULL && c->pending != NULL) {
+        p = consensus_pending_find(c, index);
+        if (p != NULL) {
+            p->result = *res;
+            p->have_result = true;
+        }
+    }
+    return 0;
+}
+
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct consensus *c = fsm->data;
+    uint64_t applied = raft_last_applied(&c->raft);
+    uint64_t commit = raft_commit_index(&c->raft);
+    void *data;
+    size_t len;
+    int rv;
+
+    if (applied != commit) {
+        CAIRN_WARN("msg=\"snapshot skipped\" applied=%llu commit=%llu",
+                   (unsigned long long)applied, (unsigned long long)commit);
+        return RAFT_BUSY;
+    }
+    rv = store_snapshot_take(c->store, &data, &len, c->errmsg, sizeof c->errmsg);
+    if (rv != 0) {
+        CAIRN_ERROR("msg=\"snapshot failed\" error=\"%s\"", c->errmsg);
+        return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    *bufs = malloc(sizeof **bufs);
+    if (*bufs == NULL) {
+        free(data);
+        return RAFT_NOMEM;
+    }
+    (*bufs)[0].base = data;
+    (*bufs)[0].len = len;
+    *n_bufs = 1;
+    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu", (unsigned long long)applied, len);
+    return 0;
+}
+
+/* With snapshot_finalize set, raft leaves the buffers to the FSM: they were
+ * allocated here with malloc, so they are freed here. */
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+                                 unsigned *n_bufs)
+{
+    (void)fsm;
+    for (unsigned i = 0; i < *n_bufs; i++) {
+        free((*bufs)[i].base);
+    }
+    free(*bufs);
+    *bufs = NULL;
+    *n_bufs = 0;
+    return 0;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+    struct consensus *c = fsm->data;
+    uint64_t index = 0;
+    int rv;
+
+    store_snapshot_index(buf->base, buf->len, &index);
+    rv = store_snapshot_restore(c->store, buf->base, buf->len, c->errmsg, sizeof c->errmsg);
+    if (rv != 0) {
+        cairn_errmsg_wrap(c->errmsg, sizeof c->errmsg, "restore snapshot at %llu",
+                          (unsigned long long)index);
+        CAIRN_ERROR("msg=\"%s\"", c->errmsg);
+        return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_CORRUPT;
+    }
+    CAIRN_INFO("msg=\"snapshot restored\" index=%llu bytes=%zu", (unsigned long long)index,
+               buf->len);
+    raft_free(buf->base);
+    return 0;
+}
+
+void consensus_fsm_init(struct consensus *c)
+{
+    c->fsm.version = 2;
+    c->fsm.data = c;
+    c->fsm.apply = fsm_apply;
+    c->fsm.snapshot = fsm_snapshot;
+    c->fsm.restore = fsm_restore;
+    c->fsm.snapshot_finalize = fsm_snapshot_finalize;
+    c->fsm.snapshot_async = NULL;
+}

@@ -1,0 +1,404 @@
+/*
+ * Unit tests of raft/ on libraft's raft_fixture: deterministic in-memory
+ * clusters (simulated time, network and disk) whose servers each run the
+ * real store-backed FSM of fsm.c and the proposal, barrier and membership
+ * code of consensus.c and membership.c on a real store in a temp dir.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <raft/fixture.h>
+
+#include "consensus_int.h"
+
+#define MAX_SERVERS 5
+
+struct server {
+    struct consensus c;
+    struct store *store;
+    char dir[64];
+};
+
+struct cluster {
+    struct raft_fixture f;
+    struct server s[MAX_SERVERS];
+    unsigned n;
+};
+
+/* What a proposal's or a barrier's callback saw. */
+struct outcome {
+    bool fired;
+    int status;
+    uint64_t index;
+    struct store_result res;
+    char message[256];
+};
+
+static void fatal_cb(void *arg, const char *message)
+{
+    (void)arg;
+    fail_msg("fatal: %s", message);
+}
+
+static void apply_cb(void *arg, int status, uint64_t index, const struct store_result *res)
+{
+    struct outcome *o = arg;
+    assert_false(o->fired);
+    o->fired = true;
+    o->status = status;
+    o->index = index;
+    if (res != NULL) {
+        o->res = *res;
+    }
+}
+
+static void index_cb(void *arg, int status, uint64_t index)
+{
+    struct outcome *o = arg;
+    assert_false(o->fired);
+    o->fired = true;
+    o->status = status;
+    o->index = index;
+}
+
+static void done_cb(void *arg, int status, const char *message)
+{
+    struct outcome *o = arg;
+    assert_false(o->fired);
+    o->fired = true;
+    o->status = status;
+    snprintf(o->message, sizeof o->message, "%s", message != NULL ? message : "");
+}
+
+/* Adds server i (not started) with a fresh store. */
+static void server_grow(struct cluster *cl)
+{
+    struct server *s = &cl->s[cl->n];
+    char err[CAIRN_ERRMSG_SIZE];
+    snprintf(s->dir, sizeof s->dir, "/tmp/cairn-test-raft-XXXXXX");
+    assert_non_null(mkdtemp(s->dir));
+    assert_int_equal(store_open(s->dir, &s->store, err, sizeof err), 0);
+    memset(&s->c, 0, sizeof s->c);
+    s->c.store = s->store;
+    s->c.cfg.fatal_cb = fatal_cb;
+    s->c.read_queue_tail = &s->c.read_queue;
+    consensus_fsm_init(&s->c);
+    assert_int_equal(raft_fixture_grow(&cl->f, &s->c.fsm), 0);
+    s->c.r = raft_fixture_get(&cl->f, cl->n);
+    cl->n++;
+}
+
+static int setup(void **state)
+{
+    struct cluster *cl = calloc(1, sizeof *cl);
+    struct raft_configuration conf;
+    assert_int_equal(raft_fixture_initialize(&cl->f), 0);
+    for (unsigned i = 0; i < 3; i++) {
+        server_grow(cl);
+    }
+    assert_int_equal(raft_fixture_configuration(&cl->f, 3, &conf), 0);
+    assert_int_equal(raft_fixture_bootstrap(&cl->f, &conf), 0);
+    raft_configuration_close(&conf);
+    assert_int_equal(raft_fixture_start(&cl->f), 0);
+    assert_true(raft_fixture_step_until_has_leader(&cl->f, 10000));
+    *state = cl;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct cluster *cl = *state;
+    char cmd[128];
+    raft_fixture_close(&cl->f);
+    for (unsigned i = 0; i < cl->n; i++) {
+        store_destroy(cl->s[i].store);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", cl->s[i].dir);
+        assert_int_equal(system(cmd), 0);
+    }
+    free(cl);
+    return 0;
+}
+
+static struct consensus *leader(struct cluster *cl)
+{
+    unsigned i = raft_fixture_leader_index(&cl->f);
+    assert_true(i < cl->n);
+    return &cl->s[i].c;
+}
+
+static unsigned follower_index(struct cluster *cl)
+{
+    unsigned l = raft_fixture_leader_index(&cl->f);
+    return l == 0 ? 1 : 0;
+}
+
+/* Encodes a tenant command. */
+static void tenant_cmd(enum store_op op, const char *id, const char *name, void **buf,
+                       size_t *len)
+{
+    char body[128];
+    struct store_command cmd = {.version = STORE_COMMAND_VERSION,
+                                .op = op,
+                                .kind = STORE_KIND_TENANT,
+                                .id = id,
+                                .name = name,
+                                .time_ms = 1700000000000};
+    if (name != NULL) {
+        snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
+        cmd.body = body;
+        cmd.body_len = strlen(body);
+    }
+    assert_int_equal(store_command_encode(&cmd, buf, len), 0);
+}
+
+static int propose(struct consensus *c, enum store_op op, const char *id, const char *name,
+                   struct outcome *o)
+{
+    void *buf;
+    size_t len;
+    int rv;
+    tenant_cmd(op, id, name, &buf, &len);
+    rv = consensus_apply(c, buf, len, apply_cb, o);
+    free(buf);
+    return rv;
+}
+
+static void step_until_fired(struct cluster *cl, struct outcome *o)
+{
+    for (unsigned i = 0; i < 100000 && !o->fired; i++) {
+        raft_fixture_step(&cl->f);
+    }
+    assert_true(o->fired);
+}
+
+static void step_until_all_applied(struct cluster *cl, uint64_t index)
+{
+    assert_true(raft_fixture_step_until_applied(&cl->f, cl->n, index, 20000));
+}
+
+/* A proposal is applied on every server and its own result reaches it. */
+static void test_apply_replicates(void **state)
+{
+    struct cluster *cl = *state;
+    struct outcome o = {0};
+    struct store_object obj;
+
+    assert_int_equal(propose(leader(cl), STORE_OP_CREATE, "t1", "acme", &o), 0);
+    step_until_fired(cl, &o);
+    assert_int_equal(o.status, 0);
+    assert_int_equal(o.res.status, 0);
+    assert_int_equal(o.res.mod_rev, 1);
+    assert_string_equal(o.res.id, "t1");
+    step_until_all_applied(cl, o.index);
+    for (unsigned i = 0; i < cl->n; i++) {
+        assert_int_equal(store_object_get(cl->s[i].store, STORE_KIND_TENANT, "t1", &obj), 0);
+        assert_string_equal(obj.name, "acme");
+        assert_int_equal(obj.mod_rev, 1);
+        store_object_release(&obj);
+        assert_int_equal(store_revision(cl->s[i].store), 1);
+    }
+}
+
+static void test_apply_on_follower_refused(void **state)
+{
+    struct cluster *cl = *state;
+    struct outcome o = {0};
+    struct consensus *f = &cl->s[follower_index(cl)].c;
+    assert_int_equal(propose(f, STORE_OP_CREATE, "t1", "acme", &o), CAIRN_ENOTLEADER);
+    assert_int_equal(consensus_barrier(f, index_cb, &o), CAIRN_ENOTLEADER);
+    assert_false(o.fired);
+}
+
+/* Callbacks fire in a batch after several entries were applied: each
+ * proposal must still get the result of its own entry. */
+static void test_results_matched_by_index(void **state)
+{
+    struct cluster *cl = *state;
+    struct consensus *l = leader(cl);
+    struct outcome a = {0}, dup = {0}, missing = {0}, b = {0};
+
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t1", "acme", &a), 0);
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t2", "acme", &dup), 0);
+    assert_int_equal(propose(l, STORE_OP_UPDATE, "t9", "nine", &missing), 0);
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t3", "beta", &b), 0);
+    step_until_fired(cl, &b);
+    step_until_fired(cl, &a);
+    step_until_fired(cl, &dup);
+    step_until_fired(cl, &missing);
+    assert_int_equal(a.res.status, 0);
+    assert_int_equal(dup.res.status, CAIRN_EEXIST);
+    assert_int_equal(missing.res.status, CAIRN_ENOTFOUND);
+    assert_int_equal(b.res.status, 0);
+    assert_int_equal(b.res.mod_rev, 2);
+    assert_true(a.index < dup.index && dup.index < missing.index && missing.index < b.index);
+    assert_null(l->pending);
+}
+
+/* Concurrent read-index requests share one barrier; one that arrives while
+ * a barrier is in flight waits for the next one. */
+static void test_barrier_batches(void **state)
+{
+    struct cluster *cl = *state;
+    struct consensus *l = leader(cl);
+    struct outcome w = {0}, r1 = {0}, r2 = {0}, r3 = {0};
+
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t1", "acme", &w), 0);
+    assert_int_equal(consensus_barrier(l, index_cb, &r1), 0);
+    assert_int_equal(consensus_barrier(l, index_cb, &r2), 0);
+    assert_true(l->barrier_inflight);
+    assert_non_null(l->read_inflight);
+    assert_null(l->read_queue); /* both joined the barrier in flight */
+    step_until_fired(cl, &r1);
+    assert_true(r2.fired);
+    assert_int_equal(r1.status, 0);
+    assert_int_equal(r1.index, r2.index);
+    assert_true(w.fired);
+    assert_true(r1.index > w.index);
+    assert_int_equal(consensus_barrier(l, index_cb, &r3), 0);
+    step_until_fired(cl, &r3);
+    assert_int_equal(r3.status, 0);
+    assert_true(r3.index > r1.index);
+}
+
+/* A proposal whose leader is deposed before commit fails with
+ * CAIRN_ENOTLEADER (the caller retries with the same request id). */
+static void test_leadership_lost(void **state)
+{
+    struct cluster *cl = *state;
+    unsigned li = raft_fixture_leader_index(&cl->f);
+    struct outcome o = {0}, r = {0};
+
+    for (unsigned i = 0; i < cl->n; i++) {
+        if (i != li) {
+            raft_fixture_disconnect(&cl->f, li, i);
+        }
+    }
+    assert_int_equal(propose(&cl->s[li].c, STORE_OP_CREATE, "t1", "acme", &o), 0);
+    assert_int_equal(consensus_barrier(&cl->s[li].c, index_cb, &r), 0);
+    step_until_fired(cl, &o);
+    step_until_fired(cl, &r);
+    assert_int_equal(o.status, CAIRN_ENOTLEADER);
+    assert_int_equal(r.status, CAIRN_ENOTLEADER);
+    assert_null(cl->s[li].c.pending);
+}
+
+/* A follower that missed entries compacted away catches up by installing a
+ * snapshot: a packed RocksDB checkpoint restored into its store. */
+static void test_snapshot_install(void **state)
+{
+    struct cluster *cl = *state;
+    unsigned li = raft_fixture_leader_index(&cl->f);
+    unsigned lag = (li + 1) % cl->n;
+    struct outcome o[20];
+    char id[16], name[16];
+    struct store_list list;
+
+    for (unsigned i = 0; i < cl->n; i++) {
+        raft_set_snapshot_threshold(cl->s[i].c.r, 4);
+        raft_set_snapshot_trailing(cl->s[i].c.r, 1);
+    }
+    raft_fixture_kill(&cl->f, lag);
+    for (unsigned i = 0; i < 20; i++) {
+        memset(&o[i], 0, sizeof o[i]);
+        snprintf(id, sizeof id, "t%02u", i);
+        snprintf(name, sizeof name, "n%02u", i);
+        assert_int_equal(propose(&cl->s[li].c, STORE_OP_CREATE, id, name, &o[i]), 0);
+        step_until_fired(cl, &o[i]);
+        assert_int_equal(o[i].res.status, 0);
+    }
+    raft_fixture_revive(&cl->f, lag);
+    step_until_all_applied(cl, o[19].index);
+    assert_true(raft_fixture_n_recv(&cl->f, lag, RAFT_INSTALL_SNAPSHOT) > 0);
+    assert_int_equal(store_object_list(cl->s[lag].store, STORE_KIND_TENANT, NULL, 100, &list), 0);
+    assert_int_equal(list.n, 20);
+    assert_int_equal(list.revision, 20);
+    store_list_release(&list);
+    assert_int_equal(store_revision(cl->s[lag].store), store_revision(cl->s[li].store));
+}
+
+/* A new server joins as a spare, catches up and becomes a voter. */
+static void test_member_add(void **state)
+{
+    struct cluster *cl = *state;
+    struct outcome w = {0}, add = {0}, again = {0};
+    struct consensus *l = leader(cl);
+    struct consensus_status st;
+    struct store_object obj;
+
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t1", "acme", &w), 0);
+    step_until_fired(cl, &w);
+    server_grow(cl);
+    assert_int_equal(raft_start(cl->s[3].c.r), 0);
+    assert_int_equal(consensus_member_add(l, 4, "4", done_cb, &add), 0);
+    assert_int_equal(consensus_member_add(l, 5, "5", done_cb, &again), CAIRN_EBUSY);
+    step_until_fired(cl, &add);
+    assert_int_equal(add.status, 0);
+    consensus_status(l, &st);
+    assert_int_equal(st.n_members, 4);
+    assert_int_equal(st.members[3].id, 4);
+    assert_int_equal(st.members[3].role, CONSENSUS_VOTER);
+    step_until_all_applied(cl, w.index);
+    assert_int_equal(store_object_get(cl->s[3].store, STORE_KIND_TENANT, "t1", &obj), 0);
+    store_object_release(&obj);
+    memset(&again, 0, sizeof again);
+    assert_int_equal(consensus_member_add(l, 4, "4", done_cb, &again), CAIRN_EEXIST);
+}
+
+/* Removal: unknown ids are refused, and so is removing the last voter. */
+static void test_member_remove(void **state)
+{
+    struct cluster *cl = *state;
+    struct consensus *l = leader(cl);
+    struct outcome o = {0};
+    struct consensus_status st;
+    uint64_t self = cl->s[raft_fixture_leader_index(&cl->f)].c.r->id;
+
+    assert_int_equal(consensus_member_remove(l, 42, done_cb, &o), CAIRN_ENOTFOUND);
+    for (uint64_t id = 1; id <= 3; id++) {
+        if (id == self) {
+            continue;
+        }
+        memset(&o, 0, sizeof o);
+        assert_int_equal(consensus_member_remove(l, id, done_cb, &o), 0);
+        step_until_fired(cl, &o);
+        assert_int_equal(o.status, 0);
+    }
+    consensus_status(l, &st);
+    assert_int_equal(st.n_members, 1);
+    assert_int_equal(consensus_member_remove(l, self, done_cb, &o), CAIRN_ECONFLICT);
+}
+
+static void test_error_translation(void **state)
+{
+    (void)state;
+    assert_int_equal(consensus_error(0), 0);
+    assert_int_equal(consensus_error(RAFT_NOTLEADER), CAIRN_ENOTLEADER);
+    assert_int_equal(consensus_error(RAFT_LEADERSHIPLOST), CAIRN_ENOTLEADER);
+    assert_int_equal(consensus_error(RAFT_CANTCHANGE), CAIRN_EBUSY);
+    assert_int_equal(consensus_error(RAFT_SHUTDOWN), CAIRN_ESHUTDOWN);
+    assert_int_equal(consensus_error(RAFT_IOERR), CAIRN_EIO);
+    assert_int_equal(consensus_error(RAFT_NOSPACE), CAIRN_EIO);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_apply_replicates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_on_follower_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_results_matched_by_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_barrier_batches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leadership_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_member_add, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_member_remove, setup, teardown),
+        cmocka_unit_test(test_error_translation),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

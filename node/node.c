@@ -616,8 +616,8 @@ void node_destroy(struct node *n)
      * the HTTP handlers waiting on them, so stopping HTTP does not wait for
      * their deadlines. */
     loop_stop(n);
-    http_server_destroy(n->http);
     api_destroy(n->api);
+    http_server_destroy(n->http);
     peer_pool_destroy(n->peers);
     store_destroy(n->store);
     pthread_mutex_destroy(&n->qmu);

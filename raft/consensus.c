@@ -128,22 +128,23 @@ int consensus_create(uv_loop_t *loop, struct store *store, const struct consensu
     }
     c->io_ready = true;
     consensus_fsm_init(c);
-    rv = raft_init(&c->raft, &c->io, &c->fsm, cfg->id, c->address);
+    c->r = &c->raft;
+    rv = raft_init(c->r, &c->io, &c->fsm, cfg->id, c->address);
     if (rv != 0) {
-        cairn_errmsg_set(errmsg, errmsg_size, "raft: init: %s", raft_errmsg(&c->raft));
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: init: %s", raft_errmsg(c->r));
         rv = consensus_error(rv);
         goto err_after_io;
     }
     c->raft_ready = true;
-    c->raft.data = c;
-    raft_set_election_timeout(&c->raft, cfg->election_timeout_ms);
-    raft_set_heartbeat_timeout(&c->raft, cfg->heartbeat_timeout_ms);
-    raft_set_snapshot_threshold(&c->raft, cfg->snapshot_threshold);
-    raft_set_snapshot_trailing(&c->raft, cfg->snapshot_trailing);
+    c->r->data = c;
+    raft_set_election_timeout(c->r, cfg->election_timeout_ms);
+    raft_set_heartbeat_timeout(c->r, cfg->heartbeat_timeout_ms);
+    raft_set_snapshot_threshold(c->r, cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(c->r, cfg->snapshot_trailing);
     /* Without pre-vote the survivors of a leader crash often split their
      * votes; with it a partitioned node cannot disrupt the cluster when it
      * comes back. */
-    raft_set_pre_vote(&c->raft, true);
+    raft_set_pre_vote(c->r, true);
     *out = c;
     return 0;
 
@@ -174,13 +175,13 @@ int consensus_bootstrap(struct consensus *c, const struct consensus_member *memb
             return consensus_error(rv);
         }
     }
-    rv = raft_bootstrap(&c->raft, &conf);
+    rv = raft_bootstrap(c->r, &conf);
     raft_configuration_close(&conf);
     if (rv == RAFT_CANTBOOTSTRAP) {
         return CAIRN_EEXIST;
     }
     if (rv != 0) {
-        cairn_errmsg_set(errmsg, errmsg_size, "raft: bootstrap: %s", raft_errmsg(&c->raft));
+        cairn_errmsg_set(errmsg, errmsg_size, "raft: bootstrap: %s", raft_errmsg(c->r));
         return consensus_error(rv);
     }
     return 0;
@@ -188,10 +189,10 @@ int consensus_bootstrap(struct consensus *c, const struct consensus_member *memb
 
 int consensus_start(struct consensus *c, char *errmsg, size_t errmsg_size)
 {
-    int rv = raft_start(&c->raft);
+    int rv = raft_start(c->r);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "raft: start at %s: %s", c->address,
-                         raft_errmsg(&c->raft));
+                         raft_errmsg(c->r));
         return consensus_error(rv);
     }
     return 0;
@@ -234,7 +235,7 @@ void consensus_close(struct consensus *c, void (*cb)(void *arg), void *arg)
     c->close_arg = arg;
     /* raft_close fails every request in flight (applies, barriers, the
      * membership change, the transfer) through its callback. */
-    raft_close(&c->raft, closed_cb);
+    raft_close(c->r, closed_cb);
 }
 
 void consensus_destroy(struct consensus *c)
@@ -295,7 +296,7 @@ int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_
     if (c->closing) {
         return CAIRN_ESHUTDOWN;
     }
-    if (raft_state(&c->raft) != RAFT_LEADER) {
+    if (raft_state(c->r) != RAFT_LEADER) {
         return CAIRN_ENOTLEADER;
     }
     p = calloc(1, sizeof *p);
@@ -313,7 +314,7 @@ int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_
     p->cb = cb;
     p->arg = arg;
     p->req.data = p;
-    rv = raft_apply(&c->raft, &p->req, &rbuf, 1, apply_cb);
+    rv = raft_apply(c->r, &p->req, &rbuf, 1, apply_cb);
     if (rv != 0) {
         raft_free(rbuf.base);
         free(p);
@@ -337,7 +338,7 @@ static void barrier_cb(struct raft_barrier *req, int status)
     /* Everything committed before the barrier is applied once the barrier
      * itself is: the applied index is a linearizable read point for every
      * caller that queued before the barrier was proposed. */
-    uint64_t index = raft_last_applied(&c->raft);
+    uint64_t index = raft_last_applied(c->r);
 
     c->read_inflight = NULL;
     c->barrier_inflight = false;
@@ -360,7 +361,7 @@ static void barrier_start(struct consensus *c)
     c->read_queue = NULL;
     c->read_queue_tail = &c->read_queue;
     c->barrier.data = c;
-    rv = raft_barrier(&c->raft, &c->barrier, barrier_cb);
+    rv = raft_barrier(c->r, &c->barrier, barrier_cb);
     if (rv != 0) {
         fail_reads(&c->read_inflight, consensus_error(rv));
         return;
@@ -374,7 +375,7 @@ int consensus_barrier(struct consensus *c, consensus_index_cb cb, void *arg)
     if (c->closing) {
         return CAIRN_ESHUTDOWN;
     }
-    if (raft_state(&c->raft) != RAFT_LEADER) {
+    if (raft_state(c->r) != RAFT_LEADER) {
         return CAIRN_ENOTLEADER;
     }
     w = calloc(1, sizeof *w);
@@ -395,10 +396,10 @@ void consensus_status(struct consensus *c, struct consensus_status *out)
 {
     const char *address;
     raft_id leader = 0;
-    const struct raft_configuration *conf = &c->raft.configuration;
+    const struct raft_configuration *conf = c->r.configuration;
 
     memset(out, 0, sizeof *out);
-    switch (raft_state(&c->raft)) {
+    switch (raft_state(c->r)) {
         case RAFT_LEADER:
             out->state = CONSENSUS_LEADER;
             break;
@@ -412,15 +413,15 @@ void consensus_status(struct consensus *c, struct consensus_status *out)
             out->state = CONSENSUS_UNAVAILABLE;
             break;
     }
-    out->term = raft_current_term(&c->raft);
-    out->commit_index = raft_commit_index(&c->raft);
-    out->applied_index = raft_last_applied(&c->raft);
-    out->last_index = raft_last_index(&c->raft);
-    raft_leader(&c->raft, &leader, &address);
+    out->term = raft_current_term(c->r);
+    out->commit_index = raft_commit_index(c->r);
+    out->applied_index = raft_last_applied(c->r);
+    out->last_index = raft_last_index(c->r);
+    raft_leader(c->r, &leader, &address);
     out->leader_id = leader;
-    out->config_index = c->raft.configuration_uncommitted_index != 0
-                            ? c->raft.configuration_uncommitted_index
-                            : c->raft.configuration_committed_index;
+    out->config_index = c->r->configuration_uncommitted_index != 0
+                            ? c->r->configuration_uncommitted_index
+                            : c->r->configuration_committed_index;
     for (unsigned i = 0; i < conf->n && out->n_members < CONSENSUS_MAX_MEMBERS; i++) {
         struct consensus_member *m = &out->members[out->n_members++];
         m->id = conf->servers[i].id;

@@ -26,7 +26,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 {
     struct consensus *c = fsm->data;
     const struct store_result *res = NULL;
-    uint64_t index = raft_last_applied(&c->raft) + 1;
+    uint64_t index = raft_last_applied(c->r) + 1;
     struct proposal *p;
     int rv;
 
@@ -51,8 +51,8 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct consensus *c = fsm->data;
-    uint64_t applied = raft_last_applied(&c->raft);
-    uint64_t commit = raft_commit_index(&c->raft);
+    uint64_t applied = raft_last_applied(c->r);
+    uint64_t commit = raft_commit_index(c->r);
     void *data;
     size_t len;
     int rv;

@@ -19,7 +19,7 @@
 
 static const struct raft_server *find_server(struct consensus *c, uint64_t id)
 {
-    const struct raft_configuration *conf = &c->raft.configuration;
+    const struct raft_configuration *conf = c->r.configuration;
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].id == id) {
             return &conf->servers[i];
@@ -30,7 +30,7 @@ static const struct raft_server *find_server(struct consensus *c, uint64_t id)
 
 static unsigned count_voters(struct consensus *c)
 {
-    const struct raft_configuration *conf = &c->raft.configuration;
+    const struct raft_configuration *conf = c->r.configuration;
     unsigned n = 0;
     for (unsigned i = 0; i < conf->n; i++) {
         n += conf->servers[i].role == RAFT_VOTER;
@@ -64,10 +64,10 @@ static void change_cb(struct raft_change *req, int status)
         return;
     }
     ch->promote_next = false;
-    rv = raft_assign(&c->raft, &ch->req, ch->id, RAFT_VOTER, change_cb);
+    rv = raft_assign(c->r, &ch->req, ch->id, RAFT_VOTER, change_cb);
     if (rv != 0) {
         snprintf(msg, sizeof msg, "promote node %llu to voter: %s", (unsigned long long)ch->id,
-                 raft_errmsg(&c->raft));
+                 raft_errmsg(c->r));
         change_finish(ch, consensus_error(rv), msg);
     }
 }
@@ -79,7 +79,7 @@ static int change_begin(struct consensus *c, uint64_t id, consensus_done_cb cb, 
     if (c->closing) {
         return CAIRN_ESHUTDOWN;
     }
-    if (raft_state(&c->raft) != RAFT_LEADER) {
+    if (raft_state(c->r) != RAFT_LEADER) {
         return CAIRN_ENOTLEADER;
     }
     if (c->change != NULL || c->transferring) {
@@ -116,10 +116,10 @@ int consensus_member_add(struct consensus *c, uint64_t id, const char *address,
     }
     if (s != NULL) {
         /* A previous attempt left it as a spare or standby: promote it. */
-        rv = raft_assign(&c->raft, &ch->req, id, RAFT_VOTER, change_cb);
+        rv = raft_assign(c->r, &ch->req, id, RAFT_VOTER, change_cb);
     } else {
         ch->promote_next = true;
-        rv = raft_add(&c->raft, &ch->req, id, address, change_cb);
+        rv = raft_add(c->r, &ch->req, id, address, change_cb);
     }
     if (rv != 0) {
         free(ch);
@@ -148,7 +148,7 @@ int consensus_member_remove(struct consensus *c, uint64_t id, consensus_done_cb 
         free(ch);
         return CAIRN_ECONFLICT;
     }
-    rv = raft_remove(&c->raft, &ch->req, id, change_cb);
+    rv = raft_remove(c->r, &ch->req, id, change_cb);
     if (rv != 0) {
         free(ch);
         return consensus_error(rv);
@@ -174,14 +174,14 @@ int consensus_transfer(struct consensus *c, uint64_t id, consensus_done_cb cb, v
     if (c->closing) {
         return CAIRN_ESHUTDOWN;
     }
-    if (raft_state(&c->raft) != RAFT_LEADER) {
+    if (raft_state(c->r) != RAFT_LEADER) {
         return CAIRN_ENOTLEADER;
     }
     if (c->change != NULL || c->transferring) {
         return CAIRN_EBUSY;
     }
     c->transfer.data = c;
-    rv = raft_transfer(&c->raft, &c->transfer, id, transfer_cb);
+    rv = raft_transfer(c->r, &c->transfer, id, transfer_cb);
     if (rv != 0) {
         return consensus_error(rv);
     }

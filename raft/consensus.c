@@ -396,7 +396,7 @@ void consensus_status(struct consensus *c, struct consensus_status *out)
 {
     const char *address;
     raft_id leader = 0;
-    const struct raft_configuration *conf = c->r.configuration;
+    const struct raft_configuration *conf = &c->r->configuration;
 
     memset(out, 0, sizeof *out);
     switch (raft_state(c->r)) {

@@ -19,7 +19,7 @@
 
 static const struct raft_server *find_server(struct consensus *c, uint64_t id)
 {
-    const struct raft_configuration *conf = c->r.configuration;
+    const struct raft_configuration *conf = &c->r->configuration;
     for (unsigned i = 0; i < conf->n; i++) {
         if (conf->servers[i].id == id) {
             return &conf->servers[i];
@@ -30,7 +30,7 @@ static const struct raft_server *find_server(struct consensus *c, uint64_t id)
 
 static unsigned count_voters(struct consensus *c)
 {
-    const struct raft_configuration *conf = c->r.configuration;
+    const struct raft_configuration *conf = &c->r->configuration;
     unsigned n = 0;
     for (unsigned i = 0; i < conf->n; i++) {
         n += conf->servers[i].role == RAFT_VOTER;

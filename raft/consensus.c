@@ -248,6 +248,47 @@ void consensus_destroy(struct consensus *c)
     free(c);
 }
 
+int consensus_entry_encode(const void *payload, size_t len, struct raft_buffer *out)
+{
+    size_t padded = CONSENSUS_ENTRY_HEADER + ((len + 7) & ~(size_t)7);
+    uint8_t *p;
+    if (len > UINT32_MAX) {
+        return CAIRN_ETOOBIG;
+    }
+    p = raft_malloc(padded);
+    if (p == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    memset(p, 0, padded);
+    p[0] = 'C';
+    p[1] = 'E';
+    p[2] = 1; /* framing version */
+    p[4] = (uint8_t)(len >> 24);
+    p[5] = (uint8_t)(len >> 16);
+    p[6] = (uint8_t)(len >> 8);
+    p[7] = (uint8_t)len;
+    memcpy(p + CONSENSUS_ENTRY_HEADER, payload, len);
+    out->base = p;
+    out->len = padded;
+    return 0;
+}
+
+int consensus_entry_decode(const struct raft_buffer *buf, const void **payload, size_t *len)
+{
+    const uint8_t *p = buf->base;
+    size_t n;
+    if (buf->len < CONSENSUS_ENTRY_HEADER || p[0] != 'C' || p[1] != 'E' || p[2] != 1) {
+        return CAIRN_EMALFORMED;
+    }
+    n = (size_t)p[4] << 24 | (size_t)p[5] << 16 | (size_t)p[6] << 8 | (size_t)p[7];
+    if (n > buf->len - CONSENSUS_ENTRY_HEADER) {
+        return CAIRN_EMALFORMED;
+    }
+    *payload = p + CONSENSUS_ENTRY_HEADER;
+    *len = n;
+    return 0;
+}
+
 struct proposal *consensus_pending_find(struct consensus *c, uint64_t index)
 {
     for (struct proposal *p = c->pending; p != NULL; p = p->next) {
@@ -303,20 +344,21 @@ int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_
     if (p == NULL) {
         return CAIRN_ENOMEM;
     }
-    rbuf.len = len;
-    rbuf.base = raft_malloc(len > 0 ? len : 1);
-    if (rbuf.base == NULL) {
+    rv = consensus_entry_encode(buf, len, &rbuf);
+    if (rv != 0) {
         free(p);
-        return CAIRN_ENOMEM;
+        return rv;
     }
-    memcpy(rbuf.base, buf, len);
     p->c = c;
     p->cb = cb;
     p->arg = arg;
     p->req.data = p;
     rv = raft_apply(c->r, &p->req, &rbuf, 1, apply_cb);
     if (rv != 0) {
-        raft_free(rbuf.base);
+        /* libraft 0.22 has taken the buffer even on failure (its log owns
+         * the entry's batch once submitted), so it is not freed here. */
+        CAIRN_WARN("msg=\"raft apply failed\" error=\"%s\" detail=\"%s\"", raft_strerror(rv),
+                   raft_errmsg(c->r));
         free(p);
         return consensus_error(rv);
     }

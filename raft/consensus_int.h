@@ -83,6 +83,13 @@ struct consensus {
     char errmsg[CAIRN_ERRMSG_SIZE];
 };
 
+/* Raft entries must be multiples of 8 bytes (libraft's uv io), so a
+ * command travels in a frame: "CE", framing version 1, a zero byte, the
+ * payload length (32-bit big-endian), the payload, zero padding. */
+#define CONSENSUS_ENTRY_HEADER 8
+int consensus_entry_encode(const void *payload, size_t len, struct raft_buffer *out);
+int consensus_entry_decode(const struct raft_buffer *buf, const void **payload, size_t *len);
+
 /* fsm.c: fills c->fsm with the store-backed state machine. */
 void consensus_fsm_init(struct consensus *c);
 

@@ -30,8 +30,17 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct proposal *p;
     int rv;
 
+    const void *payload = NULL;
+    size_t len = 0;
+
     *result = NULL;
-    rv = store_apply(c->store, index, buf->base, buf->len, &res, c->errmsg, sizeof c->errmsg);
+    /* An unframed entry reaches the store as an empty command, which it
+     * rejects as malformed without touching state (but the index moves). */
+    if (consensus_entry_decode(buf, &payload, &len) != 0) {
+        payload = "";
+        len = 0;
+    }
+    rv = store_apply(c->store, index, payload, len, &res, c->errmsg, sizeof c->errmsg);
     if (rv != 0) {
         cairn_errmsg_wrap(c->errmsg, sizeof c->errmsg, "apply entry %llu",
                           (unsigned long long)index);

@@ -76,9 +76,16 @@ struct api_config {
 
 struct api;
 
-/* Registers the API's routes on srv. backend is copied. */
+/* Registers the API's routes on srv. backend is copied; srv and store are
+ * borrowed and must outlive the api. propose and read_barrier are
+ * required (CAIRN_EINVAL otherwise); a NULL cluster_status, member_add,
+ * member_remove or ready makes its route answer 501. */
 int api_create(struct http_server *srv, struct store *store, const struct api_backend *backend,
                const struct api_config *cfg, struct api **out);
+
+/* Removes the API's routes from srv (waiting for requests in progress) and
+ * frees the api. Call it before http_server_destroy, in the reverse order
+ * of creation. NULL is a no-op. */
 void api_destroy(struct api *api);
 
 #endif /* CAIRN_API_H */

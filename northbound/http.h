@@ -10,6 +10,7 @@
 #ifndef CAIRN_HTTP_H
 #define CAIRN_HTTP_H
 
+#include <stdarg.h>
 #include <stddef.h>
 
 #include "cairn.h"
@@ -37,28 +38,44 @@ void http_server_destroy(struct http_server *srv);
 typedef int (*http_handler_cb)(struct mg_connection *conn, void *data);
 
 /* Routes every request whose path starts with uri (civetweb matching) to
- * handler. */
+ * handler. A NULL handler removes the route, after waiting for the
+ * requests running on it to return. Paths no route matches are answered
+ * with a problem+json 404. */
 void http_server_route(struct http_server *srv, const char *uri, http_handler_cb handler,
                        void *data);
 
 /* The configured body limit. */
 size_t http_server_max_body(const struct http_server *srv);
 
+/* The TCP port the server listens on: the configured one, or the one the
+ * kernel chose when cfg->listen asked for port 0 (tests use this to get a
+ * free port without a race). Any thread. */
+int http_server_port(const struct http_server *srv);
+
 /* Reads the whole request body into b. CAIRN_ETOOBIG if it is larger than
  * max (Content-Length or actual bytes), CAIRN_EIO if the client went away. */
 int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b);
 
 /* Sends a complete response. extra_headers is NULL or "Name: value\r\n"
- * lines. */
+ * lines. Content-Length is always added, and "Cache-Control: no-store"
+ * unless extra_headers carries its own Cache-Control line. */
 int http_reply(struct mg_connection *conn, int status, const char *content_type,
                const char *extra_headers, const void *body, size_t len);
 
 /* Sends an application/problem+json answer (RFC 9457). type is the last
  * segment of the problem type URI ("invalid-field"); field names the
- * offending input or is NULL. */
+ * offending input or is NULL. Returns the status actually sent (500 if the
+ * problem could not be built), so that a handler can return it. */
 int http_problem(struct mg_connection *conn, int status, const char *type, const char *title,
                  const char *field, const char *detail_fmt, ...)
     __attribute__((format(printf, 6, 7)));
+
+/* Same as http_problem, with extra_headers (NULL or "Name: value\r\n"
+ * lines, for example "Retry-After: 1\r\n" or "Allow: GET\r\n") and the
+ * detail's arguments as a va_list. */
+int http_problem_va(struct mg_connection *conn, int status, const char *extra_headers,
+                    const char *type, const char *title, const char *field,
+                    const char *detail_fmt, va_list ap) __attribute__((format(printf, 7, 0)));
 
 /* Reason phrase of a status code. */
 const char *http_status_text(int status);

@@ -1,0 +1,690 @@
+/*
+ * The REST API's front door: the route table, the dispatcher that every API
+ * request goes through, and the helpers all resources share. The dispatcher
+ * does, in order, everything that does not depend on the resource: find the
+ * route (404) and the method (405 + Allow), check the query parameters
+ * against the route's list (400), and for a body-carrying method check the
+ * media type (415), read the body within the size limit (413) and parse it
+ * as one JSON object with duplicate keys rejected (400). Only then does a
+ * resource handler (api_tenants.c, api_cluster.c) see the request, so each
+ * handler validates fields and talks to the store and the backend, nothing
+ * else.
+ *
+ * The shared helpers map CAIRN_E* codes to HTTP statuses and problem types
+ * (one table), parse If-Match and Idempotency-Key, compute request
+ * fingerprints, establish the read point a GET asks for, and propose store
+ * commands through the backend.
+ *
+ * An api instance holds only its configuration and borrowed pointers;
+ * requests keep their state on the worker's stack, so several instances
+ * (several nodes in one test process) never share anything.
+ */
+#include "api_int.h"
+
+#include <assert.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <civetweb.h>
+
+/* Problem types and their titles (the title is the same for every
+ * occurrence of a type, as RFC 9457 asks). */
+static const struct {
+    const char *type;
+    const char *title;
+} problem_titles[] = {
+    {"not-found", "Resource not found"},
+    {"method-not-allowed", "Method not allowed"},
+    {"conflict", "Conflict with the current state"},
+    {"busy", "Another operation is in progress"},
+    {"precondition-failed", "Precondition failed"},
+    {"idempotency-key-reused", "Idempotency key reused with a different request"},
+    {"invalid-request", "Request rejected"},
+    {"unavailable", "Service unavailable"},
+    {"body-too-large", "Request body too large"},
+    {"unsupported-media-type", "Unsupported media type"},
+    {"malformed-json", "Malformed JSON"},
+    {"invalid-body", "Invalid request body"},
+    {"unknown-field", "Unknown field"},
+    {"read-only-field", "Read-only field"},
+    {"missing-field", "Missing field"},
+    {"invalid-field", "Invalid field"},
+    {"unknown-parameter", "Unknown query parameter"},
+    {"invalid-parameter", "Invalid query parameter"},
+    {"invalid-header", "Invalid header"},
+    {"not-ready", "Not ready"},
+    {"not-implemented", "Not implemented"},
+    {"internal", "Internal error"},
+};
+
+static const char *problem_title(const char *type)
+{
+    for (size_t i = 0; i < sizeof problem_titles / sizeof problem_titles[0]; i++) {
+        if (strcmp(problem_titles[i].type, type) == 0) {
+            return problem_titles[i].title;
+        }
+    }
+    return NULL;
+}
+
+/* How each backend or store error is answered; anything else is a 500. */
+static const struct {
+    int code;
+    struct api_status answer;
+} error_statuses[] = {
+    {CAIRN_ENOTFOUND, {404, "not-found"}},
+    {CAIRN_EEXIST, {409, "conflict"}},
+    {CAIRN_ECONFLICT, {409, "conflict"}},
+    {CAIRN_EBUSY, {409, "busy"}},
+    {CAIRN_EPRECONDITION, {412, "precondition-failed"}},
+    {CAIRN_ETOOBIG, {413, "body-too-large"}},
+    {CAIRN_EIDEMPOTENCY, {422, "idempotency-key-reused"}},
+    {CAIRN_EINVAL, {422, "invalid-request"}},
+    {CAIRN_ENOLEADER, {503, "unavailable"}},
+    {CAIRN_ENOTLEADER, {503, "unavailable"}},
+    {CAIRN_ETIMEDOUT, {503, "unavailable"}},
+    {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
+    {CAIRN_ESHUTDOWN, {503, "unavailable"}},
+};
+
+struct api_status api_status_of(int code)
+{
+    struct api_status internal = {500, "internal"};
+    for (size_t i = 0; i < sizeof error_statuses / sizeof error_statuses[0]; i++) {
+        if (error_statuses[i].code == code) {
+            return error_statuses[i].answer;
+        }
+    }
+    return internal;
+}
+
+static int problem_va(struct api_req *req, int status, const char *type, const char *field,
+                      const char *extra_headers, const char *fmt, va_list ap)
+    __attribute__((format(printf, 6, 0)));
+
+static int problem_va(struct api_req *req, int status, const char *type, const char *field,
+                      const char *extra_headers, const char *fmt, va_list ap)
+{
+    return http_problem_va(req->conn, status, extra_headers, type, problem_title(type), field,
+                           fmt, ap);
+}
+
+int api_problem(struct api_req *req, int status, const char *type, const char *field,
+                const char *extra_headers, const char *fmt, ...)
+{
+    va_list ap;
+    int rv;
+    va_start(ap, fmt);
+    rv = problem_va(req, status, type, field, extra_headers, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+int api_error_send(struct api_req *req, const struct api_error *err)
+{
+    return api_problem(req, err->status, err->type, err->field[0] != '\0' ? err->field : NULL,
+                       NULL, "%s", err->detail);
+}
+
+int api_error_set(struct api_error *err, int status, const char *type, const char *field,
+                  const char *fmt, ...)
+{
+    va_list ap;
+    if (err == NULL) {
+        return CAIRN_EINVAL;
+    }
+    err->status = status;
+    err->type = type;
+    snprintf(err->field, sizeof err->field, "%s", field != NULL ? field : "");
+    va_start(ap, fmt);
+    vsnprintf(err->detail, sizeof err->detail, fmt, ap);
+    va_end(ap);
+    return CAIRN_EINVAL;
+}
+
+int api_fail(struct api_req *req, int code, const char *detail, const char *extra_headers)
+{
+    struct api_status answer = api_status_of(code);
+    char headers[512];
+    snprintf(headers, sizeof headers, "%s%s", answer.status == 503 ? "Retry-After: 1\r\n" : "",
+             extra_headers != NULL ? extra_headers : "");
+    return api_problem(req, answer.status, answer.type, NULL, headers, "%s",
+                       detail != NULL && detail[0] != '\0' ? detail : cairn_strerror(code));
+}
+
+int api_reply_json(struct api_req *req, int status, json_t *obj, const char *extra_headers)
+{
+    char *text;
+    if (obj == NULL) {
+        return api_problem(req, 500, "internal", NULL, NULL, "out of memory building the answer");
+    }
+    text = json_dumps(obj, JSON_COMPACT);
+    json_decref(obj);
+    if (text == NULL) {
+        return api_problem(req, 500, "internal", NULL, NULL, "out of memory building the answer");
+    }
+    http_reply(req->conn, status, "application/json", extra_headers, text, strlen(text));
+    free(text);
+    return status;
+}
+
+const char *api_param(const struct api_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_params; i++) {
+        if (strcmp(req->params[i].name, name) == 0) {
+            return req->params[i].value;
+        }
+    }
+    return NULL;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
+/* Decodes %XX escapes and '+' (form encoding) in place. A NUL produced by
+ * "%00" or a broken escape fails: neither belongs in a parameter. */
+static bool url_decode(char *s)
+{
+    char *out = s;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p == '%') {
+            int hi = hex_value(p[1]);
+            int lo = hi < 0 ? -1 : hex_value(p[2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                return false;
+            }
+            *out++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else if (*p == '+') {
+            *out++ = ' ';
+        } else {
+            *out++ = *p;
+        }
+    }
+    *out = '\0';
+    return true;
+}
+
+static bool name_allowed(const char *const *allowed, const char *name)
+{
+    for (size_t i = 0; allowed != NULL && allowed[i] != NULL; i++) {
+        if (strcmp(allowed[i], name) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int api_query_parse(struct api_req *req, const char *query, const char *const *allowed,
+                    struct api_error *err)
+{
+    char *save = NULL;
+    req->n_params = 0;
+    if (query == NULL || query[0] == '\0') {
+        return 0;
+    }
+    free(req->query);
+    req->query = strdup(query);
+    if (req->query == NULL) {
+        return api_error_set(err, 500, "internal", NULL, "out of memory");
+    }
+    for (char *pair = strtok_r(req->query, "&", &save); pair != NULL;
+         pair = strtok_r(NULL, "&", &save)) {
+        char *eq = strchr(pair, '=');
+        const char *value = "";
+        if (eq != NULL) {
+            *eq = '\0';
+            value = eq + 1;
+        }
+        if (!url_decode(pair) || (eq != NULL && !url_decode(eq + 1))) {
+            return api_error_set(err, 400, "invalid-parameter", NULL,
+                                 "the query string has a bad %%-escape; encode parameters "
+                                 "as application/x-www-form-urlencoded");
+        }
+        if (!name_allowed(allowed, pair)) {
+            char names[128] = "";
+            for (size_t i = 0; allowed != NULL && allowed[i] != NULL; i++) {
+                strncat(names, i > 0 ? ", " : "", sizeof names - strlen(names) - 1);
+                strncat(names, allowed[i], sizeof names - strlen(names) - 1);
+            }
+            return api_error_set(err, 400, "unknown-parameter", pair,
+                                 "unknown query parameter \"%s\"; this route takes %s%s", pair,
+                                 names[0] != '\0' ? "only " : "no parameters", names);
+        }
+        if (api_param(req, pair) != NULL) {
+            return api_error_set(err, 400, "invalid-parameter", pair,
+                                 "query parameter \"%s\" is given more than once", pair);
+        }
+        if (req->n_params == API_MAX_PARAMS) {
+            return api_error_set(err, 400, "invalid-parameter", pair, "too many parameters");
+        }
+        req->params[req->n_params].name = pair;
+        req->params[req->n_params].value = value;
+        req->n_params++;
+    }
+    return 0;
+}
+
+int api_read_point(struct api_req *req)
+{
+    const char *consistency = api_param(req, "consistency");
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    int rv;
+
+    if (consistency != NULL && strcmp(consistency, "stale") == 0) {
+        return 0;
+    }
+    if (consistency != NULL && strcmp(consistency, "linearizable") != 0) {
+        return api_problem(req, 400, "invalid-parameter", "consistency", NULL,
+                           "consistency must be \"linearizable\" (the default) or \"stale\"");
+    }
+    rv = req->api->backend.read_barrier(req->api->backend.data, req->deadline_ms, errmsg,
+                                        sizeof errmsg);
+    if (rv != 0) {
+        cairn_errmsg_wrap(errmsg, sizeof errmsg, "linearizable read");
+        return api_fail(req, rv, errmsg, NULL);
+    }
+    return 0;
+}
+
+int api_if_match_parse(const char *value, uint64_t *if_match)
+{
+    char digits[32];
+    size_t len;
+    uint64_t n;
+
+    if (value == NULL) {
+        *if_match = 0;
+        return 0;
+    }
+    while (*value == ' ' || *value == '\t') {
+        value++;
+    }
+    len = strlen(value);
+    while (len > 0 && (value[len - 1] == ' ' || value[len - 1] == '\t')) {
+        len--;
+    }
+    if (len == 1 && value[0] == '*') {
+        *if_match = 0;
+        return 0;
+    }
+    if (len < 3 || len - 2 >= sizeof digits || value[0] != '"' || value[len - 1] != '"') {
+        return CAIRN_EINVAL;
+    }
+    memcpy(digits, value + 1, len - 2);
+    digits[len - 2] = '\0';
+    if (cairn_parse_u64(digits, &n) != 0 || n == 0) {
+        return CAIRN_EINVAL;
+    }
+    *if_match = n;
+    return 0;
+}
+
+uint64_t api_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t api_fingerprint(const char *method, const char *path, const void *body, size_t len)
+{
+    uint64_t h = API_FNV_OFFSET;
+    h = api_fnv1a(h, method, strlen(method) + 1);
+    h = api_fnv1a(h, path, strlen(path) + 1);
+    return api_fnv1a(h, body, len);
+}
+
+/* The store keeps request ids of at most 256 bytes. */
+#define STORE_REQUEST_ID_MAX 256
+#define IDEM_PREFIX          "idem:"
+
+int api_idempotency_parse(const char *key, char request_id[API_REQUEST_ID_SIZE])
+{
+    size_t len = key != NULL ? strlen(key) : 0;
+    size_t prefix = sizeof IDEM_PREFIX - 1;
+    if (len < 1 || len > 255) {
+        return CAIRN_EINVAL;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (key[i] < 0x20 || key[i] > 0x7e) {
+            return CAIRN_EINVAL;
+        }
+    }
+    if (prefix + len <= STORE_REQUEST_ID_MAX) {
+        snprintf(request_id, API_REQUEST_ID_SIZE, IDEM_PREFIX "%s", key);
+    } else {
+        /* Keep the id within the store's limit: the head of the key, '~'
+         * and a hash of the whole key. The fingerprint still guards a
+         * (most unlikely) collision of two such keys. */
+        size_t head = STORE_REQUEST_ID_MAX - prefix - 1 - 16;
+        snprintf(request_id, API_REQUEST_ID_SIZE, IDEM_PREFIX "%.*s~%016llx", (int)head, key,
+                 (unsigned long long)api_fnv1a(API_FNV_OFFSET, key, len));
+    }
+    return 0;
+}
+
+void api_request_id_fresh(char request_id[API_REQUEST_ID_SIZE])
+{
+    char uuid[CAIRN_UUID_SIZE];
+    cairn_uuid(uuid);
+    snprintf(request_id, API_REQUEST_ID_SIZE, "req:%s", uuid);
+}
+
+static const char *skip_space(const char *p)
+{
+    while (*p == ' ' || *p == '\t') {
+        p++;
+    }
+    return p;
+}
+
+bool api_content_type_ok(const char *value)
+{
+    static const char json[] = "application/json";
+    const char *p;
+    if (value == NULL) {
+        return false;
+    }
+    p = skip_space(value);
+    if (strncasecmp(p, json, sizeof json - 1) != 0) {
+        return false;
+    }
+    p = skip_space(p + sizeof json - 1);
+    /* Parameters: only charset, and JSON is UTF-8 (RFC 8259 §8.1). */
+    while (*p == ';') {
+        static const char charset[] = "charset=";
+        static const char utf8[] = "utf-8";
+        p = skip_space(p + 1);
+        if (strncasecmp(p, charset, sizeof charset - 1) != 0) {
+            return false;
+        }
+        p += sizeof charset - 1;
+        if (*p == '"') {
+            if (strncasecmp(p + 1, utf8, sizeof utf8 - 1) != 0 || p[sizeof utf8] != '"') {
+                return false;
+            }
+            p += sizeof utf8 + 1;
+        } else {
+            if (strncasecmp(p, utf8, sizeof utf8 - 1) != 0) {
+                return false;
+            }
+            p += sizeof utf8 - 1;
+        }
+        p = skip_space(p);
+    }
+    return *p == '\0';
+}
+
+int api_body_parse(const char *data, size_t len, json_t **out, struct api_error *err)
+{
+    json_error_t jerr;
+    json_t *body = json_loadb(data != NULL ? data : "", len,
+                              JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (body == NULL) {
+        return api_error_set(err, 400, "malformed-json", NULL,
+                             "the body is not valid JSON: line %d, column %d: %s", jerr.line,
+                             jerr.column, jerr.text);
+    }
+    if (!json_is_object(body)) {
+        api_error_set(err, 400, "invalid-body", NULL,
+                      "the body must be a JSON object, not %s", api_json_type_name(body));
+        json_decref(body);
+        return CAIRN_EINVAL;
+    }
+    *out = body;
+    return 0;
+}
+
+int api_propose(struct api_req *req, const struct store_command *cmd, struct store_result *res)
+{
+    const struct api_backend *b = &req->api->backend;
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    void *buf;
+    size_t len;
+    int rv;
+
+    rv = store_command_encode(cmd, &buf, &len);
+    if (rv != 0) {
+        return api_problem(req, 500, "internal", NULL, NULL, "encode the store command: %s",
+                           cairn_strerror(rv));
+    }
+    memset(res, 0, sizeof *res);
+    rv = b->propose(b->data, buf, len, req->deadline_ms, res, errmsg, sizeof errmsg);
+    free(buf);
+    if (rv != 0) {
+        return api_fail(req, rv, errmsg, NULL);
+    }
+    return 0;
+}
+
+/* The routes. A pattern is matched segment by segment; "*" matches one
+ * non-empty segment, which the handler finds in req->path_id. */
+#define METHOD_BODY 0x1u /* the request carries a JSON object */
+
+struct route_method {
+    const char *method;
+    int (*handler)(struct api_req *req);
+    unsigned flags;            /* METHOD_* */
+    const char *const *params; /* allowed query parameters, or NULL */
+};
+
+struct route {
+    const char *pattern;
+    struct route_method methods[4];
+};
+
+static const char *const read_params[] = {"consistency", NULL};
+static const char *const list_params[] = {"consistency", "limit", "cursor", "name", NULL};
+
+static const struct route routes[] = {
+    {"/healthz", {{"GET", api_healthz, 0, NULL}}},
+    {"/readyz", {{"GET", api_readyz, 0, NULL}}},
+    {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
+    {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
+    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
+    {"/api/v1/tenants",
+     {{"GET", api_tenants_list, 0, list_params},
+      {"POST", api_tenants_create, METHOD_BODY, NULL}}},
+    {"/api/v1/tenants/*",
+     {{"GET", api_tenant_get, 0, read_params},
+      {"PUT", api_tenant_replace, METHOD_BODY, NULL},
+      {"DELETE", api_tenant_delete, 0, NULL}}},
+};
+
+/* What is registered with the HTTP server: each covers its own path and
+ * everything below it (civetweb prefix matching). */
+static const char *const route_prefixes[] = {"/healthz", "/readyz", "/api/v1/cluster",
+                                             "/api/v1/tenants"};
+
+#define PATH_ID_MAX 256
+
+static bool route_match(const char *pattern, const char *path, char id[PATH_ID_MAX])
+{
+    const char *p = pattern;
+    const char *s = path;
+    id[0] = '\0';
+    while (*p != '\0' && *s != '\0') {
+        if (*p == '*') {
+            size_t len = strcspn(s, "/");
+            if (len == 0) {
+                return false;
+            }
+            /* A longer id is cut; it fails the handler's check anyway. */
+            snprintf(id, PATH_ID_MAX, "%.*s", (int)(len < PATH_ID_MAX ? len : PATH_ID_MAX - 1),
+                     s);
+            p++;
+            s += len;
+            continue;
+        }
+        if (*p != *s) {
+            return false;
+        }
+        p++;
+        s++;
+    }
+    return *p == '\0' && *s == '\0';
+}
+
+static const struct route *route_find(const char *path, char id[PATH_ID_MAX])
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        if (route_match(routes[i].pattern, path, id)) {
+            return &routes[i];
+        }
+    }
+    return NULL;
+}
+
+static int method_not_allowed(struct api_req *req, const struct route *route)
+{
+    char allow[128] = "Allow: ";
+    for (size_t i = 0; i < 4 && route->methods[i].method != NULL; i++) {
+        if (i > 0) {
+            strncat(allow, ", ", sizeof allow - strlen(allow) - 1);
+        }
+        strncat(allow, route->methods[i].method, sizeof allow - strlen(allow) - 1);
+    }
+    strncat(allow, "\r\n", sizeof allow - strlen(allow) - 1);
+    return api_problem(req, 405, "method-not-allowed", NULL, allow,
+                       "%s is not allowed on %s; see the Allow header", req->method, req->path);
+}
+
+/* Everything before the handler that a body-carrying method needs. */
+static int body_prepare(struct api_req *req)
+{
+    size_t max = http_server_max_body(req->api->srv);
+    struct api_error err;
+    int rv;
+
+    if (!api_content_type_ok(mg_get_header(req->conn, "Content-Type"))) {
+        return api_problem(req, 415, "unsupported-media-type", "Content-Type", NULL,
+                           "send the body as Content-Type: application/json");
+    }
+    rv = http_body_read(req->conn, max, &req->raw);
+    if (rv == CAIRN_ETOOBIG) {
+        return api_problem(req, 413, "body-too-large", NULL, NULL,
+                           "the body is larger than the limit of %zu bytes", max);
+    }
+    if (rv != 0) {
+        return api_problem(req, 400, "invalid-body", NULL, NULL, "reading the body failed: %s",
+                           cairn_strerror(rv));
+    }
+    if (api_body_parse(req->raw.data, req->raw.len, &req->body, &err) != 0) {
+        return api_error_send(req, &err);
+    }
+    return 0;
+}
+
+static int serve(struct api_req *req, const struct route_method *m, const char *query)
+{
+    struct api_error err;
+    int rc;
+    if (api_query_parse(req, query, m->params, &err) != 0) {
+        return api_error_send(req, &err);
+    }
+    if ((m->flags & METHOD_BODY) != 0) {
+        rc = body_prepare(req);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    req->deadline_ms = cairn_now_ms() + req->api->cfg.request_timeout_ms;
+    return m->handler(req);
+}
+
+static int dispatch_cb(struct mg_connection *conn, void *data)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    uint64_t start = cairn_now_ms();
+    const struct route *route;
+    const struct route_method *m = NULL;
+    struct api_req req;
+    char id[PATH_ID_MAX];
+    int status;
+
+    memset(&req, 0, sizeof req);
+    req.api = data;
+    req.conn = conn;
+    req.method = ri->request_method;
+    req.path = ri->local_uri;
+    cairn_buf_init(&req.raw);
+
+    route = route_find(req.path, id);
+    if (route == NULL) {
+        status = api_problem(&req, 404, "not-found", NULL, NULL, "no resource at %s", req.path);
+        goto done;
+    }
+    req.path_id = id[0] != '\0' ? id : NULL;
+    for (size_t i = 0; i < 4 && route->methods[i].method != NULL; i++) {
+        if (strcmp(route->methods[i].method, req.method) == 0) {
+            m = &route->methods[i];
+        }
+    }
+    if (m == NULL) {
+        status = method_not_allowed(&req, route);
+        goto done;
+    }
+    status = serve(&req, m, ri->query_string);
+
+done:
+    json_decref(req.body);
+    cairn_buf_close(&req.raw);
+    free(req.query);
+    CAIRN_DEBUG("msg=request method=%s path=%s status=%d ms=%llu", req.method, req.path, status,
+                (unsigned long long)(cairn_now_ms() - start));
+    return status;
+}
+
+int api_create(struct http_server *srv, struct store *store, const struct api_backend *backend,
+               const struct api_config *cfg, struct api **out)
+{
+    struct api *api;
+    if (srv == NULL || store == NULL || backend == NULL || cfg == NULL ||
+        backend->propose == NULL || backend->read_barrier == NULL) {
+        return CAIRN_EINVAL;
+    }
+    api = calloc(1, sizeof *api);
+    if (api == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    api->srv = srv;
+    api->store = store;
+    api->backend = *backend;
+    api->cfg = *cfg;
+    for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
+        http_server_route(srv, route_prefixes[i], dispatch_cb, api);
+    }
+    *out = api;
+    return 0;
+}
+
+void api_destroy(struct api *api)
+{
+    if (api == NULL) {
+        return;
+    }
+    /* Removing a route waits for the requests running on it, so nothing
+     * uses api once it is freed. */
+    for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
+        http_server_route(api->srv, route_prefixes[i], NULL, NULL);
+    }
+    free(api);
+}

@@ -1,0 +1,153 @@
+/*
+ * The node and cluster routes: /healthz (the process is up), /readyz (the
+ * node can serve: a member with a known leader, caught up), the cluster's
+ * status as this node sees it, and membership changes. None of these touch
+ * the store: they are the backend's (node/) business, and this file only
+ * turns requests into backend calls and their results into JSON.
+ */
+#include "api_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MEMBERS_PATH "/api/v1/cluster/members"
+
+/* Answers a route whose backend operation this node does not provide. */
+static int not_implemented(struct api_req *req, const char *what)
+{
+    return api_problem(req, 501, "not-implemented", NULL, NULL, "this node does not provide %s",
+                       what);
+}
+
+int api_healthz(struct api_req *req)
+{
+    return api_reply_json(req, 200,
+                          json_pack("{s:s, s:I}", "status", "ok", "node_id",
+                                    (json_int_t)req->api->cfg.node_id),
+                          NULL);
+}
+
+int api_readyz(struct api_req *req)
+{
+    const struct api_backend *b = &req->api->backend;
+    char why[256] = "";
+
+    if (b->ready == NULL) {
+        return not_implemented(req, "a readiness check");
+    }
+    if (!b->ready(b->data, why, sizeof why)) {
+        return api_problem(req, 503, "not-ready", NULL, NULL, "%s",
+                           why[0] != '\0' ? why : "the node is not ready");
+    }
+    return api_reply_json(req, 200,
+                          json_pack("{s:b, s:I}", "ready", 1, "node_id",
+                                    (json_int_t)req->api->cfg.node_id),
+                          NULL);
+}
+
+static json_t *member_json(const struct api_member_status *m, uint64_t leader_id)
+{
+    return json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:b}", "id",
+                     (json_int_t)m->id, "raft_address", m->raft_address, "api_address",
+                     m->api_address, "role", m->role, "reachable", m->reachable, "state",
+                     m->state, "term", (json_int_t)m->term, "commit_index",
+                     (json_int_t)m->commit_index, "applied_index", (json_int_t)m->applied_index,
+                     "last_index", (json_int_t)m->last_index, "leader",
+                     leader_id != 0 && m->id == leader_id);
+}
+
+int api_cluster_get(struct api_req *req)
+{
+    const struct api_backend *b = &req->api->backend;
+    struct api_cluster_status st;
+    json_t *members;
+    json_t *obj;
+    int rv;
+
+    if (b->cluster_status == NULL) {
+        return not_implemented(req, "a cluster status");
+    }
+    memset(&st, 0, sizeof st);
+    rv = b->cluster_status(b->data, req->deadline_ms, &st);
+    if (rv != 0) {
+        char detail[128];
+        snprintf(detail, sizeof detail, "cluster status: %s", cairn_strerror(rv));
+        free(st.members);
+        return api_fail(req, rv, detail, NULL);
+    }
+    members = json_array();
+    for (size_t i = 0; members != NULL && i < st.n_members; i++) {
+        json_t *m = member_json(&st.members[i], st.leader_id);
+        if (m == NULL || json_array_append_new(members, m) != 0) {
+            json_decref(members);
+            members = NULL;
+        }
+    }
+    obj = members == NULL ? NULL
+                          : json_pack("{s:I, s:o, s:I, s:o}", "node_id", (json_int_t)st.node_id,
+                                      "leader_id",
+                                      st.leader_id != 0 ? json_integer((json_int_t)st.leader_id)
+                                                        : json_null(),
+                                      "term", (json_int_t)st.term, "members", members);
+    free(st.members);
+    return api_reply_json(req, 200, obj, NULL);
+}
+
+int api_members_add(struct api_req *req)
+{
+    const struct api_backend *b = &req->api->backend;
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    char location[128];
+    struct api_error err;
+    const char *raft_address;
+    const char *api_address;
+    uint64_t id;
+    int rv;
+
+    if (b->member_add == NULL) {
+        return not_implemented(req, "membership changes");
+    }
+    if (api_validate(&api_member_schema, req->body, &err) != 0) {
+        return api_error_send(req, &err);
+    }
+    id = (uint64_t)json_integer_value(json_object_get(req->body, "id"));
+    raft_address = json_string_value(json_object_get(req->body, "raft_address"));
+    api_address = json_string_value(json_object_get(req->body, "api_address"));
+    rv = b->member_add(b->data, id, raft_address, api_address, req->deadline_ms, errmsg,
+                       sizeof errmsg);
+    if (rv != 0) {
+        cairn_errmsg_wrap(errmsg, sizeof errmsg, "add member %llu", (unsigned long long)id);
+        return api_fail(req, rv, errmsg, NULL);
+    }
+    snprintf(location, sizeof location, "Location: " MEMBERS_PATH "/%llu\r\n",
+             (unsigned long long)id);
+    return api_reply_json(req, 201,
+                          json_pack("{s:I, s:s, s:s}", "id", (json_int_t)id, "raft_address",
+                                    raft_address, "api_address", api_address),
+                          location);
+}
+
+int api_member_remove(struct api_req *req)
+{
+    const struct api_backend *b = &req->api->backend;
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    uint64_t id;
+    int rv;
+
+    if (b->member_remove == NULL) {
+        return not_implemented(req, "membership changes");
+    }
+    if (req->path_id == NULL || cairn_parse_u64(req->path_id, &id) != 0 || id < 1 ||
+        id > (uint64_t)INT64_MAX) {
+        return api_problem(req, 400, "invalid-field", "id", NULL,
+                           "the member id in the path must be a node id from 1 to 2^63-1");
+    }
+    rv = b->member_remove(b->data, id, req->deadline_ms, errmsg, sizeof errmsg);
+    if (rv != 0) {
+        cairn_errmsg_wrap(errmsg, sizeof errmsg, "remove member %llu", (unsigned long long)id);
+        return api_fail(req, rv, errmsg, NULL);
+    }
+    http_reply(req->conn, 204, NULL, NULL, NULL, 0);
+    return 204;
+}

@@ -1,0 +1,378 @@
+/*
+ * The field tables of the API's objects and the one validator that reads
+ * them. Each object a client may send is described once, as data (name,
+ * JSON type, required or read-only, limits, format check, nested table),
+ * the way nginx describes its directives; no resource validates a field by
+ * hand. A new field is one table row, and every rule (unknown fields, types,
+ * lengths, formats, naming the offending field as "contact.email") holds
+ * for it at once.
+ *
+ * Validation runs in two passes so that errors about the shape of the body
+ * (400: unknown, read-only or mistyped fields, missing required ones) come
+ * before errors about values (422: lengths, ranges, formats), whichever
+ * order the client wrote its fields in.
+ */
+#include "api_int.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *api_json_type_name(const json_t *value)
+{
+    switch (json_typeof(value)) {
+        case JSON_OBJECT:
+            return "an object";
+        case JSON_ARRAY:
+            return "an array";
+        case JSON_STRING:
+            return "a string";
+        case JSON_INTEGER:
+            return "an integer";
+        case JSON_REAL:
+            return "a number with a fraction or exponent";
+        case JSON_TRUE:
+        case JSON_FALSE:
+            return "a boolean";
+        case JSON_NULL:
+            return "null";
+    }
+    return "an unknown value";
+}
+
+static const char *expected_name(enum api_json type)
+{
+    switch (type) {
+        case API_JSON_STRING:
+            return "a string";
+        case API_JSON_INTEGER:
+            return "an integer";
+        case API_JSON_BOOLEAN:
+            return "a boolean";
+        case API_JSON_OBJECT:
+            return "an object";
+    }
+    return "a value";
+}
+
+static bool type_matches(enum api_json type, const json_t *value)
+{
+    switch (type) {
+        case API_JSON_STRING:
+            return json_is_string(value);
+        case API_JSON_INTEGER:
+            return json_is_integer(value);
+        case API_JSON_BOOLEAN:
+            return json_is_boolean(value);
+        case API_JSON_OBJECT:
+            return json_is_object(value);
+    }
+    return false;
+}
+
+static const struct api_field *field_find(const struct api_schema *schema, const char *name)
+{
+    for (size_t i = 0; i < schema->n; i++) {
+        if (strcmp(schema->fields[i].name, name) == 0) {
+            return &schema->fields[i];
+        }
+    }
+    return NULL;
+}
+
+/* "contact" + "email" -> "contact.email"; "" + "name" -> "name". */
+static void field_path(char *out, size_t size, const char *prefix, const char *name)
+{
+    snprintf(out, size, "%s%s%s", prefix, prefix[0] != '\0' ? "." : "", name);
+}
+
+/* The fields a client may send, for messages: "name, description, contact". */
+static void writable_names(const struct api_schema *schema, char *out, size_t size)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < schema->n; i++) {
+        int n;
+        if ((schema->fields[i].flags & API_FIELD_READONLY) != 0) {
+            continue;
+        }
+        n = snprintf(out + used, size - used, "%s%s", used > 0 ? ", " : "",
+                     schema->fields[i].name);
+        if (n < 0 || (size_t)n >= size - used) {
+            return;
+        }
+        used += (size_t)n;
+    }
+}
+
+/* Pass 1: the shape of the body. */
+static int check_shape(const struct api_schema *schema, const json_t *obj, const char *prefix,
+                       struct api_error *err)
+{
+    const char *key;
+    const json_t *value;
+    char path[128];
+    int rv;
+
+    json_object_foreach((json_t *)obj, key, value) {
+        const struct api_field *f = field_find(schema, key);
+        field_path(path, sizeof path, prefix, key);
+        if (f == NULL) {
+            char allowed[256];
+            writable_names(schema, allowed, sizeof allowed);
+            return api_error_set(err, 400, "unknown-field", path,
+                                 "unknown field \"%s\"; the fields here are: %s", path, allowed);
+        }
+        if ((f->flags & API_FIELD_READONLY) != 0) {
+            return api_error_set(err, 400, "read-only-field", path,
+                                 "field \"%s\" is set by the server and cannot be written; "
+                                 "leave it out",
+                                 path);
+        }
+        if (!type_matches(f->type, value)) {
+            return api_error_set(err, 400, "invalid-field", path, "field \"%s\" must be %s, not %s",
+                                 path, expected_name(f->type), api_json_type_name(value));
+        }
+        if (f->type == API_JSON_OBJECT && f->object != NULL) {
+            rv = check_shape(f->object, value, path, err);
+            if (rv != 0) {
+                return rv;
+            }
+        }
+    }
+    for (size_t i = 0; i < schema->n; i++) {
+        const struct api_field *f = &schema->fields[i];
+        if ((f->flags & API_FIELD_REQUIRED) != 0 && json_object_get(obj, f->name) == NULL) {
+            field_path(path, sizeof path, prefix, f->name);
+            return api_error_set(err, 400, "missing-field", path, "field \"%s\" is required",
+                                 path);
+        }
+    }
+    return 0;
+}
+
+static int check_string(const struct api_field *f, const json_t *value, const char *path,
+                        struct api_error *err)
+{
+    const char *s = json_string_value(value);
+    size_t len = json_string_length(value);
+    char why[256];
+
+    if ((long long)len < f->min || (long long)len > f->max) {
+        if (len == 0) {
+            return api_error_set(err, 422, "invalid-field", path,
+                                 "field \"%s\" must not be empty", path);
+        }
+        return api_error_set(err, 422, "invalid-field", path,
+                             "field \"%s\" must be %lld to %lld bytes long, not %zu", path, f->min,
+                             f->max, len);
+    }
+    if (f->format != NULL && !f->format(s, len, why, sizeof why)) {
+        return api_error_set(err, 422, "invalid-field", path, "field \"%s\" %s", path, why);
+    }
+    return 0;
+}
+
+/* Pass 2: the values, in table order. */
+static int check_values(const struct api_schema *schema, const json_t *obj, const char *prefix,
+                        struct api_error *err)
+{
+    char path[128];
+    int rv = 0;
+
+    for (size_t i = 0; i < schema->n && rv == 0; i++) {
+        const struct api_field *f = &schema->fields[i];
+        const json_t *value = json_object_get(obj, f->name);
+        json_int_t n;
+        if (value == NULL) {
+            continue;
+        }
+        field_path(path, sizeof path, prefix, f->name);
+        switch (f->type) {
+            case API_JSON_STRING:
+                rv = check_string(f, value, path, err);
+                break;
+            case API_JSON_INTEGER:
+                n = json_integer_value(value);
+                if (n < f->min || n > f->max) {
+                    rv = api_error_set(err, 422, "invalid-field", path,
+                                       "field \"%s\" must be from %lld to %lld, not %lld", path,
+                                       f->min, f->max, (long long)n);
+                }
+                break;
+            case API_JSON_OBJECT:
+                if (f->object != NULL) {
+                    rv = check_values(f->object, value, path, err);
+                }
+                break;
+            case API_JSON_BOOLEAN:
+                break;
+        }
+    }
+    return rv;
+}
+
+int api_validate(const struct api_schema *schema, const json_t *body, struct api_error *err)
+{
+    int rv;
+    if (!json_is_object(body)) {
+        return api_error_set(err, 400, "invalid-body", NULL, "the body must be a JSON object");
+    }
+    rv = check_shape(schema, body, "", err);
+    if (rv != 0) {
+        return rv;
+    }
+    return check_values(schema, body, "", err);
+}
+
+json_t *api_schema_project(const struct api_schema *schema, const json_t *src)
+{
+    json_t *out = json_object();
+    if (out == NULL) {
+        return NULL;
+    }
+    for (size_t i = 0; i < schema->n; i++) {
+        const struct api_field *f = &schema->fields[i];
+        json_t *value = json_object_get(src, f->name);
+        json_t *copy;
+        if ((f->flags & API_FIELD_READONLY) != 0 || value == NULL) {
+            continue;
+        }
+        if (f->type == API_JSON_OBJECT && f->object != NULL && json_is_object(value)) {
+            copy = api_schema_project(f->object, value);
+        } else {
+            copy = json_deep_copy(value);
+        }
+        if (copy == NULL || json_object_set_new(out, f->name, copy) != 0) {
+            json_decref(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+static bool is_lower_alnum(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+bool api_format_name(const char *s, size_t len, char *why, size_t why_size)
+{
+    bool ok = len > 0 && is_lower_alnum(s[0]) && is_lower_alnum(s[len - 1]);
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = is_lower_alnum(s[i]) || s[i] == '-';
+    }
+    if (!ok) {
+        snprintf(why, why_size,
+                 "must be lower-case letters, digits and '-', starting and ending with a "
+                 "letter or digit (for example \"acme-corp\")");
+    }
+    return ok;
+}
+
+bool api_format_email(const char *s, size_t len, char *why, size_t why_size)
+{
+    const char *at = memchr(s, '@', len);
+    bool ok = at != NULL && at != s && at != s + len - 1 &&
+              memchr(at + 1, '@', len - (size_t)(at - s) - 1) == NULL;
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = (unsigned char)s[i] > ' ' && s[i] != 0x7f;
+    }
+    if (!ok) {
+        snprintf(why, why_size,
+                 "must be an e-mail address: one '@' with text on both sides and no spaces "
+                 "(for example \"noc@example.com\")");
+    }
+    return ok;
+}
+
+bool api_format_phone(const char *s, size_t len, char *why, size_t why_size)
+{
+    bool digit = false;
+    bool ok = true;
+    for (size_t i = 0; ok && i < len; i++) {
+        digit = digit || is_digit(s[i]);
+        ok = is_digit(s[i]) || strchr(" +-()", s[i]) != NULL;
+    }
+    if (!ok || !digit) {
+        snprintf(why, why_size,
+                 "must be digits, spaces and + - ( ), with at least one digit "
+                 "(for example \"+33 1 23 45 67 89\")");
+        return false;
+    }
+    return true;
+}
+
+bool api_format_host_port(const char *s, size_t len, char *why, size_t why_size)
+{
+    const char *colon = NULL;
+    size_t host_len;
+    unsigned long port = 0;
+    bool ok = true;
+
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] == ':') {
+            colon = s + i;
+        }
+    }
+    if (colon == NULL) {
+        ok = false;
+    } else {
+        size_t port_len = len - (size_t)(colon - s) - 1;
+        host_len = (size_t)(colon - s);
+        ok = host_len >= 1 && host_len <= 63 && port_len >= 1 && port_len <= 5;
+        for (size_t i = 0; ok && i < host_len; i++) {
+            ok = (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') || is_digit(s[i]) ||
+                 s[i] == '.' || s[i] == '-';
+        }
+        for (size_t i = 0; ok && i < port_len; i++) {
+            ok = is_digit(colon[1 + i]);
+            port = port * 10 + (unsigned long)(colon[1 + i] - '0');
+        }
+        ok = ok && port >= 1 && port <= 65535;
+    }
+    if (!ok) {
+        snprintf(why, why_size,
+                 "must be HOST:PORT with a host of 1 to 63 letters, digits, '.' and '-' and a "
+                 "port from 1 to 65535 (for example \"10.0.0.4:7001\")");
+    }
+    return ok;
+}
+
+/* The tables. Limits of strings are in bytes of UTF-8. */
+
+static const struct api_field contact_fields[] = {
+    {"name", API_JSON_STRING, 0, 1, 128, NULL, NULL},
+    {"email", API_JSON_STRING, 0, 1, 254, api_format_email, NULL},
+    {"phone", API_JSON_STRING, 0, 1, 32, api_format_phone, NULL},
+};
+
+static const struct api_schema contact_schema = {
+    contact_fields, sizeof contact_fields / sizeof contact_fields[0]};
+
+static const struct api_field tenant_fields[] = {
+    {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"name", API_JSON_STRING, API_FIELD_REQUIRED, 1, 63, api_format_name, NULL},
+    {"description", API_JSON_STRING, 0, 0, 1024, NULL, NULL},
+    {"contact", API_JSON_OBJECT, 0, 0, 0, NULL, &contact_schema},
+    {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+const struct api_schema api_tenant_schema = {tenant_fields,
+                                             sizeof tenant_fields / sizeof tenant_fields[0]};
+
+/* Addresses are kept in 64-byte fields (struct api_member_status). */
+static const struct api_field member_fields[] = {
+    {"id", API_JSON_INTEGER, API_FIELD_REQUIRED, 1, LLONG_MAX, NULL, NULL},
+    {"raft_address", API_JSON_STRING, API_FIELD_REQUIRED, 1, 63, api_format_host_port, NULL},
+    {"api_address", API_JSON_STRING, API_FIELD_REQUIRED, 1, 63, api_format_host_port, NULL},
+};
+
+const struct api_schema api_member_schema = {member_fields,
+                                             sizeof member_fields / sizeof member_fields[0]};

@@ -1,0 +1,380 @@
+/*
+ * The tenants resource: /api/v1/tenants (list, create) and
+ * /api/v1/tenants/{id} (read, replace, delete).
+ *
+ * A tenant is stored as a store object of kind STORE_KIND_TENANT: its id is
+ * a server-assigned uuid, its unique name is the tenant's "name" (so the
+ * store enforces uniqueness, deterministically, in apply), and its body is
+ * the validated user fields as compact JSON with sorted keys. Ids and
+ * revisions are not in the body: they are merged in when answering, so the
+ * stored body never disagrees with the object's metadata.
+ *
+ * Writes are store commands proposed through the backend; the answer comes
+ * from the command's result and, for a successful create or replace, from
+ * reading the object back (the propose guarantees it is applied locally).
+ * Every answer carries X-Cairn-Revision, and every single-object answer the
+ * object's ETag (its mod revision).
+ */
+#include "api_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <civetweb.h>
+
+#define TENANTS_PATH "/api/v1/tenants"
+
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX     1000
+
+/* The answer's form of a stored tenant: id, the user fields in table
+ * order, then the revisions. */
+static json_t *tenant_json(const struct store_object *o)
+{
+    json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
+    json_t *fields;
+    json_t *out;
+
+    if (body == NULL) {
+        return NULL;
+    }
+    fields = api_schema_project(&api_tenant_schema, body);
+    json_decref(body);
+    out = json_object();
+    if (fields == NULL || out == NULL || json_object_set_new(out, "id", json_string(o->id)) != 0 ||
+        json_object_update(out, fields) != 0 ||
+        json_object_set_new(out, "create_revision", json_integer((json_int_t)o->create_rev)) != 0 ||
+        json_object_set_new(out, "mod_revision", json_integer((json_int_t)o->mod_rev)) != 0) {
+        json_decref(fields);
+        json_decref(out);
+        return NULL;
+    }
+    json_decref(fields);
+    return out;
+}
+
+/* Checks the {id} of the path; returns 0 or the status answered. */
+static int check_path_id(struct api_req *req)
+{
+    if (req->path_id == NULL || !cairn_uuid_valid(req->path_id)) {
+        return api_problem(req, 400, "invalid-field", "id", NULL,
+                           "the tenant id in the path must be a lower-case uuid as returned "
+                           "by POST " TENANTS_PATH);
+    }
+    return 0;
+}
+
+/* Reads the If-Match header; returns 0 or the status answered. */
+static int check_if_match(struct api_req *req, uint64_t *if_match)
+{
+    if (api_if_match_parse(mg_get_header(req->conn, "If-Match"), if_match) != 0) {
+        return api_problem(req, 400, "invalid-header", "If-Match", NULL,
+                           "If-Match must be an ETag as returned by a read (for example "
+                           "\"\\\"12\\\"\") or *");
+    }
+    return 0;
+}
+
+/* Answers a successful create or replace with the object as now stored.
+ * If it is already gone again (a concurrent delete), the result still
+ * names its id and revisions. */
+static int answer_written(struct api_req *req, int status, const struct store_result *res,
+                          const char *extra_headers)
+{
+    struct store_object o;
+    char headers[768];
+    json_t *obj;
+    uint64_t etag;
+    int rv;
+
+    rv = store_object_get(req->api->store, STORE_KIND_TENANT, res->id, &o);
+    if (rv == 0) {
+        obj = tenant_json(&o);
+        etag = o.mod_rev;
+        store_object_release(&o);
+    } else if (rv == CAIRN_ENOTFOUND) {
+        obj = json_pack("{s:s, s:I, s:I}", "id", res->id, "create_revision",
+                        (json_int_t)res->create_rev, "mod_revision", (json_int_t)res->mod_rev);
+        etag = res->mod_rev;
+    } else {
+        return api_problem(req, 500, "internal", NULL, NULL, "read back tenant %s: %s", res->id,
+                           cairn_strerror(rv));
+    }
+    snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n%s",
+             (unsigned long long)etag, (unsigned long long)res->revision,
+             extra_headers != NULL ? extra_headers : "");
+    return api_reply_json(req, status, obj, headers);
+}
+
+/* Answers a result whose status is a failure, with its revision. */
+static int answer_failed(struct api_req *req, const struct store_result *res)
+{
+    char headers[128];
+    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n%s",
+             (unsigned long long)res->revision,
+             res->replayed ? "Idempotent-Replayed: true\r\n" : "");
+    return api_fail(req, res->status, res->message, headers);
+}
+
+/* Validates the body and proposes a create or an update of it. Returns 0
+ * with *res filled, or the status answered. */
+static int propose_tenant(struct api_req *req, enum store_op op, const char *id,
+                          uint64_t if_match, const char *request_id, struct store_result *res)
+{
+    struct store_command cmd;
+    struct api_error err;
+    char *body;
+    int rc;
+
+    if (api_validate(&api_tenant_schema, req->body, &err) != 0) {
+        return api_error_send(req, &err);
+    }
+    body = json_dumps(req->body, JSON_COMPACT | JSON_SORT_KEYS);
+    if (body == NULL) {
+        return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
+    }
+    memset(&cmd, 0, sizeof cmd);
+    cmd.version = STORE_COMMAND_VERSION;
+    cmd.op = op;
+    cmd.kind = STORE_KIND_TENANT;
+    cmd.id = id;
+    cmd.name = json_string_value(json_object_get(req->body, "name"));
+    cmd.body = body;
+    cmd.body_len = strlen(body);
+    cmd.if_match = if_match;
+    cmd.request_id = request_id;
+    cmd.fingerprint = api_fingerprint(req->method, req->path, req->raw.data, req->raw.len);
+    cmd.time_ms = cairn_wall_ms();
+    cmd.caller = NULL;
+    rc = api_propose(req, &cmd, res);
+    free(body);
+    return rc;
+}
+
+int api_tenants_create(struct api_req *req)
+{
+    const char *key = mg_get_header(req->conn, "Idempotency-Key");
+    char request_id[API_REQUEST_ID_SIZE];
+    char id[CAIRN_UUID_SIZE];
+    char location[256];
+    struct store_result res;
+    int rc;
+
+    if (key != NULL) {
+        if (api_idempotency_parse(key, request_id) != 0) {
+            return api_problem(req, 400, "invalid-header", "Idempotency-Key", NULL,
+                               "Idempotency-Key must be 1 to 255 printable ASCII characters "
+                               "(a uuid is a good choice)");
+        }
+    } else {
+        api_request_id_fresh(request_id);
+    }
+    cairn_uuid(id);
+    rc = propose_tenant(req, STORE_OP_CREATE, id, 0, request_id, &res);
+    if (rc != 0) {
+        return rc;
+    }
+    if (res.status != 0) {
+        return answer_failed(req, &res);
+    }
+    /* A replayed create names the id the first attempt chose, not ours. */
+    snprintf(location, sizeof location, "Location: " TENANTS_PATH "/%s\r\n%s", res.id,
+             res.replayed ? "Idempotent-Replayed: true\r\n" : "");
+    return answer_written(req, 201, &res, location);
+}
+
+int api_tenant_replace(struct api_req *req)
+{
+    char request_id[API_REQUEST_ID_SIZE];
+    struct store_result res;
+    uint64_t if_match;
+    int rc;
+
+    rc = check_path_id(req);
+    if (rc == 0) {
+        rc = check_if_match(req, &if_match);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    api_request_id_fresh(request_id);
+    rc = propose_tenant(req, STORE_OP_UPDATE, req->path_id, if_match, request_id, &res);
+    if (rc != 0) {
+        return rc;
+    }
+    if (res.status != 0) {
+        return answer_failed(req, &res);
+    }
+    return answer_written(req, 200, &res, NULL);
+}
+
+int api_tenant_delete(struct api_req *req)
+{
+    char request_id[API_REQUEST_ID_SIZE];
+    char headers[128];
+    struct store_command cmd;
+    struct store_result res;
+    uint64_t if_match;
+    int rc;
+
+    rc = check_path_id(req);
+    if (rc == 0) {
+        rc = check_if_match(req, &if_match);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    api_request_id_fresh(request_id);
+    memset(&cmd, 0, sizeof cmd);
+    cmd.version = STORE_COMMAND_VERSION;
+    cmd.op = STORE_OP_DELETE;
+    cmd.kind = STORE_KIND_TENANT;
+    cmd.id = req->path_id;
+    cmd.if_match = if_match;
+    cmd.request_id = request_id;
+    cmd.fingerprint = api_fingerprint(req->method, req->path, NULL, 0);
+    cmd.time_ms = cairn_wall_ms();
+    rc = api_propose(req, &cmd, &res);
+    if (rc != 0) {
+        return rc;
+    }
+    if (res.status != 0) {
+        return answer_failed(req, &res);
+    }
+    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n",
+             (unsigned long long)res.revision);
+    http_reply(req->conn, 204, NULL, headers, NULL, 0);
+    return 204;
+}
+
+int api_tenant_get(struct api_req *req)
+{
+    struct store_object o;
+    char headers[128];
+    uint64_t revision;
+    json_t *obj;
+    int rc;
+
+    rc = check_path_id(req);
+    if (rc == 0) {
+        rc = api_read_point(req);
+    }
+    if (rc != 0) {
+        return rc;
+    }
+    rc = store_object_get(req->api->store, STORE_KIND_TENANT, req->path_id, &o);
+    /* Read after the object, so the object is never newer than it. */
+    revision = store_revision(req->api->store);
+    if (rc == CAIRN_ENOTFOUND) {
+        snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n",
+                 (unsigned long long)revision);
+        return api_problem(req, 404, "not-found", NULL, headers, "no tenant with id %s",
+                           req->path_id);
+    }
+    if (rc != 0) {
+        return api_problem(req, 500, "internal", NULL, NULL, "read tenant %s: %s", req->path_id,
+                           cairn_strerror(rc));
+    }
+    obj = tenant_json(&o);
+    snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n",
+             (unsigned long long)o.mod_rev, (unsigned long long)revision);
+    store_object_release(&o);
+    return api_reply_json(req, 200, obj, headers);
+}
+
+/* Checks the list's parameters; returns 0 or the status answered. */
+static int list_params(struct api_req *req, size_t *limit, const char **cursor)
+{
+    const char *value = api_param(req, "limit");
+    uint64_t n = LIST_LIMIT_DEFAULT;
+
+    if (value != NULL && (cairn_parse_u64(value, &n) != 0 || n < 1 || n > LIST_LIMIT_MAX)) {
+        return api_problem(req, 400, "invalid-parameter", "limit", NULL,
+                           "limit must be an integer from 1 to %d", LIST_LIMIT_MAX);
+    }
+    *limit = (size_t)n;
+    *cursor = api_param(req, "cursor");
+    if (*cursor != NULL && !cairn_uuid_valid(*cursor)) {
+        return api_problem(req, 400, "invalid-parameter", "cursor", NULL,
+                           "cursor must be the next_cursor of a previous page, unchanged");
+    }
+    return 0;
+}
+
+/* The page of a name-filtered list: the one tenant of that name, if any
+ * (and if it comes after the cursor). */
+static int list_by_name(struct api_req *req, const char *name, const char *cursor,
+                        json_t *items)
+{
+    struct store_object o;
+    char *id = NULL;
+    int rv;
+
+    rv = store_name_lookup(req->api->store, STORE_KIND_TENANT, name, &id);
+    if (rv == 0 && (cursor == NULL || strcmp(id, cursor) > 0)) {
+        rv = store_object_get(req->api->store, STORE_KIND_TENANT, id, &o);
+        if (rv == 0) {
+            json_t *obj = tenant_json(&o);
+            store_object_release(&o);
+            rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
+        }
+    }
+    free(id);
+    return rv == CAIRN_ENOTFOUND ? 0 : rv;
+}
+
+int api_tenants_list(struct api_req *req)
+{
+    struct store_list list;
+    const char *cursor;
+    const char *name = api_param(req, "name");
+    char headers[128];
+    json_t *items;
+    json_t *next = NULL;
+    uint64_t revision = 0;
+    size_t limit;
+    int rv;
+
+    rv = list_params(req, &limit, &cursor);
+    if (rv == 0) {
+        rv = api_read_point(req);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    items = json_array();
+    if (items == NULL) {
+        return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
+    }
+    if (name != NULL) {
+        rv = list_by_name(req, name, cursor, items);
+        revision = store_revision(req->api->store);
+    } else {
+        rv = store_object_list(req->api->store, STORE_KIND_TENANT, cursor, limit, &list);
+        if (rv == 0) {
+            for (size_t i = 0; i < list.n && rv == 0; i++) {
+                json_t *obj = tenant_json(&list.items[i]);
+                rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
+            }
+            if (rv == 0 && list.more && list.n > 0) {
+                next = json_string(list.items[list.n - 1].id);
+            }
+            revision = list.revision;
+            store_list_release(&list);
+        }
+    }
+    if (rv != 0) {
+        json_decref(items);
+        json_decref(next);
+        return api_problem(req, 500, "internal", NULL, NULL, "list tenants: %s",
+                           cairn_strerror(rv));
+    }
+    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n",
+             (unsigned long long)revision);
+    return api_reply_json(req, 200,
+                          json_pack("{s:o, s:o, s:I}", "items", items, "next_cursor",
+                                    next != NULL ? next : json_null(), "revision",
+                                    (json_int_t)revision),
+                          headers);
+}

@@ -1,0 +1,598 @@
+/*
+ * The node's HTTP server: a thin wrapper over civetweb 1.15 that starts it
+ * with Cairn's options (one IPv4 listener, keep-alive, TCP_NODELAY, no
+ * document root), sends civetweb's own log lines through cairn_log, turns a
+ * failed listen into a message that names the address and the cause, and
+ * answers every path nobody registered with a problem+json 404. It also
+ * holds the response helpers every handler uses, so that all answers carry
+ * Content-Length and Cache-Control and all errors have one shape (RFC 9457).
+ *
+ * The wrapper keeps no global state besides civetweb's one-time library
+ * initialisation, so several servers can run in one process (tests run
+ * several nodes that way).
+ */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <civetweb.h>
+
+struct http_server {
+    struct mg_context *ctx;   /* civetweb's server */
+    size_t max_body;          /* request body limit, bytes */
+    int port;                 /* bound TCP port */
+    struct sockaddr_in local; /* where to connect to reach the server */
+    char listen[128];         /* the configured address, for messages */
+};
+
+/* Problem types are URIs in this namespace (RFC 9457 §3.1.1). */
+#define PROBLEM_TYPE_PREFIX "urn:cairn:problem:"
+
+/* civetweb must be initialised once per process, before any mg_start; it is
+ * never un-initialised (other servers may still be running). */
+static pthread_once_t library_once = PTHREAD_ONCE_INIT;
+
+static void library_init(void)
+{
+    mg_init_library(0);
+}
+
+/* civetweb's log lines go to our log (its own would go to stderr unformatted
+ * or to a file). Returning 1 tells civetweb not to log them itself. */
+static int log_message_cb(const struct mg_connection *conn, const char *message)
+{
+    char line[512];
+    size_t n;
+    (void)conn;
+    snprintf(line, sizeof line, "%s", message != NULL ? message : "");
+    n = strlen(line);
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) {
+        line[--n] = '\0';
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (line[i] == '"') {
+            line[i] = '\'';
+        }
+    }
+    cairn_log(CAIRN_LOG_WARN, "msg=civetweb detail=\"%s\"", line);
+    return 1;
+}
+
+/* Access logging is the API's job (it knows the route); keep civetweb quiet. */
+static int log_access_cb(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    (void)message;
+    return 1;
+}
+
+/* Answers every request no route matched. Registered as the pattern "**",
+ * which civetweb tries only after every exact and prefix route. */
+static int not_found_cb(struct mg_connection *conn, void *data)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    (void)data;
+    return http_problem(conn, 404, "not-found", "Resource not found", NULL,
+                        "no resource at %s; the API lives under /api/v1", ri->local_uri);
+}
+
+/* Splits "host:port" and resolves host to a dotted IPv4 address, because
+ * civetweb's listening_ports takes only numeric addresses. */
+static int listen_parse(const char *listen, char *addr, size_t addr_size, int *port, char *errmsg,
+                        size_t errmsg_size)
+{
+    const char *colon = strrchr(listen, ':');
+    char host[256];
+    uint64_t p;
+    struct addrinfo hints;
+    struct addrinfo *ai = NULL;
+    int rv;
+
+    if (colon == NULL || colon == listen || (size_t)(colon - listen) >= sizeof host ||
+        cairn_parse_u64(colon + 1, &p) != 0 || p > 65535) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "listen on %s: invalid address: want IPV4-ADDRESS:PORT, "
+                         "for example 127.0.0.1:8001",
+                         listen);
+        return CAIRN_EINVAL;
+    }
+    memcpy(host, listen, (size_t)(colon - listen));
+    host[colon - listen] = '\0';
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    rv = getaddrinfo(host, NULL, &hints, &ai);
+    if (rv != 0 || ai == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "listen on %s: resolve %s: %s", listen, host,
+                         rv != 0 ? gai_strerror(rv) : "no IPv4 address");
+        if (ai != NULL) {
+            freeaddrinfo(ai);
+        }
+        return CAIRN_EINVAL;
+    }
+    inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)ai->ai_addr)->sin_addr, addr,
+              (socklen_t)addr_size);
+    freeaddrinfo(ai);
+    *port = (int)p;
+    return 0;
+}
+
+/* civetweb reports a failed bind only as "Failed to setup server ports";
+ * after it failed, bind the same address ourselves (with the same
+ * SO_REUSEADDR) to learn the errno, for a message that says what to fix. */
+static void listen_probe(const char *addr, int port, char *cause, size_t cause_size)
+{
+    struct sockaddr_in sa;
+    int fd;
+    int on = 1;
+
+    cause[0] = '\0';
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
+        return;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        char buf[128];
+        /* strerror_r (GNU) may return a static string instead of filling buf. */
+        const char *msg = strerror_r(errno, buf, sizeof buf);
+        snprintf(cause, cause_size, "%s", msg);
+        if (cause[0] >= 'A' && cause[0] <= 'Z') {
+            cause[0] = (char)(cause[0] - 'A' + 'a');
+        }
+    }
+    close(fd);
+}
+
+int http_server_start(const struct http_config *cfg, struct http_server **out, char *errmsg,
+                      size_t errmsg_size)
+{
+    struct http_server *srv;
+    struct mg_callbacks callbacks;
+    struct mg_init_data init;
+    struct mg_error_data error;
+    struct mg_server_port ports[4];
+    unsigned error_code = 0;
+    char error_text[256] = "";
+    char addr[INET_ADDRSTRLEN];
+    char listening[INET_ADDRSTRLEN + 8];
+    char threads[16];
+    char timeout[16];
+    const char *options[16];
+    size_t n = 0;
+    int port;
+    int rv;
+
+    if (cfg == NULL || cfg->listen == NULL || cfg->threads == 0 || cfg->max_body == 0) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "http server: listen address, threads and max_body must be set");
+        rv = CAIRN_EINVAL;
+        goto err;
+    }
+    rv = listen_parse(cfg->listen, addr, sizeof addr, &port, errmsg, errmsg_size);
+    if (rv != 0) {
+        goto err;
+    }
+    pthread_once(&library_once, library_init);
+
+    srv = calloc(1, sizeof *srv);
+    if (srv == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "http server: out of memory");
+        rv = CAIRN_ENOMEM;
+        goto err;
+    }
+    srv->max_body = cfg->max_body;
+    snprintf(srv->listen, sizeof srv->listen, "%s", cfg->listen);
+
+    snprintf(listening, sizeof listening, "%s:%d", addr, port);
+    snprintf(threads, sizeof threads, "%u", cfg->threads);
+    options[n++] = "listening_ports";
+    options[n++] = listening;
+    options[n++] = "num_threads";
+    options[n++] = threads;
+    if (cfg->request_timeout_ms > 0) {
+        snprintf(timeout, sizeof timeout, "%u", cfg->request_timeout_ms);
+        options[n++] = "request_timeout_ms";
+        options[n++] = timeout;
+    }
+    options[n++] = "enable_keep_alive";
+    options[n++] = "yes";
+    options[n++] = "tcp_nodelay";
+    options[n++] = "1";
+    options[n] = NULL;
+
+    memset(&callbacks, 0, sizeof callbacks);
+    callbacks.log_message = log_message_cb;
+    callbacks.log_access = log_access_cb;
+    init.callbacks = &callbacks;
+    init.user_data = srv;
+    init.configuration_options = options;
+    error.code = &error_code;
+    error.text = error_text;
+    error.text_buffer_size = sizeof error_text;
+
+    srv->ctx = mg_start2(&init, &error);
+    if (srv->ctx == NULL) {
+        char cause[128];
+        listen_probe(addr, port, cause, sizeof cause);
+        cairn_errmsg_set(errmsg, errmsg_size, "listen on %s: %s", cfg->listen,
+                         cause[0] != '\0'     ? cause
+                         : error_text[0] != '\0' ? error_text
+                                               : "civetweb failed to start");
+        rv = CAIRN_EIO;
+        goto err_after_alloc;
+    }
+
+    memset(ports, 0, sizeof ports);
+    if (mg_get_server_ports(srv->ctx, 4, ports) < 1) {
+        cairn_errmsg_set(errmsg, errmsg_size, "listen on %s: no listening port", cfg->listen);
+        rv = CAIRN_EIO;
+        goto err_after_start;
+    }
+    srv->port = ports[0].port;
+    srv->local.sin_family = AF_INET;
+    srv->local.sin_port = htons((uint16_t)srv->port);
+    inet_pton(AF_INET, addr, &srv->local.sin_addr);
+    if (srv->local.sin_addr.s_addr == htonl(INADDR_ANY)) {
+        srv->local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    }
+    mg_set_request_handler(srv->ctx, "**", not_found_cb, srv);
+    *out = srv;
+    return 0;
+
+err_after_start:
+    mg_stop(srv->ctx);
+err_after_alloc:
+    free(srv);
+err:
+    assert(rv != 0);
+    return rv;
+}
+
+/* Stopping civetweb: its accept loop polls the listening socket in 2 s
+ * quanta and looks at the stop flag only when poll returns, so a bare
+ * mg_stop takes up to 2 s. http_server_destroy runs mg_stop on a helper
+ * thread and meanwhile connects to the server now and then: a connection
+ * wakes the loop, which then sees the flag. A connection that arrives before
+ * the flag is set is served as an empty request and closed. */
+struct stopper {
+    struct mg_context *ctx;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done; /* mg_stop returned */
+};
+
+static void *stop_thread(void *arg)
+{
+    struct stopper *st = arg;
+    mg_stop(st->ctx);
+    pthread_mutex_lock(&st->mu);
+    st->done = true;
+    pthread_cond_signal(&st->cv);
+    pthread_mutex_unlock(&st->mu);
+    return NULL;
+}
+
+static void poke(const struct http_server *srv)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+        connect(fd, (const struct sockaddr *)&srv->local, sizeof srv->local);
+        close(fd);
+    }
+}
+
+/* How often and how long to poke the stopping server. */
+#define STOP_POKE_MS    20
+#define STOP_POKE_LIMIT 250
+
+void http_server_destroy(struct http_server *srv)
+{
+    struct stopper st;
+    pthread_condattr_t attr;
+    pthread_t thread;
+
+    if (srv == NULL) {
+        return;
+    }
+    st.ctx = srv->ctx;
+    st.done = false;
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&st.cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&thread, NULL, stop_thread, &st) != 0) {
+        mg_stop(srv->ctx);
+    } else {
+        pthread_mutex_lock(&st.mu);
+        for (int i = 0; !st.done; i++) {
+            struct timespec ts;
+            if (i < STOP_POKE_LIMIT) {
+                pthread_mutex_unlock(&st.mu);
+                poke(srv);
+                pthread_mutex_lock(&st.mu);
+            }
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_nsec += STOP_POKE_MS * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            if (!st.done) {
+                pthread_cond_timedwait(&st.cv, &st.mu, &ts);
+            }
+        }
+        pthread_mutex_unlock(&st.mu);
+        pthread_join(thread, NULL);
+    }
+    pthread_cond_destroy(&st.cv);
+    pthread_mutex_destroy(&st.mu);
+    free(srv);
+}
+
+void http_server_route(struct http_server *srv, const char *uri, http_handler_cb handler,
+                       void *data)
+{
+    mg_set_request_handler(srv->ctx, uri, handler, data);
+    /* civetweb tries pattern routes in registration order: keep the
+     * catch-all last so that patterns registered after it still match. */
+    mg_set_request_handler(srv->ctx, "**", NULL, NULL);
+    mg_set_request_handler(srv->ctx, "**", not_found_cb, srv);
+}
+
+size_t http_server_max_body(const struct http_server *srv)
+{
+    return srv->max_body;
+}
+
+int http_server_port(const struct http_server *srv)
+{
+    return srv->port;
+}
+
+int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char chunk[8192];
+    size_t total = 0;
+    int rv;
+
+    if (ri->content_length > 0 && (unsigned long long)ri->content_length > max) {
+        /* The body stays unread, so the connection cannot be reused. */
+        mg_disable_connection_keep_alive(conn);
+        return CAIRN_ETOOBIG;
+    }
+    /* A Content-Length body ends after its length; a chunked one (length
+     * -1) when mg_read reports the end. Either way count what arrives. */
+    for (;;) {
+        size_t want = sizeof chunk;
+        int got;
+        if (ri->content_length >= 0) {
+            size_t left = (size_t)ri->content_length - total;
+            if (left == 0) {
+                break;
+            }
+            if (left < want) {
+                want = left;
+            }
+        }
+        got = mg_read(conn, chunk, want);
+        if (got < 0) {
+            mg_disable_connection_keep_alive(conn);
+            return CAIRN_EIO;
+        }
+        if (got == 0) {
+            if (ri->content_length >= 0) {
+                /* The client closed before sending all it announced. */
+                mg_disable_connection_keep_alive(conn);
+                return CAIRN_EIO;
+            }
+            break;
+        }
+        total += (size_t)got;
+        if (total > max) {
+            mg_disable_connection_keep_alive(conn);
+            return CAIRN_ETOOBIG;
+        }
+        rv = cairn_buf_append(b, chunk, (size_t)got);
+        if (rv != 0) {
+            return rv;
+        }
+    }
+    if (b->data == NULL) {
+        /* Callers may rely on b->data being a (possibly empty) string. */
+        return cairn_buf_append(b, "", 0);
+    }
+    return 0;
+}
+
+static bool has_header(const char *lines, const char *name)
+{
+    size_t len = strlen(name);
+    const char *p = lines;
+    while (p != NULL && *p != '\0') {
+        if (strncasecmp(p, name, len) == 0 && p[len] == ':') {
+            return true;
+        }
+        p = strchr(p, '\n');
+        if (p != NULL) {
+            p++;
+        }
+    }
+    return false;
+}
+
+int http_reply(struct mg_connection *conn, int status, const char *content_type,
+               const char *extra_headers, const void *body, size_t len)
+{
+    char length[32];
+    mg_response_header_start(conn, status);
+    if (content_type != NULL) {
+        mg_response_header_add(conn, "Content-Type", content_type, -1);
+    }
+    /* A 204 or 304 has no body and must not announce one (RFC 9110 §8.6). */
+    if (status != 204 && status != 304) {
+        snprintf(length, sizeof length, "%zu", len);
+        mg_response_header_add(conn, "Content-Length", length, -1);
+    }
+    if (extra_headers == NULL || !has_header(extra_headers, "Cache-Control")) {
+        mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+    }
+    if (extra_headers != NULL && extra_headers[0] != '\0') {
+        mg_response_header_add_lines(conn, extra_headers);
+    }
+    mg_response_header_send(conn);
+    /* A HEAD answer has the headers of the full answer and no body. */
+    if (strcmp(mg_get_request_info(conn)->request_method, "HEAD") == 0) {
+        return 0;
+    }
+    if (len > 0 && mg_write(conn, body, len) != (int)len) {
+        return CAIRN_EIO;
+    }
+    return 0;
+}
+
+/* Replaces bytes that are not valid UTF-8 with '?', in place, so that text
+ * taken from a request (a path, a parser's error) can go into JSON. */
+static void utf8_sanitize(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p != '\0') {
+        size_t need;
+        size_t i;
+        if (*p < 0x80) {
+            p++;
+            continue;
+        }
+        need = (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2 : (*p & 0xf8) == 0xf0 ? 3 : 0;
+        for (i = 1; need != 0 && i <= need; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                break;
+            }
+        }
+        if (need == 0 || i <= need || (*p == 0xc0 || *p == 0xc1) || *p > 0xf4 ||
+            (*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0) ||
+            (*p == 0xf0 && p[1] < 0x90) || (*p == 0xf4 && p[1] >= 0x90)) {
+            *p++ = '?';
+            continue;
+        }
+        p += need + 1;
+    }
+}
+
+static int set_text(json_t *obj, const char *key, const char *text)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", text);
+    utf8_sanitize(buf);
+    return json_object_set_new(obj, key, json_string(buf));
+}
+
+int http_problem_va(struct mg_connection *conn, int status, const char *extra_headers,
+                    const char *type, const char *title, const char *field,
+                    const char *detail_fmt, va_list ap)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    char type_uri[128];
+    char detail[1024];
+    json_t *problem;
+    char *text;
+
+    vsnprintf(detail, sizeof detail, detail_fmt, ap);
+    snprintf(type_uri, sizeof type_uri, PROBLEM_TYPE_PREFIX "%s", type);
+
+    problem = json_object();
+    if (problem == NULL || set_text(problem, "type", type_uri) != 0 ||
+        set_text(problem, "title", title != NULL ? title : http_status_text(status)) != 0 ||
+        json_object_set_new(problem, "status", json_integer(status)) != 0 ||
+        set_text(problem, "detail", detail) != 0 ||
+        (field != NULL && set_text(problem, "field", field) != 0) ||
+        set_text(problem, "instance", ri->local_uri != NULL ? ri->local_uri : "") != 0) {
+        json_decref(problem);
+        http_reply(conn, 500, "text/plain", extra_headers, "out of memory\n", 14);
+        return 500;
+    }
+    text = json_dumps(problem, JSON_COMPACT);
+    json_decref(problem);
+    if (text == NULL) {
+        http_reply(conn, 500, "text/plain", extra_headers, "out of memory\n", 14);
+        return 500;
+    }
+    http_reply(conn, status, "application/problem+json", extra_headers, text, strlen(text));
+    free(text);
+    return status;
+}
+
+int http_problem(struct mg_connection *conn, int status, const char *type, const char *title,
+                 const char *field, const char *detail_fmt, ...)
+{
+    va_list ap;
+    int rv;
+    va_start(ap, detail_fmt);
+    rv = http_problem_va(conn, status, NULL, type, title, field, detail_fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+static const struct {
+    int status;
+    const char *text;
+} status_texts[] = {
+    {200, "OK"},
+    {201, "Created"},
+    {202, "Accepted"},
+    {204, "No Content"},
+    {304, "Not Modified"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {406, "Not Acceptable"},
+    {408, "Request Timeout"},
+    {409, "Conflict"},
+    {410, "Gone"},
+    {411, "Length Required"},
+    {412, "Precondition Failed"},
+    {413, "Content Too Large"},
+    {415, "Unsupported Media Type"},
+    {422, "Unprocessable Content"},
+    {428, "Precondition Required"},
+    {429, "Too Many Requests"},
+    {500, "Internal Server Error"},
+    {501, "Not Implemented"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+};
+
+const char *http_status_text(int status)
+{
+    for (size_t i = 0; i < sizeof status_texts / sizeof status_texts[0]; i++) {
+        if (status_texts[i].status == status) {
+            return status_texts[i].text;
+        }
+    }
+    return "Unknown";
+}

@@ -1,0 +1,14 @@
+/*
+ * The groups of the northbound unit test executable (test_northbound.c
+ * runs them all).
+ */
+#ifndef CAIRN_TEST_NORTHBOUND_H
+#define CAIRN_TEST_NORTHBOUND_H
+
+/* Validation tables and request helpers (test_helpers.c). */
+int test_helpers_run(void);
+
+/* The server and the API over HTTP, with a real store (test_http.c). */
+int test_http_run(void);
+
+#endif /* CAIRN_TEST_NORTHBOUND_H */

@@ -78,7 +78,6 @@ int main(int argc, char **argv)
 
     rv = node_create(&cfg, &node, errmsg, sizeof errmsg);
     if (rv != 0) {
-        CAIRN_ERROR("msg=\"cannot start\" error=\"%s\"", errmsg);
         fprintf(stderr, "cairnd: %s\n", errmsg);
         return rv == CAIRN_EINVAL || rv == CAIRN_EWRONGCLUSTER || rv == CAIRN_EEXIST ? 2 : 1;
     }

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -522,6 +523,31 @@ static int identity_check(const struct config *cfg, char *errmsg, size_t size)
     return 0;
 }
 
+/* Holds an exclusive lock on DATA_DIR/lock for the node's life, so a second
+ * cairnd on the same directory stops with a clear message instead of
+ * failing somewhere inside RocksDB or raft. */
+static int data_dir_lock(const struct config *cfg, int *out, char *errmsg, size_t size)
+{
+    char path[4200];
+    int fd;
+    snprintf(path, sizeof path, "%s/lock", cfg->data_dir);
+    fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        cairn_errmsg_set(errmsg, size, "open %s: %s", path, strerror(errno));
+        return CAIRN_EIO;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        cairn_errmsg_set(errmsg, size,
+                         "data_dir %s is in use by another cairnd process: stop it or use "
+                         "another data_dir",
+                         cfg->data_dir);
+        close(fd);
+        return CAIRN_EWRONGCLUSTER;
+    }
+    *out = fd;
+    return 0;
+}
+
 /* --- lifecycle ------------------------------------------------------------ */
 
 int node_create(const struct config *cfg, struct node **out, char *errmsg, size_t size)
@@ -553,11 +579,14 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     if (rv != 0) {
         goto err_after_alloc;
     }
+    rv = data_dir_lock(cfg, &n->lock_fd, errmsg, size);
+    if (rv != 0) {
+        goto err_after_alloc;
+    }
     snprintf(path, sizeof path, "%s/store", cfg->data_dir);
     rv = store_open(path, &n->store, errmsg, size);
     if (rv != 0) {
-        cairn_errmsg_wrap(errmsg, size, "open store in %s", path);
-        goto err_after_alloc;
+        goto err_after_lock;
     }
     rv = peer_pool_create(cfg->cluster_secret, &n->peers);
     if (rv != 0) {
@@ -597,6 +626,8 @@ err_after_peers:
     peer_pool_destroy(n->peers);
 err_after_store:
     store_destroy(n->store);
+err_after_lock:
+    close(n->lock_fd);
 err_after_alloc:
     free(n);
     assert(rv != 0);
@@ -620,6 +651,7 @@ void node_destroy(struct node *n)
     http_server_destroy(n->http);
     peer_pool_destroy(n->peers);
     store_destroy(n->store);
+    close(n->lock_fd);
     pthread_mutex_destroy(&n->qmu);
     pthread_mutex_destroy(&n->smu);
     pthread_cond_destroy(&n->scv);

@@ -46,6 +46,7 @@ struct op {
 struct node {
     struct config cfg;
     char errmsg[CAIRN_ERRMSG_SIZE];
+    int lock_fd; /* holds the data directory's lock */
     struct store *store;
     struct peer_pool *peers;
     struct http_server *http;

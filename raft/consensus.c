@@ -327,36 +327,26 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     free(p);
 }
 
-int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_apply_cb cb,
-                    void *arg)
+int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry, consensus_apply_cb cb,
+                          void *arg)
 {
     struct proposal *p;
-    struct raft_buffer rbuf;
     int rv;
 
-    if (c->closing) {
-        return CAIRN_ESHUTDOWN;
-    }
-    if (raft_state(c->r) != RAFT_LEADER) {
-        return CAIRN_ENOTLEADER;
-    }
-    p = calloc(1, sizeof *p);
+    rv = c->closing ? CAIRN_ESHUTDOWN
+         : raft_state(c->r) != RAFT_LEADER ? CAIRN_ENOTLEADER
+                                           : 0;
+    p = rv == 0 ? calloc(1, sizeof *p) : NULL;
     if (p == NULL) {
-        return CAIRN_ENOMEM;
-    }
-    rv = consensus_entry_encode(buf, len, &rbuf);
-    if (rv != 0) {
-        free(p);
-        return rv;
+        raft_free(entry->base);
+        return rv != 0 ? rv : CAIRN_ENOMEM;
     }
     p->c = c;
     p->cb = cb;
     p->arg = arg;
     p->req.data = p;
-    rv = raft_apply(c->r, &p->req, &rbuf, 1, apply_cb);
+    rv = raft_apply(c->r, &p->req, entry, 1, apply_cb);
     if (rv != 0) {
-        /* libraft 0.22 has taken the buffer even on failure (its log owns
-         * the entry's batch once submitted), so it is not freed here. */
         CAIRN_WARN("msg=\"raft apply failed\" error=\"%s\" detail=\"%s\"", raft_strerror(rv),
                    raft_errmsg(c->r));
         free(p);
@@ -368,6 +358,17 @@ int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_
     }
     c->pending = p;
     return 0;
+}
+
+int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_apply_cb cb,
+                    void *arg)
+{
+    struct raft_buffer entry;
+    int rv = consensus_entry_encode(buf, len, &entry);
+    if (rv != 0) {
+        return rv;
+    }
+    return consensus_apply_entry(c, &entry, cb, arg);
 }
 
 static void barrier_start(struct consensus *c);

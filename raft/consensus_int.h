@@ -90,6 +90,14 @@ struct consensus {
 int consensus_entry_encode(const void *payload, size_t len, struct raft_buffer *out);
 int consensus_entry_decode(const struct raft_buffer *buf, const void **payload, size_t *len);
 
+/* Proposes an already framed entry and always takes its memory: freed here
+ * on a failure before raft_apply, and owned by libraft from raft_apply on,
+ * even when it reports an error (libraft 0.22's log takes the batch, so
+ * freeing it then would be a double free). consensus_apply frames and calls
+ * this. */
+int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry, consensus_apply_cb cb,
+                          void *arg);
+
 /* fsm.c: fills c->fsm with the store-backed state machine. */
 void consensus_fsm_init(struct consensus *c);
 

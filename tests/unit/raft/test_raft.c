@@ -380,6 +380,58 @@ static void test_member_remove(void **state)
     assert_int_equal(consensus_member_remove(l, self, done_cb, &o), CAIRN_ECONFLICT);
 }
 
+/* Entries are framed to a multiple of 8 bytes; a bad frame is refused. */
+static void test_entry_framing(void **state)
+{
+    struct raft_buffer buf;
+    const void *payload;
+    size_t len;
+    (void)state;
+    for (size_t n = 0; n < 20; n++) {
+        char data[20];
+        memset(data, 'a' + (int)n, n);
+        assert_int_equal(consensus_entry_encode(data, n, &buf), 0);
+        assert_int_equal(buf.len % 8, 0);
+        assert_true(buf.len >= n + CONSENSUS_ENTRY_HEADER);
+        assert_int_equal(consensus_entry_decode(&buf, &payload, &len), 0);
+        assert_int_equal(len, n);
+        assert_memory_equal(payload, data, n);
+        /* A frame cut short, or with another version, is refused. */
+        buf.len = CONSENSUS_ENTRY_HEADER - 1;
+        assert_int_equal(consensus_entry_decode(&buf, &payload, &len), CAIRN_EMALFORMED);
+        if (n > 0) {
+            buf.len = CONSENSUS_ENTRY_HEADER + n - 1;
+            assert_int_equal(consensus_entry_decode(&buf, &payload, &len), CAIRN_EMALFORMED);
+        }
+        buf.len = CONSENSUS_ENTRY_HEADER + n;
+        ((char *)buf.base)[2] = 2;
+        assert_int_equal(consensus_entry_decode(&buf, &payload, &len), CAIRN_EMALFORMED);
+        raft_free(buf.base);
+    }
+}
+
+/* An entry that is not a valid frame reaches the store as a malformed
+ * command: the index moves, nothing else changes, the proposer is told. */
+static void test_garbage_entry(void **state)
+{
+    struct cluster *cl = *state;
+    struct consensus *l = leader(cl);
+    struct outcome o = {0};
+    struct raft_buffer buf = {.len = 16};
+
+    buf.base = raft_calloc(1, 16);
+    memcpy(buf.base, "garbage-garbage", 16);
+    assert_int_equal(consensus_apply_entry(l, &buf, apply_cb, &o), 0);
+    step_until_fired(cl, &o);
+    assert_int_equal(o.status, 0);
+    assert_int_equal(o.res.status, CAIRN_EMALFORMED);
+    step_until_all_applied(cl, o.index);
+    for (unsigned i = 0; i < cl->n; i++) {
+        assert_int_equal(store_revision(cl->s[i].store), 0);
+        assert_true(store_applied_index(cl->s[i].store) >= o.index);
+    }
+}
+
 static void test_error_translation(void **state)
 {
     (void)state;
@@ -403,6 +455,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_remove, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_entry, setup, teardown),
+        cmocka_unit_test(test_entry_framing),
         cmocka_unit_test(test_error_translation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,137 @@
+/* Unit tests of node/config.c: defaults, every key's checks, and errors that
+ * name the file, line and key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "cairn.h"
+#include "config.h"
+
+#define BASE                                          \
+    "cluster_id = demo\n"                             \
+    "node_id = 1\n"                                   \
+    "data_dir = /var/lib/cairn\n"                     \
+    "raft_address = 127.0.0.1:7001\n"                 \
+    "api_address = 127.0.0.1:8001\n"                  \
+    "member = 1 127.0.0.1:7001 127.0.0.1:8001\n"
+
+static struct config cfg;
+static char err[CAIRN_ERRMSG_SIZE];
+
+static int parse(const char *text)
+{
+    err[0] = '\0';
+    return config_parse("t.conf", text, &cfg, err, sizeof err);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BASE "# a comment\n\n   \n"), 0);
+    assert_string_equal(cfg.cluster_id, "demo");
+    assert_int_equal(cfg.node_id, 1);
+    assert_int_equal(cfg.election_timeout_ms, 1000);
+    assert_int_equal(cfg.heartbeat_timeout_ms, 100);
+    assert_int_equal(cfg.snapshot_threshold, 1024);
+    assert_int_equal(cfg.snapshot_trailing, 128);
+    assert_int_equal(cfg.http_threads, 16);
+    assert_int_equal(cfg.max_body_bytes, 1048576);
+    assert_int_equal(cfg.request_timeout_ms, 5000);
+    assert_string_equal(cfg.cluster_secret, "");
+    assert_string_equal(cfg.log_level, "info");
+    assert_int_equal(cfg.n_members, 1);
+}
+
+static void test_members(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BASE "member = 2 10.0.0.2:7001 10.0.0.2:8001\n"
+                                "member = 3 host-3:7001 host-3:8001  # trailing comment\n"),
+                     0);
+    assert_int_equal(cfg.n_members, 3);
+    assert_int_equal(cfg.members[2].id, 3);
+    assert_string_equal(cfg.members[2].raft_address, "host-3:7001");
+    assert_string_equal(cfg.members[2].api_address, "host-3:8001");
+    assert_non_null(config_member_find(&cfg, 2));
+    assert_null(config_member_find(&cfg, 9));
+}
+
+/* Each bad input, and the fragment its message must contain. */
+static const struct {
+    const char *text;
+    const char *want;
+} bad[] = {
+    {BASE "bogus = 1\n", "t.conf:7: bogus: unknown key"},
+    {BASE "node_id = 2\n", "t.conf:7: node_id: set twice"},
+    {BASE "election_timeout_ms = 10\n", "election_timeout_ms: must be an integer from 50"},
+    {BASE "election_timeout_ms = 1e3\n", "got \"1e3\""},
+    {BASE "heartbeat_timeout_ms = 600\n", "heartbeat_timeout_ms: must be at most half"},
+    {BASE "log_level = loud\n", "log_level: must be error, warn, info or debug"},
+    {BASE "member = 2 127.0.0.1:7002\n", "must be \"ID RAFT_ADDRESS API_ADDRESS\""},
+    {BASE "member = 0 a:1 b:2\n", "member id must be an integer"},
+    {BASE "member = 1 a:1 b:2\n", "member 1 is listed twice"},
+    {BASE "member = 2 127.0.0.1:7001 b:2\n", "reuses an address of member 1"},
+    {BASE "member = 2 a:70000 b:2\n", "host:port"},
+    {BASE "max_body_bytes = 10\n", "max_body_bytes: must be an integer from 1024"},
+    {BASE "just some words\n", "t.conf:7: expected \"key = value\""},
+    {"cluster_id = demo\nnode_id = 1\n", "data_dir: required key is missing"},
+    {"cluster_id = bad/id\n", "t.conf:1: cluster_id: may contain only"},
+    {"cluster_id = demo\nnode_id = 1\ndata_dir = /d\nraft_address = a:1\napi_address = a:1\n"
+     "member = 1 a:1 a:2\n",
+     "api_address: must differ from raft_address"},
+    {"cluster_id = demo\nnode_id = 1\ndata_dir = /d\nraft_address = a:1\napi_address = a:2\n",
+     "at least one initial member"},
+    {"cluster_id = demo\nnode_id = 1\ndata_dir = /d\nraft_address = a:1\napi_address = a:2\n"
+     "member = 1 a:9 a:2\n",
+     "the entry for node 1 must use raft_address and api_address"},
+    {"raft_address = nohost\n", "raft_address: must be host:port"},
+    {"raft_address = :80\n", "raft_address: must be host:port"},
+    {"node_id = 9223372036854775808\n", "node_id: must be an integer"},
+};
+
+static void test_errors(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rv = parse(bad[i].text);
+        if (rv == 0 || strstr(err, bad[i].want) == NULL) {
+            fail_msg("case %zu: rv %d, message \"%s\", wanted \"%s\"", i, rv, err, bad[i].want);
+        }
+    }
+}
+
+static void test_address_parse(void **state)
+{
+    char host[64];
+    unsigned port = 0;
+    (void)state;
+    assert_int_equal(config_address_parse("127.0.0.1:8001", host, sizeof host, &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8001);
+    assert_int_not_equal(config_address_parse("127.0.0.1:0", host, sizeof host, &port), 0);
+    assert_int_not_equal(config_address_parse("127.0.0.1:65536", host, sizeof host, &port), 0);
+    assert_int_not_equal(config_address_parse("a b:1", host, sizeof host, &port), 0);
+    assert_int_not_equal(config_address_parse("a:1x", host, sizeof host, &port), 0);
+}
+
+static void test_load_missing_file(void **state)
+{
+    (void)state;
+    assert_int_equal(config_load("/nonexistent/cairnd.conf", &cfg, err, sizeof err), CAIRN_EIO);
+    assert_non_null(strstr(err, "/nonexistent/cairnd.conf: No such file"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_members),
+        cmocka_unit_test(test_errors),         cmocka_unit_test(test_address_parse),
+        cmocka_unit_test(test_load_missing_file),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

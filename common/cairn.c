@@ -10,7 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 const char *cairn_strerror(int rv)
@@ -251,4 +255,44 @@ int cairn_buf_printf(struct cairn_buf *b, const char *fmt, ...)
     va_end(ap);
     b->len += (size_t)n;
     return 0;
+}
+
+int cairn_listen_check(const char *address, char *errmsg, size_t size)
+{
+    char host[INET_ADDRSTRLEN];
+    const char *colon = strrchr(address, ':');
+    struct sockaddr_in sa;
+    uint64_t port;
+    int fd, on = 1, rv = 0;
+
+    if (colon == NULL || (size_t)(colon - address) >= sizeof host ||
+        cairn_parse_u64(colon + 1, &port) != 0 || port == 0 || port > 65535) {
+        return CAIRN_EINVAL;
+    }
+    memcpy(host, address, (size_t)(colon - address));
+    host[colon - address] = '\0';
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+        return CAIRN_EINVAL;
+    }
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        cairn_errmsg_set(errmsg, size, "listen on %s: %s", address, strerror(errno));
+        return CAIRN_EIO;
+    }
+    /* As servers do: a port in TIME_WAIT is free to listen on. */
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", strerror(errno));
+        if (buf[0] >= 'A' && buf[0] <= 'Z') {
+            buf[0] = (char)(buf[0] - 'A' + 'a');
+        }
+        cairn_errmsg_set(errmsg, size, "listen on %s: %s", address, buf);
+        rv = CAIRN_EIO;
+    }
+    close(fd);
+    return rv;
 }

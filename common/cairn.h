@@ -95,6 +95,12 @@ bool cairn_uuid_valid(const char *s);
 /* Parses a decimal unsigned 64-bit integer that fills the whole string. */
 int cairn_parse_u64(const char *s, uint64_t *out);
 
+/* Checks that an IPv4 "host:port" (a dotted quad; port > 0) can be bound
+ * now, by binding and closing a socket. On failure errmsg reads "listen on
+ * ADDRESS: reason" and CAIRN_EIO is returned; CAIRN_EINVAL for an address
+ * that is not a dotted quad and port (then nothing is checked). */
+int cairn_listen_check(const char *address, char *errmsg, size_t size);
+
 /* A growable byte buffer. */
 struct cairn_buf {
     char *data; /* NUL-terminated when non-NULL */

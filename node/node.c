@@ -575,6 +575,12 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     pthread_cond_init(&n->vcv, &attr);
     pthread_condattr_destroy(&attr);
 
+    /* Busy ports are found before anything is written to the data dir. */
+    if (cairn_listen_check(cfg->raft_address, errmsg, size) == CAIRN_EIO ||
+        cairn_listen_check(cfg->api_address, errmsg, size) == CAIRN_EIO) {
+        rv = CAIRN_EEXIST;
+        goto err_after_alloc;
+    }
     rv = identity_check(cfg, errmsg, size);
     if (rv != 0) {
         goto err_after_alloc;

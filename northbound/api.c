@@ -108,8 +108,8 @@ static int problem_va(struct api_req *req, int status, const char *type, const c
 static int problem_va(struct api_req *req, int status, const char *type, const char *field,
                       const char *extra_headers, const char *fmt, va_list ap)
 {
-    return http_problem_va(req->conn, status, extra_headers, type, problem_title(type), field,
-                           fmt, ap);
+    return http_problem_va(req->conn, status, extra_headers, type, problem_title(type), field, fmt,
+                           ap);
 }
 
 int api_problem(struct api_req *req, int status, const char *type, const char *field,
@@ -125,8 +125,8 @@ int api_problem(struct api_req *req, int status, const char *type, const char *f
 
 int api_error_send(struct api_req *req, const struct api_error *err)
 {
-    return api_problem(req, err->status, err->type, err->field[0] != '\0' ? err->field : NULL,
-                       NULL, "%s", err->detail);
+    return api_problem(req, err->status, err->type, err->field[0] != '\0' ? err->field : NULL, NULL,
+                       "%s", err->detail);
 }
 
 int api_error_set(struct api_error *err, int status, const char *type, const char *field,
@@ -250,10 +250,16 @@ int api_query_parse(struct api_req *req, const char *query, const char *const *a
             *eq = '\0';
             value = eq + 1;
         }
-        if (!url_decode(pair) || (eq != NULL && !url_decode(eq + 1))) {
+        if (!url_decode(pair)) {
             return api_error_set(err, 400, "invalid-parameter", NULL,
                                  "the query string has a bad %%-escape; encode parameters "
                                  "as application/x-www-form-urlencoded");
+        }
+        if (eq != NULL && !url_decode(eq + 1)) {
+            return api_error_set(err, 400, "invalid-parameter", pair,
+                                 "query parameter \"%s\" has a bad %%-escape; encode "
+                                 "parameters as application/x-www-form-urlencoded",
+                                 pair);
         }
         if (!name_allowed(allowed, pair)) {
             char names[128] = "";
@@ -436,16 +442,16 @@ bool api_content_type_ok(const char *value)
 int api_body_parse(const char *data, size_t len, json_t **out, struct api_error *err)
 {
     json_error_t jerr;
-    json_t *body = json_loadb(data != NULL ? data : "", len,
-                              JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    json_t *body =
+        json_loadb(data != NULL ? data : "", len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (body == NULL) {
         return api_error_set(err, 400, "malformed-json", NULL,
                              "the body is not valid JSON: line %d, column %d: %s", jerr.line,
                              jerr.column, jerr.text);
     }
     if (!json_is_object(body)) {
-        api_error_set(err, 400, "invalid-body", NULL,
-                      "the body must be a JSON object, not %s", api_json_type_name(body));
+        api_error_set(err, 400, "invalid-body", NULL, "the body must be a JSON object, not %s",
+                      api_json_type_name(body));
         json_decref(body);
         return CAIRN_EINVAL;
     }
@@ -486,9 +492,11 @@ struct route_method {
     const char *const *params; /* allowed query parameters, or NULL */
 };
 
+#define ROUTE_METHODS_MAX 4
+
 struct route {
     const char *pattern;
-    struct route_method methods[4];
+    struct route_method methods[ROUTE_METHODS_MAX]; /* ends at a NULL method */
 };
 
 static const char *const read_params[] = {"consistency", NULL};
@@ -501,8 +509,7 @@ static const struct route routes[] = {
     {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
     {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
     {"/api/v1/tenants",
-     {{"GET", api_tenants_list, 0, list_params},
-      {"POST", api_tenants_create, METHOD_BODY, NULL}}},
+     {{"GET", api_tenants_list, 0, list_params}, {"POST", api_tenants_create, METHOD_BODY, NULL}}},
     {"/api/v1/tenants/*",
      {{"GET", api_tenant_get, 0, read_params},
       {"PUT", api_tenant_replace, METHOD_BODY, NULL},
@@ -528,8 +535,7 @@ static bool route_match(const char *pattern, const char *path, char id[PATH_ID_M
                 return false;
             }
             /* A longer id is cut; it fails the handler's check anyway. */
-            snprintf(id, PATH_ID_MAX, "%.*s", (int)(len < PATH_ID_MAX ? len : PATH_ID_MAX - 1),
-                     s);
+            snprintf(id, PATH_ID_MAX, "%.*s", (int)(len < PATH_ID_MAX ? len : PATH_ID_MAX - 1), s);
             p++;
             s += len;
             continue;
@@ -556,7 +562,7 @@ static const struct route *route_find(const char *path, char id[PATH_ID_MAX])
 static int method_not_allowed(struct api_req *req, const struct route *route)
 {
     char allow[128] = "Allow: ";
-    for (size_t i = 0; i < 4 && route->methods[i].method != NULL; i++) {
+    for (size_t i = 0; i < ROUTE_METHODS_MAX && route->methods[i].method != NULL; i++) {
         if (i > 0) {
             strncat(allow, ", ", sizeof allow - strlen(allow) - 1);
         }
@@ -633,7 +639,7 @@ static int dispatch_cb(struct mg_connection *conn, void *data)
         goto done;
     }
     req.path_id = id[0] != '\0' ? id : NULL;
-    for (size_t i = 0; i < 4 && route->methods[i].method != NULL; i++) {
+    for (size_t i = 0; i < ROUTE_METHODS_MAX && route->methods[i].method != NULL; i++) {
         if (strcmp(route->methods[i].method, req.method) == 0) {
             m = &route->methods[i];
         }

@@ -30,7 +30,7 @@ struct api_member_status {
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;
-    uint64_t last_index;   /* last index in its raft log */
+    uint64_t last_index; /* last index in its raft log */
 };
 
 struct api_cluster_status {

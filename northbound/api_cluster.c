@@ -22,10 +22,10 @@ static int not_implemented(struct api_req *req, const char *what)
 
 int api_healthz(struct api_req *req)
 {
-    return api_reply_json(req, 200,
-                          json_pack("{s:s, s:I}", "status", "ok", "node_id",
-                                    (json_int_t)req->api->cfg.node_id),
-                          NULL);
+    return api_reply_json(
+        req, 200,
+        json_pack("{s:s, s:I}", "status", "ok", "node_id", (json_int_t)req->api->cfg.node_id),
+        NULL);
 }
 
 int api_readyz(struct api_req *req)
@@ -40,21 +40,19 @@ int api_readyz(struct api_req *req)
         return api_problem(req, 503, "not-ready", NULL, NULL, "%s",
                            why[0] != '\0' ? why : "the node is not ready");
     }
-    return api_reply_json(req, 200,
-                          json_pack("{s:b, s:I}", "ready", 1, "node_id",
-                                    (json_int_t)req->api->cfg.node_id),
-                          NULL);
+    return api_reply_json(
+        req, 200, json_pack("{s:b, s:I}", "ready", 1, "node_id", (json_int_t)req->api->cfg.node_id),
+        NULL);
 }
 
 static json_t *member_json(const struct api_member_status *m, uint64_t leader_id)
 {
     return json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:b}", "id",
                      (json_int_t)m->id, "raft_address", m->raft_address, "api_address",
-                     m->api_address, "role", m->role, "reachable", m->reachable, "state",
-                     m->state, "term", (json_int_t)m->term, "commit_index",
-                     (json_int_t)m->commit_index, "applied_index", (json_int_t)m->applied_index,
-                     "last_index", (json_int_t)m->last_index, "leader",
-                     leader_id != 0 && m->id == leader_id);
+                     m->api_address, "role", m->role, "reachable", m->reachable, "state", m->state,
+                     "term", (json_int_t)m->term, "commit_index", (json_int_t)m->commit_index,
+                     "applied_index", (json_int_t)m->applied_index, "last_index",
+                     (json_int_t)m->last_index, "leader", leader_id != 0 && m->id == leader_id);
 }
 
 int api_cluster_get(struct api_req *req)
@@ -84,12 +82,11 @@ int api_cluster_get(struct api_req *req)
             members = NULL;
         }
     }
-    obj = members == NULL ? NULL
-                          : json_pack("{s:I, s:o, s:I, s:o}", "node_id", (json_int_t)st.node_id,
-                                      "leader_id",
-                                      st.leader_id != 0 ? json_integer((json_int_t)st.leader_id)
-                                                        : json_null(),
-                                      "term", (json_int_t)st.term, "members", members);
+    obj = members == NULL
+              ? NULL
+              : json_pack("{s:I, s:o, s:I, s:o}", "node_id", (json_int_t)st.node_id, "leader_id",
+                          st.leader_id != 0 ? json_integer((json_int_t)st.leader_id) : json_null(),
+                          "term", (json_int_t)st.term, "members", members);
     free(st.members);
     return api_reply_json(req, 200, obj, NULL);
 }

@@ -96,8 +96,7 @@ static void writable_names(const struct api_schema *schema, char *out, size_t si
         if ((schema->fields[i].flags & API_FIELD_READONLY) != 0) {
             continue;
         }
-        n = snprintf(out + used, size - used, "%s%s", used > 0 ? ", " : "",
-                     schema->fields[i].name);
+        n = snprintf(out + used, size - used, "%s%s", used > 0 ? ", " : "", schema->fields[i].name);
         if (n < 0 || (size_t)n >= size - used) {
             return;
         }
@@ -114,7 +113,8 @@ static int check_shape(const struct api_schema *schema, const json_t *obj, const
     char path[128];
     int rv;
 
-    json_object_foreach((json_t *)obj, key, value) {
+    json_object_foreach((json_t *)obj, key, value)
+    {
         const struct api_field *f = field_find(schema, key);
         field_path(path, sizeof path, prefix, key);
         if (f == NULL) {
@@ -144,8 +144,7 @@ static int check_shape(const struct api_schema *schema, const json_t *obj, const
         const struct api_field *f = &schema->fields[i];
         if ((f->flags & API_FIELD_REQUIRED) != 0 && json_object_get(obj, f->name) == NULL) {
             field_path(path, sizeof path, prefix, f->name);
-            return api_error_set(err, 400, "missing-field", path, "field \"%s\" is required",
-                                 path);
+            return api_error_set(err, 400, "missing-field", path, "field \"%s\" is required", path);
         }
     }
     return 0;
@@ -160,8 +159,8 @@ static int check_string(const struct api_field *f, const json_t *value, const ch
 
     if ((long long)len < f->min || (long long)len > f->max) {
         if (len == 0) {
-            return api_error_set(err, 422, "invalid-field", path,
-                                 "field \"%s\" must not be empty", path);
+            return api_error_set(err, 422, "invalid-field", path, "field \"%s\" must not be empty",
+                                 path);
         }
         return api_error_set(err, 422, "invalid-field", path,
                              "field \"%s\" must be %lld to %lld bytes long, not %zu", path, f->min,
@@ -352,8 +351,8 @@ static const struct api_field contact_fields[] = {
     {"phone", API_JSON_STRING, 0, 1, 32, api_format_phone, NULL},
 };
 
-static const struct api_schema contact_schema = {
-    contact_fields, sizeof contact_fields / sizeof contact_fields[0]};
+static const struct api_schema contact_schema = {contact_fields,
+                                                 sizeof contact_fields / sizeof contact_fields[0]};
 
 static const struct api_field tenant_fields[] = {
     {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},

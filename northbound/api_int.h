@@ -52,10 +52,10 @@ struct api_req {
 
 /* A request that failed validation, before anything is sent. */
 struct api_error {
-    int status;         /* 400, 413, 415, 422, ... */
-    const char *type;   /* problem type: "invalid-field", ... */
-    char field[128];    /* offending input ("contact.email"), or "" */
-    char detail[512];   /* what is wrong and what to do */
+    int status;       /* 400, 413, 415, 422, ... */
+    const char *type; /* problem type: "invalid-field", ... */
+    char field[128];  /* offending input ("contact.email"), or "" */
+    char detail[512]; /* what is wrong and what to do */
 };
 
 /* api.c ------------------------------------------------------------------ */

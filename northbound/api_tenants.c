@@ -119,8 +119,8 @@ static int answer_failed(struct api_req *req, const struct store_result *res)
 
 /* Validates the body and proposes a create or an update of it. Returns 0
  * with *res filled, or the status answered. */
-static int propose_tenant(struct api_req *req, enum store_op op, const char *id,
-                          uint64_t if_match, const char *request_id, struct store_result *res)
+static int propose_tenant(struct api_req *req, enum store_op op, const char *id, uint64_t if_match,
+                          const char *request_id, struct store_result *res)
 {
     struct store_command cmd;
     struct api_error err;
@@ -304,8 +304,7 @@ static int list_params(struct api_req *req, size_t *limit, const char **cursor)
 
 /* The page of a name-filtered list: the one tenant of that name, if any
  * (and if it comes after the cursor). */
-static int list_by_name(struct api_req *req, const char *name, const char *cursor,
-                        json_t *items)
+static int list_by_name(struct api_req *req, const char *name, const char *cursor, json_t *items)
 {
     struct store_object o;
     char *id = NULL;
@@ -370,11 +369,10 @@ int api_tenants_list(struct api_req *req)
         return api_problem(req, 500, "internal", NULL, NULL, "list tenants: %s",
                            cairn_strerror(rv));
     }
-    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n",
-             (unsigned long long)revision);
-    return api_reply_json(req, 200,
-                          json_pack("{s:o, s:o, s:I}", "items", items, "next_cursor",
-                                    next != NULL ? next : json_null(), "revision",
-                                    (json_int_t)revision),
-                          headers);
+    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n", (unsigned long long)revision);
+    return api_reply_json(
+        req, 200,
+        json_pack("{s:o, s:o, s:I}", "items", items, "next_cursor",
+                  next != NULL ? next : json_null(), "revision", (json_int_t)revision),
+        headers);
 }

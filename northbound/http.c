@@ -35,7 +35,6 @@ struct http_server {
     size_t max_body;          /* request body limit, bytes */
     int port;                 /* bound TCP port */
     struct sockaddr_in local; /* where to connect to reach the server */
-    char listen[128];         /* the configured address, for messages */
 };
 
 /* Problem types are URIs in this namespace (RFC 9457 §3.1.1). */
@@ -134,36 +133,6 @@ static int listen_parse(const char *listen, char *addr, size_t addr_size, int *p
 /* civetweb reports a failed bind only as "Failed to setup server ports";
  * after it failed, bind the same address ourselves (with the same
  * SO_REUSEADDR) to learn the errno, for a message that says what to fix. */
-static void listen_probe(const char *addr, int port, char *cause, size_t cause_size)
-{
-    struct sockaddr_in sa;
-    int fd;
-    int on = 1;
-
-    cause[0] = '\0';
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        return;
-    }
-    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return;
-    }
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        char buf[128];
-        /* strerror_r (GNU) may return a static string instead of filling buf. */
-        const char *msg = strerror_r(errno, buf, sizeof buf);
-        snprintf(cause, cause_size, "%s", msg);
-        if (cause[0] >= 'A' && cause[0] <= 'Z') {
-            cause[0] = (char)(cause[0] - 'A' + 'a');
-        }
-    }
-    close(fd);
-}
-
 int http_server_start(const struct http_config *cfg, struct http_server **out, char *errmsg,
                       size_t errmsg_size)
 {
@@ -202,7 +171,6 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
         goto err;
     }
     srv->max_body = cfg->max_body;
-    snprintf(srv->listen, sizeof srv->listen, "%s", cfg->listen);
 
     snprintf(listening, sizeof listening, "%s:%d", addr, port);
     snprintf(threads, sizeof threads, "%u", cfg->threads);
@@ -231,14 +199,16 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     error.text = error_text;
     error.text_buffer_size = sizeof error_text;
 
+    /* Check the port first: civetweb would log its own bind failure as
+     * well, and the operator should read one line that says what is wrong. */
+    if (port != 0 && cairn_listen_check(listening, errmsg, errmsg_size) == CAIRN_EIO) {
+        rv = CAIRN_EIO;
+        goto err_after_alloc;
+    }
     srv->ctx = mg_start2(&init, &error);
     if (srv->ctx == NULL) {
-        char cause[128];
-        listen_probe(addr, port, cause, sizeof cause);
         cairn_errmsg_set(errmsg, errmsg_size, "listen on %s: %s", cfg->listen,
-                         cause[0] != '\0'     ? cause
-                         : error_text[0] != '\0' ? error_text
-                                               : "civetweb failed to start");
+                         error_text[0] != '\0' ? error_text : "civetweb failed to start");
         rv = CAIRN_EIO;
         goto err_after_alloc;
     }
@@ -510,8 +480,8 @@ static int set_text(json_t *obj, const char *key, const char *text)
 }
 
 int http_problem_va(struct mg_connection *conn, int status, const char *extra_headers,
-                    const char *type, const char *title, const char *field,
-                    const char *detail_fmt, va_list ap)
+                    const char *type, const char *title, const char *field, const char *detail_fmt,
+                    va_list ap)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
     char type_uri[128];

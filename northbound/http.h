@@ -19,14 +19,15 @@ struct mg_connection;
 struct http_server;
 
 struct http_config {
-    const char *listen;      /* "host:port" to listen on (IPv4) */
-    unsigned threads;        /* worker threads */
-    size_t max_body;         /* largest request body accepted, bytes */
+    const char *listen;          /* "host:port" to listen on (IPv4) */
+    unsigned threads;            /* worker threads */
+    size_t max_body;             /* largest request body accepted, bytes */
     unsigned request_timeout_ms; /* civetweb's request timeout */
 };
 
 /* Starts the server. A busy port or bad address fails with errmsg naming
- * the address. */
+ * the address and the cause ("listen on 127.0.0.1:8001: address already in
+ * use"). A host name is resolved to its first IPv4 address. */
 int http_server_start(const struct http_config *cfg, struct http_server **out, char *errmsg,
                       size_t errmsg_size);
 
@@ -53,12 +54,16 @@ size_t http_server_max_body(const struct http_server *srv);
 int http_server_port(const struct http_server *srv);
 
 /* Reads the whole request body into b. CAIRN_ETOOBIG if it is larger than
- * max (Content-Length or actual bytes), CAIRN_EIO if the client went away. */
+ * max (Content-Length or actual bytes), CAIRN_EIO if the client went away.
+ * A chunked body is read to its end, counting. On success b->data is a
+ * NUL-terminated string (empty for no body); after a failure the
+ * connection is not reused. */
 int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b);
 
 /* Sends a complete response. extra_headers is NULL or "Name: value\r\n"
- * lines. Content-Length is always added, and "Cache-Control: no-store"
- * unless extra_headers carries its own Cache-Control line. */
+ * lines. Content-Length is added (except on 204 and 304, which have no
+ * body), and "Cache-Control: no-store" unless extra_headers carries its own
+ * Cache-Control line. The answer to a HEAD request gets the headers only. */
 int http_reply(struct mg_connection *conn, int status, const char *content_type,
                const char *extra_headers, const void *body, size_t len);
 
@@ -74,8 +79,8 @@ int http_problem(struct mg_connection *conn, int status, const char *type, const
  * lines, for example "Retry-After: 1\r\n" or "Allow: GET\r\n") and the
  * detail's arguments as a va_list. */
 int http_problem_va(struct mg_connection *conn, int status, const char *extra_headers,
-                    const char *type, const char *title, const char *field,
-                    const char *detail_fmt, va_list ap) __attribute__((format(printf, 7, 0)));
+                    const char *type, const char *title, const char *field, const char *detail_fmt,
+                    va_list ap) __attribute__((format(printf, 7, 0)));
 
 /* Reason phrase of a status code. */
 const char *http_status_text(int status);

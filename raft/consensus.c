@@ -192,7 +192,7 @@ int consensus_start(struct consensus *c, char *errmsg, size_t errmsg_size)
     int rv = raft_start(c->r);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "raft: start at %s: %s", c->address,
-                         raft_errmsg(c->r));
+                         raft_errmsg(c->r)[0] != '\0' ? raft_errmsg(c->r) : raft_strerror(rv));
         return consensus_error(rv);
     }
     return 0;

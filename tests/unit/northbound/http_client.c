@@ -29,16 +29,16 @@ int hc_connect(int port)
     sa.sin_family = AF_INET;
     sa.sin_port = htons((uint16_t)port);
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr*)&sa, sizeof sa) != 0) {
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(fd);
         return -1;
     }
     return fd;
 }
 
-void hc_send(int fd, const void* buf, size_t len)
+void hc_send(int fd, const void *buf, size_t len)
 {
-    const char* p = buf;
+    const char *p = buf;
     uint64_t deadline = cairn_now_ms() + HC_TIMEOUT_MS;
     while (len > 0 && cairn_now_ms() < deadline) {
         struct pollfd pfd = {.fd = fd, .events = POLLOUT};
@@ -60,7 +60,7 @@ void hc_send(int fd, const void* buf, size_t len)
 
 /* Reads more bytes into b; returns bytes read, 0 at the close, -1 on
  * timeout or error. */
-static ssize_t read_more(int fd, struct cairn_buf* b, uint64_t deadline)
+static ssize_t read_more(int fd, struct cairn_buf *b, uint64_t deadline)
 {
     char chunk[4096];
     for (;;) {
@@ -93,9 +93,9 @@ static ssize_t read_more(int fd, struct cairn_buf* b, uint64_t deadline)
     }
 }
 
-static long content_length(const char* head)
+static long content_length(const char *head)
 {
-    const char* p = head;
+    const char *p = head;
     while ((p = strchr(p, '\n')) != NULL) {
         p++;
         if (strncasecmp(p, "Content-Length:", 15) == 0) {
@@ -105,11 +105,11 @@ static long content_length(const char* head)
     return -1;
 }
 
-int hc_read(int fd, struct hc_response* out)
+int hc_read(int fd, struct hc_response *out)
 {
     uint64_t deadline = cairn_now_ms() + HC_TIMEOUT_MS;
     struct cairn_buf b;
-    char* end = NULL;
+    char *end = NULL;
     size_t head_len;
     long length;
     ssize_t n;
@@ -154,7 +154,7 @@ fail:
     return -1;
 }
 
-int hc_raw(int port, const void* buf, size_t len, struct hc_response* out)
+int hc_raw(int port, const void *buf, size_t len, struct hc_response *out)
 {
     int fd = hc_connect(port);
     int rv;
@@ -168,12 +168,8 @@ int hc_raw(int port, const void* buf, size_t len, struct hc_response* out)
     return rv;
 }
 
-int hc_request(int port,
-               const char* method,
-               const char* path,
-               const char* headers,
-               const char* body,
-               struct hc_response* out)
+int hc_request(int port, const char *method, const char *path, const char *headers,
+               const char *body, struct hc_response *out)
 {
     struct cairn_buf req;
     int rv;
@@ -189,14 +185,14 @@ int hc_request(int port,
     return rv;
 }
 
-const char* hc_header(const struct hc_response* r, const char* name, char* buf, size_t size)
+const char *hc_header(const struct hc_response *r, const char *name, char *buf, size_t size)
 {
     size_t len = strlen(name);
-    const char* p = r->head;
+    const char *p = r->head;
     while (p != NULL && (p = strchr(p, '\n')) != NULL) {
         p++;
         if (strncasecmp(p, name, len) == 0 && p[len] == ':') {
-            const char* v = p + len + 1;
+            const char *v = p + len + 1;
             size_t vlen;
             while (*v == ' ') {
                 v++;
@@ -209,7 +205,7 @@ const char* hc_header(const struct hc_response* r, const char* name, char* buf, 
     return NULL;
 }
 
-void hc_response_free(struct hc_response* r)
+void hc_response_free(struct hc_response *r)
 {
     free(r->head);
     free(r->body);

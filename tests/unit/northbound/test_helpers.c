@@ -19,11 +19,11 @@
 #include "tests.h"
 
 /* Validates text against schema; returns the error (status 0 if valid). */
-static struct api_error validate(const struct api_schema* schema, const char* text)
+static struct api_error validate(const struct api_schema *schema, const char *text)
 {
     struct api_error err;
     json_error_t jerr;
-    json_t* body = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *body = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
     memset(&err, 0, sizeof err);
     if (body == NULL) {
         fail_msg("test body does not parse: %s: %s", text, jerr.text);
@@ -36,11 +36,8 @@ static struct api_error validate(const struct api_schema* schema, const char* te
 }
 
 /* Asserts that text fails with status, type and field. */
-static void expect_invalid(const struct api_schema* schema,
-                           const char* text,
-                           int status,
-                           const char* type,
-                           const char* field)
+static void expect_invalid(const struct api_schema *schema, const char *text, int status,
+                           const char *type, const char *field)
 {
     struct api_error err = validate(schema, text);
     if (err.status != status || err.type == NULL || strcmp(err.type, type) != 0 ||
@@ -50,7 +47,7 @@ static void expect_invalid(const struct api_schema* schema,
     }
 }
 
-static void expect_valid(const struct api_schema* schema, const char* text)
+static void expect_valid(const struct api_schema *schema, const char *text)
 {
     struct api_error err = validate(schema, text);
     if (err.status != 0) {
@@ -59,16 +56,16 @@ static void expect_valid(const struct api_schema* schema, const char* text)
 }
 
 /* A JSON string body field of n copies of c. */
-static char* repeat(char c, size_t n)
+static char *repeat(char c, size_t n)
 {
-    char* s = malloc(n + 1);
+    char *s = malloc(n + 1);
     assert_non_null(s);
     memset(s, c, n);
     s[n] = '\0';
     return s;
 }
 
-static void expect_tenant_field(const char* field_json, int status, const char* field)
+static void expect_tenant_field(const char *field_json, int status, const char *field)
 {
     char text[4096];
     snprintf(text, sizeof text, "{\"name\":\"acme\",%s}", field_json);
@@ -79,7 +76,7 @@ static void expect_tenant_field(const char* field_json, int status, const char* 
     }
 }
 
-static void test_tenant_valid(void** state)
+static void test_tenant_valid(void **state)
 {
     (void)state;
     expect_valid(&api_tenant_schema, "{\"name\":\"acme\"}");
@@ -89,7 +86,7 @@ static void test_tenant_valid(void** state)
     expect_valid(&api_tenant_schema, "{\"name\":\"a\",\"contact\":{}}");
 }
 
-static void test_tenant_shape(void** state)
+static void test_tenant_shape(void **state)
 {
     (void)state;
     expect_invalid(&api_tenant_schema, "{\"name\":\"acme\",\"fax\":\"1\"}", 400, "unknown-field",
@@ -118,7 +115,7 @@ static void test_tenant_shape(void** state)
                    "invalid-field", "name");
 }
 
-static void test_tenant_detail(void** state)
+static void test_tenant_detail(void **state)
 {
     struct api_error err;
     (void)state;
@@ -131,13 +128,13 @@ static void test_tenant_detail(void** state)
     assert_non_null(strstr(err.detail, "lower-case"));
 }
 
-static void test_tenant_name(void** state)
+static void test_tenant_name(void **state)
 {
     char text[256];
-    char* s;
+    char *s;
     (void)state;
-    static const char* const good[] = {"a", "0", "a-b", "acme-2", "9-to-5", "x--y"};
-    static const char* const bad[] = {"", "-a", "a-", "-", "Acme", "a_b", "a b", "a.b", "é"};
+    static const char *const good[] = {"a", "0", "a-b", "acme-2", "9-to-5", "x--y"};
+    static const char *const bad[] = {"", "-a", "a-", "-", "Acme", "a_b", "a b", "a.b", "é"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         snprintf(text, sizeof text, "{\"name\":\"%s\"}", good[i]);
         expect_valid(&api_tenant_schema, text);
@@ -156,10 +153,10 @@ static void test_tenant_name(void** state)
     free(s);
 }
 
-static void test_tenant_lengths(void** state)
+static void test_tenant_lengths(void **state)
 {
     char field[2048];
-    char* s;
+    char *s;
     (void)state;
     s = repeat('d', 1024);
     snprintf(field, sizeof field, "\"description\":\"%s\"", s);
@@ -171,7 +168,7 @@ static void test_tenant_lengths(void** state)
     free(s);
     /* Limits count bytes: 512 two-byte characters fill 1024. */
     {
-        char* p = field + snprintf(field, sizeof field, "\"description\":\"");
+        char *p = field + snprintf(field, sizeof field, "\"description\":\"");
         for (int i = 0; i < 513; i++) {
             p += snprintf(p, 3, "\xc3\xa9");
         }
@@ -189,14 +186,14 @@ static void test_tenant_lengths(void** state)
     expect_tenant_field("\"contact\":{\"name\":\"\"}", 422, "contact.name");
 }
 
-static void test_tenant_email(void** state)
+static void test_tenant_email(void **state)
 {
     char field[512];
-    char* s;
+    char *s;
     (void)state;
     expect_tenant_field("\"contact\":{\"email\":\"a@b\"}", 0, NULL);
     expect_tenant_field("\"contact\":{\"email\":\"noc@example.com\"}", 0, NULL);
-    static const char* const bad[] = {"", "ab", "@b", "a@", "a@b@c", "a b@c", "a@b c"};
+    static const char *const bad[] = {"", "ab", "@b", "a@", "a@b@c", "a b@c", "a@b c"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(field, sizeof field, "\"contact\":{\"email\":\"%s\"}", bad[i]);
         expect_tenant_field(field, 422, "contact.email");
@@ -209,14 +206,14 @@ static void test_tenant_email(void** state)
     free(s);
 }
 
-static void test_tenant_phone(void** state)
+static void test_tenant_phone(void **state)
 {
     char field[512];
-    char* s;
+    char *s;
     (void)state;
     expect_tenant_field("\"contact\":{\"phone\":\"+33 (1) 23-45-67-89\"}", 0, NULL);
     expect_tenant_field("\"contact\":{\"phone\":\"5\"}", 0, NULL);
-    static const char* const bad[] = {"", "12x", "+-()", "1.2", "1/2"};
+    static const char *const bad[] = {"", "12x", "+-()", "1.2", "1/2"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(field, sizeof field, "\"contact\":{\"phone\":\"%s\"}", bad[i]);
         expect_tenant_field(field, 422, "contact.phone");
@@ -231,7 +228,7 @@ static void test_tenant_phone(void** state)
     free(s);
 }
 
-static void expect_member(const char* text, int status, const char* type, const char* field)
+static void expect_member(const char *text, int status, const char *type, const char *field)
 {
     if (status == 0) {
         expect_valid(&api_member_schema, text);
@@ -243,10 +240,10 @@ static void expect_member(const char* text, int status, const char* type, const 
 #define MEMBER(id, raft, api) \
     "{\"id\":" id ",\"raft_address\":\"" raft "\",\"api_address\":\"" api "\"}"
 
-static void test_member(void** state)
+static void test_member(void **state)
 {
     char text[512];
-    char* host;
+    char *host;
     (void)state;
     expect_member(MEMBER("1", "10.0.0.1:7001", "node-1.example:8001"), 0, NULL, NULL);
     expect_member(MEMBER("9223372036854775807", "h:1", "h:65535"), 0, NULL, NULL);
@@ -278,14 +275,14 @@ static void test_member(void** state)
     free(host);
 }
 
-static void test_project_order(void** state)
+static void test_project_order(void **state)
 {
-    json_t* src = json_loads(
+    json_t *src = json_loads(
         "{\"contact\":{\"phone\":\"1\",\"email\":\"a@b\",\"name\":\"n\"},"
         "\"description\":\"d\",\"name\":\"x\",\"extra\":1}",
         0, NULL);
-    json_t* out;
-    char* text;
+    json_t *out;
+    char *text;
     (void)state;
     assert_non_null(src);
     out = api_schema_project(&api_tenant_schema, src);
@@ -299,7 +296,7 @@ static void test_project_order(void** state)
     json_decref(src);
 }
 
-static void test_if_match(void** state)
+static void test_if_match(void **state)
 {
     uint64_t v = 99;
     (void)state;
@@ -312,7 +309,7 @@ static void test_if_match(void** state)
     assert_int_equal(v, 5);
     assert_int_equal(api_if_match_parse(" \"18446744073709551615\" ", &v), 0);
     assert_true(v == UINT64_MAX);
-    static const char* const bad[] = {"",
+    static const char *const bad[] = {"",
                                       "5",
                                       "\"0\"",
                                       "\"\"",
@@ -334,11 +331,11 @@ static void test_if_match(void** state)
     }
 }
 
-static void test_idempotency_key(void** state)
+static void test_idempotency_key(void **state)
 {
     char rid[API_REQUEST_ID_SIZE];
     char rid2[API_REQUEST_ID_SIZE];
-    char* key;
+    char *key;
     (void)state;
     assert_int_equal(api_idempotency_parse("abc", rid), 0);
     assert_string_equal(rid, "idem:abc");
@@ -373,7 +370,7 @@ static void test_idempotency_key(void** state)
     assert_string_not_equal(rid, rid2);
 }
 
-static void test_fingerprint(void** state)
+static void test_fingerprint(void **state)
 {
     uint64_t a;
     (void)state;
@@ -392,12 +389,12 @@ static void test_fingerprint(void** state)
     assert_true(api_fingerprint("GET", "/x", "y", 1) == api_fnv1a(API_FNV_OFFSET, "GET\0/x\0y", 8));
 }
 
-static void test_error_map(void** state)
+static void test_error_map(void **state)
 {
     static const struct {
         int code;
         int status;
-        const char* type;
+        const char *type;
     } cases[] = {
         {CAIRN_ENOTFOUND, 404, "not-found"},
         {CAIRN_EEXIST, 409, "conflict"},
@@ -423,7 +420,7 @@ static void test_error_map(void** state)
     }
 }
 
-static void test_content_type(void** state)
+static void test_content_type(void **state)
 {
     (void)state;
     assert_true(api_content_type_ok("application/json"));
@@ -441,10 +438,10 @@ static void test_content_type(void** state)
     assert_false(api_content_type_ok("application/json;"));
 }
 
-static void test_body_parse(void** state)
+static void test_body_parse(void **state)
 {
     struct api_error err;
-    json_t* body = NULL;
+    json_t *body = NULL;
     (void)state;
     assert_int_equal(api_body_parse("{\"a\":1}", 7, &body, &err), 0);
     assert_true(json_is_object(body));
@@ -470,9 +467,9 @@ static void test_body_parse(void** state)
     assert_string_equal(err.type, "malformed-json");
 }
 
-static void test_query(void** state)
+static void test_query(void **state)
 {
-    static const char* const allowed[] = {"limit", "cursor", "name", NULL};
+    static const char *const allowed[] = {"limit", "cursor", "name", NULL};
     struct api_error err;
     struct api_req req;
     (void)state;
@@ -507,7 +504,7 @@ static void test_query(void** state)
     free(req.query);
 }
 
-static void test_status_text(void** state)
+static void test_status_text(void **state)
 {
     (void)state;
     assert_string_equal(http_status_text(200), "OK");

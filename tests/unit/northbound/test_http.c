@@ -30,9 +30,9 @@
 /* One node: a store, a server and the API over them. */
 struct fx {
     char dir[64];
-    struct store* store;
-    struct http_server* srv;
-    struct api* api;
+    struct store *store;
+    struct http_server *srv;
+    struct api *api;
     uint64_t node_id;
     int port;
     pthread_mutex_t mu; /* guards everything below */
@@ -49,16 +49,11 @@ struct fx {
 
 /* --- the single-node backend ---------------------------------------------- */
 
-static int fx_propose(void* data,
-                      const void* cmd,
-                      size_t len,
-                      uint64_t deadline_ms,
-                      struct store_result* res,
-                      char* errmsg,
-                      size_t errmsg_size)
+static int fx_propose(void *data, const void *cmd, size_t len, uint64_t deadline_ms,
+                      struct store_result *res, char *errmsg, size_t errmsg_size)
 {
-    struct fx* f = data;
-    const struct store_result* result = NULL;
+    struct fx *f = data;
+    const struct store_result *result = NULL;
     int rv;
     (void)deadline_ms;
     pthread_mutex_lock(&f->mu);
@@ -80,9 +75,9 @@ static int fx_propose(void* data,
     return rv;
 }
 
-static int fx_read_barrier(void* data, uint64_t deadline_ms, char* errmsg, size_t errmsg_size)
+static int fx_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, size_t errmsg_size)
 {
-    struct fx* f = data;
+    struct fx *f = data;
     int rv;
     (void)deadline_ms;
     pthread_mutex_lock(&f->mu);
@@ -95,9 +90,9 @@ static int fx_read_barrier(void* data, uint64_t deadline_ms, char* errmsg, size_
     return rv;
 }
 
-static int fx_cluster_status(void* data, uint64_t deadline_ms, struct api_cluster_status* out)
+static int fx_cluster_status(void *data, uint64_t deadline_ms, struct api_cluster_status *out)
 {
-    struct fx* f = data;
+    struct fx *f = data;
     (void)deadline_ms;
     out->members = calloc(2, sizeof *out->members);
     if (out->members == NULL) {
@@ -110,7 +105,7 @@ static int fx_cluster_status(void* data, uint64_t deadline_ms, struct api_cluste
     out->term = 3;
     out->n_members = 2;
     for (size_t i = 0; i < 2; i++) {
-        struct api_member_status* m = &out->members[i];
+        struct api_member_status *m = &out->members[i];
         m->id = i + 1;
         snprintf(m->raft_address, sizeof m->raft_address, "127.0.0.1:%zu", 7001 + i);
         snprintf(m->api_address, sizeof m->api_address, "127.0.0.1:%zu", 8001 + i);
@@ -125,15 +120,10 @@ static int fx_cluster_status(void* data, uint64_t deadline_ms, struct api_cluste
     return 0;
 }
 
-static int fx_member_add(void* data,
-                         uint64_t id,
-                         const char* raft_address,
-                         const char* api_address,
-                         uint64_t deadline_ms,
-                         char* errmsg,
-                         size_t errmsg_size)
+static int fx_member_add(void *data, uint64_t id, const char *raft_address, const char *api_address,
+                         uint64_t deadline_ms, char *errmsg, size_t errmsg_size)
 {
-    struct fx* f = data;
+    struct fx *f = data;
     (void)raft_address;
     (void)deadline_ms;
     pthread_mutex_lock(&f->mu);
@@ -148,13 +138,10 @@ static int fx_member_add(void* data,
     return 0;
 }
 
-static int fx_member_remove(void* data,
-                            uint64_t id,
-                            uint64_t deadline_ms,
-                            char* errmsg,
+static int fx_member_remove(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
                             size_t errmsg_size)
 {
-    struct fx* f = data;
+    struct fx *f = data;
     (void)deadline_ms;
     pthread_mutex_lock(&f->mu);
     f->member_calls++;
@@ -166,9 +153,9 @@ static int fx_member_remove(void* data,
     return 0;
 }
 
-static bool fx_ready(void* data, char* why, size_t why_size)
+static bool fx_ready(void *data, char *why, size_t why_size)
 {
-    struct fx* f = data;
+    struct fx *f = data;
     bool ready;
     pthread_mutex_lock(&f->mu);
     ready = f->ready;
@@ -181,7 +168,7 @@ static bool fx_ready(void* data, char* why, size_t why_size)
 
 /* --- fixture ----------------------------------------------------------------- */
 
-static int rm_entry(const char* path, const struct stat* st, int flag, struct FTW* ftw)
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;
     (void)flag;
@@ -189,9 +176,9 @@ static int rm_entry(const char* path, const struct stat* st, int flag, struct FT
     return remove(path);
 }
 
-static struct fx* fx_start(uint64_t node_id)
+static struct fx *fx_start(uint64_t node_id)
 {
-    struct fx* f = calloc(1, sizeof *f);
+    struct fx *f = calloc(1, sizeof *f);
     struct http_config hcfg = {"127.0.0.1:0", 4, MAX_BODY, 10000};
     struct api_config acfg;
     struct api_backend backend = {
@@ -226,7 +213,7 @@ static struct fx* fx_start(uint64_t node_id)
     return f;
 }
 
-static void fx_stop(struct fx* f)
+static void fx_stop(struct fx *f)
 {
     api_destroy(f->api);
     http_server_destroy(f->srv);
@@ -236,13 +223,13 @@ static void fx_stop(struct fx* f)
     free(f);
 }
 
-static int setup(void** state)
+static int setup(void **state)
 {
     *state = fx_start(1);
     return 0;
 }
 
-static int teardown(void** state)
+static int teardown(void **state)
 {
     fx_stop(*state);
     return 0;
@@ -250,39 +237,35 @@ static int teardown(void** state)
 
 /* --- helpers ----------------------------------------------------------------- */
 
-static void request(struct fx* f,
-                    const char* method,
-                    const char* path,
-                    const char* headers,
-                    const char* body,
-                    struct hc_response* r)
+static void request(struct fx *f, const char *method, const char *path, const char *headers,
+                    const char *body, struct hc_response *r)
 {
     if (hc_request(f->port, method, path, headers, body, r) != 0) {
         fail_msg("%s %s: no complete answer", method, path);
     }
 }
 
-static json_t* body_json(const struct hc_response* r)
+static json_t *body_json(const struct hc_response *r)
 {
     json_error_t jerr;
-    json_t* j = json_loadb(r->body, r->body_len, 0, &jerr);
+    json_t *j = json_loadb(r->body, r->body_len, 0, &jerr);
     if (j == NULL) {
         fail_msg("answer is not JSON (%s): %s", jerr.text, r->body);
     }
     return j;
 }
 
-static void expect_header(const struct hc_response* r, const char* name, const char* value)
+static void expect_header(const struct hc_response *r, const char *name, const char *value)
 {
     char buf[512];
-    const char* got = hc_header(r, name, buf, sizeof buf);
+    const char *got = hc_header(r, name, buf, sizeof buf);
     if (got == NULL || strcmp(got, value) != 0) {
         fail_msg("header %s: got \"%s\", want \"%s\"\n%s", name, got != NULL ? got : "(none)",
                  value, r->head);
     }
 }
 
-static uint64_t header_u64(const struct hc_response* r, const char* name)
+static uint64_t header_u64(const struct hc_response *r, const char *name)
 {
     char buf[64];
     uint64_t v;
@@ -293,14 +276,11 @@ static uint64_t header_u64(const struct hc_response* r, const char* name)
 }
 
 /* Asserts a problem answer: status, type, field (NULL: none) and instance. */
-static void expect_problem(const struct hc_response* r,
-                           int status,
-                           const char* type,
-                           const char* field,
-                           const char* instance)
+static void expect_problem(const struct hc_response *r, int status, const char *type,
+                           const char *field, const char *instance)
 {
     char want_type[128];
-    json_t* p;
+    json_t *p;
     if (r->status != status) {
         fail_msg("status %d, want %d: %s", r->status, status, r->body);
     }
@@ -326,11 +306,11 @@ static void expect_problem(const struct hc_response* r,
 
 /* Creates a tenant; writes its id (CAIRN_UUID_SIZE bytes) and returns its
  * mod revision. */
-static uint64_t create_tenant(struct fx* f, const char* name, char* id)
+static uint64_t create_tenant(struct fx *f, const char *name, char *id)
 {
     struct hc_response r;
     char body[256];
-    json_t* j;
+    json_t *j;
     uint64_t rev;
     snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
     request(f, "POST", "/api/v1/tenants", JSON_CT, body, &r);
@@ -346,14 +326,8 @@ static uint64_t create_tenant(struct fx* f, const char* name, char* id)
 }
 
 /* Sends a request that must be refused and leave the store unchanged. */
-static void expect_refused(struct fx* f,
-                           const char* method,
-                           const char* path,
-                           const char* headers,
-                           const char* body,
-                           int status,
-                           const char* type,
-                           const char* field)
+static void expect_refused(struct fx *f, const char *method, const char *path, const char *headers,
+                           const char *body, int status, const char *type, const char *field)
 {
     uint64_t before = store_revision(f->store);
     uint64_t applied = store_applied_index(f->store);
@@ -367,7 +341,7 @@ static void expect_refused(struct fx* f,
     assert_true(store_applied_index(f->store) <= applied + 1);
 }
 
-static unsigned barriers(struct fx* f)
+static unsigned barriers(struct fx *f)
 {
     unsigned n;
     pthread_mutex_lock(&f->mu);
@@ -378,9 +352,9 @@ static unsigned barriers(struct fx* f)
 
 /* --- tests ------------------------------------------------------------------- */
 
-static void test_healthz(void** state)
+static void test_healthz(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     request(f, "GET", "/healthz", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
@@ -406,9 +380,9 @@ static void test_healthz(void** state)
     expect_refused(f, "GET", "/healthz?verbose=1", NULL, NULL, 400, "unknown-parameter", "verbose");
 }
 
-static void test_not_found(void** state)
+static void test_not_found(void **state)
 {
-    static const char* const paths[] = {"/nope",
+    static const char *const paths[] = {"/nope",
                                         "/",
                                         "/api/v1",
                                         "/api/v1/nope",
@@ -417,7 +391,7 @@ static void test_not_found(void** state)
                                         "/api/v1/tenants/",
                                         "/healthz/x",
                                         "/api/v1/cluster/members/1/x"};
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
         request(f, "GET", paths[i], NULL, NULL, &r);
@@ -426,9 +400,9 @@ static void test_not_found(void** state)
     }
 }
 
-static void test_method_not_allowed(void** state)
+static void test_method_not_allowed(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     char path[128];
     char id[CAIRN_UUID_SIZE];
@@ -455,17 +429,17 @@ static void test_method_not_allowed(void** state)
     assert_int_equal(store_revision(f->store), 0);
 }
 
-static void test_create_get(void** state)
+static void test_create_get(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     struct hc_response g;
     char path[128];
     char location[256];
     char etag[32];
-    const char* id;
-    json_t* created;
-    json_t* got;
+    const char *id;
+    json_t *created;
+    json_t *got;
     unsigned before;
 
     request(f, "POST", "/api/v1/tenants", JSON_CT,
@@ -536,9 +510,9 @@ static void test_create_get(void** state)
     hc_response_free(&r);
 }
 
-static void test_get_errors(void** state)
+static void test_get_errors(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     char id[CAIRN_UUID_SIZE];
     char path[128];
@@ -553,7 +527,7 @@ static void test_get_errors(void** state)
 
     expect_refused(f, "GET", "/api/v1/tenants/not-a-uuid", NULL, NULL, 400, "invalid-field", "id");
     /* Upper case is not how ids are written. */
-    for (char* p = id; *p != '\0'; p++) {
+    for (char *p = id; *p != '\0'; p++) {
         if (*p >= 'a' && *p <= 'f') {
             *p = (char)(*p - 'a' + 'A');
         }
@@ -563,11 +537,11 @@ static void test_get_errors(void** state)
 }
 
 /* Reads one list page; returns the parsed answer. */
-static json_t* list_page(struct fx* f, const char* query, uint64_t* revision)
+static json_t *list_page(struct fx *f, const char *query, uint64_t *revision)
 {
     struct hc_response r;
     char path[256];
-    json_t* j;
+    json_t *j;
     snprintf(path, sizeof path, "/api/v1/tenants%s", query);
     request(f, "GET", path, NULL, NULL, &r);
     if (r.status != 200) {
@@ -581,16 +555,16 @@ static json_t* list_page(struct fx* f, const char* query, uint64_t* revision)
     return j;
 }
 
-static void test_list(void** state)
+static void test_list(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     char ids[5][CAIRN_UUID_SIZE];
     char seen[5][CAIRN_UUID_SIZE];
     char query[128];
     char cursor[CAIRN_UUID_SIZE] = "";
     size_t n_seen = 0;
     uint64_t revision;
-    json_t* page;
+    json_t *page;
 
     for (int i = 0; i < 5; i++) {
         char name[16];
@@ -600,15 +574,15 @@ static void test_list(void** state)
 
     /* Pages of two, following next_cursor; at most 5 pages. */
     for (int pages = 0; pages < 5; pages++) {
-        json_t* items;
-        json_t* next;
+        json_t *items;
+        json_t *next;
         snprintf(query, sizeof query, "?limit=2%s%s", cursor[0] != '\0' ? "&cursor=" : "", cursor);
         page = list_page(f, query, &revision);
         assert_int_equal(revision, 5);
         items = json_object_get(page, "items");
         assert_true(json_array_size(items) <= 2);
         for (size_t i = 0; i < json_array_size(items); i++) {
-            const char* id = json_string_value(json_object_get(json_array_get(items, i), "id"));
+            const char *id = json_string_value(json_object_get(json_array_get(items, i), "id"));
             assert_true(n_seen < 5);
             if (n_seen > 0) {
                 assert_true(strcmp(seen[n_seen - 1], id) < 0);
@@ -657,7 +631,7 @@ static void test_list(void** state)
     assert_int_equal(json_array_size(json_object_get(page, "items")), 5);
     json_decref(page);
 
-    static const char* const bad_limits[] = {"0", "1001", "abc", "-1", "", "1e3"};
+    static const char *const bad_limits[] = {"0", "1001", "abc", "-1", "", "1e3"};
     for (size_t i = 0; i < sizeof bad_limits / sizeof bad_limits[0]; i++) {
         snprintf(query, sizeof query, "/api/v1/tenants?limit=%s", bad_limits[i]);
         expect_refused(f, "GET", query, NULL, NULL, 400, "invalid-parameter", "limit");
@@ -674,14 +648,14 @@ static void test_list(void** state)
                    "invalid-parameter", "consistency");
 }
 
-static void test_replace(void** state)
+static void test_replace(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     char id[CAIRN_UUID_SIZE];
     char other[CAIRN_UUID_SIZE];
     char path[128];
-    json_t* j;
+    json_t *j;
 
     create_tenant(f, "acme", id);
     create_tenant(f, "globex", other);
@@ -707,7 +681,7 @@ static void test_replace(void** state)
     assert_non_null(strstr(r.body, "\"acme-2\""));
     hc_response_free(&r);
 
-    static const char* const bad_if_match[] = {"3", "W/\"3\"", "\"3\", \"4\"", "\"0\"", "x"};
+    static const char *const bad_if_match[] = {"3", "W/\"3\"", "\"3\", \"4\"", "\"0\"", "x"};
     for (size_t i = 0; i < sizeof bad_if_match / sizeof bad_if_match[0]; i++) {
         char headers[128];
         snprintf(headers, sizeof headers, JSON_CT "If-Match: %s\r\n", bad_if_match[i]);
@@ -740,15 +714,15 @@ static void test_replace(void** state)
     expect_refused(f, "PUT", path, JSON_CT, "{\"name\":\"acme\"}", 404, "not-found", NULL);
 }
 
-static void test_delete(void** state)
+static void test_delete(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     char id[CAIRN_UUID_SIZE];
     char again[CAIRN_UUID_SIZE];
     char path[128];
     uint64_t revision;
-    json_t* page;
+    json_t *page;
 
     create_tenant(f, "acme", id);
     snprintf(path, sizeof path, "/api/v1/tenants/%s", id);
@@ -776,9 +750,9 @@ static void test_delete(void** state)
     assert_string_not_equal(id, again);
 }
 
-static void test_duplicate_name(void** state)
+static void test_duplicate_name(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     char id[CAIRN_UUID_SIZE];
     struct hc_response r;
     create_tenant(f, "acme", id);
@@ -790,9 +764,9 @@ static void test_duplicate_name(void** state)
     hc_response_free(&r);
 }
 
-static void test_too_big(void** state)
+static void test_too_big(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     struct cairn_buf b;
     char head[256];
@@ -849,9 +823,9 @@ static void test_too_big(void** state)
     cairn_buf_close(&b);
 }
 
-static void test_media_type(void** state)
+static void test_media_type(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     expect_refused(f, "POST", "/api/v1/tenants", "Content-Type: text/plain\r\n",
                    "{\"name\":\"acme\"}", 415, "unsupported-media-type", "Content-Type");
@@ -866,9 +840,9 @@ static void test_media_type(void** state)
     hc_response_free(&r);
 }
 
-static void test_malformed_json(void** state)
+static void test_malformed_json(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     expect_refused(f, "POST", "/api/v1/tenants", JSON_CT, "{\"name\":", 400, "malformed-json",
                    NULL);
@@ -887,9 +861,9 @@ static void test_malformed_json(void** state)
                    "malformed-json", NULL);
 }
 
-static void test_bad_fields(void** state)
+static void test_bad_fields(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     expect_refused(f, "POST", "/api/v1/tenants", JSON_CT, "{\"name\":\"acme\",\"fax\":\"1\"}", 400,
                    "unknown-field", "fax");
@@ -916,9 +890,9 @@ static void test_bad_fields(void** state)
     assert_int_equal(store_revision(f->store), 0);
 }
 
-static void test_idempotency(void** state)
+static void test_idempotency(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     static const char body[] = "{\"name\":\"acme\"}";
     struct hc_response r1;
     struct hc_response r2;
@@ -928,10 +902,10 @@ static void test_idempotency(void** state)
     char path[128];
     char headers[512];
     uint64_t revision;
-    json_t* j1;
-    json_t* j2;
-    json_t* page;
-    char* key;
+    json_t *j1;
+    json_t *j2;
+    json_t *page;
+    char *key;
 
     request(f, "POST", "/api/v1/tenants", JSON_CT "Idempotency-Key: k-1\r\n", body, &r1);
     assert_int_equal(r1.status, 201);
@@ -985,9 +959,9 @@ static void test_idempotency(void** state)
     hc_response_free(&r1);
 }
 
-static void test_unavailable(void** state)
+static void test_unavailable(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     char id[CAIRN_UUID_SIZE];
 
@@ -1016,12 +990,12 @@ static void test_unavailable(void** state)
     hc_response_free(&r);
 }
 
-static void test_cluster(void** state)
+static void test_cluster(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
-    json_t* j;
-    json_t* m;
+    json_t *j;
+    json_t *m;
 
     request(f, "GET", "/api/v1/cluster", NULL, NULL, &r);
     assert_int_equal(r.status, 200);
@@ -1099,7 +1073,7 @@ static void test_cluster(void** state)
     expect_problem(&r, 404, "not-found", NULL, "/api/v1/cluster/members/99");
     assert_non_null(strstr(r.body, "no member 99"));
     hc_response_free(&r);
-    static const char* const bad_ids[] = {"abc", "0", "-1", "1.0", "9223372036854775808"};
+    static const char *const bad_ids[] = {"abc", "0", "-1", "1.0", "9223372036854775808"};
     for (size_t i = 0; i < sizeof bad_ids / sizeof bad_ids[0]; i++) {
         char path[128];
         snprintf(path, sizeof path, "/api/v1/cluster/members/%s", bad_ids[i]);
@@ -1109,10 +1083,10 @@ static void test_cluster(void** state)
                    NULL);
 }
 
-static void test_listen_errors(void** state)
+static void test_listen_errors(void **state)
 {
-    struct fx* f = *state;
-    struct http_server* srv = NULL;
+    struct fx *f = *state;
+    struct http_server *srv = NULL;
     char listen[64];
     char want[128];
     char errmsg[CAIRN_ERRMSG_SIZE];
@@ -1136,10 +1110,43 @@ static void test_listen_errors(void** state)
     http_server_destroy(NULL);
 }
 
-static void test_keep_alive(void** state)
+static int custom_cb(struct mg_connection *conn, void *data)
+{
+    (void)data;
+    http_reply(conn, 200, "text/plain", "Cache-Control: max-age=60\r\n", "custom", 6);
+    return 200;
+}
+
+/* Routes other modules register after the API (node/'s RPC uses a
+ * pattern-matched "/internal/v1/") still win over the 404 catch-all, and
+ * can be removed again. */
+static void test_routes(void **state)
+{
+    struct fx *f = *state;
+    struct hc_response r;
+    http_server_route(f->srv, "/internal/v1/", custom_cb, NULL);
+    request(f, "GET", "/internal/v1/status", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "custom");
+    expect_header(&r, "Cache-Control", "max-age=60");
+    hc_response_free(&r);
+    request(f, "GET", "/internal/v2/status", NULL, NULL, &r);
+    expect_problem(&r, 404, "not-found", NULL, "/internal/v2/status");
+    hc_response_free(&r);
+    /* The API's routes are unaffected. */
+    request(f, "GET", "/healthz", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    hc_response_free(&r);
+    http_server_route(f->srv, "/internal/v1/", NULL, NULL);
+    request(f, "GET", "/internal/v1/status", NULL, NULL, &r);
+    expect_problem(&r, 404, "not-found", NULL, "/internal/v1/status");
+    hc_response_free(&r);
+}
+
+static void test_keep_alive(void **state)
 {
     static const char get[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct hc_response r;
     int fd = hc_connect(f->port);
     assert_true(fd >= 0);
@@ -1164,15 +1171,15 @@ static void test_keep_alive(void** state)
 }
 
 /* Two nodes in one process share nothing. */
-static void test_two_nodes(void** state)
+static void test_two_nodes(void **state)
 {
-    struct fx* a = *state;
-    struct fx* b = fx_start(2);
+    struct fx *a = *state;
+    struct fx *b = fx_start(2);
     struct hc_response r;
     char id[CAIRN_UUID_SIZE];
     char path[128];
     uint64_t revision;
-    json_t* page;
+    json_t *page;
 
     create_tenant(a, "acme", id);
     snprintf(path, sizeof path, "/api/v1/tenants/%s", id);
@@ -1198,14 +1205,14 @@ static void test_two_nodes(void** state)
 
 /* Requests in flight from several threads at once. */
 struct burst {
-    struct fx* f;
+    struct fx *f;
     int first;
     int ok;
 };
 
-static void* burst_thread(void* data)
+static void *burst_thread(void *data)
 {
-    struct burst* b = data;
+    struct burst *b = data;
     for (int i = 0; i < 10; i++) {
         struct hc_response r;
         char body[64];
@@ -1219,13 +1226,13 @@ static void* burst_thread(void* data)
     return NULL;
 }
 
-static void test_concurrent(void** state)
+static void test_concurrent(void **state)
 {
-    struct fx* f = *state;
+    struct fx *f = *state;
     struct burst bursts[4];
     pthread_t threads[4];
     uint64_t revision;
-    json_t* page;
+    json_t *page;
     for (int i = 0; i < 4; i++) {
         bursts[i].f = f;
         bursts[i].first = i * 100;
@@ -1262,6 +1269,7 @@ int test_http_run(void)
         cmocka_unit_test_setup_teardown(test_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),

@@ -111,6 +111,7 @@ struct cairn_buf {
 void cairn_buf_init(struct cairn_buf *b);
 void cairn_buf_close(struct cairn_buf *b);
 int cairn_buf_append(struct cairn_buf *b, const void *data, size_t len);
-int cairn_buf_printf(struct cairn_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cairn_buf_printf(struct cairn_buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #endif /* CAIRN_H */

@@ -70,8 +70,8 @@ static int leader_call(struct node *n, struct call *c, uint64_t deadline_ms)
             if (rv != CAIRN_ENOTLEADER) {
                 return rv;
             }
-        } else if (v.leader_id != 0 && node_api_address(n, v.leader_id, address,
-                                                        sizeof address) == 0) {
+        } else if (v.leader_id != 0 &&
+                   node_api_address(n, v.leader_id, address, sizeof address) == 0) {
             no_leader_since = 0;
             rv = c->remote(n, c, address, attempt_deadline(n, deadline_ms));
             if (rv != CAIRN_ENOTLEADER && rv != CAIRN_EUNAVAILABLE &&
@@ -192,8 +192,7 @@ static int propose_local(struct node *n, struct call *c, uint64_t deadline_ms)
                                c->errmsg_size);
 }
 
-static int propose_remote(struct node *n, struct call *c, const char *address,
-                          uint64_t deadline_ms)
+static int propose_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
 {
     struct cairn_buf resp;
     uint64_t be;
@@ -201,15 +200,14 @@ static int propose_remote(struct node *n, struct call *c, const char *address,
     int rv;
 
     cairn_buf_init(&resp);
-    rv = peer_call(n->peers, address, "POST", "/internal/v1/propose", "application/msgpack",
-                   c->cmd, c->len, deadline_ms, &status, &resp, c->errmsg, c->errmsg_size);
+    rv = peer_call(n->peers, address, "POST", "/internal/v1/propose", "application/msgpack", c->cmd,
+                   c->len, deadline_ms, &status, &resp, c->errmsg, c->errmsg_size);
     if (rv == 0 && status != 200) {
         rv = remote_error(status, &resp, c->errmsg, c->errmsg_size);
     } else if (rv == 0) {
         if (resp.len < sizeof be ||
             store_result_decode(resp.data + sizeof be, resp.len - sizeof be, c->res) != 0) {
-            cairn_errmsg_set(c->errmsg, c->errmsg_size, "garbled answer from leader %s",
-                             address);
+            cairn_errmsg_set(c->errmsg, c->errmsg_size, "garbled answer from leader %s", address);
             rv = CAIRN_EMALFORMED;
         } else {
             memcpy(&be, resp.data, sizeof be);
@@ -257,8 +255,8 @@ static int read_remote(struct node *n, struct call *c, const char *address, uint
     int rv;
 
     cairn_buf_init(&resp);
-    rv = peer_call(n->peers, address, "POST", "/internal/v1/readindex", NULL, NULL, 0,
-                   deadline_ms, &status, &resp, c->errmsg, c->errmsg_size);
+    rv = peer_call(n->peers, address, "POST", "/internal/v1/readindex", NULL, NULL, 0, deadline_ms,
+                   &status, &resp, c->errmsg, c->errmsg_size);
     if (rv == 0 && status != 200) {
         rv = remote_error(status, &resp, c->errmsg, c->errmsg_size);
     } else if (rv == 0 && resp.len != sizeof be) {
@@ -284,8 +282,7 @@ static int backend_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, 
 /* --- membership ---------------------------------------------------------- */
 
 static int member_record(struct node *n, enum store_op op, uint64_t id, const char *raft_address,
-                         const char *api_address, uint64_t deadline_ms, char *errmsg,
-                         size_t size)
+                         const char *api_address, uint64_t deadline_ms, char *errmsg, size_t size)
 {
     char key[24], rid[CAIRN_UUID_SIZE + 8], body[256];
     struct store_command cmd = {.version = STORE_COMMAND_VERSION,
@@ -304,8 +301,8 @@ static int member_record(struct node *n, enum store_op op, uint64_t id, const ch
     cairn_uuid(rid + 7);
     cmd.request_id = rid;
     if (op == STORE_OP_PUT) {
-        snprintf(body, sizeof body, "{\"api_address\":\"%s\",\"raft_address\":\"%s\"}",
-                 api_address, raft_address);
+        snprintf(body, sizeof body, "{\"api_address\":\"%s\",\"raft_address\":\"%s\"}", api_address,
+                 raft_address);
         cmd.body = body;
         cmd.body_len = strlen(body);
     }
@@ -340,8 +337,7 @@ static int change_op(struct node *n, enum op_type type, uint64_t id, const char 
 }
 
 int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address,
-                           const char *api_address, uint64_t deadline_ms, char *errmsg,
-                           size_t size)
+                           const char *api_address, uint64_t deadline_ms, char *errmsg, size_t size)
 {
     struct consensus_status v;
     int rv;
@@ -349,8 +345,7 @@ int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address
     node_view(n, &v);
     for (size_t i = 0; i < v.n_members; i++) {
         if (v.members[i].id == id && v.members[i].role == CONSENSUS_VOTER) {
-            cairn_errmsg_set(errmsg, size, "node %llu is already a voter",
-                             (unsigned long long)id);
+            cairn_errmsg_set(errmsg, size, "node %llu is already a voter", (unsigned long long)id);
             return CAIRN_EEXIST;
         }
         if (v.members[i].id != id && strcmp(v.members[i].address, raft_address) == 0) {
@@ -399,8 +394,8 @@ int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms,
 
 static int add_local(struct node *n, struct call *c, uint64_t deadline_ms)
 {
-    return node_leader_member_add(n, c->id, c->raft_address, c->api_address, deadline_ms,
-                                  c->errmsg, c->errmsg_size);
+    return node_leader_member_add(n, c->id, c->raft_address, c->api_address, deadline_ms, c->errmsg,
+                                  c->errmsg_size);
 }
 
 static int remove_local(struct node *n, struct call *c, uint64_t deadline_ms)
@@ -408,8 +403,7 @@ static int remove_local(struct node *n, struct call *c, uint64_t deadline_ms)
     return node_leader_member_remove(n, c->id, deadline_ms, c->errmsg, c->errmsg_size);
 }
 
-static int change_remote(struct node *n, struct call *c, const char *address,
-                         uint64_t deadline_ms)
+static int change_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
 {
     struct cairn_buf resp;
     char path[64], body[256] = "";
@@ -425,8 +419,8 @@ static int change_remote(struct node *n, struct call *c, const char *address,
     }
     cairn_buf_init(&resp);
     rv = peer_call(n->peers, address, c->raft_address != NULL ? "POST" : "DELETE", path,
-                   "application/json", body, strlen(body), deadline_ms, &status, &resp,
-                   c->errmsg, c->errmsg_size);
+                   "application/json", body, strlen(body), deadline_ms, &status, &resp, c->errmsg,
+                   c->errmsg_size);
     if (rv == 0 && status != 200 && status != 201 && status != 204) {
         rv = remote_error(status, &resp, c->errmsg, c->errmsg_size);
     }

@@ -19,11 +19,11 @@ enum key_type { KEY_STRING, KEY_UINT, KEY_U64, KEY_MEMBER };
 struct key {
     const char *name;
     enum key_type type;
-    size_t offset;       /* in struct config */
-    size_t size;         /* for strings: buffer size */
-    uint64_t min, max;   /* for numbers */
+    size_t offset;     /* in struct config */
+    size_t size;       /* for strings: buffer size */
+    uint64_t min, max; /* for numbers */
     bool required;
-    const char *dflt;    /* default, as text (NULL: none) */
+    const char *dflt; /* default, as text (NULL: none) */
     int (*check)(const char *value, char *why, size_t why_size);
 };
 
@@ -72,8 +72,9 @@ static int check_path(const char *v, char *why, size_t n)
     return 0;
 }
 
-#define STR(field, req, dflt, check) \
-    KEY_STRING, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0, req, dflt, check
+#define STR(field, req, dflt, check)                                                            \
+    KEY_STRING, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0, req, \
+        dflt, check
 #define UINT(field, min, max, dflt) \
     KEY_UINT, offsetof(struct config, field), 0, min, max, false, dflt, NULL
 
@@ -158,8 +159,8 @@ static int parse_member(struct config *cfg, const char *value, char *why, size_t
     for (size_t i = 0; i < cfg->n_members; i++) {
         if (strcmp(cfg->members[i].raft_address, raft) == 0 ||
             strcmp(cfg->members[i].api_address, api) == 0) {
-            snprintf(why, n, "member %llu reuses an address of member %llu",
-                     (unsigned long long)id, (unsigned long long)cfg->members[i].id);
+            snprintf(why, n, "member %llu reuses an address of member %llu", (unsigned long long)id,
+                     (unsigned long long)cfg->members[i].id);
             return CAIRN_EINVAL;
         }
     }

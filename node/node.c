@@ -494,11 +494,11 @@ static int identity_check(const struct config *cfg, char *errmsg, size_t size)
             while ((nl = strchr(have, '\n')) != NULL) {
                 *nl = ' ';
             }
-            cairn_errmsg_set(errmsg, size,
-                             "data_dir %s belongs to another cluster or node (%s), not cluster_id=%s "
-                             "node_id=%llu: use another data_dir",
-                             cfg->data_dir, have, cfg->cluster_id,
-                             (unsigned long long)cfg->node_id);
+            cairn_errmsg_set(
+                errmsg, size,
+                "data_dir %s belongs to another cluster or node (%s), not cluster_id=%s "
+                "node_id=%llu: use another data_dir",
+                cfg->data_dir, have, cfg->cluster_id, (unsigned long long)cfg->node_id);
             return CAIRN_EWRONGCLUSTER;
         }
         return 0;

@@ -28,17 +28,17 @@ enum op_type { OP_APPLY = 1, OP_BARRIER, OP_MEMBER_ADD, OP_MEMBER_REMOVE, OP_TRA
  * deadline never frees what the loop still uses. */
 struct op {
     enum op_type type;
-    void *buf;          /* OP_APPLY: the encoded command (owned) */
+    void *buf; /* OP_APPLY: the encoded command (owned) */
     size_t len;
-    uint64_t id;        /* OP_MEMBER_*, OP_TRANSFER */
-    char address[64];   /* OP_MEMBER_ADD: raft address */
+    uint64_t id;      /* OP_MEMBER_*, OP_TRANSFER */
+    char address[64]; /* OP_MEMBER_ADD: raft address */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
-    int status;                /* outcome, CAIRN_E* */
-    uint64_t index;            /* OP_APPLY, OP_BARRIER: raft index */
+    int status;                 /* outcome, CAIRN_E* */
+    uint64_t index;             /* OP_APPLY, OP_BARRIER: raft index */
     struct store_result result; /* OP_APPLY */
-    char message[256];         /* failure detail */
+    char message[256];          /* failure detail */
     atomic_int refs;
     struct op *next;
 };

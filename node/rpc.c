@@ -122,8 +122,7 @@ static int handle_status(struct mg_connection *conn, struct node *n)
     doc = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)n->cfg.node_id,
                     "state", states[v.state & 3], "term", (json_int_t)v.term, "commit_index",
                     (json_int_t)v.commit_index, "applied_index", (json_int_t)v.applied_index,
-                    "last_index", (json_int_t)v.last_index, "leader_id",
-                    (json_int_t)v.leader_id);
+                    "last_index", (json_int_t)v.last_index, "leader_id", (json_int_t)v.leader_id);
     text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (text == NULL) {
@@ -147,8 +146,9 @@ static int handle_member_add(struct mg_connection *conn, struct node *n)
     rv = http_body_read(conn, 4096, &body);
     doc = rv == 0 && body.data != NULL ? json_loadb(body.data, body.len, 0, NULL) : NULL;
     cairn_buf_close(&body);
-    if (doc == NULL || json_unpack(doc, "{s:I, s:s, s:s}", "id", &id, "raft_address", &raft,
-                                   "api_address", &api) != 0 ||
+    if (doc == NULL ||
+        json_unpack(doc, "{s:I, s:s, s:s}", "id", &id, "raft_address", &raft, "api_address",
+                    &api) != 0 ||
         id <= 0) {
         json_decref(doc);
         return reply_error(conn, CAIRN_EINVAL, "bad member body");

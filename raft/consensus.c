@@ -333,9 +333,7 @@ int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry, consen
     struct proposal *p;
     int rv;
 
-    rv = c->closing ? CAIRN_ESHUTDOWN
-         : raft_state(c->r) != RAFT_LEADER ? CAIRN_ENOTLEADER
-                                           : 0;
+    rv = c->closing ? CAIRN_ESHUTDOWN : raft_state(c->r) != RAFT_LEADER ? CAIRN_ENOTLEADER : 0;
     p = rv == 0 ? calloc(1, sizeof *p) : NULL;
     if (p == NULL) {
         raft_free(entry->base);

@@ -56,14 +56,14 @@ enum {
 #define CONSENSUS_MAX_MEMBERS 32
 
 struct consensus_status {
-    int state;                /* CONSENSUS_LEADER, ... */
-    uint64_t term;            /* current term */
-    uint64_t commit_index;    /* highest index known committed */
-    uint64_t applied_index;   /* highest index applied to the store */
-    uint64_t last_index;      /* last index in the local log */
-    uint64_t leader_id;       /* 0 if unknown */
-    uint64_t config_index;    /* index of the configuration below */
-    size_t n_members;         /* entries in members */
+    int state;              /* CONSENSUS_LEADER, ... */
+    uint64_t term;          /* current term */
+    uint64_t commit_index;  /* highest index known committed */
+    uint64_t applied_index; /* highest index applied to the store */
+    uint64_t last_index;    /* last index in the local log */
+    uint64_t leader_id;     /* 0 if unknown */
+    uint64_t config_index;  /* index of the configuration below */
+    size_t n_members;       /* entries in members */
     struct consensus_member members[CONSENSUS_MAX_MEMBERS];
 };
 

@@ -53,8 +53,8 @@ struct consensus {
     struct consensus_config cfg;
     char address[64];
     char dir[4096];
-    struct raft raft;     /* the instance, when created here */
-    struct raft *r;       /* the instance used: &raft, or a test fixture's */
+    struct raft raft; /* the instance, when created here */
+    struct raft *r;   /* the instance used: &raft, or a test fixture's */
     struct raft_io io;
     struct raft_uv_transport transport;
     struct raft_fsm fsm;

@@ -67,8 +67,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     int rv;
 
     if (applied != commit) {
-        CAIRN_WARN("msg=\"snapshot skipped\" applied=%llu commit=%llu",
-                   (unsigned long long)applied, (unsigned long long)commit);
+        CAIRN_WARN("msg=\"snapshot skipped\" applied=%llu commit=%llu", (unsigned long long)applied,
+                   (unsigned long long)commit);
         return RAFT_BUSY;
     }
     rv = store_snapshot_take(c->store, &data, &len, c->errmsg, sizeof c->errmsg);
@@ -90,8 +90,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
 
 /* With snapshot_finalize set, raft leaves the buffers to the FSM: they were
  * allocated here with malloc, so they are freed here. */
-static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[],
-                                 unsigned *n_bufs)
+static int fsm_snapshot_finalize(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     (void)fsm;
     for (unsigned i = 0; i < *n_bufs; i++) {

@@ -54,8 +54,8 @@ static void change_cb(struct raft_change *req, int status)
     int rv;
 
     if (status != 0) {
-        snprintf(msg, sizeof msg, "membership change for node %llu: %s",
-                 (unsigned long long)ch->id, raft_strerror(status));
+        snprintf(msg, sizeof msg, "membership change for node %llu: %s", (unsigned long long)ch->id,
+                 raft_strerror(status));
         change_finish(ch, consensus_error(status), msg);
         return;
     }

@@ -29,26 +29,26 @@
 
 /* The state of one apply. */
 struct apply {
-    struct store* s;
-    rocksdb_writebatch_t* wb;        /* everything this entry changes */
-    const struct store_command* cmd; /* the decoded command */
-    const char* kind;                /* its kind's name, for messages */
+    struct store *s;
+    rocksdb_writebatch_t *wb;        /* everything this entry changes */
+    const struct store_command *cmd; /* the decoded command */
+    const char *kind;                /* its kind's name, for messages */
     uint64_t revision;               /* global revision, bumped on success */
-    struct store_result* res;        /* what the proposer is told */
-    char* errmsg;                    /* storage failures */
+    struct store_result *res;        /* what the proposer is told */
+    char *errmsg;                    /* storage failures */
     size_t errmsg_size;
 };
 
 /* An object as stored, read before the change. */
 struct loaded {
-    char* raw;              /* the RocksDB value, freed with rocksdb_free */
+    char *raw;              /* the RocksDB value, freed with rocksdb_free */
     struct store_value val; /* decoded, pointing into raw */
 };
 
-static void fail(struct apply* a, int status, const char* fmt, ...)
+static void fail(struct apply *a, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void fail(struct apply* a, int status, const char* fmt, ...)
+static void fail(struct apply *a, int status, const char *fmt, ...)
 {
     va_list ap;
     a->res->status = status;
@@ -57,23 +57,19 @@ static void fail(struct apply* a, int status, const char* fmt, ...)
     va_end(ap);
 }
 
-static void put(struct apply* a,
-                enum store_cf cf,
-                const void* key,
-                size_t key_len,
-                const void* val,
+static void put(struct apply *a, enum store_cf cf, const void *key, size_t key_len, const void *val,
                 size_t val_len)
 {
     rocksdb_writebatch_put_cf(a->wb, a->s->db.cf[cf], key, key_len, val, val_len);
 }
 
-static void del(struct apply* a, enum store_cf cf, const void* key, size_t key_len)
+static void del(struct apply *a, enum store_cf cf, const void *key, size_t key_len)
 {
     rocksdb_writebatch_delete_cf(a->wb, a->s->db.cf[cf], key, key_len);
 }
 
 /* Reads the command's object. 0, CAIRN_ENOTFOUND, or a storage failure. */
-static int object_load(struct apply* a, struct loaded* o)
+static int object_load(struct apply *a, struct loaded *o)
 {
     char key[1 + STORE_ID_MAX];
     size_t key_len = store_key_object(a->cmd->kind, a->cmd->id, strlen(a->cmd->id), key);
@@ -96,12 +92,12 @@ static int object_load(struct apply* a, struct loaded* o)
 
 /* Fails the command with CAIRN_EEXIST if its name belongs to another
  * object. Returns non-zero only for a storage failure. */
-static int name_check(struct apply* a)
+static int name_check(struct apply *a)
 {
     char key[1 + STORE_NAME_MAX];
-    const char* name = a->cmd->name;
+    const char *name = a->cmd->name;
     size_t key_len;
-    char* owner;
+    char *owner;
     size_t owner_len;
     int rv;
 
@@ -125,14 +121,14 @@ static int name_check(struct apply* a)
     return 0;
 }
 
-static void name_put(struct apply* a)
+static void name_put(struct apply *a)
 {
     char key[1 + STORE_NAME_MAX];
     size_t key_len = store_key_name(a->cmd->kind, a->cmd->name, strlen(a->cmd->name), key);
     put(a, STORE_CF_NAMES, key, key_len, a->cmd->id, strlen(a->cmd->id));
 }
 
-static void name_delete(struct apply* a, const char* name, size_t name_len)
+static void name_delete(struct apply *a, const char *name, size_t name_len)
 {
     char key[1 + STORE_NAME_MAX];
     size_t key_len;
@@ -145,9 +141,9 @@ static void name_delete(struct apply* a, const char* name, size_t name_len)
 
 /* Writes the command's object at a new revision; it keeps create_rev, or
  * is new if create_rev is 0. */
-static int object_write(struct apply* a, uint64_t create_rev)
+static int object_write(struct apply *a, uint64_t create_rev)
 {
-    const struct store_command* cmd = a->cmd;
+    const struct store_command *cmd = a->cmd;
     struct store_value v = {0};
     char key[1 + STORE_ID_MAX];
     size_t key_len = store_key_object(cmd->kind, cmd->id, strlen(cmd->id), key);
@@ -175,7 +171,7 @@ static int object_write(struct apply* a, uint64_t create_rev)
     return rv;
 }
 
-static bool if_match_ok(struct apply* a, const struct loaded* o)
+static bool if_match_ok(struct apply *a, const struct loaded *o)
 {
     if (a->cmd->if_match == 0 || a->cmd->if_match == o->val.mod_rev) {
         return true;
@@ -186,7 +182,7 @@ static bool if_match_ok(struct apply* a, const struct loaded* o)
     return false;
 }
 
-static bool same_name(const struct loaded* o, const char* name)
+static bool same_name(const struct loaded *o, const char *name)
 {
     if (o->val.name == NULL || name == NULL) {
         return o->val.name == NULL && name == NULL;
@@ -195,7 +191,7 @@ static bool same_name(const struct loaded* o, const char* name)
 }
 
 /* CREATE, and PUT of an object that does not exist. */
-static int op_create(struct apply* a)
+static int op_create(struct apply *a)
 {
     int rv = name_check(a);
     if (rv != 0 || a->res->status != 0) {
@@ -208,7 +204,7 @@ static int op_create(struct apply* a)
 }
 
 /* UPDATE, and PUT of an object that exists: replaces name and body. */
-static int op_replace(struct apply* a, const struct loaded* o)
+static int op_replace(struct apply *a, const struct loaded *o)
 {
     bool renamed = !same_name(o, a->cmd->name);
     int rv;
@@ -230,7 +226,7 @@ static int op_replace(struct apply* a, const struct loaded* o)
     return object_write(a, o->val.create_rev);
 }
 
-static int op_delete(struct apply* a, const struct loaded* o)
+static int op_delete(struct apply *a, const struct loaded *o)
 {
     char key[1 + STORE_ID_MAX];
     size_t key_len;
@@ -249,9 +245,9 @@ static int op_delete(struct apply* a, const struct loaded* o)
 }
 
 /* Runs the command's operation; its outcome goes into a->res. */
-static int op_run(struct apply* a)
+static int op_run(struct apply *a)
 {
-    const struct store_command* cmd = a->cmd;
+    const struct store_command *cmd = a->cmd;
     struct loaded o;
     bool exists;
     int rv;
@@ -294,12 +290,12 @@ static int op_run(struct apply* a)
 
 /* Forgets up to STORE_PRUNE_MAX request ids older than the command's time
  * minus STORE_REQUEST_TTL_MS, oldest first. */
-static int prune(struct apply* a)
+static int prune(struct apply *a)
 {
     unsigned char bound[8];
-    rocksdb_readoptions_t* ro;
-    rocksdb_iterator_t* it;
-    char* err = NULL;
+    rocksdb_readoptions_t *ro;
+    rocksdb_iterator_t *it;
+    char *err = NULL;
     int rv = 0;
 
     if (a->cmd->time_ms < STORE_REQUEST_TTL_MS) {
@@ -308,12 +304,12 @@ static int prune(struct apply* a)
     /* Keys are be64(time) + id: every key below be64(cutoff) is older. */
     store_be64_put((uint64_t)(a->cmd->time_ms - STORE_REQUEST_TTL_MS), bound);
     ro = rocksdb_readoptions_create();
-    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char*)bound, sizeof bound);
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)bound, sizeof bound);
     it = rocksdb_create_iterator_cf(a->s->db.db, ro, a->s->db.cf[STORE_CF_REQUEST_TIMES]);
     rocksdb_iter_seek_to_first(it);
     for (int i = 0; i < STORE_PRUNE_MAX && rocksdb_iter_valid(it); i++) {
         size_t len;
-        const char* key = rocksdb_iter_key(it, &len);
+        const char *key = rocksdb_iter_key(it, &len);
         if (len <= 8) {
             cairn_errmsg_set(a->errmsg, a->errmsg_size, "request_times key of %zu bytes", len);
             rv = CAIRN_ECORRUPT;
@@ -337,11 +333,11 @@ static int prune(struct apply* a)
 /* Looks the command's request id up. Sets *answered if the stored outcome
  * answers the command (a replay, or an idempotency failure); else sets
  * *old_time to the time of an expired entry to replace, or -1. */
-static int request_lookup(struct apply* a, bool* answered, int64_t* old_time)
+static int request_lookup(struct apply *a, bool *answered, int64_t *old_time)
 {
-    const char* rid = a->cmd->request_id;
+    const char *rid = a->cmd->request_id;
     struct store_request req;
-    char* raw;
+    char *raw;
     size_t len;
     int rv;
 
@@ -385,14 +381,14 @@ out:
 }
 
 /* Remembers the command's outcome under its request id. */
-static int request_store(struct apply* a, int64_t old_time)
+static int request_store(struct apply *a, int64_t old_time)
 {
-    const char* rid = a->cmd->request_id;
+    const char *rid = a->cmd->request_id;
     size_t rid_len = strlen(rid);
     char key[8 + STORE_REQUEST_ID_MAX];
     struct store_request req;
     msgpack_sbuffer sb;
-    void* res;
+    void *res;
     size_t res_len;
     int rv;
 
@@ -423,7 +419,7 @@ static int request_store(struct apply* a, int64_t old_time)
 }
 
 /* Everything for a decoded command. Non-zero only for storage failures. */
-static int run(struct apply* a)
+static int run(struct apply *a)
 {
     bool answered = false;
     int64_t old_time = -1;
@@ -453,16 +449,16 @@ static int run(struct apply* a)
     return rv;
 }
 
-static void put_meta(struct apply* a, const char* key, uint64_t v)
+static void put_meta(struct apply *a, const char *key, uint64_t v)
 {
     unsigned char val[8];
     store_be64_put(v, val);
     put(a, STORE_CF_META, key, strlen(key), val, sizeof val);
 }
 
-static int batch_write(struct store* s, rocksdb_writebatch_t* wb, char* errmsg, size_t errmsg_size)
+static int batch_write(struct store *s, rocksdb_writebatch_t *wb, char *errmsg, size_t errmsg_size)
 {
-    char* err = NULL;
+    char *err = NULL;
     if (s->fail_writes > 0) {
         s->fail_writes--;
         cairn_errmsg_set(errmsg, errmsg_size, "rocksdb write: injected failure");
@@ -477,13 +473,8 @@ static int batch_write(struct store* s, rocksdb_writebatch_t* wb, char* errmsg, 
     return 0;
 }
 
-int store_apply(struct store* s,
-                uint64_t index,
-                const void* buf,
-                size_t len,
-                const struct store_result** result,
-                char* errmsg,
-                size_t errmsg_size)
+int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
+                const struct store_result **result, char *errmsg, size_t errmsg_size)
 {
     struct store_command cmd;
     struct store_result res;

@@ -32,7 +32,7 @@
 
 enum field { F_V, F_OP, F_K, F_ID, F_N, F_B, F_IF, F_RID, F_FP, F_TS, F_BY, F_COUNT };
 
-static const char* const field_keys[F_COUNT] = {"v",  "op",  "k",  "id", "n", "b",
+static const char *const field_keys[F_COUNT] = {"v",  "op",  "k",  "id", "n", "b",
                                                 "if", "rid", "fp", "ts", "by"};
 
 /* Length limits of the string fields, in bytes without the NUL. */
@@ -47,7 +47,7 @@ static const struct {
     {F_BY, 0, STORE_CALLER_MAX},
 };
 
-static const char** str_field(struct store_command* cmd, enum field f)
+static const char **str_field(struct store_command *cmd, enum field f)
 {
     switch (f) {
         case F_ID:
@@ -67,7 +67,7 @@ static bool op_valid(uint64_t op)
 }
 
 /* Checks what the encoder needs; returns the offending field's key. */
-static const char* check_command(const struct store_command* cmd)
+static const char *check_command(const struct store_command *cmd)
 {
     struct store_command c = *cmd;
     if (cmd->version < 1 || cmd->version > STORE_COMMAND_VERSION) {
@@ -89,7 +89,7 @@ static const char* check_command(const struct store_command* cmd)
         return "id";
     }
     for (size_t i = 0; i < sizeof str_limits / sizeof str_limits[0]; i++) {
-        const char* s = *str_field(&c, str_limits[i].field);
+        const char *s = *str_field(&c, str_limits[i].field);
         size_t len;
         if (s == NULL) {
             continue;
@@ -102,19 +102,19 @@ static const char* check_command(const struct store_command* cmd)
     return NULL;
 }
 
-static int pack_zstr(msgpack_packer* pk, const char* key, const char* s)
+static int pack_zstr(msgpack_packer *pk, const char *key, const char *s)
 {
     size_t len = strlen(s) + 1;
     return store_mp_pack_key(pk, key) | msgpack_pack_str(pk, len) |
            msgpack_pack_str_body(pk, s, len);
 }
 
-static int pack_u64(msgpack_packer* pk, const char* key, uint64_t v)
+static int pack_u64(msgpack_packer *pk, const char *key, uint64_t v)
 {
     return store_mp_pack_key(pk, key) | msgpack_pack_uint64(pk, v);
 }
 
-int store_command_encode(const struct store_command* cmd, void** out, size_t* out_len)
+int store_command_encode(const struct store_command *cmd, void **out, size_t *out_len)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -165,7 +165,7 @@ int store_command_encode(const struct store_command* cmd, void** out, size_t* ou
 }
 
 /* Writes up to 32 bytes of an unknown key into out, printable. */
-static void printable(const char* s, size_t len, char* out, size_t size)
+static void printable(const char *s, size_t len, char *out, size_t size)
 {
     size_t i;
     for (i = 0; i < len && i < 32 && i + 1 < size; i++) {
@@ -174,13 +174,13 @@ static void printable(const char* s, size_t len, char* out, size_t size)
     out[i] = '\0';
 }
 
-static int malformed(char* errmsg, size_t size, enum field f, const char* what)
+static int malformed(char *errmsg, size_t size, enum field f, const char *what)
 {
     cairn_errmsg_set(errmsg, size, "command field \"%s\": %s", field_keys[f], what);
     return CAIRN_EMALFORMED;
 }
 
-static int read_u64(const struct store_mp* at, enum field f, uint64_t* v, char* errmsg, size_t size)
+static int read_u64(const struct store_mp *at, enum field f, uint64_t *v, char *errmsg, size_t size)
 {
     struct store_mp r = *at;
     if (store_mp_uint(&r, v) != 0) {
@@ -190,16 +190,11 @@ static int read_u64(const struct store_mp* at, enum field f, uint64_t* v, char* 
 }
 
 /* Reads a NUL-terminated string field and checks its length. */
-static int read_zstr(const struct store_mp* at,
-                     enum field f,
-                     size_t min,
-                     size_t max,
-                     const char** out,
-                     char* errmsg,
-                     size_t size)
+static int read_zstr(const struct store_mp *at, enum field f, size_t min, size_t max,
+                     const char **out, char *errmsg, size_t size)
 {
     struct store_mp r = *at;
-    const char* s;
+    const char *s;
     size_t len;
     if (store_mp_peek(&r) != STORE_MP_STR || store_mp_str(&r, &s, &len) != 0) {
         return malformed(errmsg, size, f, "expected a string");
@@ -221,17 +216,12 @@ static int read_zstr(const struct store_mp* at,
 
 /* Finds where each field's value starts; the values are read afterwards,
  * once the version says how. */
-static int index_fields(struct store_mp* r,
-                        struct store_mp at[F_COUNT],
-                        unsigned* seen,
-                        char* unknown,
-                        size_t unknown_size,
-                        char* errmsg,
-                        size_t size)
+static int index_fields(struct store_mp *r, struct store_mp at[F_COUNT], unsigned *seen,
+                        char *unknown, size_t unknown_size, char *errmsg, size_t size)
 {
     uint32_t n;
     size_t f;
-    const char* key;
+    const char *key;
     size_t key_len;
     if (store_mp_peek(r) != STORE_MP_MAP || store_mp_map(r, &n) != 0) {
         cairn_errmsg_set(errmsg, size, "command: not a msgpack map");
@@ -275,12 +265,8 @@ static int index_fields(struct store_mp* r,
     return 0;
 }
 
-static int read_header(const struct store_mp at[F_COUNT],
-                       unsigned seen,
-                       const char* unknown,
-                       struct store_command* c,
-                       char* errmsg,
-                       size_t size)
+static int read_header(const struct store_mp at[F_COUNT], unsigned seen, const char *unknown,
+                       struct store_command *c, char *errmsg, size_t size)
 {
     uint64_t v;
     int rv;
@@ -329,14 +315,11 @@ static int read_header(const struct store_mp at[F_COUNT],
     return 0;
 }
 
-static int read_body(const struct store_mp at[F_COUNT],
-                     unsigned seen,
-                     struct store_command* c,
-                     char* errmsg,
-                     size_t size)
+static int read_body(const struct store_mp at[F_COUNT], unsigned seen, struct store_command *c,
+                     char *errmsg, size_t size)
 {
     struct store_mp r;
-    const void* body;
+    const void *body;
     int rv;
     if ((seen & (1u << F_ID)) == 0) {
         return malformed(errmsg, size, F_ID, "missing");
@@ -385,10 +368,7 @@ static int read_body(const struct store_mp at[F_COUNT],
     return 0;
 }
 
-int store_command_decode(const void* buf,
-                         size_t len,
-                         struct store_command* cmd,
-                         char* errmsg,
+int store_command_decode(const void *buf, size_t len, struct store_command *cmd, char *errmsg,
                          size_t errmsg_size)
 {
     struct store_command c = {0};
@@ -420,9 +400,9 @@ int store_command_decode(const void* buf,
 
 enum { R_S, R_MSG, R_R, R_ID, R_C, R_M, R_RP, R_COUNT };
 
-static const char* const result_keys[R_COUNT] = {"s", "msg", "r", "id", "c", "m", "rp"};
+static const char *const result_keys[R_COUNT] = {"s", "msg", "r", "id", "c", "m", "rp"};
 
-int store_result_encode(const struct store_result* res, void** out, size_t* out_len)
+int store_result_encode(const struct store_result *res, void **out, size_t *out_len)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -456,9 +436,9 @@ int store_result_encode(const struct store_result* res, void** out, size_t* out_
 }
 
 /* Copies a string value into a fixed array, NUL-terminated. */
-static int read_into(struct store_mp* r, char* out, size_t size)
+static int read_into(struct store_mp *r, char *out, size_t size)
 {
-    const char* s;
+    const char *s;
     size_t len;
     if (store_mp_peek(r) != STORE_MP_STR || store_mp_str(r, &s, &len) != 0 || len >= size ||
         memchr(s, '\0', len) != NULL) {
@@ -469,7 +449,7 @@ static int read_into(struct store_mp* r, char* out, size_t size)
     return 0;
 }
 
-int store_result_decode(const void* buf, size_t len, struct store_result* out)
+int store_result_decode(const void *buf, size_t len, struct store_result *out)
 {
     struct store_result res;
     struct store_mp r;

@@ -16,7 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char* const cf_names[STORE_CF_COUNT] = {
+static const char *const cf_names[STORE_CF_COUNT] = {
     "default", "meta", "objects", "names", "requests", "request_times",
 };
 
@@ -24,15 +24,12 @@ static const char* const cf_names[STORE_CF_COUNT] = {
 #define INFO_LOG_FILES 4
 #define INFO_LOG_SIZE  (1024 * 1024)
 
-int store_db_open(const char* path,
-                  bool create,
-                  struct store_db* out,
-                  char* errmsg,
+int store_db_open(const char *path, bool create, struct store_db *out, char *errmsg,
                   size_t errmsg_size)
 {
     struct store_db db;
-    const rocksdb_options_t* cf_opts[STORE_CF_COUNT];
-    char* err = NULL;
+    const rocksdb_options_t *cf_opts[STORE_CF_COUNT];
+    char *err = NULL;
     int rv;
 
     memset(&db, 0, sizeof db);
@@ -79,7 +76,7 @@ err:
     return rv;
 }
 
-void store_db_close(struct store_db* db)
+void store_db_close(struct store_db *db)
 {
     if (db->db == NULL) {
         return;
@@ -94,19 +91,13 @@ void store_db_close(struct store_db* db)
     memset(db, 0, sizeof *db);
 }
 
-int store_db_get(const struct store_db* db,
-                 const rocksdb_readoptions_t* ro,
-                 enum store_cf cf,
-                 const void* key,
-                 size_t key_len,
-                 char** val,
-                 size_t* val_len,
-                 char* errmsg,
+int store_db_get(const struct store_db *db, const rocksdb_readoptions_t *ro, enum store_cf cf,
+                 const void *key, size_t key_len, char **val, size_t *val_len, char *errmsg,
                  size_t errmsg_size)
 {
-    char* err = NULL;
+    char *err = NULL;
     size_t len = 0;
-    char* v;
+    char *v;
 
     v = rocksdb_get_cf(db->db, ro != NULL ? ro : db->ropts, db->cf[cf], key, key_len, &len, &err);
     if (err != NULL) {
@@ -122,14 +113,10 @@ int store_db_get(const struct store_db* db,
     return 0;
 }
 
-int store_db_get_meta(const struct store_db* db,
-                      const rocksdb_readoptions_t* ro,
-                      const char* key,
-                      uint64_t* out,
-                      char* errmsg,
-                      size_t errmsg_size)
+int store_db_get_meta(const struct store_db *db, const rocksdb_readoptions_t *ro, const char *key,
+                      uint64_t *out, char *errmsg, size_t errmsg_size)
 {
-    char* v;
+    char *v;
     size_t len;
     int rv;
 
@@ -146,12 +133,12 @@ int store_db_get_meta(const struct store_db* db,
         rocksdb_free(v);
         return CAIRN_ECORRUPT;
     }
-    *out = store_be64_get((const unsigned char*)v);
+    *out = store_be64_get((const unsigned char *)v);
     rocksdb_free(v);
     return 0;
 }
 
-static int remove_entry(const char* path, const struct stat* st, int type, struct FTW* ftw)
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
     (void)type;
@@ -159,7 +146,7 @@ static int remove_entry(const char* path, const struct stat* st, int type, struc
     return remove(path);
 }
 
-int store_fs_remove(const char* path, char* errmsg, size_t errmsg_size)
+int store_fs_remove(const char *path, char *errmsg, size_t errmsg_size)
 {
     struct stat st;
     if (lstat(path, &st) != 0) {
@@ -178,7 +165,7 @@ int store_fs_remove(const char* path, char* errmsg, size_t errmsg_size)
     return 0;
 }
 
-int store_fs_sync_dir(const char* path, char* errmsg, size_t errmsg_size)
+int store_fs_sync_dir(const char *path, char *errmsg, size_t errmsg_size)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     int rv = 0;
@@ -194,7 +181,7 @@ int store_fs_sync_dir(const char* path, char* errmsg, size_t errmsg_size)
     return rv;
 }
 
-bool store_fs_exists(const char* path)
+bool store_fs_exists(const char *path)
 {
     struct stat st;
     return lstat(path, &st) == 0 || errno != ENOENT;

@@ -16,13 +16,13 @@
 /* Deepest nesting store_mp_skip follows; the store's own formats are flat. */
 #define SKIP_DEPTH_MAX 32
 
-void store_mp_init(struct store_mp* r, const void* buf, size_t len)
+void store_mp_init(struct store_mp *r, const void *buf, size_t len)
 {
     r->p = buf;
     r->left = buf != NULL ? len : 0;
 }
 
-static bool take(struct store_mp* r, size_t n, const unsigned char** out)
+static bool take(struct store_mp *r, size_t n, const unsigned char **out)
 {
     if (n > r->left) {
         return false;
@@ -33,9 +33,9 @@ static bool take(struct store_mp* r, size_t n, const unsigned char** out)
     return true;
 }
 
-static bool take_be(struct store_mp* r, size_t n, uint64_t* v)
+static bool take_be(struct store_mp *r, size_t n, uint64_t *v)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     uint64_t x = 0;
     if (!take(r, n, &p)) {
         return false;
@@ -47,7 +47,7 @@ static bool take_be(struct store_mp* r, size_t n, uint64_t* v)
     return true;
 }
 
-enum store_mp_type store_mp_peek(const struct store_mp* r)
+enum store_mp_type store_mp_peek(const struct store_mp *r)
 {
     unsigned char b;
     if (r->left == 0) {
@@ -78,9 +78,9 @@ enum store_mp_type store_mp_peek(const struct store_mp* r)
     return STORE_MP_OTHER;
 }
 
-int store_mp_map(struct store_mp* r, uint32_t* n)
+int store_mp_map(struct store_mp *r, uint32_t *n)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     uint64_t v;
     if (!take(r, 1, &p)) {
         return CAIRN_EMALFORMED;
@@ -97,9 +97,9 @@ int store_mp_map(struct store_mp* r, uint32_t* n)
 }
 
 /* Reads the length of a str (is_str) or bin value. */
-static bool take_len(struct store_mp* r, bool is_str, size_t* len)
+static bool take_len(struct store_mp *r, bool is_str, size_t *len)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     uint64_t v;
     size_t width;
     if (!take(r, 1, &p)) {
@@ -123,21 +123,21 @@ static bool take_len(struct store_mp* r, bool is_str, size_t* len)
     return true;
 }
 
-int store_mp_str(struct store_mp* r, const char** s, size_t* len)
+int store_mp_str(struct store_mp *r, const char **s, size_t *len)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     size_t n;
     if (!take_len(r, true, &n) || !take(r, n, &p)) {
         return CAIRN_EMALFORMED;
     }
-    *s = (const char*)p;
+    *s = (const char *)p;
     *len = n;
     return 0;
 }
 
-int store_mp_bin(struct store_mp* r, const void** b, size_t* len)
+int store_mp_bin(struct store_mp *r, const void **b, size_t *len)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     size_t n;
     if (!take_len(r, false, &n) || !take(r, n, &p)) {
         return CAIRN_EMALFORMED;
@@ -150,9 +150,9 @@ int store_mp_bin(struct store_mp* r, const void** b, size_t* len)
 /* Reads any integer format. *negative says whether the value is below
  * zero; *v holds it as an unsigned value or, if negative, as the two's
  * complement bit pattern of an int64. */
-static int take_int(struct store_mp* r, bool* negative, uint64_t* v)
+static int take_int(struct store_mp *r, bool *negative, uint64_t *v)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     uint64_t x;
     size_t width;
     if (!take(r, 1, &p)) {
@@ -193,7 +193,7 @@ static int take_int(struct store_mp* r, bool* negative, uint64_t* v)
     return CAIRN_EMALFORMED;
 }
 
-int store_mp_uint(struct store_mp* r, uint64_t* v)
+int store_mp_uint(struct store_mp *r, uint64_t *v)
 {
     bool negative;
     uint64_t x;
@@ -204,7 +204,7 @@ int store_mp_uint(struct store_mp* r, uint64_t* v)
     return 0;
 }
 
-int store_mp_int(struct store_mp* r, int64_t* v)
+int store_mp_int(struct store_mp *r, int64_t *v)
 {
     bool negative;
     uint64_t x;
@@ -216,9 +216,9 @@ int store_mp_int(struct store_mp* r, int64_t* v)
     return 0;
 }
 
-int store_mp_bool(struct store_mp* r, bool* v)
+int store_mp_bool(struct store_mp *r, bool *v)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     if (!take(r, 1, &p) || (p[0] != 0xc2 && p[0] != 0xc3)) {
         return CAIRN_EMALFORMED;
     }
@@ -226,9 +226,9 @@ int store_mp_bool(struct store_mp* r, bool* v)
     return 0;
 }
 
-int store_mp_nil(struct store_mp* r)
+int store_mp_nil(struct store_mp *r)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     if (!take(r, 1, &p) || p[0] != 0xc0) {
         return CAIRN_EMALFORMED;
     }
@@ -272,9 +272,9 @@ static int fixed_size(unsigned char b)
     }
 }
 
-static int skip(struct store_mp* r, unsigned depth)
+static int skip(struct store_mp *r, unsigned depth)
 {
-    const unsigned char* p;
+    const unsigned char *p;
     uint64_t count = 0;
     uint64_t n;
     int fixed;
@@ -287,12 +287,12 @@ static int skip(struct store_mp* r, unsigned depth)
     }
     switch (store_mp_peek(r)) {
         case STORE_MP_STR: {
-            const char* s;
+            const char *s;
             size_t len;
             return store_mp_str(r, &s, &len);
         }
         case STORE_MP_BIN: {
-            const void* b;
+            const void *b;
             size_t len;
             return store_mp_bin(r, &b, &len);
         }
@@ -334,20 +334,20 @@ static int skip(struct store_mp* r, unsigned depth)
     return 0;
 }
 
-int store_mp_skip(struct store_mp* r)
+int store_mp_skip(struct store_mp *r)
 {
     return skip(r, 0);
 }
 
-int store_mp_pack_key(msgpack_packer* pk, const char* key)
+int store_mp_pack_key(msgpack_packer *pk, const char *key)
 {
     size_t len = strlen(key);
     return msgpack_pack_str(pk, len) != 0 || msgpack_pack_str_body(pk, key, len) != 0;
 }
 
-int store_mp_key(struct store_mp* r, const char* const* keys, size_t n, size_t* index)
+int store_mp_key(struct store_mp *r, const char *const *keys, size_t n, size_t *index)
 {
-    const char* s;
+    const char *s;
     size_t len;
     size_t i;
     if (store_mp_peek(r) != STORE_MP_STR || store_mp_str(r, &s, &len) != 0) {

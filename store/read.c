@@ -14,9 +14,9 @@
 /* Objects allocated at first for a page, before it grows. */
 #define LIST_INITIAL 16
 
-static char* dup_bytes(const char* s, size_t len)
+static char *dup_bytes(const char *s, size_t len)
 {
-    char* p = malloc(len + 1);
+    char *p = malloc(len + 1);
     if (p != NULL) {
         if (len > 0) {
             memcpy(p, s, len);
@@ -26,7 +26,7 @@ static char* dup_bytes(const char* s, size_t len)
     return p;
 }
 
-void store_object_release(struct store_object* o)
+void store_object_release(struct store_object *o)
 {
     if (o == NULL) {
         return;
@@ -38,12 +38,8 @@ void store_object_release(struct store_object* o)
 }
 
 /* Builds an object from its id and stored value (all copied). */
-static int object_make(enum store_kind kind,
-                       const char* id,
-                       size_t id_len,
-                       const void* val,
-                       size_t val_len,
-                       struct store_object* out)
+static int object_make(enum store_kind kind, const char *id, size_t id_len, const void *val,
+                       size_t val_len, struct store_object *out)
 {
     struct store_value v;
     struct store_object o = {0};
@@ -69,7 +65,7 @@ static int object_make(enum store_kind kind,
 }
 
 /* Takes the read lock; fails if a failed restore left no database. */
-static int read_lock(struct store* s)
+static int read_lock(struct store *s)
 {
     pthread_rwlock_rdlock(&s->lock);
     if (s->db.db == NULL) {
@@ -79,15 +75,13 @@ static int read_lock(struct store* s)
     return 0;
 }
 
-int store_object_get(struct store* s,
-                     enum store_kind kind,
-                     const char* id,
-                     struct store_object* out)
+int store_object_get(struct store *s, enum store_kind kind, const char *id,
+                     struct store_object *out)
 {
     char key[1 + STORE_ID_MAX];
     size_t id_len;
     size_t key_len;
-    char* val;
+    char *val;
     size_t val_len;
     int rv;
 
@@ -113,14 +107,14 @@ int store_object_get(struct store* s,
     return rv;
 }
 
-int store_name_lookup(struct store* s, enum store_kind kind, const char* name, char** id)
+int store_name_lookup(struct store *s, enum store_kind kind, const char *name, char **id)
 {
     char key[1 + STORE_NAME_MAX];
     size_t name_len;
     size_t key_len;
-    char* val;
+    char *val;
     size_t val_len;
-    char* copy;
+    char *copy;
     int rv;
 
     if (name == NULL || store_kind_name(kind) == NULL) {
@@ -149,7 +143,7 @@ int store_name_lookup(struct store* s, enum store_kind kind, const char* name, c
     return 0;
 }
 
-void store_list_release(struct store_list* l)
+void store_list_release(struct store_list *l)
 {
     if (l == NULL) {
         return;
@@ -161,9 +155,9 @@ void store_list_release(struct store_list* l)
     memset(l, 0, sizeof *l);
 }
 
-static int list_append(struct store_list* l, size_t* cap, size_t limit)
+static int list_append(struct store_list *l, size_t *cap, size_t limit)
 {
-    struct store_object* items;
+    struct store_object *items;
     size_t want;
     if (l->n < *cap) {
         return 0;
@@ -182,11 +176,11 @@ static int list_append(struct store_list* l, size_t* cap, size_t limit)
 }
 
 /* Positions it on the first object of kind with id > after. */
-static int list_seek(rocksdb_iterator_t* it, enum store_kind kind, const char* after)
+static int list_seek(rocksdb_iterator_t *it, enum store_kind kind, const char *after)
 {
     size_t after_len;
     size_t key_len;
-    char* key;
+    char *key;
     if (after == NULL) {
         char lo[1];
         char hi[1];
@@ -203,7 +197,7 @@ static int list_seek(rocksdb_iterator_t* it, enum store_kind kind, const char* a
     rocksdb_iter_seek(it, key, key_len);
     if (rocksdb_iter_valid(it)) {
         size_t found_len;
-        const char* found = rocksdb_iter_key(it, &found_len);
+        const char *found = rocksdb_iter_key(it, &found_len);
         if (found_len == key_len && memcmp(found, key, key_len) == 0) {
             rocksdb_iter_next(it);
         }
@@ -213,16 +207,12 @@ static int list_seek(rocksdb_iterator_t* it, enum store_kind kind, const char* a
 }
 
 /* Reads the page with the snapshot's read options ro. */
-static int list_read(struct store* s,
-                     rocksdb_readoptions_t* ro,
-                     enum store_kind kind,
-                     const char* after,
-                     size_t limit,
-                     struct store_list* l)
+static int list_read(struct store *s, rocksdb_readoptions_t *ro, enum store_kind kind,
+                     const char *after, size_t limit, struct store_list *l)
 {
-    rocksdb_iterator_t* it;
+    rocksdb_iterator_t *it;
     size_t cap = 0;
-    char* err = NULL;
+    char *err = NULL;
     int rv;
 
     rv = store_db_get_meta(&s->db, ro, STORE_META_REVISION, &l->revision, NULL, 0);
@@ -234,8 +224,8 @@ static int list_read(struct store* s,
     while (rv == 0 && rocksdb_iter_valid(it) && l->n < limit) {
         size_t key_len;
         size_t val_len;
-        const char* key = rocksdb_iter_key(it, &key_len);
-        const char* val = rocksdb_iter_value(it, &val_len);
+        const char *key = rocksdb_iter_key(it, &key_len);
+        const char *val = rocksdb_iter_value(it, &val_len);
         if (key_len < 2) {
             rv = CAIRN_ECORRUPT;
             break;
@@ -263,15 +253,12 @@ static int list_read(struct store* s,
     return rv;
 }
 
-int store_object_list(struct store* s,
-                      enum store_kind kind,
-                      const char* after,
-                      size_t limit,
-                      struct store_list* out)
+int store_object_list(struct store *s, enum store_kind kind, const char *after, size_t limit,
+                      struct store_list *out)
 {
     struct store_list l = {0};
-    const rocksdb_snapshot_t* snap;
-    rocksdb_readoptions_t* ro;
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro;
     char lo[1];
     char hi[1];
     int rv;

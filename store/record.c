@@ -13,33 +13,33 @@
 
 #include <string.h>
 
-static size_t key_with_kind(enum store_kind kind, const char* s, size_t len, char* out)
+static size_t key_with_kind(enum store_kind kind, const char *s, size_t len, char *out)
 {
     out[0] = (char)kind;
     memcpy(out + 1, s, len);
     return 1 + len;
 }
 
-size_t store_key_object(enum store_kind kind, const char* id, size_t id_len, char* out)
+size_t store_key_object(enum store_kind kind, const char *id, size_t id_len, char *out)
 {
     return key_with_kind(kind, id, id_len, out);
 }
 
-size_t store_key_name(enum store_kind kind, const char* name, size_t name_len, char* out)
+size_t store_key_name(enum store_kind kind, const char *name, size_t name_len, char *out)
 {
     return key_with_kind(kind, name, name_len, out);
 }
 
-void store_key_range(enum store_kind kind, char* lo, char* hi)
+void store_key_range(enum store_kind kind, char *lo, char *hi)
 {
     /* Kinds are ASCII letters, so kind + 1 never wraps. */
     lo[0] = (char)kind;
     hi[0] = (char)(kind + 1);
 }
 
-size_t store_key_request_time(int64_t time_ms, const char* rid, size_t rid_len, char* out)
+size_t store_key_request_time(int64_t time_ms, const char *rid, size_t rid_len, char *out)
 {
-    store_be64_put((uint64_t)time_ms, (unsigned char*)out);
+    store_be64_put((uint64_t)time_ms, (unsigned char *)out);
     memcpy(out + 8, rid, rid_len);
     return 8 + rid_len;
 }
@@ -61,7 +61,7 @@ uint64_t store_be64_get(const unsigned char in[8])
     return v;
 }
 
-const char* store_kind_name(uint64_t kind)
+const char *store_kind_name(uint64_t kind)
 {
     switch (kind) {
         case STORE_KIND_TENANT:
@@ -73,12 +73,12 @@ const char* store_kind_name(uint64_t kind)
     }
 }
 
-static void packer_init(msgpack_packer* pk, msgpack_sbuffer* sb)
+static void packer_init(msgpack_packer *pk, msgpack_sbuffer *sb)
 {
     msgpack_packer_init(pk, sb, msgpack_sbuffer_write);
 }
 
-int store_value_encode(const struct store_value* v, msgpack_sbuffer* sb)
+int store_value_encode(const struct store_value *v, msgpack_sbuffer *sb)
 {
     msgpack_packer pk;
     int e = 0;
@@ -101,9 +101,9 @@ int store_value_encode(const struct store_value* v, msgpack_sbuffer* sb)
     return e != 0 ? CAIRN_ENOMEM : 0;
 }
 
-int store_value_decode(const void* buf, size_t len, struct store_value* out)
+int store_value_decode(const void *buf, size_t len, struct store_value *out)
 {
-    static const char* const keys[] = {"c", "m", "n", "b"};
+    static const char *const keys[] = {"c", "m", "n", "b"};
     struct store_value v = {0};
     struct store_mp r;
     unsigned seen = 0;
@@ -138,7 +138,7 @@ int store_value_decode(const void* buf, size_t len, struct store_value* out)
                 if (store_mp_peek(&r) == STORE_MP_STR) {
                     rv = store_mp_str(&r, &v.body, &v.body_len);
                 } else {
-                    const void* body = NULL;
+                    const void *body = NULL;
                     rv = store_mp_bin(&r, &body, &v.body_len);
                     v.body = body;
                 }
@@ -152,7 +152,7 @@ int store_value_decode(const void* buf, size_t len, struct store_value* out)
     return 0;
 }
 
-int store_request_encode(const struct store_request* req, msgpack_sbuffer* sb)
+int store_request_encode(const struct store_request *req, msgpack_sbuffer *sb)
 {
     msgpack_packer pk;
     int e = 0;
@@ -168,9 +168,9 @@ int store_request_encode(const struct store_request* req, msgpack_sbuffer* sb)
     return e != 0 ? CAIRN_ENOMEM : 0;
 }
 
-int store_request_decode(const void* buf, size_t len, struct store_request* out)
+int store_request_decode(const void *buf, size_t len, struct store_request *out)
 {
-    static const char* const keys[] = {"ts", "fp", "r"};
+    static const char *const keys[] = {"ts", "fp", "r"};
     struct store_request req = {0};
     struct store_mp r;
     unsigned seen = 0;

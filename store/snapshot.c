@@ -44,9 +44,9 @@ static const uint32_t crc_table[16] = {
     0x82f63b78, 0x92a8fc17, 0xa24bb5a6, 0xb21572c9, 0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
 };
 
-uint32_t store_crc32c(uint32_t crc, const void* buf, size_t len)
+uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len)
 {
-    const unsigned char* p = buf;
+    const unsigned char *p = buf;
     crc = ~crc;
     for (size_t i = 0; i < len; i++) {
         crc ^= p[i];
@@ -56,7 +56,7 @@ uint32_t store_crc32c(uint32_t crc, const void* buf, size_t len)
     return ~crc;
 }
 
-static void put32(unsigned char** p, uint32_t v)
+static void put32(unsigned char **p, uint32_t v)
 {
     for (int i = 3; i >= 0; i--) {
         (*p)[i] = (unsigned char)(v & 0xff);
@@ -65,25 +65,25 @@ static void put32(unsigned char** p, uint32_t v)
     *p += 4;
 }
 
-static void put64(unsigned char** p, uint64_t v)
+static void put64(unsigned char **p, uint64_t v)
 {
     store_be64_put(v, *p);
     *p += 8;
 }
 
-static uint32_t get32(const unsigned char* p)
+static uint32_t get32(const unsigned char *p)
 {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
 /* The files of a checkpoint directory, sorted by name. */
 struct file_list {
-    char** names; /* malloc'ed */
-    uint64_t* sizes;
+    char **names; /* malloc'ed */
+    uint64_t *sizes;
     size_t n;
 };
 
-static void file_list_free(struct file_list* l)
+static void file_list_free(struct file_list *l)
 {
     for (size_t i = 0; i < l->n; i++) {
         free(l->names[i]);
@@ -92,15 +92,15 @@ static void file_list_free(struct file_list* l)
     free(l->sizes);
 }
 
-static int name_cmp(const void* a, const void* b)
+static int name_cmp(const void *a, const void *b)
 {
-    return strcmp(*(char* const*)a, *(char* const*)b);
+    return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int file_list_read(const char* dir, struct file_list* l, char* errmsg, size_t errmsg_size)
+static int file_list_read(const char *dir, struct file_list *l, char *errmsg, size_t errmsg_size)
 {
-    DIR* d = opendir(dir);
-    struct dirent* e;
+    DIR *d = opendir(dir);
+    struct dirent *e;
     size_t cap = 0;
     int rv = 0;
 
@@ -115,7 +115,7 @@ static int file_list_read(const char* dir, struct file_list* l, char* errmsg, si
         }
         if (l->n == cap) {
             size_t want = cap == 0 ? 16 : cap * 2;
-            char** names = realloc(l->names, want * sizeof *names);
+            char **names = realloc(l->names, want * sizeof *names);
             if (names == NULL) {
                 rv = CAIRN_ENOMEM;
                 break;
@@ -146,12 +146,8 @@ static int file_list_read(const char* dir, struct file_list* l, char* errmsg, si
 }
 
 /* Reads exactly size bytes of dir/name into out. */
-static int file_read(const char* dir,
-                     const char* name,
-                     unsigned char* out,
-                     uint64_t size,
-                     char* errmsg,
-                     size_t errmsg_size)
+static int file_read(const char *dir, const char *name, unsigned char *out, uint64_t size,
+                     char *errmsg, size_t errmsg_size)
 {
     char path[4096];
     int fd;
@@ -182,17 +178,12 @@ static int file_read(const char* dir,
 }
 
 /* Packs every file of the checkpoint in dir into one buffer. */
-static int pack(const char* dir,
-                uint64_t index,
-                uint64_t revision,
-                void** out,
-                size_t* out_len,
-                char* errmsg,
-                size_t errmsg_size)
+static int pack(const char *dir, uint64_t index, uint64_t revision, void **out, size_t *out_len,
+                char *errmsg, size_t errmsg_size)
 {
     struct file_list files;
-    unsigned char* buf;
-    unsigned char* p;
+    unsigned char *buf;
+    unsigned char *p;
     size_t total = SNAP_HEADER + SNAP_TRAILER;
     int rv;
 
@@ -247,14 +238,11 @@ out:
     return rv;
 }
 
-int store_snapshot_take(struct store* s,
-                        void** out,
-                        size_t* out_len,
-                        char* errmsg,
+int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,
                         size_t errmsg_size)
 {
-    rocksdb_checkpoint_t* cp;
-    char* err = NULL;
+    rocksdb_checkpoint_t *cp;
+    char *err = NULL;
     char msg[CAIRN_ERRMSG_SIZE];
     int rv;
 
@@ -306,13 +294,10 @@ struct snap_header {
     uint32_t files;
 };
 
-static int header_read(const void* buf,
-                       size_t len,
-                       struct snap_header* h,
-                       char* errmsg,
+static int header_read(const void *buf, size_t len, struct snap_header *h, char *errmsg,
                        size_t errmsg_size)
 {
-    const unsigned char* p = buf;
+    const unsigned char *p = buf;
     uint32_t format;
     if (buf == NULL || len < SNAP_HEADER + SNAP_TRAILER || memcmp(p, SNAP_MAGIC, 8) != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "not a Cairn store snapshot");
@@ -330,7 +315,7 @@ static int header_read(const void* buf,
     return 0;
 }
 
-int store_snapshot_index(const void* buf, size_t len, uint64_t* index)
+int store_snapshot_index(const void *buf, size_t len, uint64_t *index)
 {
     struct snap_header h;
     int rv = header_read(buf, len, &h, NULL, 0);
@@ -342,7 +327,7 @@ int store_snapshot_index(const void* buf, size_t len, uint64_t* index)
 }
 
 /* A file name that stays inside the directory it is unpacked into. */
-static bool name_plain(const unsigned char* name, size_t len)
+static bool name_plain(const unsigned char *name, size_t len)
 {
     if (len == 0 || len > SNAP_NAME_MAX) {
         return false;
@@ -356,13 +341,8 @@ static bool name_plain(const unsigned char* name, size_t len)
     return !(len == 1 && name[0] == '.');
 }
 
-static int file_write(const char* dir,
-                      const unsigned char* name,
-                      size_t name_len,
-                      const unsigned char* data,
-                      uint64_t size,
-                      char* errmsg,
-                      size_t errmsg_size)
+static int file_write(const char *dir, const unsigned char *name, size_t name_len,
+                      const unsigned char *data, uint64_t size, char *errmsg, size_t errmsg_size)
 {
     char path[4096];
     uint64_t done = 0;
@@ -370,7 +350,7 @@ static int file_write(const char* dir,
     int fd;
     int rv = 0;
 
-    snprintf(path, sizeof path, "%s/%.*s", dir, (int)name_len, (const char*)name);
+    snprintf(path, sizeof path, "%s/%.*s", dir, (int)name_len, (const char *)name);
     fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "create %s: %s", path, strerror(errno));
@@ -398,19 +378,15 @@ static int file_write(const char* dir,
 
 /* Walks the files of a snapshot whose header was read; with dir set,
  * writes each one there. Every length is checked before it is used. */
-static int files_walk(const unsigned char* buf,
-                      size_t len,
-                      const struct snap_header* h,
-                      const char* dir,
-                      char* errmsg,
-                      size_t errmsg_size)
+static int files_walk(const unsigned char *buf, size_t len, const struct snap_header *h,
+                      const char *dir, char *errmsg, size_t errmsg_size)
 {
     size_t off = SNAP_HEADER;
     size_t end = len - SNAP_TRAILER;
     int rv;
 
     for (uint32_t i = 0; i < h->files; i++) {
-        const unsigned char* name;
+        const unsigned char *name;
         size_t name_len;
         uint64_t size;
         if (end - off < 4 || (name_len = get32(buf + off)) > end - off - 4) {
@@ -444,13 +420,10 @@ static int files_walk(const unsigned char* buf,
 }
 
 /* Checks the whole buffer: header, checksum and every file's bounds. */
-static int validate(const void* buf,
-                    size_t len,
-                    struct snap_header* h,
-                    char* errmsg,
+static int validate(const void *buf, size_t len, struct snap_header *h, char *errmsg,
                     size_t errmsg_size)
 {
-    const unsigned char* p = buf;
+    const unsigned char *p = buf;
     uint32_t want;
     uint32_t got;
     int rv = header_read(buf, len, h, errmsg, errmsg_size);
@@ -470,12 +443,8 @@ static int validate(const void* buf,
 
 /* Unpacks into s->new_path and checks that it opens at the header's index
  * and revision. */
-static int unpack(struct store* s,
-                  const void* buf,
-                  size_t len,
-                  const struct snap_header* h,
-                  char* errmsg,
-                  size_t errmsg_size)
+static int unpack(struct store *s, const void *buf, size_t len, const struct snap_header *h,
+                  char *errmsg, size_t errmsg_size)
 {
     struct store_db check;
     int rv;
@@ -509,7 +478,7 @@ static int unpack(struct store* s,
     return rv;
 }
 
-static int rename_logged(const char* from, const char* to, char* errmsg, size_t errmsg_size)
+static int rename_logged(const char *from, const char *to, char *errmsg, size_t errmsg_size)
 {
     if (rename(from, to) != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "rename %s to %s: %s", from, to, strerror(errno));
@@ -520,7 +489,7 @@ static int rename_logged(const char* from, const char* to, char* errmsg, size_t 
 
 /* Steps 3 and 4 of a restore (see recover() in store.c), under the write
  * lock. On failure the old database is put back and reopened. */
-static int swap(struct store* s, char* errmsg, size_t errmsg_size)
+static int swap(struct store *s, char *errmsg, size_t errmsg_size)
 {
     char msg[CAIRN_ERRMSG_SIZE];
     int rv;
@@ -571,10 +540,7 @@ err_reopen:
     return rv;
 }
 
-int store_snapshot_restore(struct store* s,
-                           const void* buf,
-                           size_t len,
-                           char* errmsg,
+int store_snapshot_restore(struct store *s, const void *buf, size_t len, char *errmsg,
                            size_t errmsg_size)
 {
     struct snap_header h;

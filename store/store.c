@@ -19,17 +19,17 @@
 #include <string.h>
 #include <sys/stat.h>
 
-static char* path_join(const char* dir, const char* name)
+static char *path_join(const char *dir, const char *name)
 {
     size_t len = strlen(dir) + 1 + strlen(name) + 1;
-    char* p = malloc(len);
+    char *p = malloc(len);
     if (p != NULL) {
         snprintf(p, len, "%s/%s", dir, name);
     }
     return p;
 }
 
-static void paths_free(struct store* s)
+static void paths_free(struct store *s)
 {
     free(s->checkpoint_path);
     free(s->old_path);
@@ -38,7 +38,7 @@ static void paths_free(struct store* s)
     free(s->dir);
 }
 
-static int paths_init(struct store* s, const char* dir)
+static int paths_init(struct store *s, const char *dir)
 {
     s->dir = strdup(dir);
     s->db_path = path_join(dir, "db");
@@ -54,7 +54,7 @@ static int paths_init(struct store* s, const char* dir)
 }
 
 /* True if the database at path opens whole (without creating anything). */
-static bool db_opens(const char* path)
+static bool db_opens(const char *path)
 {
     struct store_db db;
     char msg[CAIRN_ERRMSG_SIZE];
@@ -67,10 +67,7 @@ static bool db_opens(const char* path)
     return true;
 }
 
-static int rename_synced(const struct store* s,
-                         const char* from,
-                         const char* to,
-                         char* errmsg,
+static int rename_synced(const struct store *s, const char *from, const char *to, char *errmsg,
                          size_t errmsg_size)
 {
     if (rename(from, to) != 0) {
@@ -104,7 +101,7 @@ static int rename_synced(const struct store* s,
  *     removed by hand; a db.new alone cannot be trusted complete (it was
  *     never promoted past step 3), so remove it and start empty.
  */
-static int recover(struct store* s, char* errmsg, size_t errmsg_size)
+static int recover(struct store *s, char *errmsg, size_t errmsg_size)
 {
     int rv;
     if (store_fs_exists(s->db_path)) {
@@ -133,7 +130,7 @@ static int recover(struct store* s, char* errmsg, size_t errmsg_size)
     return rv;
 }
 
-static int lock_init(pthread_rwlock_t* lock)
+static int lock_init(pthread_rwlock_t *lock)
 {
     pthread_rwlockattr_t attr;
     int rv;
@@ -148,9 +145,9 @@ static int lock_init(pthread_rwlock_t* lock)
     return rv;
 }
 
-int store_open(const char* dir, struct store** out, char* errmsg, size_t errmsg_size)
+int store_open(const char *dir, struct store **out, char *errmsg, size_t errmsg_size)
 {
-    struct store* s;
+    struct store *s;
     int rv;
 
     s = calloc(1, sizeof *s);
@@ -200,7 +197,7 @@ err:
     return rv;
 }
 
-void store_destroy(struct store* s)
+void store_destroy(struct store *s)
 {
     if (s == NULL) {
         return;
@@ -211,12 +208,12 @@ void store_destroy(struct store* s)
     free(s);
 }
 
-uint64_t store_applied_index(struct store* s)
+uint64_t store_applied_index(struct store *s)
 {
     return atomic_load(&s->applied);
 }
 
-uint64_t store_revision(struct store* s)
+uint64_t store_revision(struct store *s)
 {
     return atomic_load(&s->revision);
 }

@@ -52,18 +52,18 @@ enum store_op {
 
 /* A command, as the proposer builds it. Strings are borrowed. */
 struct store_command {
-    unsigned version;      /* STORE_COMMAND_VERSION */
-    enum store_op op;      /* what to do */
-    enum store_kind kind;  /* to which kind of object */
-    const char *id;        /* object id (1..128 bytes, no NUL) */
-    const char *name;      /* unique name within the kind, or NULL */
-    const char *body;      /* JSON text of the object's fields, or NULL */
-    size_t body_len;       /* bytes in body */
-    uint64_t if_match;     /* 0, or the mod revision the object must have */
+    unsigned version;       /* STORE_COMMAND_VERSION */
+    enum store_op op;       /* what to do */
+    enum store_kind kind;   /* to which kind of object */
+    const char *id;         /* object id (1..128 bytes, no NUL) */
+    const char *name;       /* unique name within the kind, or NULL */
+    const char *body;       /* JSON text of the object's fields, or NULL */
+    size_t body_len;        /* bytes in body */
+    uint64_t if_match;      /* 0, or the mod revision the object must have */
     const char *request_id; /* dedup key (1..256 bytes), or NULL */
-    uint64_t fingerprint;  /* hash of the client's request, checked on retry */
-    int64_t time_ms;       /* proposer's wall clock, ms since the epoch */
-    const char *caller;    /* who asked (user name), or NULL */
+    uint64_t fingerprint;   /* hash of the client's request, checked on retry */
+    int64_t time_ms;        /* proposer's wall clock, ms since the epoch */
+    const char *caller;     /* who asked (user name), or NULL */
 };
 
 /* Encodes a command as msgpack into a malloc'ed buffer (*out, *out_len).
@@ -79,13 +79,13 @@ int store_command_decode(const void *buf, size_t len, struct store_command *cmd,
 
 /* The outcome of applying one command; what the proposer reports. */
 struct store_result {
-    int status;           /* 0 or a CAIRN_E* code (ENOTFOUND, EEXIST, ...) */
-    char message[256];    /* for a failure: what, naming the field or object */
-    uint64_t revision;    /* global revision after this command */
-    char id[129];         /* the object's id (so a replayed create names it) */
-    uint64_t create_rev;  /* of the object, on success (0 after delete) */
-    uint64_t mod_rev;     /* of the object, on success */
-    bool replayed;        /* true if answered from the request-id table */
+    int status;          /* 0 or a CAIRN_E* code (ENOTFOUND, EEXIST, ...) */
+    char message[256];   /* for a failure: what, naming the field or object */
+    uint64_t revision;   /* global revision after this command */
+    char id[129];        /* the object's id (so a replayed create names it) */
+    uint64_t create_rev; /* of the object, on success (0 after delete) */
+    uint64_t mod_rev;    /* of the object, on success */
+    bool replayed;       /* true if answered from the request-id table */
 };
 
 /* Encodes/decodes a result as msgpack (for forwarding between nodes). */
@@ -117,8 +117,8 @@ uint64_t store_revision(struct store *s);
 struct store_object {
     enum store_kind kind;
     char *id;
-    char *name;          /* NULL if the object has none */
-    char *body;          /* JSON text, NUL-terminated */
+    char *name; /* NULL if the object has none */
+    char *body; /* JSON text, NUL-terminated */
     size_t body_len;
     uint64_t create_rev; /* revision that created it */
     uint64_t mod_rev;    /* revision that last changed it: its ETag */

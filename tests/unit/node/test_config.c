@@ -12,12 +12,12 @@
 #include "cairn.h"
 #include "config.h"
 
-#define BASE                                          \
-    "cluster_id = demo\n"                             \
-    "node_id = 1\n"                                   \
-    "data_dir = /var/lib/cairn\n"                     \
-    "raft_address = 127.0.0.1:7001\n"                 \
-    "api_address = 127.0.0.1:8001\n"                  \
+#define BASE                          \
+    "cluster_id = demo\n"             \
+    "node_id = 1\n"                   \
+    "data_dir = /var/lib/cairn\n"     \
+    "raft_address = 127.0.0.1:7001\n" \
+    "api_address = 127.0.0.1:8001\n"  \
     "member = 1 127.0.0.1:7001 127.0.0.1:8001\n"
 
 static struct config cfg;
@@ -129,8 +129,10 @@ static void test_load_missing_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_members),
-        cmocka_unit_test(test_errors),         cmocka_unit_test(test_address_parse),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_members),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_address_parse),
         cmocka_unit_test(test_load_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -140,8 +140,7 @@ static unsigned follower_index(struct cluster *cl)
 }
 
 /* Encodes a tenant command. */
-static void tenant_cmd(enum store_op op, const char *id, const char *name, void **buf,
-                       size_t *len)
+static void tenant_cmd(enum store_op op, const char *id, const char *name, void **buf, size_t *len)
 {
     char body[128];
     struct store_command cmd = {.version = STORE_COMMAND_VERSION,

@@ -7,13 +7,13 @@
 #include <string.h>
 #include <unistd.h>
 
-void tmp_dir_make(char* out, size_t size)
+void tmp_dir_make(char *out, size_t size)
 {
     snprintf(out, size, "/tmp/cairn-store-XXXXXX");
     assert_non_null(mkdtemp(out));
 }
 
-static int remove_entry(const char* path, const struct stat* st, int type, struct FTW* ftw)
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
 {
     (void)st;
     (void)type;
@@ -21,15 +21,15 @@ static int remove_entry(const char* path, const struct stat* st, int type, struc
     return remove(path);
 }
 
-void tmp_dir_remove(const char* dir)
+void tmp_dir_remove(const char *dir)
 {
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-struct fix* fix_new(void)
+struct fix *fix_new(void)
 {
     char msg[CAIRN_ERRMSG_SIZE] = "";
-    struct fix* f = calloc(1, sizeof *f);
+    struct fix *f = calloc(1, sizeof *f);
     assert_non_null(f);
     tmp_dir_make(f->dir, sizeof f->dir);
     if (store_open(f->dir, &f->s, msg, sizeof msg) != 0) {
@@ -38,26 +38,26 @@ struct fix* fix_new(void)
     return f;
 }
 
-void fix_free(struct fix* f)
+void fix_free(struct fix *f)
 {
     store_destroy(f->s);
     tmp_dir_remove(f->dir);
     free(f);
 }
 
-int fix_setup(void** state)
+int fix_setup(void **state)
 {
     *state = fix_new();
     return 0;
 }
 
-int fix_teardown(void** state)
+int fix_teardown(void **state)
 {
     fix_free(*state);
     return 0;
 }
 
-void fix_reopen(struct fix* f)
+void fix_reopen(struct fix *f)
 {
     char msg[CAIRN_ERRMSG_SIZE] = "";
     store_destroy(f->s);
@@ -67,7 +67,7 @@ void fix_reopen(struct fix* f)
     }
 }
 
-struct store_command cmd_make(enum store_op op, enum store_kind kind, const char* id)
+struct store_command cmd_make(enum store_op op, enum store_kind kind, const char *id)
 {
     struct store_command c;
     memset(&c, 0, sizeof c);
@@ -79,9 +79,9 @@ struct store_command cmd_make(enum store_op op, enum store_kind kind, const char
     return c;
 }
 
-struct store_result fix_apply_raw(struct fix* f, const void* buf, size_t len)
+struct store_result fix_apply_raw(struct fix *f, const void *buf, size_t len)
 {
-    const struct store_result* res = NULL;
+    const struct store_result *res = NULL;
     char msg[CAIRN_ERRMSG_SIZE] = "";
     f->index++;
     if (store_apply(f->s, f->index, buf, len, &res, msg, sizeof msg) != 0) {
@@ -92,10 +92,10 @@ struct store_result fix_apply_raw(struct fix* f, const void* buf, size_t len)
     return *res;
 }
 
-struct store_result fix_apply(struct fix* f, const struct store_command* cmd)
+struct store_result fix_apply(struct fix *f, const struct store_command *cmd)
 {
     struct store_result res;
-    void* buf;
+    void *buf;
     size_t len;
     assert_int_equal(store_command_encode(cmd, &buf, &len), 0);
     res = fix_apply_raw(f, buf, len);
@@ -103,7 +103,7 @@ struct store_result fix_apply(struct fix* f, const struct store_command* cmd)
     return res;
 }
 
-struct store_result fix_create(struct fix* f, const char* id, const char* name)
+struct store_result fix_create(struct fix *f, const char *id, const char *name)
 {
     struct store_command c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, id);
     c.name = name;
@@ -112,7 +112,7 @@ struct store_result fix_create(struct fix* f, const char* id, const char* name)
     return fix_apply(f, &c);
 }
 
-char* dump(struct store* s)
+char *dump(struct store *s)
 {
     static const enum store_kind kinds[] = {STORE_KIND_TENANT, STORE_KIND_MEMBER};
     struct cairn_buf b;
@@ -127,7 +127,7 @@ char* dump(struct store* s)
             assert_int_equal(store_object_list(s, kinds[k], after[0] != '\0' ? after : NULL, 7, &l),
                              0);
             for (size_t i = 0; i < l.n; i++) {
-                struct store_object* o = &l.items[i];
+                struct store_object *o = &l.items[i];
                 assert_int_equal(o->kind, kinds[k]);
                 assert_int_equal(
                     cairn_buf_printf(&b, "%c %s name=%s c=%llu m=%llu body=%s\n", (char)o->kind,
@@ -144,9 +144,9 @@ char* dump(struct store* s)
     return b.data;
 }
 
-uint64_t cf_count(struct store* s, enum store_cf cf)
+uint64_t cf_count(struct store *s, enum store_cf cf)
 {
-    rocksdb_iterator_t* it = rocksdb_create_iterator_cf(s->db.db, s->db.ropts, s->db.cf[cf]);
+    rocksdb_iterator_t *it = rocksdb_create_iterator_cf(s->db.db, s->db.ropts, s->db.cf[cf]);
     uint64_t n = 0;
     for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         n++;
@@ -155,7 +155,7 @@ uint64_t cf_count(struct store* s, enum store_cf cf)
     return n;
 }
 
-uint64_t prng_next(uint64_t* state)
+uint64_t prng_next(uint64_t *state)
 {
     uint64_t x = *state;
     x ^= x >> 12;

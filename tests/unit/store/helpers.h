@@ -19,46 +19,46 @@
 /* A store in a fresh temporary directory. */
 struct fix {
     char dir[64]; /* /tmp/cairn-store-XXXXXX */
-    struct store* s;
+    struct store *s;
     uint64_t index; /* last raft index given to fix_apply */
 };
 
 /* A new store in a new temporary directory; fix_free removes both. */
-struct fix* fix_new(void);
-void fix_free(struct fix* f);
+struct fix *fix_new(void);
+void fix_free(struct fix *f);
 
 /* cmocka setup/teardown making a struct fix in *state. */
-int fix_setup(void** state);
-int fix_teardown(void** state);
+int fix_setup(void **state);
+int fix_teardown(void **state);
 
 /* Closes and reopens the store. */
-void fix_reopen(struct fix* f);
+void fix_reopen(struct fix *f);
 
-void tmp_dir_make(char* out, size_t size);
-void tmp_dir_remove(const char* dir);
+void tmp_dir_make(char *out, size_t size);
+void tmp_dir_remove(const char *dir);
 
 /* A command with version 1, time_ms 1000 and nothing optional. */
-struct store_command cmd_make(enum store_op op, enum store_kind kind, const char* id);
+struct store_command cmd_make(enum store_op op, enum store_kind kind, const char *id);
 
 /* Encodes cmd, applies it at f->index + 1 (asserting success) and returns
  * a copy of the result. */
-struct store_result fix_apply(struct fix* f, const struct store_command* cmd);
+struct store_result fix_apply(struct fix *f, const struct store_command *cmd);
 
 /* Applies raw bytes at f->index + 1. */
-struct store_result fix_apply_raw(struct fix* f, const void* buf, size_t len);
+struct store_result fix_apply_raw(struct fix *f, const void *buf, size_t len);
 
 /* Shorthands: op on a tenant with a name and body, at time 1000. */
-struct store_result fix_create(struct fix* f, const char* id, const char* name);
+struct store_result fix_create(struct fix *f, const char *id, const char *name);
 
 /* Every object of every kind, with names, revisions and bodies, and the
  * global revision, as text (malloc'ed); read page by page. */
-char* dump(struct store* s);
+char *dump(struct store *s);
 
 /* Keys in one column family (looks inside the database). */
-uint64_t cf_count(struct store* s, enum store_cf cf);
+uint64_t cf_count(struct store *s, enum store_cf cf);
 
 /* xorshift64*: deterministic, so a failure reproduces. */
-uint64_t prng_next(uint64_t* state);
+uint64_t prng_next(uint64_t *state);
 
 /* Runs a group of each test file. */
 int run_codec_tests(void);

@@ -9,20 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void assert_contains(const char* s, const char* needle)
+static void assert_contains(const char *s, const char *needle)
 {
     if (strstr(s, needle) == NULL) {
         fail_msg("\"%s\" does not contain \"%s\"", s, needle);
     }
 }
 
-static void assert_object(struct store* s,
-                          enum store_kind kind,
-                          const char* id,
-                          const char* name,
-                          const char* body,
-                          uint64_t c,
-                          uint64_t m)
+static void assert_object(struct store *s, enum store_kind kind, const char *id, const char *name,
+                          const char *body, uint64_t c, uint64_t m)
 {
     struct store_object o;
     assert_int_equal(store_object_get(s, kind, id, &o), 0);
@@ -41,9 +36,9 @@ static void assert_object(struct store* s,
     store_object_release(&o);
 }
 
-static void assert_name(struct store* s, enum store_kind kind, const char* name, const char* id)
+static void assert_name(struct store *s, enum store_kind kind, const char *name, const char *id)
 {
-    char* got = NULL;
+    char *got = NULL;
     if (id == NULL) {
         assert_int_equal(store_name_lookup(s, kind, name, &got), CAIRN_ENOTFOUND);
         assert_null(got);
@@ -54,9 +49,9 @@ static void assert_name(struct store* s, enum store_kind kind, const char* name,
     free(got);
 }
 
-static void test_create(void** state)
+static void test_create(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t1");
     struct store_result r;
     struct store_object o;
@@ -93,12 +88,12 @@ static void test_create(void** state)
     assert_name(f->s, STORE_KIND_TENANT, "nope", NULL);
 }
 
-static void test_create_conflicts(void** state)
+static void test_create_conflicts(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_result r;
-    char* before;
-    char* after;
+    char *before;
+    char *after;
 
     fix_create(f, "t1", "acme");
     before = dump(f->s);
@@ -127,9 +122,9 @@ static void test_create_conflicts(void** state)
     assert_name(f->s, STORE_KIND_TENANT, "acme", "t1");
 }
 
-static void test_update(void** state)
+static void test_update(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c;
     struct store_result r;
 
@@ -192,9 +187,9 @@ static void test_update(void** state)
     assert_int_equal(cf_count(f->s, STORE_CF_NAMES), 2);
 }
 
-static void test_delete(void** state)
+static void test_delete(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c;
     struct store_result r;
     struct store_object o;
@@ -231,9 +226,9 @@ static void test_delete(void** state)
     assert_int_equal(r.status, CAIRN_EPRECONDITION); /* if_match 1 is stale now */
 }
 
-static void test_put(void** state)
+static void test_put(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c = cmd_make(STORE_OP_PUT, STORE_KIND_MEMBER, "1");
     struct store_result r;
 
@@ -280,9 +275,9 @@ static void test_put(void** state)
     assert_name(f->s, STORE_KIND_MEMBER, "node2", "2");
 }
 
-static void test_revisions(void** state)
+static void test_revisions(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c;
     struct store_result r;
 
@@ -306,14 +301,14 @@ static void test_revisions(void** state)
     assert_int_equal(store_applied_index(f->s), 6);
 }
 
-static void test_failures_change_nothing(void** state)
+static void test_failures_change_nothing(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     static const unsigned char garbage[] = {0xc1, 0x00, 0x13};
     struct store_command c;
     struct store_result r;
-    char* before;
-    char* after;
+    char *before;
+    char *after;
     uint64_t requests;
 
     fix_create(f, "t1", "acme");
@@ -362,15 +357,15 @@ static void test_failures_change_nothing(void** state)
     free(after);
 }
 
-static void test_replay_skipped(void** state)
+static void test_replay_skipped(void **state)
 {
-    struct fix* f = *state;
-    const struct store_result* res = (const void*)1;
+    struct fix *f = *state;
+    const struct store_result *res = (const void *)1;
     char msg[CAIRN_ERRMSG_SIZE];
     struct store_command c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "late");
-    char* before;
-    char* after;
-    void* buf;
+    char *before;
+    char *after;
+    void *buf;
     size_t len;
 
     f->index = 4; /* the log may start anywhere */
@@ -379,7 +374,7 @@ static void test_replay_skipped(void** state)
     before = dump(f->s);
     assert_int_equal(store_command_encode(&c, &buf, &len), 0);
     for (uint64_t index = 0; index <= 5; index++) {
-        res = (const void*)1;
+        res = (const void *)1;
         assert_int_equal(store_apply(f->s, index, buf, len, &res, msg, sizeof msg), 0);
         assert_null(res);
     }
@@ -395,14 +390,14 @@ static void test_replay_skipped(void** state)
     free(after);
 }
 
-static void test_request_replay(void** state)
+static void test_request_replay(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t1");
     struct store_result first;
     struct store_result again;
-    char* before;
-    char* after;
+    char *before;
+    char *after;
 
     c.name = "acme";
     c.request_id = "req-1";
@@ -469,9 +464,9 @@ static void test_request_replay(void** state)
     free(before);
 }
 
-static void test_request_prune(void** state)
+static void test_request_prune(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t1");
     struct store_command tick = cmd_make(STORE_OP_DELETE, STORE_KIND_TENANT, "none");
     struct store_result r;
@@ -536,16 +531,16 @@ static void test_request_prune(void** state)
     assert_string_equal(r.id, "y");
 }
 
-static void test_write_failure(void** state)
+static void test_write_failure(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t2");
-    const struct store_result* res = (const void*)1;
+    const struct store_result *res = (const void *)1;
     char msg[CAIRN_ERRMSG_SIZE] = "";
     struct store_object o;
-    char* before;
-    char* after;
-    void* buf;
+    char *before;
+    char *after;
+    void *buf;
     size_t len;
 
     fix_create(f, "t1", NULL);
@@ -554,7 +549,7 @@ static void test_write_failure(void** state)
     f->s->fail_writes = 1;
     assert_int_not_equal(store_apply(f->s, 2, buf, len, &res, msg, sizeof msg), 0);
     assert_contains(msg, "rocksdb write: ");
-    assert_ptr_equal(res, (const void*)1); /* untouched on failure */
+    assert_ptr_equal(res, (const void *)1); /* untouched on failure */
     assert_int_equal(store_applied_index(f->s), 1);
     assert_int_equal(store_revision(f->s), 1);
     assert_int_equal(store_object_get(f->s, STORE_KIND_TENANT, "t2", &o), CAIRN_ENOTFOUND);
@@ -569,12 +564,12 @@ static void test_write_failure(void** state)
     free(after);
 }
 
-static void test_persistence(void** state)
+static void test_persistence(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_command c;
-    char* before;
-    char* after;
+    char *before;
+    char *after;
 
     for (int i = 0; i < 20; i++) {
         char id[16];
@@ -599,9 +594,9 @@ static void test_persistence(void** state)
     assert_name(f->s, STORE_KIND_TENANT, "n05", NULL);
     /* After a restart raft replays from its last snapshot: skipped. */
     {
-        const struct store_result* res;
+        const struct store_result *res;
         char msg[CAIRN_ERRMSG_SIZE];
-        void* buf;
+        void *buf;
         size_t len;
         assert_int_equal(store_command_encode(&c, &buf, &len), 0);
         assert_int_equal(store_apply(f->s, 22, buf, len, &res, msg, sizeof msg), 0);
@@ -612,9 +607,9 @@ static void test_persistence(void** state)
     free(after);
 }
 
-static void test_list_pages(void** state)
+static void test_list_pages(void **state)
 {
-    struct fix* f = *state;
+    struct fix *f = *state;
     struct store_list l;
     char after[16] = "";
     size_t total = 0;

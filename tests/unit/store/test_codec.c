@@ -9,7 +9,7 @@
 #include <string.h>
 
 /* Bytewise comparison as RocksDB's default comparator does it. */
-static int bytes_cmp(const char* a, size_t alen, const char* b, size_t blen)
+static int bytes_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
     int c = memcmp(a, b, alen < blen ? alen : blen);
     if (c != 0) {
@@ -18,9 +18,9 @@ static int bytes_cmp(const char* a, size_t alen, const char* b, size_t blen)
     return alen < blen ? -1 : alen > blen ? 1 : 0;
 }
 
-static void test_key_order(void** state)
+static void test_key_order(void **state)
 {
-    static const char* ids[] = {"a", "a\x01", "ab",   "abc",  "b",        "z",
+    static const char *ids[] = {"a", "a\x01", "ab",   "abc",  "b",        "z",
                                 "0", "A",     "\x7f", "\x80", "\xff\xff", "\xff"};
     enum { N = sizeof ids / sizeof ids[0] };
     static const enum store_kind kinds[] = {STORE_KIND_TENANT, STORE_KIND_MEMBER};
@@ -61,7 +61,7 @@ static void test_key_order(void** state)
     }
 }
 
-static void test_key_request_time(void** state)
+static void test_key_request_time(void **state)
 {
     char a[8 + 4];
     char b[8 + 4];
@@ -78,10 +78,10 @@ static void test_key_request_time(void** state)
     assert_true(bytes_cmp(a, alen, b, blen) < 0);
     alen = store_key_request_time(INT64_MAX, "a", 1, a);
     assert_true(bytes_cmp(b, blen, a, alen) < 0);
-    assert_int_equal(store_be64_get((const unsigned char*)a), (uint64_t)INT64_MAX);
+    assert_int_equal(store_be64_get((const unsigned char *)a), (uint64_t)INT64_MAX);
 }
 
-static void assert_str_eq_or_null(const char* a, const char* b)
+static void assert_str_eq_or_null(const char *a, const char *b)
 {
     if (a == NULL || b == NULL) {
         assert_null(a);
@@ -91,7 +91,7 @@ static void assert_str_eq_or_null(const char* a, const char* b)
     }
 }
 
-static void assert_command_equal(const struct store_command* a, const struct store_command* b)
+static void assert_command_equal(const struct store_command *a, const struct store_command *b)
 {
     assert_int_equal(a->version, b->version);
     assert_int_equal(a->op, b->op);
@@ -113,11 +113,11 @@ static void assert_command_equal(const struct store_command* a, const struct sto
 }
 
 /* Encodes, decodes from an exactly sized copy, compares. */
-static void round_trip(const struct store_command* c)
+static void round_trip(const struct store_command *c)
 {
     struct store_command d;
     char msg[256] = "";
-    void* buf;
+    void *buf;
     size_t len;
     assert_int_equal(store_command_encode(c, &buf, &len), 0);
     if (store_command_decode(buf, len, &d, msg, sizeof msg) != 0) {
@@ -141,10 +141,10 @@ static struct store_command full_command(void)
     return c;
 }
 
-static void test_command_round_trip(void** state)
+static void test_command_round_trip(void **state)
 {
     struct store_command c = full_command();
-    char* big = malloc(STORE_BODY_MAX);
+    char *big = malloc(STORE_BODY_MAX);
     char id[STORE_ID_MAX + 1];
     char name[STORE_NAME_MAX + 1];
     char rid[STORE_REQUEST_ID_MAX + 1];
@@ -188,11 +188,11 @@ static void test_command_round_trip(void** state)
     free(big);
 }
 
-static void test_command_encode_invalid(void** state)
+static void test_command_encode_invalid(void **state)
 {
     struct store_command c;
     char long_id[STORE_ID_MAX + 2];
-    void* buf = NULL;
+    void *buf = NULL;
     size_t len = 0;
     (void)state;
 
@@ -225,11 +225,11 @@ static void test_command_encode_invalid(void** state)
 enum ftype { T_UINT, T_INT, T_ZSTR, T_RAW, T_BIN, T_NIL, T_BOOL, T_FLOAT, T_MAP };
 
 struct field {
-    const char* key;
+    const char *key;
     enum ftype type;
     uint64_t u;    /* T_UINT, T_BOOL, T_MAP (entries, all nil) */
     int64_t i;     /* T_INT */
-    const char* s; /* T_ZSTR (NUL added), T_RAW and T_BIN (len bytes) */
+    const char *s; /* T_ZSTR (NUL added), T_RAW and T_BIN (len bytes) */
     size_t len;
 };
 
@@ -248,7 +248,7 @@ static const struct field base_fields[] = {
 };
 enum { BASE_N = sizeof base_fields / sizeof base_fields[0] };
 
-static void pack_field(msgpack_packer* pk, const struct field* f)
+static void pack_field(msgpack_packer *pk, const struct field *f)
 {
     size_t len;
     store_mp_pack_key(pk, f->key);
@@ -295,19 +295,15 @@ static void pack_field(msgpack_packer* pk, const struct field* f)
  * base field of the same key, or is added; a key prefixed by '-' removes
  * the field. With out set, the decoded command points into *keep, which
  * the caller frees. */
-static int decode_edited(const struct field* edits,
-                         size_t n,
-                         char* msg,
-                         size_t size,
-                         struct store_command* out,
-                         char** keep)
+static int decode_edited(const struct field *edits, size_t n, char *msg, size_t size,
+                         struct store_command *out, char **keep)
 {
     struct field all[BASE_N + 8];
     size_t count = 0;
     msgpack_sbuffer sb;
     msgpack_packer pk;
     struct store_command c;
-    char* copy;
+    char *copy;
     int rv;
 
     for (size_t i = 0; i < BASE_N; i++) {
@@ -315,7 +311,7 @@ static int decode_edited(const struct field* edits,
     }
     for (size_t e = 0; e < n; e++) {
         bool remove = edits[e].key[0] == '-';
-        const char* key = remove ? edits[e].key + 1 : edits[e].key;
+        const char *key = remove ? edits[e].key + 1 : edits[e].key;
         size_t i;
         for (i = 0; i < count; i++) {
             if (strcmp(all[i].key, key) == 0) {
@@ -354,7 +350,7 @@ static int decode_edited(const struct field* edits,
 }
 
 /* Expects rv and, if field is set, a message naming it. */
-static void expect_edit(const struct field* edit, int rv, const char* needle)
+static void expect_edit(const struct field *edit, int rv, const char *needle)
 {
     char msg[256];
     int got = decode_edited(edit, 1, msg, sizeof msg, NULL, NULL);
@@ -366,10 +362,10 @@ static void expect_edit(const struct field* edit, int rv, const char* needle)
     }
 }
 
-static void test_command_decode_malformed(void** state)
+static void test_command_decode_malformed(void **state)
 {
     char long_s[STORE_REQUEST_ID_MAX + 2];
-    char* big;
+    char *big;
     (void)state;
 
     memset(long_s, 'x', sizeof long_s - 1);
@@ -379,7 +375,7 @@ static void test_command_decode_malformed(void** state)
 
     const struct {
         struct field edit;
-        const char* needle;
+        const char *needle;
     } cases[] = {
         {{"-v", T_NIL, 0, 0, NULL, 0}, "\"v\""},
         {{"-op", T_NIL, 0, 0, NULL, 0}, "\"op\""},
@@ -417,7 +413,7 @@ static void test_command_decode_malformed(void** state)
     free(big);
 }
 
-static void test_command_decode_structure(void** state)
+static void test_command_decode_structure(void **state)
 {
     char msg[256];
     struct store_command c;
@@ -430,9 +426,9 @@ static void test_command_decode_structure(void** state)
         0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0x91, 0xc0};
     /* A map32 header claiming 2^32-1 entries in 5 bytes. */
     static const unsigned char huge[] = {0xdf, 0xff, 0xff, 0xff, 0xff};
-    void* buf;
+    void *buf;
     size_t len;
-    char* longer;
+    char *longer;
     (void)state;
 
     assert_int_equal(store_command_decode(dup, sizeof dup, &c, msg, sizeof msg), CAIRN_EMALFORMED);
@@ -468,7 +464,7 @@ static void test_command_decode_structure(void** state)
         F_ZSTR("by", ""),
         {"ts", T_INT, 0, 0, NULL, 0},
     };
-    char* keep;
+    char *keep;
     assert_int_equal(decode_edited(ok, sizeof ok / sizeof ok[0], msg, sizeof msg, &c, &keep), 0);
     assert_int_equal(strlen(c.id), STORE_ID_MAX);
     assert_int_equal(strlen(c.name), STORE_NAME_MAX);
@@ -478,7 +474,7 @@ static void test_command_decode_structure(void** state)
     free(keep);
 }
 
-static void test_command_unsupported(void** state)
+static void test_command_unsupported(void **state)
 {
     char msg[256];
     (void)state;
@@ -495,11 +491,11 @@ static void test_command_unsupported(void** state)
 }
 
 /* A full command with a body long enough for a bin16 header. */
-static void* long_command(size_t* len)
+static void *long_command(size_t *len)
 {
     static char body[300];
     struct store_command c = full_command();
-    void* buf;
+    void *buf;
     memset(body, 'q', sizeof body);
     c.body = body;
     c.body_len = sizeof body;
@@ -507,15 +503,15 @@ static void* long_command(size_t* len)
     return buf;
 }
 
-static void test_command_truncated(void** state)
+static void test_command_truncated(void **state)
 {
     size_t len;
-    void* buf = long_command(&len);
+    void *buf = long_command(&len);
     (void)state;
     for (size_t n = 0; n < len; n++) {
         struct store_command c;
         char msg[256] = "";
-        char* copy = malloc(n > 0 ? n : 1);
+        char *copy = malloc(n > 0 ? n : 1);
         assert_non_null(copy);
         memcpy(copy, buf, n);
         if (store_command_decode(copy, n, &c, msg, sizeof msg) != CAIRN_EMALFORMED) {
@@ -528,7 +524,7 @@ static void test_command_truncated(void** state)
 }
 
 /* A command that decodes must satisfy every limit. */
-static void check_decoded(const struct store_command* c)
+static void check_decoded(const struct store_command *c)
 {
     assert_int_equal(c->version, STORE_COMMAND_VERSION);
     assert_non_null(store_kind_name(c->kind));
@@ -541,17 +537,17 @@ static void check_decoded(const struct store_command* c)
     assert_true(c->time_ms >= 0);
 }
 
-static void test_command_garbage(void** state)
+static void test_command_garbage(void **state)
 {
     uint64_t seed = 0x5eed5eed12345678ULL;
     size_t valid_len;
-    unsigned char* valid = long_command(&valid_len);
+    unsigned char *valid = long_command(&valid_len);
     (void)state;
 
     /* Random bytes, half of them behind a map header. */
     for (int i = 0; i < 4000; i++) {
         size_t len = prng_next(&seed) % 96;
-        unsigned char* buf = malloc(len > 0 ? len : 1);
+        unsigned char *buf = malloc(len > 0 ? len : 1);
         struct store_command c;
         char msg[256];
         int rv;
@@ -569,7 +565,7 @@ static void test_command_garbage(void** state)
     /* A valid command with a few bytes changed, sometimes cut short. */
     for (int i = 0; i < 4000; i++) {
         size_t len = valid_len;
-        unsigned char* buf = malloc(len);
+        unsigned char *buf = malloc(len);
         struct store_command c;
         char msg[256];
         int flips = 1 + (int)(prng_next(&seed) % 4);
@@ -592,11 +588,11 @@ static void test_command_garbage(void** state)
     free(valid);
 }
 
-static void test_result_codec(void** state)
+static void test_result_codec(void **state)
 {
     struct store_result r;
     struct store_result d;
-    void* buf;
+    void *buf;
     size_t len;
     uint64_t seed = 42;
     (void)state;
@@ -622,7 +618,7 @@ static void test_result_codec(void** state)
 
     /* Every truncation fails; the output is untouched. */
     for (size_t n = 0; n < len; n++) {
-        char* copy = malloc(n > 0 ? n : 1);
+        char *copy = malloc(n > 0 ? n : 1);
         assert_non_null(copy);
         memcpy(copy, buf, n);
         memset(&d, 0x55, sizeof d);
@@ -632,7 +628,7 @@ static void test_result_codec(void** state)
     }
     /* Changed bytes never crash. */
     for (int i = 0; i < 2000; i++) {
-        unsigned char* copy = malloc(len);
+        unsigned char *copy = malloc(len);
         int rv;
         assert_non_null(copy);
         memcpy(copy, buf, len);
@@ -657,7 +653,7 @@ static void test_result_codec(void** state)
     free(buf);
 }
 
-static void test_mp_ints(void** state)
+static void test_mp_ints(void **state)
 {
     msgpack_sbuffer sb;
     msgpack_packer pk;
@@ -698,7 +694,7 @@ static void test_mp_ints(void** state)
     assert_int_equal(u, 300);
 }
 
-static void test_records(void** state)
+static void test_records(void **state)
 {
     struct store_value v = {3, 7, "acme", 4, "{\"x\":1}", 7};
     struct store_value d;
@@ -734,7 +730,7 @@ static void test_records(void** state)
     msgpack_sbuffer_destroy(&sb);
 }
 
-static void test_crc32c(void** state)
+static void test_crc32c(void **state)
 {
     (void)state;
     /* The check value of CRC-32C (RFC 3720, and every implementation). */

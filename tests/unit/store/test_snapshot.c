@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 
 /* Fills a store with tenants (named, with request ids) and members. */
-static void populate(struct fix* f, int n, const char* prefix)
+static void populate(struct fix *f, int n, const char *prefix)
 {
     for (int i = 0; i < n; i++) {
         char id[32];
@@ -38,7 +38,7 @@ static void populate(struct fix* f, int n, const char* prefix)
     }
 }
 
-static void take(struct fix* f, void** buf, size_t* len)
+static void take(struct fix *f, void **buf, size_t *len)
 {
     char msg[CAIRN_ERRMSG_SIZE] = "";
     if (store_snapshot_take(f->s, buf, len, msg, sizeof msg) != 0) {
@@ -46,7 +46,7 @@ static void take(struct fix* f, void** buf, size_t* len)
     }
 }
 
-static void restore(struct fix* f, const void* buf, size_t len)
+static void restore(struct fix *f, const void *buf, size_t len)
 {
     char msg[CAIRN_ERRMSG_SIZE] = "";
     if (store_snapshot_restore(f->s, buf, len, msg, sizeof msg) != 0) {
@@ -55,7 +55,7 @@ static void restore(struct fix* f, const void* buf, size_t len)
     f->index = store_applied_index(f->s);
 }
 
-static bool exists(const struct fix* f, const char* name)
+static bool exists(const struct fix *f, const char *name)
 {
     char path[256];
     struct stat st;
@@ -63,21 +63,21 @@ static bool exists(const struct fix* f, const char* name)
     return stat(path, &st) == 0;
 }
 
-static void assert_dump(struct store* s, const char* want)
+static void assert_dump(struct store *s, const char *want)
 {
-    char* got = dump(s);
+    char *got = dump(s);
     assert_string_equal(got, want);
     free(got);
 }
 
-static void test_snapshot_restore(void** state)
+static void test_snapshot_restore(void **state)
 {
-    struct fix* a = fix_new();
-    struct fix* b = fix_new();
+    struct fix *a = fix_new();
+    struct fix *b = fix_new();
     struct store_command c;
     struct store_result r;
-    char* want;
-    void* buf;
+    char *want;
+    void *buf;
     size_t len;
     uint64_t index;
     (void)state;
@@ -128,13 +128,13 @@ static void test_snapshot_restore(void** state)
     fix_free(b);
 }
 
-static void test_snapshot_local_ahead(void** state)
+static void test_snapshot_local_ahead(void **state)
 {
-    struct fix* a = fix_new();
-    struct fix* b = fix_new();
+    struct fix *a = fix_new();
+    struct fix *b = fix_new();
     char msg[CAIRN_ERRMSG_SIZE] = "";
-    char* want;
-    void* buf;
+    char *want;
+    void *buf;
     size_t len;
     (void)state;
 
@@ -160,13 +160,13 @@ static void test_snapshot_local_ahead(void** state)
 
 /* Builds a snapshot buffer by hand (format as in snapshot.c). */
 struct snap_file {
-    const char* name;
+    const char *name;
     size_t name_len;
-    const char* data;
+    const char *data;
     size_t len;
 };
 
-static void put_be(unsigned char** p, uint64_t v, int bytes)
+static void put_be(unsigned char **p, uint64_t v, int bytes)
 {
     for (int i = bytes - 1; i >= 0; i--) {
         (*p)[i] = (unsigned char)(v & 0xff);
@@ -175,16 +175,12 @@ static void put_be(unsigned char** p, uint64_t v, int bytes)
     *p += bytes;
 }
 
-static void* snap_build(uint32_t format,
-                        uint64_t index,
-                        uint64_t revision,
-                        const struct snap_file* files,
-                        size_t n,
-                        size_t* len)
+static void *snap_build(uint32_t format, uint64_t index, uint64_t revision,
+                        const struct snap_file *files, size_t n, size_t *len)
 {
     size_t total = 32 + 4;
-    unsigned char* buf;
-    unsigned char* p;
+    unsigned char *buf;
+    unsigned char *p;
     for (size_t i = 0; i < n; i++) {
         total += 12 + files[i].name_len + files[i].len;
     }
@@ -211,17 +207,17 @@ static void* snap_build(uint32_t format,
 }
 
 /* Recomputes the checksum after an edit. */
-static void snap_reseal(unsigned char* buf, size_t len)
+static void snap_reseal(unsigned char *buf, size_t len)
 {
-    unsigned char* p = buf + len - 4;
+    unsigned char *p = buf + len - 4;
     put_be(&p, store_crc32c(0, buf, len - 4), 4);
 }
 
 /* Expects restore to fail with rv (any failure if rv is 0), naming why. */
-static void expect_rejected(struct fix* f, const void* buf, size_t len, int rv, const char* needle)
+static void expect_rejected(struct fix *f, const void *buf, size_t len, int rv, const char *needle)
 {
     char msg[CAIRN_ERRMSG_SIZE] = "";
-    char* copy = malloc(len > 0 ? len : 1);
+    char *copy = malloc(len > 0 ? len : 1);
     int got;
     assert_non_null(copy);
     memcpy(copy, buf, len);
@@ -236,21 +232,21 @@ static void expect_rejected(struct fix* f, const void* buf, size_t len, int rv, 
     }
 }
 
-static void test_snapshot_corrupt(void** state)
+static void test_snapshot_corrupt(void **state)
 {
-    struct fix* a = fix_new();
-    struct fix* b = fix_new();
-    unsigned char* buf;
-    unsigned char* edit;
-    char* want;
-    void* crafted;
+    struct fix *a = fix_new();
+    struct fix *b = fix_new();
+    unsigned char *buf;
+    unsigned char *edit;
+    char *want;
+    void *crafted;
     size_t len;
     size_t crafted_len;
     uint64_t index;
     (void)state;
 
     populate(a, 10, "a");
-    take(a, (void**)&buf, &len);
+    take(a, (void **)&buf, &len);
     populate(b, 3, "b");
     want = dump(b->s);
 
@@ -288,7 +284,7 @@ static void test_snapshot_corrupt(void** state)
 
     /* Names that would leave the directory. */
     static const struct {
-        const char* name;
+        const char *name;
         size_t len;
     } bad_names[] = {{"../evil", 7}, {"a/b", 3}, {".", 1}, {"..", 2}, {"", 0}, {"a\0b", 3}};
     for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
@@ -345,10 +341,10 @@ static void test_snapshot_corrupt(void** state)
     fix_free(b);
 }
 
-static void make_junk_dir(const struct fix* f, const char* name)
+static void make_junk_dir(const struct fix *f, const char *name)
 {
     char path[256];
-    FILE* fp;
+    FILE *fp;
     snprintf(path, sizeof path, "%s/%s", f->dir, name);
     assert_int_equal(mkdir(path, 0755), 0);
     snprintf(path, sizeof path, "%s/%s/CURRENT", f->dir, name);
@@ -358,10 +354,8 @@ static void make_junk_dir(const struct fix* f, const char* name)
     fclose(fp);
 }
 
-static void move(const struct fix* from,
-                 const char* from_name,
-                 const struct fix* to,
-                 const char* to_name)
+static void move(const struct fix *from, const char *from_name, const struct fix *to,
+                 const char *to_name)
 {
     char a[256];
     char b[256];
@@ -370,13 +364,13 @@ static void move(const struct fix* from,
     assert_int_equal(rename(a, b), 0);
 }
 
-static void close_store(struct fix* f)
+static void close_store(struct fix *f)
 {
     store_destroy(f->s);
     f->s = NULL;
 }
 
-static void open_store(struct fix* f)
+static void open_store(struct fix *f)
 {
     char msg[CAIRN_ERRMSG_SIZE] = "";
     if (store_open(f->dir, &f->s, msg, sizeof msg) != 0) {
@@ -384,7 +378,7 @@ static void open_store(struct fix* f)
     }
 }
 
-static void assert_clean(const struct fix* f)
+static void assert_clean(const struct fix *f)
 {
     assert_true(exists(f, "db"));
     assert_false(exists(f, "db.new"));
@@ -392,12 +386,12 @@ static void assert_clean(const struct fix* f)
 }
 
 /* Crash recovery: each directory state a crash in restore can leave. */
-static void test_recovery(void** state)
+static void test_recovery(void **state)
 {
-    struct fix* a = fix_new();
-    struct fix* b = fix_new();
-    char* want_a;
-    char* want_b;
+    struct fix *a = fix_new();
+    struct fix *b = fix_new();
+    char *want_a;
+    char *want_b;
     uint64_t index_b;
     (void)state;
 
@@ -465,7 +459,7 @@ static void test_recovery(void** state)
 
 /* A reader on another thread, checking what every read returns. */
 struct reader {
-    struct store* s;
+    struct store *s;
     atomic_bool stop;      /* set by the main thread when it is done */
     unsigned long rounds;  /* reads made */
     unsigned long errors;  /* failed checks */
@@ -474,14 +468,14 @@ struct reader {
 
 #define READER_ROUNDS_MAX 200000
 
-static void reader_error(struct reader* r, const char* what, int rv)
+static void reader_error(struct reader *r, const char *what, int rv)
 {
     if (r->errors++ == 0) {
         snprintf(r->first_error, sizeof r->first_error, "%s (rv %d)", what, rv);
     }
 }
 
-static void reader_round(struct reader* r, uint64_t* last_rev, uint64_t* last_index)
+static void reader_round(struct reader *r, uint64_t *last_rev, uint64_t *last_index)
 {
     struct store_list l;
     struct store_object o;
@@ -519,9 +513,9 @@ static void reader_round(struct reader* r, uint64_t* last_rev, uint64_t* last_in
     }
 }
 
-static void* reader_main(void* arg)
+static void *reader_main(void *arg)
 {
-    struct reader* r = arg;
+    struct reader *r = arg;
     uint64_t last_rev = 0;
     uint64_t last_index = 0;
     /* At least one round, then until told to stop (bounded either way). */
@@ -532,13 +526,13 @@ static void* reader_main(void* arg)
     return NULL;
 }
 
-static void test_concurrent_reader(void** state)
+static void test_concurrent_reader(void **state)
 {
-    struct fix* a = fix_new();
-    struct fix* leader = fix_new();
+    struct fix *a = fix_new();
+    struct fix *leader = fix_new();
     struct reader r;
     pthread_t thread;
-    char* want;
+    char *want;
     (void)state;
 
     memset(&r, 0, sizeof r);
@@ -549,7 +543,7 @@ static void test_concurrent_reader(void** state)
      * the leader's snapshot instead. */
     for (int round = 0; round < 4; round++) {
         char prefix[16];
-        void* buf;
+        void *buf;
         size_t len;
         snprintf(prefix, sizeof prefix, "c%d", round);
         populate(a, 15, prefix);

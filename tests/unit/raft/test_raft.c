@@ -379,6 +379,34 @@ static void test_member_remove(void **state)
     assert_int_equal(consensus_member_remove(l, self, done_cb, &o), CAIRN_ECONFLICT);
 }
 
+/* Leadership moves to the chosen voter; no membership change may overlap a
+ * transfer in flight. */
+static void test_transfer(void **state)
+{
+    struct cluster *cl = *state;
+    unsigned li = raft_fixture_leader_index(&cl->f);
+    unsigned target = (li + 1) % cl->n;
+    struct consensus *l = &cl->s[li].c;
+    struct outcome t = {0}, busy = {0}, w = {0};
+    struct consensus_status st;
+
+    assert_int_equal(consensus_transfer(l, target + 1, done_cb, &t), 0);
+    assert_int_equal(consensus_member_remove(l, target + 1, done_cb, &busy), CAIRN_EBUSY);
+    assert_int_equal(consensus_transfer(l, target + 1, done_cb, &busy), CAIRN_EBUSY);
+    step_until_fired(cl, &t);
+    assert_int_equal(t.status, 0);
+    assert_true(raft_fixture_step_until_has_leader(&cl->f, 10000));
+    assert_int_equal(raft_fixture_leader_index(&cl->f), target);
+    consensus_status(&cl->s[target].c, &st);
+    assert_int_equal(st.state, CONSENSUS_LEADER);
+    assert_int_equal(consensus_transfer(&cl->s[li].c, 0, done_cb, &busy), CAIRN_ENOTLEADER);
+    /* The new leader serves writes. */
+    assert_int_equal(propose(&cl->s[target].c, STORE_OP_CREATE, "t1", "acme", &w), 0);
+    step_until_fired(cl, &w);
+    assert_int_equal(w.res.status, 0);
+    assert_false(busy.fired);
+}
+
 /* Entries are framed to a multiple of 8 bytes; a bad frame is refused. */
 static void test_entry_framing(void **state)
 {
@@ -455,6 +483,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_member_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_entry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_transfer, setup, teardown),
         cmocka_unit_test(test_entry_framing),
         cmocka_unit_test(test_error_translation),
     };

@@ -191,7 +191,7 @@ def etag_of(revision):
 # The cluster
 
 
-def _tmp_root():
+def tmp_root():
     root = os.environ.get("CAIRN_TEST_TMPDIR")
     if root:
         os.makedirs(root, exist_ok=True)
@@ -210,7 +210,7 @@ class Cluster:
         self.settings.update({k: str(v) for k, v in (settings or {}).items()})
         self.up_timeout = up_timeout
         prefix = "cairn-%s-" % (name or "it")
-        self.dir = tempfile.mkdtemp(prefix=prefix, dir=_tmp_root())
+        self.dir = tempfile.mkdtemp(prefix=prefix, dir=tmp_root())
         self.urls = {}
         self.pids = {}              # node -> pid of the process this test started
         self.expected_down = set()  # nodes the test killed, stopped or removed

@@ -50,7 +50,7 @@ def status_lines(d):
 
 class LocalclusterCliTest(unittest.TestCase):
     def setUp(self):
-        self.dir = tempfile.mkdtemp(prefix="cairn-localcluster-", dir=harness._tmp_root())
+        self.dir = tempfile.mkdtemp(prefix="cairn-localcluster-", dir=harness.tmp_root())
         self.cluster_dir = os.path.join(self.dir, "c")
         self.ok = False
 

@@ -14,7 +14,7 @@ from harness import Cluster, assert_problem, etag_of  # noqa: E402
 
 MAX_BODY = 2048  # the config minimum is 1024; a valid tenant fits well under
 JSON = {"Content-Type": "application/json"}
-NOT_FOUND_ID = "00000000-0000-4000-8000-000000000000"
+NOT_FOUND_ID = "deadbeef-0000-4000-8000-00000000abcd"
 
 
 def post_cases():
@@ -97,7 +97,7 @@ class ValidationTest(unittest.TestCase):
              "If-Match"),
             ("PUT stale If-Match", "PUT", put_path,
              dict(body={"name": "valid-1", "description": "lost"},
-                  headers={"If-Match": etag_of(1)}), 412, None),
+                  headers={"If-Match": etag_of(int(etag.strip('"')) + 1000)}), 412, None),
             ("GET bad id", "GET", "/api/v1/tenants/not-an-id!", {}, 400, "id"),
             ("GET upper-case id", "GET", "/api/v1/tenants/" + NOT_FOUND_ID.upper(), {}, 400,
              "id"),

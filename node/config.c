@@ -86,7 +86,7 @@ static const struct key keys[] = {
     {"api_address", STR(api_address, true, NULL, check_address)},
     {"member", KEY_MEMBER, 0, 0, 0, 0, false, NULL, NULL},
     {"election_timeout_ms", UINT(election_timeout_ms, 50, 60000, "1000")},
-    {"heartbeat_timeout_ms", UINT(heartbeat_timeout_ms, 10, 30000, "100")},
+    {"heartbeat_timeout_ms", UINT(heartbeat_timeout_ms, 10, 30000, "50")},
     {"snapshot_threshold", UINT(snapshot_threshold, 8, 100000000, "1024")},
     {"snapshot_trailing", UINT(snapshot_trailing, 0, 100000000, "128")},
     {"http_threads", UINT(http_threads, 1, 1024, "16")},

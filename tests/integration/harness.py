@@ -32,7 +32,7 @@ LOCALCLUSTER_PATH = os.path.join(REPO, "tools", "localcluster")
 # Timing of test clusters; every test may override them through settings.
 DEFAULT_SETTINGS = {
     "election_timeout_ms": "1000",
-    "heartbeat_timeout_ms": "100",
+    "heartbeat_timeout_ms": "50",
 }
 ELECTION_TIMEOUT_S = 1.0
 # Client-side bound of one request: longer than cairnd's request_timeout_ms

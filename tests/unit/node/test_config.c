@@ -36,7 +36,7 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.cluster_id, "demo");
     assert_int_equal(cfg.node_id, 1);
     assert_int_equal(cfg.election_timeout_ms, 1000);
-    assert_int_equal(cfg.heartbeat_timeout_ms, 100);
+    assert_int_equal(cfg.heartbeat_timeout_ms, 50);
     assert_int_equal(cfg.snapshot_threshold, 1024);
     assert_int_equal(cfg.snapshot_trailing, 128);
     assert_int_equal(cfg.http_threads, 16);

@@ -145,10 +145,11 @@ static int submit_wait(struct node *n, struct op *op, uint64_t deadline_ms, char
     return rv;
 }
 
-int node_leader_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
-                        uint64_t *index, struct store_result *res, char *errmsg, size_t size)
+int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwarded,
+                        uint64_t deadline_ms, uint64_t *index, struct store_result *res,
+                        char *errmsg, size_t size)
 {
-    struct op *op = node_op_new(OP_APPLY);
+    struct op *op = node_op_new(n, OP_APPLY);
     int rv;
     if (op == NULL || (op->buf = malloc(len > 0 ? len : 1)) == NULL) {
         if (op != NULL) {
@@ -159,6 +160,7 @@ int node_leader_propose(struct node *n, const void *cmd, size_t len, uint64_t de
     }
     memcpy(op->buf, cmd, len);
     op->len = len;
+    op->nudge = forwarded;
     rv = submit_wait(n, op, deadline_ms, errmsg, size);
     if (rv == 0) {
         *index = op->index;
@@ -168,14 +170,15 @@ int node_leader_propose(struct node *n, const void *cmd, size_t len, uint64_t de
     return rv;
 }
 
-int node_leader_read_index(struct node *n, uint64_t deadline_ms, uint64_t *index, char *errmsg,
-                           size_t size)
+int node_leader_read_index(struct node *n, bool forwarded, uint64_t deadline_ms, uint64_t *index,
+                           char *errmsg, size_t size)
 {
-    struct op *op = node_op_new(OP_BARRIER);
+    struct op *op = node_op_new(n, OP_BARRIER);
     int rv;
     if (op == NULL) {
         return CAIRN_ENOMEM;
     }
+    op->nudge = forwarded;
     rv = submit_wait(n, op, deadline_ms, errmsg, size);
     if (rv == 0) {
         *index = op->index;
@@ -188,7 +191,7 @@ int node_leader_read_index(struct node *n, uint64_t deadline_ms, uint64_t *index
 
 static int propose_local(struct node *n, struct call *c, uint64_t deadline_ms)
 {
-    return node_leader_propose(n, c->cmd, c->len, deadline_ms, &c->index, c->res, c->errmsg,
+    return node_leader_propose(n, c->cmd, c->len, false, deadline_ms, &c->index, c->res, c->errmsg,
                                c->errmsg_size);
 }
 
@@ -244,7 +247,7 @@ static int backend_propose(void *data, const void *cmd, size_t len, uint64_t dea
 
 static int read_local(struct node *n, struct call *c, uint64_t deadline_ms)
 {
-    return node_leader_read_index(n, deadline_ms, &c->index, c->errmsg, c->errmsg_size);
+    return node_leader_read_index(n, false, deadline_ms, &c->index, c->errmsg, c->errmsg_size);
 }
 
 static int read_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
@@ -310,7 +313,7 @@ static int member_record(struct node *n, enum store_op op, uint64_t id, const ch
     if (rv != 0) {
         return rv;
     }
-    rv = node_leader_propose(n, buf, len, deadline_ms, &index, &res, errmsg, size);
+    rv = node_leader_propose(n, buf, len, false, deadline_ms, &index, &res, errmsg, size);
     free(buf);
     if (rv == 0 && res.status != 0 && !(op == STORE_OP_DELETE && res.status == CAIRN_ENOTFOUND)) {
         cairn_errmsg_set(errmsg, size, "%s", res.message);
@@ -322,7 +325,7 @@ static int member_record(struct node *n, enum store_op op, uint64_t id, const ch
 static int change_op(struct node *n, enum op_type type, uint64_t id, const char *raft_address,
                      uint64_t deadline_ms, char *errmsg, size_t size)
 {
-    struct op *op = node_op_new(type);
+    struct op *op = node_op_new(n, type);
     int rv;
     if (op == NULL) {
         return CAIRN_ENOMEM;

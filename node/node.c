@@ -31,7 +31,7 @@
 
 #include <jansson.h>
 
-struct op *node_op_new(enum op_type type)
+struct op *node_op_new(struct node *n, enum op_type type)
 {
     struct op *op = calloc(1, sizeof *op);
     pthread_condattr_t attr;
@@ -39,6 +39,7 @@ struct op *node_op_new(enum op_type type)
         return NULL;
     }
     op->type = type;
+    op->node = n;
     pthread_mutex_init(&op->mu, NULL);
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -198,6 +199,9 @@ static void apply_done_cb(void *arg, int status, uint64_t index, const struct st
     if (res != NULL) {
         op->result = *res;
     }
+    if (status == 0 && op->nudge) {
+        consensus_nudge(op->node->consensus);
+    }
     op_complete(op, status, status != 0 ? cairn_strerror(status) : NULL);
 }
 
@@ -205,6 +209,9 @@ static void index_done_cb(void *arg, int status, uint64_t index)
 {
     struct op *op = arg;
     op->index = index;
+    if (status == 0 && op->nudge) {
+        consensus_nudge(op->node->consensus);
+    }
     op_complete(op, status, status != 0 ? cairn_strerror(status) : NULL);
 }
 
@@ -446,7 +453,7 @@ static void loop_stop(struct node *n)
     if (!n->thread_started) {
         return;
     }
-    op = node_op_new(OP_STOP);
+    op = node_op_new(n, OP_STOP);
     if (op != NULL && node_submit(n, op) == 0) {
         node_op_unref(op); /* nobody waits: the join below does */
     } else if (op != NULL) {

@@ -30,8 +30,10 @@ struct op {
     enum op_type type;
     void *buf; /* OP_APPLY: the encoded command (owned) */
     size_t len;
-    uint64_t id;      /* OP_MEMBER_*, OP_TRANSFER */
-    char address[64]; /* OP_MEMBER_ADD: raft address */
+    uint64_t id;       /* OP_MEMBER_*, OP_TRANSFER */
+    char address[64];  /* OP_MEMBER_ADD: raft address */
+    bool nudge;        /* for a follower: propagate the commit at once */
+    struct node *node; /* owner */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
@@ -83,7 +85,7 @@ struct node {
 };
 
 /* node.c */
-struct op *node_op_new(enum op_type type);
+struct op *node_op_new(struct node *n, enum op_type type);
 void node_op_unref(struct op *op);
 /* Queues op for the loop thread (takes the loop's reference). */
 int node_submit(struct node *n, struct op *op);
@@ -103,10 +105,13 @@ int node_api_address(struct node *n, uint64_t id, char *out, size_t size);
 /* backend.c */
 void node_backend_init(struct node *n, struct api_backend *b);
 /* Leader-side halves, also used by rpc.c for forwarded requests. */
-int node_leader_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
-                        uint64_t *index, struct store_result *res, char *errmsg, size_t size);
-int node_leader_read_index(struct node *n, uint64_t deadline_ms, uint64_t *index, char *errmsg,
-                           size_t size);
+/* forwarded: the request came from a follower, which waits until it has
+ * applied the index too: the leader then propagates its commit at once. */
+int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwarded,
+                        uint64_t deadline_ms, uint64_t *index, struct store_result *res,
+                        char *errmsg, size_t size);
+int node_leader_read_index(struct node *n, bool forwarded, uint64_t deadline_ms, uint64_t *index,
+                           char *errmsg, size_t size);
 int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address,
                            const char *api_address, uint64_t deadline_ms, char *errmsg,
                            size_t size);

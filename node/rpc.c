@@ -72,7 +72,7 @@ static int handle_propose(struct mg_connection *conn, struct node *n)
     cairn_buf_init(&body);
     rv = http_body_read(conn, http_server_max_body(n->http) * 2 + 4096, &body);
     if (rv == 0) {
-        rv = node_leader_propose(n, body.data, body.len, rpc_deadline(n), &index, &res, err,
+        rv = node_leader_propose(n, body.data, body.len, true, rpc_deadline(n), &index, &res, err,
                                  sizeof err);
     }
     cairn_buf_close(&body);
@@ -102,7 +102,7 @@ static int handle_readindex(struct mg_connection *conn, struct node *n)
 {
     char err[CAIRN_ERRMSG_SIZE] = "";
     uint64_t index = 0, be;
-    int rv = node_leader_read_index(n, rpc_deadline(n), &index, err, sizeof err);
+    int rv = node_leader_read_index(n, true, rpc_deadline(n), &index, err, sizeof err);
     if (rv != 0) {
         return reply_error(conn, rv, err);
     }

@@ -433,6 +433,24 @@ int consensus_barrier(struct consensus *c, consensus_index_cb cb, void *arg)
     return 0;
 }
 
+static void nudge_cb(struct raft_barrier *req, int status)
+{
+    struct consensus *c = req->data;
+    (void)status;
+    c->nudge_inflight = false;
+}
+
+void consensus_nudge(struct consensus *c)
+{
+    if (c->closing || c->nudge_inflight || raft_state(c->r) != RAFT_LEADER) {
+        return;
+    }
+    c->nudge.data = c;
+    if (raft_barrier(c->r, &c->nudge, nudge_cb) == 0) {
+        c->nudge_inflight = true;
+    }
+}
+
 void consensus_status(struct consensus *c, struct consensus_status *out)
 {
     const char *address;

@@ -104,6 +104,14 @@ int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_
 typedef void (*consensus_index_cb)(void *arg, int status, uint64_t index);
 int consensus_barrier(struct consensus *c, consensus_index_cb cb, void *arg);
 
+/* Makes the leader send its commit index to the followers now rather than
+ * with its next heartbeat, by appending a barrier entry (whose replication
+ * carries the commit index). Followers waiting to apply an index the leader
+ * has committed (a forwarded write, a read index) then apply it within one
+ * round trip. At most one such barrier is in flight; calls while one is
+ * coalesce into it. A no-op on a non-leader. */
+void consensus_nudge(struct consensus *c);
+
 /* Membership. One change at a time: CAIRN_EBUSY while one is running.
  * member_add adds id as a spare (or reuses a non-voter entry), lets it catch
  * up and promotes it to voter; CAIRN_EEXIST if id is already a voter or the

@@ -71,6 +71,9 @@ struct consensus {
     struct read_waiter *read_inflight;
     struct raft_barrier barrier;
     bool barrier_inflight;
+    /* The commit-propagating barrier of consensus_nudge. */
+    struct raft_barrier nudge;
+    bool nudge_inflight;
     /* Membership change and leadership transfer in progress, or NULL. */
     struct member_change *change;
     struct raft_transfer transfer;

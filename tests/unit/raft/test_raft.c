@@ -407,6 +407,36 @@ static void test_transfer(void **state)
     assert_false(busy.fired);
 }
 
+/* After a nudge the followers learn the commit of an entry within a round
+ * trip instead of the leader's next heartbeat (simulated time, so the
+ * comparison is deterministic). */
+static void test_nudge(void **state)
+{
+    struct cluster *cl = *state;
+    unsigned li = raft_fixture_leader_index(&cl->f);
+    unsigned fi = follower_index(cl);
+    struct consensus *l = &cl->s[li].c;
+    struct outcome w = {0};
+    raft_time start;
+
+    for (unsigned i = 0; i < cl->n; i++) {
+        raft_set_heartbeat_timeout(cl->s[i].c.r, 450);
+    }
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t1", "acme", &w), 0);
+    step_until_fired(cl, &w);
+    assert_true(raft_last_applied(cl->s[fi].c.r) < w.index);
+    start = raft_fixture_time(&cl->f);
+    consensus_nudge(l);
+    assert_true(l->nudge_inflight);
+    consensus_nudge(l); /* coalesces */
+    assert_true(raft_fixture_step_until_applied(&cl->f, fi, w.index, 1000));
+    /* Network 15 ms and disk 10 ms per hop in the fixture: well under the
+     * 450 ms heartbeat. */
+    assert_true(raft_fixture_time(&cl->f) - start < 200);
+    consensus_nudge(&cl->s[fi].c); /* a no-op on a follower */
+    assert_false(cl->s[fi].c.nudge_inflight);
+}
+
 /* Entries are framed to a multiple of 8 bytes; a bad frame is refused. */
 static void test_entry_framing(void **state)
 {
@@ -484,6 +514,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_member_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nudge, setup, teardown),
         cmocka_unit_test(test_entry_framing),
         cmocka_unit_test(test_error_translation),
     };

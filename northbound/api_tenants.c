@@ -184,6 +184,20 @@ int api_tenants_create(struct api_req *req)
     return answer_written(req, 201, &res, location);
 }
 
+/* The common start of a PUT or DELETE on one tenant: a valid path id and
+ * If-Match, and a fresh request id. */
+static int prepare_change(struct api_req *req, uint64_t *if_match, char *request_id)
+{
+    int rc = check_path_id(req);
+    if (rc == 0) {
+        rc = check_if_match(req, if_match);
+    }
+    if (rc == 0) {
+        api_request_id_fresh(request_id);
+    }
+    return rc;
+}
+
 int api_tenant_replace(struct api_req *req)
 {
     char request_id[API_REQUEST_ID_SIZE];
@@ -191,14 +205,10 @@ int api_tenant_replace(struct api_req *req)
     uint64_t if_match;
     int rc;
 
-    rc = check_path_id(req);
-    if (rc == 0) {
-        rc = check_if_match(req, &if_match);
-    }
+    rc = prepare_change(req, &if_match, request_id);
     if (rc != 0) {
         return rc;
     }
-    api_request_id_fresh(request_id);
     rc = propose_tenant(req, STORE_OP_UPDATE, req->path_id, if_match, request_id, &res);
     if (rc != 0) {
         return rc;
@@ -218,14 +228,10 @@ int api_tenant_delete(struct api_req *req)
     uint64_t if_match;
     int rc;
 
-    rc = check_path_id(req);
-    if (rc == 0) {
-        rc = check_if_match(req, &if_match);
-    }
+    rc = prepare_change(req, &if_match, request_id);
     if (rc != 0) {
         return rc;
     }
-    api_request_id_fresh(request_id);
     memset(&cmd, 0, sizeof cmd);
     cmd.version = STORE_COMMAND_VERSION;
     cmd.op = STORE_OP_DELETE;

@@ -72,8 +72,10 @@ static void change_cb(struct raft_change *req, int status)
     }
 }
 
+/* Starts a change of id: checks that one may start now, allocates it, and
+ * finds id's entry in the configuration (*server, NULL if absent). */
 static int change_begin(struct consensus *c, uint64_t id, consensus_done_cb cb, void *arg,
-                        struct member_change **out)
+                        struct member_change **out, const struct raft_server **server)
 {
     struct member_change *ch;
     if (c->closing) {
@@ -95,6 +97,7 @@ static int change_begin(struct consensus *c, uint64_t id, consensus_done_cb cb, 
     ch->arg = arg;
     ch->req.data = ch;
     *out = ch;
+    *server = find_server(c, id);
     return 0;
 }
 
@@ -105,11 +108,10 @@ int consensus_member_add(struct consensus *c, uint64_t id, const char *address,
     struct member_change *ch;
     int rv;
 
-    rv = change_begin(c, id, cb, arg, &ch);
+    rv = change_begin(c, id, cb, arg, &ch, &s);
     if (rv != 0) {
         return rv;
     }
-    s = find_server(c, id);
     if (s != NULL && s->role == RAFT_VOTER) {
         free(ch);
         return CAIRN_EEXIST;
@@ -135,11 +137,10 @@ int consensus_member_remove(struct consensus *c, uint64_t id, consensus_done_cb 
     struct member_change *ch;
     int rv;
 
-    rv = change_begin(c, id, cb, arg, &ch);
+    rv = change_begin(c, id, cb, arg, &ch, &s);
     if (rv != 0) {
         return rv;
     }
-    s = find_server(c, id);
     if (s == NULL) {
         free(ch);
         return CAIRN_ENOTFOUND;

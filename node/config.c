@@ -95,6 +95,9 @@ static const struct key keys[] = {
     {"request_timeout_ms", UINT(request_timeout_ms, 100, 600000, "5000")},
     {"cluster_secret", STR(cluster_secret, false, "", NULL)},
     {"log_level", STR(log_level, false, "info", check_level)},
+    /* A deliberately broken mode for the chaos checker's own test: serve
+     * reads asked to be linearizable from local state, as stale reads. */
+    {"debug_stale_reads", UINT(debug_stale_reads, 0, 1, "0")},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

@@ -36,6 +36,7 @@ struct config {
     unsigned request_timeout_ms;
     char cluster_secret[129];
     char log_level[16];
+    unsigned debug_stale_reads; /* 1: linearizable reads skip the read index (tests only) */
 };
 
 /* Fills cfg with the defaults, then reads path. On error errmsg reads

@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 static const char *const cf_names[STORE_CF_COUNT] = {
-    "default", "meta", "objects", "names", "requests", "request_times",
+    "default", "meta",     "objects", "names",  "requests", "request_times",
+    "scoped",  "children", "counts",  "expiry", "changes",  "audit",
 };
 
 /* RocksDB's own info log: a few small files are enough to debug with. */
@@ -35,7 +36,10 @@ int store_db_open(const char *path, bool create, struct store_db *out, char *err
     memset(&db, 0, sizeof db);
     db.opts = rocksdb_options_create();
     rocksdb_options_set_create_if_missing(db.opts, create);
-    rocksdb_options_set_create_missing_column_families(db.opts, create);
+    /* Column families added by a newer build are created even when the
+     * database itself must exist: a database (or a snapshot) written
+     * before they existed lacks them and has nothing to put in them. */
+    rocksdb_options_set_create_missing_column_families(db.opts, 1);
     rocksdb_options_set_keep_log_file_num(db.opts, INFO_LOG_FILES);
     rocksdb_options_set_max_log_file_size(db.opts, INFO_LOG_SIZE);
     for (int i = 0; i < STORE_CF_COUNT; i++) {

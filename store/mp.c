@@ -96,6 +96,24 @@ int store_mp_map(struct store_mp *r, uint32_t *n)
     return CAIRN_EMALFORMED;
 }
 
+int store_mp_array(struct store_mp *r, uint32_t *n)
+{
+    const unsigned char *p;
+    uint64_t v;
+    if (!take(r, 1, &p)) {
+        return CAIRN_EMALFORMED;
+    }
+    if ((p[0] & 0xf0) == 0x90) {
+        *n = p[0] & 0x0f;
+        return 0;
+    }
+    if ((p[0] == 0xdc && take_be(r, 2, &v)) || (p[0] == 0xdd && take_be(r, 4, &v))) {
+        *n = (uint32_t)v;
+        return 0;
+    }
+    return CAIRN_EMALFORMED;
+}
+
 /* Reads the length of a str (is_str) or bin value. */
 static bool take_len(struct store_mp *r, bool is_str, size_t *len)
 {

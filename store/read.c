@@ -1,10 +1,12 @@
 /*
- * Reads: one object by id, an id by unique name, and a page of one kind's
- * objects. Any thread may read while the loop thread applies: RocksDB reads
- * are thread-safe, and the read side of the store's lock only keeps a
- * restore from closing the database under a reader. A page is read from one
- * RocksDB snapshot, together with the revision stored in that snapshot, so
- * the page and its revision always agree.
+ * Reads: one object by id, an id by unique name, a page of one kind's
+ * objects (all of them, or those of one tenant or one parent through the
+ * "scoped" and "children" indexes), and the per-tenant counts. Any thread
+ * may read while the loop thread applies: RocksDB reads are thread-safe,
+ * and the read side of the store's lock only keeps a restore from closing
+ * the database under a reader. A page is read from one RocksDB snapshot,
+ * together with the revision stored in that snapshot, so the page and its
+ * revision always agree.
  */
 #include "store_int.h"
 
@@ -14,7 +16,7 @@
 /* Objects allocated at first for a page, before it grows. */
 #define LIST_INITIAL 16
 
-static char *dup_bytes(const char *s, size_t len)
+char *store_strndup(const char *s, size_t len)
 {
     char *p = malloc(len + 1);
     if (p != NULL) {
@@ -34,29 +36,37 @@ void store_object_release(struct store_object *o)
     free(o->id);
     free(o->name);
     free(o->body);
+    free(o->tenant);
+    free(o->parent_id);
     memset(o, 0, sizeof *o);
 }
 
-/* Builds an object from its id and stored value (all copied). */
-static int object_make(enum store_kind kind, const char *id, size_t id_len, const void *val,
-                       size_t val_len, struct store_object *out)
+int store_object_from_value(enum store_kind kind, const char *id, size_t id_len,
+                            const struct store_value *v, struct store_object *out)
 {
-    struct store_value v;
     struct store_object o = {0};
 
-    if (store_value_decode(val, val_len, &v) != 0) {
-        return CAIRN_ECORRUPT;
-    }
     o.kind = kind;
-    o.create_rev = v.create_rev;
-    o.mod_rev = v.mod_rev;
-    o.body_len = v.body_len;
-    o.id = dup_bytes(id, id_len);
-    o.body = dup_bytes(v.body, v.body_len);
-    if (v.name != NULL) {
-        o.name = dup_bytes(v.name, v.name_len);
+    o.create_rev = v->create_rev;
+    o.mod_rev = v->mod_rev;
+    o.body_len = v->body_len;
+    o.parent_kind = v->parent_kind;
+    o.expires_ms = v->expires_ms;
+    o.n_limits = v->n_limits;
+    memcpy(o.limits, v->limits, sizeof o.limits);
+    o.id = store_strndup(id, id_len);
+    o.body = store_strndup(v->body, v->body_len);
+    if (v->name != NULL) {
+        o.name = store_strndup(v->name, v->name_len);
     }
-    if (o.id == NULL || o.body == NULL || (v.name != NULL && o.name == NULL)) {
+    if (v->tenant != NULL) {
+        o.tenant = store_strndup(v->tenant, v->tenant_len);
+    }
+    if (v->parent_id != NULL) {
+        o.parent_id = store_strndup(v->parent_id, v->parent_id_len);
+    }
+    if (o.id == NULL || o.body == NULL || (v->name != NULL && o.name == NULL) ||
+        (v->tenant != NULL && o.tenant == NULL) || (v->parent_id != NULL && o.parent_id == NULL)) {
         store_object_release(&o);
         return CAIRN_ENOMEM;
     }
@@ -64,8 +74,18 @@ static int object_make(enum store_kind kind, const char *id, size_t id_len, cons
     return 0;
 }
 
-/* Takes the read lock; fails if a failed restore left no database. */
-static int read_lock(struct store *s)
+/* Builds an object from its id and stored value (all copied). */
+static int object_make(enum store_kind kind, const char *id, size_t id_len, const void *val,
+                       size_t val_len, struct store_object *out)
+{
+    struct store_value v;
+    if (store_value_decode(val, val_len, &v) != 0) {
+        return CAIRN_ECORRUPT;
+    }
+    return store_object_from_value(kind, id, id_len, &v, out);
+}
+
+int store_read_lock(struct store *s)
 {
     pthread_rwlock_rdlock(&s->lock);
     if (s->db.db == NULL) {
@@ -93,7 +113,7 @@ int store_object_get(struct store *s, enum store_kind kind, const char *id,
         return CAIRN_ENOTFOUND; /* no such id can exist */
     }
     key_len = store_key_object(kind, id, id_len, key);
-    rv = read_lock(s);
+    rv = store_read_lock(s);
     if (rv != 0) {
         return rv;
     }
@@ -125,7 +145,7 @@ int store_name_lookup(struct store *s, enum store_kind kind, const char *name, c
         return CAIRN_ENOTFOUND;
     }
     key_len = store_key_name(kind, name, name_len, key);
-    rv = read_lock(s);
+    rv = store_read_lock(s);
     if (rv != 0) {
         return rv;
     }
@@ -134,7 +154,7 @@ int store_name_lookup(struct store *s, enum store_kind kind, const char *name, c
     if (rv != 0) {
         return rv;
     }
-    copy = dup_bytes(val, val_len);
+    copy = store_strndup(val, val_len);
     rocksdb_free(val);
     if (copy == NULL) {
         return CAIRN_ENOMEM;
@@ -253,6 +273,19 @@ static int list_read(struct store *s, rocksdb_readoptions_t *ro, enum store_kind
     return rv;
 }
 
+void store_read_begin(struct store *s, struct store_read *r)
+{
+    r->snap = rocksdb_create_snapshot(s->db.db);
+    r->ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_snapshot(r->ro, r->snap);
+}
+
+void store_read_end(struct store *s, struct store_read *r)
+{
+    rocksdb_readoptions_destroy(r->ro);
+    rocksdb_release_snapshot(s->db.db, r->snap);
+}
+
 int store_object_list(struct store *s, enum store_kind kind, const char *after, size_t limit,
                       struct store_list *out)
 {
@@ -267,7 +300,7 @@ int store_object_list(struct store *s, enum store_kind kind, const char *after, 
         return CAIRN_EINVAL;
     }
     store_key_range(kind, lo, hi);
-    rv = read_lock(s);
+    rv = store_read_lock(s);
     if (rv != 0) {
         return rv;
     }
@@ -285,4 +318,258 @@ int store_object_list(struct store *s, enum store_kind kind, const char *after, 
     }
     *out = l;
     return 0;
+}
+
+/* One query's scan: a range of keys sharing a prefix, in "objects" (the
+ * prefix is the kind), "scoped" (kind and tenant) or "children" (parent
+ * and kind); the object id follows the prefix in every key. */
+struct scan {
+    const struct store_query *q;
+    struct store *s;
+    struct store_read *rd;
+    enum store_cf cf;
+    char prefix[STORE_KEY_CHILD_MAX];
+    size_t prefix_len;
+};
+
+/* Whether the query wants the object v: not expired at its time, and of
+ * its tenant when the children index (which does not key by tenant) was
+ * used. */
+static bool query_wants(const struct store_query *q, enum store_cf cf, const struct store_value *v)
+{
+    if (store_value_expired(v, q->now_ms)) {
+        return false;
+    }
+    if (cf != STORE_CF_CHILDREN || q->tenant == NULL) {
+        return true;
+    }
+    return v->tenant != NULL && v->tenant_len == strlen(q->tenant) &&
+           memcmp(v->tenant, q->tenant, v->tenant_len) == 0;
+}
+
+/* Looks at the entry under the iterator: *match says whether the query
+ * wants it and, with out set, the object is built there. An index entry
+ * without its object is corruption. */
+static int scan_entry(const struct scan *sc, rocksdb_iterator_t *it, struct store_object *out,
+                      bool *match)
+{
+    char key[1 + STORE_ID_MAX];
+    size_t key_len;
+    const char *k = rocksdb_iter_key(it, &key_len);
+    const char *id = k + sc->prefix_len;
+    size_t id_len = key_len - sc->prefix_len;
+    struct store_value v;
+    char *raw = NULL;
+    const char *val;
+    size_t val_len;
+    int rv;
+
+    if (id_len == 0 || id_len > STORE_ID_MAX) {
+        return CAIRN_ECORRUPT;
+    }
+    if (sc->cf == STORE_CF_OBJECTS) {
+        val = rocksdb_iter_value(it, &val_len);
+    } else {
+        rv = store_db_get(&sc->s->db, sc->rd->ro, STORE_CF_OBJECTS, key,
+                          store_key_object(sc->q->kind, id, id_len, key), &raw, &val_len, NULL, 0);
+        if (rv != 0) {
+            return rv == CAIRN_ENOTFOUND ? CAIRN_ECORRUPT : rv;
+        }
+        val = raw;
+    }
+    rv = store_value_decode(val, val_len, &v) != 0 ? CAIRN_ECORRUPT : 0;
+    if (rv == 0) {
+        *match = query_wants(sc->q, sc->cf, &v);
+        if (*match && out != NULL) {
+            rv = store_object_from_value(sc->q->kind, id, id_len, &v, out);
+        }
+    }
+    rocksdb_free(raw);
+    return rv;
+}
+
+/* Positions it on the first key of the scan after q->after. */
+static int scan_seek(const struct scan *sc, rocksdb_iterator_t *it)
+{
+    const char *after = sc->q->after;
+    size_t after_len;
+    size_t key_len;
+    char *key;
+    if (after == NULL) {
+        rocksdb_iter_seek(it, sc->prefix, sc->prefix_len);
+        return 0;
+    }
+    after_len = strlen(after);
+    key_len = sc->prefix_len + after_len;
+    key = malloc(key_len);
+    if (key == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    memcpy(key, sc->prefix, sc->prefix_len);
+    memcpy(key + sc->prefix_len, after, after_len);
+    rocksdb_iter_seek(it, key, key_len);
+    if (rocksdb_iter_valid(it)) {
+        size_t found_len;
+        const char *found = rocksdb_iter_key(it, &found_len);
+        if (found_len == key_len && memcmp(found, key, key_len) == 0) {
+            rocksdb_iter_next(it);
+        }
+    }
+    free(key);
+    return 0;
+}
+
+static bool scan_in_range(const struct scan *sc, rocksdb_iterator_t *it)
+{
+    size_t key_len;
+    const char *key;
+    if (!rocksdb_iter_valid(it)) {
+        return false;
+    }
+    key = rocksdb_iter_key(it, &key_len);
+    return key_len >= sc->prefix_len && memcmp(key, sc->prefix, sc->prefix_len) == 0;
+}
+
+/* Reads the page: up to limit matching objects, then looks for one more
+ * match to tell whether more follow. */
+static int scan_read(struct scan *sc, size_t limit, struct store_list *l)
+{
+    rocksdb_iterator_t *it;
+    size_t cap = 0;
+    char *err = NULL;
+    int rv;
+
+    rv = store_db_get_meta(&sc->s->db, sc->rd->ro, STORE_META_REVISION, &l->revision, NULL, 0);
+    if (rv != 0) {
+        return rv;
+    }
+    it = rocksdb_create_iterator_cf(sc->s->db.db, sc->rd->ro, sc->s->db.cf[sc->cf]);
+    rv = scan_seek(sc, it);
+    while (rv == 0 && scan_in_range(sc, it)) {
+        bool match = false;
+        if (l->n == limit) {
+            rv = scan_entry(sc, it, NULL, &match);
+            if (rv == 0 && match) {
+                l->more = true;
+                break;
+            }
+        } else {
+            rv = list_append(l, &cap, limit);
+            if (rv == 0) {
+                rv = scan_entry(sc, it, &l->items[l->n], &match);
+            }
+            if (rv == 0 && match) {
+                l->n++;
+            }
+        }
+        rocksdb_iter_next(it);
+    }
+    rocksdb_iter_get_error(it, &err);
+    if (err != NULL) {
+        rocksdb_free(err);
+        rv = rv != 0 ? rv : CAIRN_EIO;
+    }
+    rocksdb_iter_destroy(it);
+    return rv;
+}
+
+/* True if a string could be an id (1..STORE_ID_MAX bytes). */
+static bool id_possible(const char *s)
+{
+    size_t len = strnlen(s, STORE_ID_MAX + 1);
+    return len >= 1 && len <= STORE_ID_MAX;
+}
+
+int store_object_query(struct store *s, const struct store_query *q, struct store_list *out)
+{
+    struct store_list l = {0};
+    struct store_read rd;
+    struct scan sc;
+    int rv;
+
+    if (q == NULL || store_kind_name(q->kind) == NULL ||
+        (q->parent_kind != 0 &&
+         (store_kind_name(q->parent_kind) == NULL || q->parent_id == NULL)) ||
+        (q->parent_kind == 0 && q->parent_id != NULL)) {
+        return CAIRN_EINVAL;
+    }
+    memset(&sc, 0, sizeof sc);
+    sc.q = q;
+    sc.s = s;
+    sc.rd = &rd;
+    if (q->parent_kind != 0) {
+        sc.cf = STORE_CF_CHILDREN;
+    } else if (q->tenant != NULL) {
+        sc.cf = STORE_CF_SCOPED;
+    } else {
+        sc.cf = STORE_CF_OBJECTS;
+    }
+    if ((q->parent_id != NULL && !id_possible(q->parent_id)) ||
+        (q->tenant != NULL && !id_possible(q->tenant))) {
+        /* No object can have such a parent or tenant: an empty page. */
+        l.revision = store_revision(s);
+        *out = l;
+        return 0;
+    }
+    if (sc.cf == STORE_CF_CHILDREN) {
+        sc.prefix_len = store_key_children_prefix(q->parent_kind, q->parent_id,
+                                                  strlen(q->parent_id), sc.prefix);
+        sc.prefix[sc.prefix_len++] = (char)q->kind;
+    } else if (sc.cf == STORE_CF_SCOPED) {
+        sc.prefix_len = store_key_scoped_prefix(q->kind, q->tenant, strlen(q->tenant), sc.prefix);
+    } else {
+        sc.prefix[0] = (char)q->kind;
+        sc.prefix_len = 1;
+    }
+    rv = store_read_lock(s);
+    if (rv != 0) {
+        return rv;
+    }
+    store_read_begin(s, &rd);
+    rv = scan_read(&sc, q->limit, &l);
+    store_read_end(s, &rd);
+    pthread_rwlock_unlock(&s->lock);
+    if (rv != 0) {
+        store_list_release(&l);
+        return rv;
+    }
+    *out = l;
+    return 0;
+}
+
+int store_count(struct store *s, const char *tenant, enum store_kind kind, uint64_t *n)
+{
+    char key[STORE_KEY_COUNT_MAX];
+    size_t key_len;
+    char *val;
+    size_t val_len;
+    int rv;
+
+    if (tenant == NULL || store_kind_name(kind) == NULL) {
+        return CAIRN_EINVAL;
+    }
+    if (!id_possible(tenant)) {
+        *n = 0;
+        return 0;
+    }
+    key_len = store_key_count(tenant, strlen(tenant), kind, key);
+    rv = store_read_lock(s);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = store_db_get(&s->db, NULL, STORE_CF_COUNTS, key, key_len, &val, &val_len, NULL, 0);
+    pthread_rwlock_unlock(&s->lock);
+    if (rv == CAIRN_ENOTFOUND) {
+        *n = 0;
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    rv = val_len == 8 ? 0 : CAIRN_ECORRUPT;
+    if (rv == 0) {
+        *n = store_be64_get((const unsigned char *)val);
+    }
+    rocksdb_free(val);
+    return rv;
 }

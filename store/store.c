@@ -181,6 +181,10 @@ int store_open(const char *dir, struct store **out, char *errmsg, size_t errmsg_
         cairn_errmsg_wrap(errmsg, errmsg_size, "open store %s", dir);
         goto err_after_lock;
     }
+    s->changes_kept = STORE_CHANGES_KEPT;
+    s->audit_kept = STORE_AUDIT_KEPT;
+    s->cascade_max = STORE_CASCADE_MAX;
+    s->audit_scan_max = STORE_AUDIT_SCAN_MAX;
     atomic_init(&s->applied, s->db.applied);
     atomic_init(&s->revision, s->db.revision);
     *out = s;

@@ -13,6 +13,10 @@
  *               outcome of every command that carried a request id, so a
  *               retried command is answered with the first outcome instead
  *               of being applied twice (exactly-once across leader changes).
+ *   "scoped", "children", "counts", "expiry" - indexes: objects by tenant,
+ *               by parent, how many of a kind a tenant has, and by expiry.
+ *   "changes" - key = revision + sequence: each object after each change.
+ *   "audit"   - key = sequence: who asked for what, and the outcome.
  *
  * A command is a msgpack map with a type and a version (see
  * store_command_encode); nothing non-deterministic happens in apply: ids,
@@ -36,7 +40,32 @@ struct store;
  * never renumber one. */
 enum store_kind {
     STORE_KIND_TENANT = 't',
-    STORE_KIND_MEMBER = 'm', /* cluster member: id = node id in decimal */
+    STORE_KIND_MEMBER = 'm',   /* cluster member: id = node id in decimal */
+    STORE_KIND_USER = 'u',     /* name = user name; tenant users are scoped */
+    STORE_KIND_SESSION = 's',  /* id = hex SHA-256 of a bearer token; expires */
+    STORE_KIND_SITE = 'S',     /* scoped to a tenant, parent = the tenant */
+    STORE_KIND_DEVICE = 'd',   /* scoped to a tenant, parent = its site */
+    STORE_KIND_TEMPLATE = 'T', /* service catalog entry (provider-level) */
+    STORE_KIND_SERVICE = 'v',  /* scoped to a tenant, parent = the tenant */
+    STORE_KIND_JOB = 'j',      /* long operation; scoped when it has a tenant */
+    STORE_KIND_SYSTEM = 'y',   /* cluster-wide settings (id = setting name) */
+};
+
+/* Most references one command may require to exist (see refs). */
+#define STORE_MAX_REFS 16
+/* Most per-kind quotas one tenant may carry (see limits). */
+#define STORE_MAX_LIMITS 8
+
+/* An object that must exist when a command applies. */
+struct store_ref {
+    enum store_kind kind;
+    const char *id;
+};
+
+/* A quota: at most max objects of kind scoped to the tenant. */
+struct store_limit {
+    enum store_kind kind;
+    uint64_t max;
 };
 
 /* Command operations, for every kind. */
@@ -45,10 +74,14 @@ enum store_op {
     STORE_OP_UPDATE,     /* fails with CAIRN_ENOTFOUND; replaces name and body */
     STORE_OP_DELETE,     /* fails with CAIRN_ENOTFOUND */
     STORE_OP_PUT,        /* create or replace (used for members) */
+    STORE_OP_AUDIT,      /* changes nothing; records an audit entry for a
+                          * write the API refused before proposing it */
 };
 
-/* The newest command version this build understands, per operation. */
-#define STORE_COMMAND_VERSION 1
+/* The newest command version this build writes. Version 1 has the fields
+ * up to caller; version 2 adds scope, parent, refs, limits, cascade,
+ * expiry and the audit fields, and STORE_OP_AUDIT. Both are decoded. */
+#define STORE_COMMAND_VERSION 2
 
 /* A command, as the proposer builds it. Strings are borrowed. */
 struct store_command {
@@ -64,6 +97,18 @@ struct store_command {
     uint64_t fingerprint;   /* hash of the client's request, checked on retry */
     int64_t time_ms;        /* proposer's wall clock, ms since the epoch */
     const char *caller;     /* who asked (user name), or NULL */
+    /* Version 2. */
+    const char *tenant;                    /* scope: owning tenant id, or NULL */
+    enum store_kind parent_kind;           /* 0, or the kind of the parent */
+    const char *parent_id;                 /* the parent, which must exist at create */
+    struct store_ref refs[STORE_MAX_REFS]; /* must exist when applied */
+    size_t n_refs;
+    struct store_limit limits[STORE_MAX_LIMITS]; /* tenants: quotas */
+    size_t n_limits;
+    bool cascade;              /* DELETE: also delete every descendant */
+    int64_t expires_ms;        /* 0, or when the object expires (sessions) */
+    int audit_status;          /* STORE_OP_AUDIT: the refusal (CAIRN_E*) */
+    const char *audit_message; /* STORE_OP_AUDIT: why it was refused */
 };
 
 /* Encodes a command as msgpack into a malloc'ed buffer (*out, *out_len).
@@ -120,8 +165,14 @@ struct store_object {
     char *name; /* NULL if the object has none */
     char *body; /* JSON text, NUL-terminated */
     size_t body_len;
-    uint64_t create_rev; /* revision that created it */
-    uint64_t mod_rev;    /* revision that last changed it: its ETag */
+    uint64_t create_rev;                         /* revision that created it */
+    uint64_t mod_rev;                            /* revision that last changed it: its ETag */
+    char *tenant;                                /* scope, or NULL */
+    enum store_kind parent_kind;                 /* 0 if it has no parent */
+    char *parent_id;                             /* or NULL */
+    int64_t expires_ms;                          /* 0: never */
+    struct store_limit limits[STORE_MAX_LIMITS]; /* tenants: quotas */
+    size_t n_limits;
 };
 
 void store_object_release(struct store_object *o);
@@ -147,6 +198,83 @@ struct store_list {
 int store_object_list(struct store *s, enum store_kind kind, const char *after, size_t limit,
                       struct store_list *out);
 void store_list_release(struct store_list *l);
+
+/* A filtered page: objects of kind, optionally only those scoped to tenant
+ * and/or children of one parent, in id order after `after`. */
+struct store_query {
+    enum store_kind kind;
+    const char *tenant;          /* NULL: any scope */
+    enum store_kind parent_kind; /* 0: any parent */
+    const char *parent_id;
+    const char *after; /* NULL: from the first */
+    size_t limit;
+    int64_t now_ms; /* expired objects (expires_ms <= now) are skipped */
+};
+/* Read from one RocksDB snapshot, like store_object_list. Any thread. */
+int store_object_query(struct store *s, const struct store_query *q, struct store_list *out);
+
+/* How many objects of kind are scoped to tenant (what quotas count), 0 for
+ * none. Any thread. */
+int store_count(struct store *s, const char *tenant, enum store_kind kind, uint64_t *n);
+
+/* The change log: one record per changed object per revision, kept for the
+ * newest STORE_CHANGES_KEPT revisions, so an event stream can resume from
+ * any recent revision without loss. */
+#define STORE_CHANGES_KEPT 100000
+struct store_change {
+    uint64_t revision;
+    bool deleted;               /* else created or updated */
+    struct store_object object; /* after the change; for a delete, id, kind,
+                                 * tenant and parent only */
+};
+struct store_change_list {
+    struct store_change *items;
+    size_t n;
+    uint64_t oldest;   /* oldest revision still in the log (0: empty) */
+    uint64_t revision; /* global revision the page was read at */
+};
+/* Reads up to limit changes with revision > from. If from + 1 is older than
+ * the oldest kept revision, returns CAIRN_ENOTFOUND (the caller must
+ * re-list). A page holds whole revisions, so the caller goes on from the
+ * last item's revision: a first revision with more than limit changes (a
+ * cascade) is returned whole. Any thread. */
+int store_changes_read(struct store *s, uint64_t from, size_t limit, struct store_change_list *out);
+void store_change_list_release(struct store_change_list *l);
+
+/* The audit log: one record for every applied command that has a caller
+ * (successful or refused by apply) and for every STORE_OP_AUDIT. */
+struct store_audit {
+    uint64_t seq;    /* position in the log (1, 2, ...) */
+    int64_t time_ms; /* the command's time */
+    char *caller;
+    char *tenant; /* scope of the object, or NULL */
+    enum store_op op;
+    enum store_kind kind;
+    char *id;
+    int status;        /* 0 or CAIRN_E* */
+    char *message;     /* why it failed, or NULL */
+    uint64_t revision; /* global revision after the command */
+};
+struct store_audit_query {
+    const char *caller;     /* NULL: any */
+    const char *tenant;     /* NULL: any */
+    enum store_kind kind;   /* 0: any */
+    int64_t from_ms, to_ms; /* time_ms within [from_ms, to_ms]; 0: unbounded */
+    uint64_t after;         /* seq to continue after (0: from the newest) */
+    size_t limit;
+};
+struct store_audit_list {
+    struct store_audit *items; /* newest first */
+    size_t n;
+    bool more;
+    uint64_t next; /* with more: the seq to pass as `after` to go on (a scan
+                    * that stops at its bound may have matched nothing) */
+};
+/* Reads one page from one RocksDB snapshot, examining at most 100000
+ * records (then more is set and next says where to go on). Any thread. */
+int store_audit_query(struct store *s, const struct store_audit_query *q,
+                      struct store_audit_list *out);
+void store_audit_list_release(struct store_audit_list *l);
 
 /* Takes a snapshot: a RocksDB checkpoint of the state at the current
  * applied index, packed into one malloc'ed buffer. Loop thread. */

@@ -22,6 +22,7 @@
 #define STORE_REQUEST_ID_MAX 256
 #define STORE_BODY_MAX       (4u * 1024u * 1024u)
 #define STORE_CALLER_MAX     128
+#define STORE_AUDIT_MSG_MAX  512 /* audit_message */
 
 /* A request id is remembered for this long, measured in command time (the
  * proposer's clock carried in each command, never the local clock), and
@@ -29,6 +30,20 @@
  * no single apply does unbounded work. */
 #define STORE_REQUEST_TTL_MS (24LL * 60 * 60 * 1000)
 #define STORE_PRUNE_MAX      32
+
+/* The most objects one delete (the object and its descendants) or one
+ * apply's expiry pruning may remove: a bigger cascade is refused with
+ * CAIRN_ETOOBIG rather than built into one huge WriteBatch. */
+#define STORE_CASCADE_MAX 100000
+
+/* Audit records kept (the newest), and how many records one audit query
+ * examines at most before it returns what it found. */
+#define STORE_AUDIT_KEPT     1000000
+#define STORE_AUDIT_SCAN_MAX 100000
+
+/* Change-log and audit records one apply removes at most once they fall out
+ * of what is kept; each apply adds about one, so pruning keeps up. */
+#define STORE_LOG_PRUNE_MAX 64
 
 /* Column families, in the order they are opened. */
 enum store_cf {
@@ -38,12 +53,23 @@ enum store_cf {
     STORE_CF_NAMES,         /* kind + name -> id */
     STORE_CF_REQUESTS,      /* request id -> store_request */
     STORE_CF_REQUEST_TIMES, /* be64(time_ms) + request id -> "" */
+    STORE_CF_SCOPED,        /* kind + tenant + 0 + id -> "" */
+    STORE_CF_CHILDREN,      /* parent kind + parent id + 0 + kind + id -> "" */
+    STORE_CF_COUNTS,        /* tenant + 0 + kind -> be64(objects) */
+    STORE_CF_EXPIRY,        /* be64(expires_ms) + kind + id -> "" */
+    STORE_CF_CHANGES,       /* be64(revision) + be32(sequence) -> change record */
+    STORE_CF_AUDIT,         /* be64(seq) -> audit record */
     STORE_CF_COUNT
 };
 
 /* Keys in "meta"; each value is a big-endian 64-bit integer. */
-#define STORE_META_APPLIED  "applied_index"
-#define STORE_META_REVISION "revision"
+#define STORE_META_APPLIED   "applied_index"
+#define STORE_META_REVISION  "revision"
+#define STORE_META_AUDIT_SEQ "audit_seq" /* seq of the newest audit record */
+/* The oldest revision whose change records are all in "changes"; absent
+ * until the first apply that writes the change log (then the revision
+ * before it + 1: older revisions were never logged). */
+#define STORE_META_CHANGES_FLOOR "changes_floor"
 
 /* One open RocksDB database with the store's column families. */
 struct store_db {
@@ -68,12 +94,17 @@ struct store {
     _Atomic uint64_t revision;  /* global revision */
     struct store_result result; /* outcome of the last apply */
     unsigned fail_writes;       /* tests: fail this many next batch writes */
+    /* Bounds, set by store_open to the STORE_* defaults; tests lower them. */
+    uint64_t changes_kept; /* revisions kept in the change log */
+    uint64_t audit_kept;   /* audit records kept */
+    size_t cascade_max;    /* objects one delete may remove */
+    size_t audit_scan_max; /* records one audit query examines */
 };
 
 /* db.c: the database on disk. */
 
-/* Opens the database at path. With create, a missing database and missing
- * column families are created; without, the database must exist whole. */
+/* Opens the database at path. With create, a missing database is created;
+ * without, it must exist. Missing column families are always created. */
 int store_db_open(const char *path, bool create, struct store_db *out, char *errmsg,
                   size_t errmsg_size);
 void store_db_close(struct store_db *db);
@@ -115,28 +146,113 @@ void store_key_range(enum store_kind kind, char *lo, char *hi);
  * which must hold 8 + rid_len bytes; returns its length. time_ms >= 0. */
 size_t store_key_request_time(int64_t time_ms, const char *rid, size_t rid_len, char *out);
 
+/* Index keys. Each "prefix" function writes the part shared by one group
+ * (one kind in one tenant, one parent's children, ...), so that a group is
+ * one range scan; ids and tenants never contain a NUL byte, so the 0 after
+ * a variable-length part keeps "a" and "ab" apart. Every function returns
+ * the key's length; out must hold the *_MAX bytes given. */
+#define STORE_KEY_SCOPED_MAX (1 + STORE_ID_MAX + 1 + STORE_ID_MAX)
+#define STORE_KEY_CHILD_MAX  (1 + STORE_ID_MAX + 1 + 1 + STORE_ID_MAX)
+#define STORE_KEY_COUNT_MAX  (STORE_ID_MAX + 1 + 1)
+#define STORE_KEY_EXPIRY_MAX (8 + 1 + STORE_ID_MAX)
+#define STORE_KEY_CHANGE_LEN 12
+#define STORE_KEY_AUDIT_LEN  8
+
+/* "scoped": kind + tenant + 0, then the id. */
+size_t store_key_scoped_prefix(enum store_kind kind, const char *tenant, size_t tenant_len,
+                               char *out);
+size_t store_key_scoped(enum store_kind kind, const char *tenant, size_t tenant_len, const char *id,
+                        size_t id_len, char *out);
+
+/* "children": parent kind + parent id + 0, then the child's kind and id. */
+size_t store_key_children_prefix(enum store_kind parent_kind, const char *parent_id,
+                                 size_t parent_id_len, char *out);
+size_t store_key_child(enum store_kind parent_kind, const char *parent_id, size_t parent_id_len,
+                       enum store_kind kind, const char *id, size_t id_len, char *out);
+
+/* "counts": tenant + 0 + kind. */
+size_t store_key_count(const char *tenant, size_t tenant_len, enum store_kind kind, char *out);
+
+/* "expiry": be64(expires_ms) + kind + id; expires_ms > 0. */
+size_t store_key_expiry(int64_t expires_ms, enum store_kind kind, const char *id, size_t id_len,
+                        char *out);
+
+/* "changes": be64(revision) + be32(sequence within the revision). */
+size_t store_key_change(uint64_t revision, uint32_t seq, char *out);
+
+/* "audit": be64(seq). */
+size_t store_key_audit(uint64_t seq, char *out);
+
 void store_be64_put(uint64_t v, unsigned char out[8]);
 uint64_t store_be64_get(const unsigned char in[8]);
 
-/* "tenant", "member", or NULL for a value that is no kind. */
+/* "tenant", "member", ... or NULL for a value that is no kind. */
 const char *store_kind_name(uint64_t kind);
 
 /* An "objects" value; strings point into the buffer it was decoded from
  * and are not NUL-terminated. */
 struct store_value {
-    uint64_t create_rev; /* revision that created the object */
-    uint64_t mod_rev;    /* revision that last changed it */
-    const char *name;    /* NULL if none */
-    size_t name_len;     /* bytes in name */
-    const char *body;    /* JSON text */
-    size_t body_len;     /* bytes in body */
+    uint64_t create_rev;                         /* revision that created the object */
+    uint64_t mod_rev;                            /* revision that last changed it */
+    const char *name;                            /* NULL if none */
+    size_t name_len;                             /* bytes in name */
+    const char *body;                            /* JSON text */
+    size_t body_len;                             /* bytes in body */
+    const char *tenant;                          /* scope, or NULL */
+    size_t tenant_len;                           /* bytes in tenant */
+    enum store_kind parent_kind;                 /* 0 if no parent */
+    const char *parent_id;                       /* NULL if no parent */
+    size_t parent_id_len;                        /* bytes in parent_id */
+    int64_t expires_ms;                          /* 0: never */
+    struct store_limit limits[STORE_MAX_LIMITS]; /* tenants' quotas */
+    size_t n_limits;
 };
 
-/* Packs v as msgpack {c, m, n, b} into sb. CAIRN_ENOMEM on failure. */
+/* Packs v as msgpack {c, m, n, b} plus, when set, {t, pk, pi, x, l} into
+ * sb. CAIRN_ENOMEM on failure. Values written before version 2 are the
+ * map of four; both decode. */
 int store_value_encode(const struct store_value *v, msgpack_sbuffer *sb);
 
 /* CAIRN_ECORRUPT if buf is not a value as store_value_encode makes them. */
 int store_value_decode(const void *buf, size_t len, struct store_value *v);
+
+/* True if v has expired at time now (0 < expires_ms <= now). */
+bool store_value_expired(const struct store_value *v, int64_t now);
+
+/* A "changes" value: one object after one change, or the deletion of one
+ * (then the value carries only tenant and parent). */
+struct store_change_rec {
+    enum store_kind kind;
+    const char *id; /* not NUL-terminated */
+    size_t id_len;
+    bool deleted;
+    const void *value; /* a store_value, as store_value_encode made it */
+    size_t value_len;
+};
+
+int store_change_encode(const struct store_change_rec *c, msgpack_sbuffer *sb);
+int store_change_decode(const void *buf, size_t len, struct store_change_rec *c);
+
+/* An "audit" value; strings point into the buffer (NULL if absent) and are
+ * not NUL-terminated. */
+struct store_audit_rec {
+    int64_t time_ms;
+    const char *caller;
+    size_t caller_len;
+    const char *tenant;
+    size_t tenant_len;
+    enum store_op op;
+    enum store_kind kind;
+    const char *id;
+    size_t id_len;
+    int status;
+    const char *message;
+    size_t message_len;
+    uint64_t revision;
+};
+
+int store_audit_encode(const struct store_audit_rec *r, msgpack_sbuffer *sb);
+int store_audit_decode(const void *buf, size_t len, struct store_audit_rec *r);
 
 /* A "requests" value: the first outcome of a command with a request id. */
 struct store_request {
@@ -173,6 +289,7 @@ enum store_mp_type {
 void store_mp_init(struct store_mp *r, const void *buf, size_t len);
 enum store_mp_type store_mp_peek(const struct store_mp *r);
 int store_mp_map(struct store_mp *r, uint32_t *n);
+int store_mp_array(struct store_mp *r, uint32_t *n);
 int store_mp_str(struct store_mp *r, const char **s, size_t *len);
 int store_mp_bin(struct store_mp *r, const void **b, size_t *len);
 int store_mp_uint(struct store_mp *r, uint64_t *v); /* rejects negative values */
@@ -187,6 +304,100 @@ int store_mp_pack_key(msgpack_packer *pk, const char *key);
 /* Reads one map key and returns its index in keys[0..n), or n if it is not
  * one of them. */
 int store_mp_key(struct store_mp *r, const char *const *keys, size_t n, size_t *index);
+
+/* read.c: building objects for readers. */
+
+/* A malloc'ed NUL-terminated copy of len bytes, or NULL. */
+char *store_strndup(const char *s, size_t len);
+
+/* Builds an object from its kind, id and decoded value, copying every
+ * string. CAIRN_ENOMEM on failure (out untouched). */
+int store_object_from_value(enum store_kind kind, const char *id, size_t id_len,
+                            const struct store_value *v, struct store_object *out);
+
+/* Takes the read lock; CAIRN_EIO if a failed restore left no database. */
+int store_read_lock(struct store *s);
+
+/* A RocksDB snapshot with read options reading from it, for one
+ * consistent multi-key read; taken and released under the read lock. */
+struct store_read {
+    const rocksdb_snapshot_t *snap;
+    rocksdb_readoptions_t *ro;
+};
+void store_read_begin(struct store *s, struct store_read *r);
+void store_read_end(struct store *s, struct store_read *r);
+
+/* apply.c, apply_object.c, apply_prune.c: one apply in progress. Every
+ * read during an apply goes through the WriteBatchWithIndex, so that it
+ * sees what the same entry wrote before (an expired object pruned, a count
+ * already moved, a child already deleted). */
+struct store_apply {
+    struct store *s;
+    rocksdb_writebatch_wi_t *wb;     /* everything this entry changes */
+    const struct store_command *cmd; /* the decoded command */
+    const char *kind;                /* its kind's name, for messages */
+    uint64_t revision;               /* global revision; one more once anything changed */
+    bool changed;                    /* the revision was bumped for this entry */
+    uint32_t changes;                /* change records written at this revision */
+    size_t pruned;                   /* objects removed by expiry pruning this entry */
+    char scope[STORE_ID_MAX + 1];    /* the object's tenant, for the audit */
+    struct store_result *res;        /* what the proposer is told */
+    char *errmsg;                    /* storage failures */
+    size_t errmsg_size;
+};
+
+/* An object as stored, read during an apply. */
+struct store_loaded {
+    char *raw;              /* the RocksDB value, freed with rocksdb_free */
+    struct store_value val; /* decoded, pointing into raw */
+};
+
+void store_apply_fail(struct store_apply *a, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void store_apply_put(struct store_apply *a, enum store_cf cf, const void *key, size_t key_len,
+                     const void *val, size_t val_len);
+void store_apply_del(struct store_apply *a, enum store_cf cf, const void *key, size_t key_len);
+/* Reads through the batch: 0 (free *val with rocksdb_free), ENOTFOUND, or
+ * CAIRN_EIO (errmsg set). */
+int store_apply_get(struct store_apply *a, enum store_cf cf, const void *key, size_t key_len,
+                    char **val, size_t *val_len);
+/* An iterator over cf as it will be after the batch; no write to the batch
+ * may happen while it lives. Destroy with rocksdb_iter_destroy. */
+rocksdb_iterator_t *store_apply_iter(struct store_apply *a, enum store_cf cf);
+/* CAIRN_EIO (errmsg set) if the iterator failed. */
+int store_apply_iter_check(struct store_apply *a, rocksdb_iterator_t *it);
+/* The revision this entry's changes carry: the first call bumps the global
+ * revision by one, later calls return the same (one revision per entry). */
+uint64_t store_apply_revision(struct store_apply *a);
+/* Appends a change record at this entry's revision (bumping it). */
+int store_apply_change(struct store_apply *a, enum store_kind kind, const char *id, size_t id_len,
+                       bool deleted, const void *value, size_t value_len);
+
+/* A "meta" integer through the batch (*found false and 0 if absent), and
+ * writing one. */
+int store_apply_meta_get(struct store_apply *a, const char *key, uint64_t *v, bool *found);
+void store_apply_meta_put(struct store_apply *a, const char *key, uint64_t v);
+
+/* Loads an object: 0, CAIRN_ENOTFOUND, or a storage failure (errmsg). */
+int store_apply_load(struct store_apply *a, enum store_kind kind, const char *id, size_t id_len,
+                     struct store_loaded *o);
+void store_apply_unload(struct store_loaded *o);
+
+/* Removes an object and every descendant (children first), each with its
+ * names, indexes, counts and change record. At most max objects: with more,
+ * nothing is written and *too_many is set. */
+int store_apply_remove_tree(struct store_apply *a, enum store_kind kind, const char *id,
+                            size_t id_len, size_t max, bool *too_many, size_t *removed);
+
+/* Runs a CREATE, UPDATE, DELETE or PUT; the outcome goes into a->res. */
+int store_apply_op(struct store_apply *a);
+
+/* Pruning, each bounded: request ids past their time, expired objects,
+ * change-log records out of the kept window, the oldest audit records. */
+int store_apply_prune_requests(struct store_apply *a);
+int store_apply_prune_expired(struct store_apply *a);
+int store_apply_prune_changes(struct store_apply *a);
+int store_apply_prune_audit(struct store_apply *a);
 
 /* snapshot.c */
 

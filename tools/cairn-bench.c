@@ -314,7 +314,7 @@ struct worker {
     struct histogram hist;
     uint64_t ok, errors;
     unsigned rng;
-    char last_error[160];
+    char last_error[320];
 };
 
 static void make_value(char *value, unsigned size, unsigned seed)

@@ -112,14 +112,63 @@ struct store_result fix_create(struct fix *f, const char *id, const char *name)
     return fix_apply(f, &c);
 }
 
+const enum store_kind all_kinds[10] = {
+    STORE_KIND_SITE,    STORE_KIND_TEMPLATE, STORE_KIND_DEVICE, STORE_KIND_JOB,
+    STORE_KIND_MEMBER,  STORE_KIND_SESSION,  STORE_KIND_TENANT, STORE_KIND_USER,
+    STORE_KIND_SERVICE, STORE_KIND_SYSTEM,
+};
+
+struct store_command cmd_scoped(enum store_op op, enum store_kind kind, const char *id,
+                                const char *tenant, enum store_kind parent_kind,
+                                const char *parent_id)
+{
+    struct store_command c = cmd_make(op, kind, id);
+    c.tenant = tenant;
+    c.parent_kind = parent_kind;
+    c.parent_id = parent_kind != 0 ? parent_id : NULL;
+    return c;
+}
+
+struct store_result fix_scoped(struct fix *f, enum store_op op, enum store_kind kind,
+                               const char *id, const char *tenant, enum store_kind parent_kind,
+                               const char *parent_id, int status)
+{
+    struct store_command c = cmd_scoped(op, kind, id, tenant, parent_kind, parent_id);
+    struct store_result r = fix_apply(f, &c);
+    if (r.status != status) {
+        fail_msg("%c %s: status %d (%s), want %d", (char)kind, id, r.status, r.message, status);
+    }
+    return r;
+}
+
+/* The fields an object has beyond name and body, as text. */
+static void print_extra(struct cairn_buf *b, const struct store_object *o)
+{
+    if (o->tenant != NULL) {
+        assert_int_equal(cairn_buf_printf(b, " tenant=%s", o->tenant), 0);
+    }
+    if (o->parent_kind != 0) {
+        assert_int_equal(cairn_buf_printf(b, " parent=%c:%s", (char)o->parent_kind, o->parent_id),
+                         0);
+    }
+    if (o->expires_ms != 0) {
+        assert_int_equal(cairn_buf_printf(b, " expires=%lld", (long long)o->expires_ms), 0);
+    }
+    for (size_t i = 0; i < o->n_limits; i++) {
+        assert_int_equal(cairn_buf_printf(b, " limit=%c:%llu", (char)o->limits[i].kind,
+                                          (unsigned long long)o->limits[i].max),
+                         0);
+    }
+}
+
 char *dump(struct store *s)
 {
-    static const enum store_kind kinds[] = {STORE_KIND_TENANT, STORE_KIND_MEMBER};
+    const enum store_kind *kinds = all_kinds;
     struct cairn_buf b;
     cairn_buf_init(&b);
     assert_int_equal(cairn_buf_printf(&b, "revision=%llu\n", (unsigned long long)store_revision(s)),
                      0);
-    for (size_t k = 0; k < 2; k++) {
+    for (size_t k = 0; k < 10; k++) {
         char after[STORE_ID_MAX + 1] = "";
         bool more = true;
         while (more) {
@@ -130,16 +179,73 @@ char *dump(struct store *s)
                 struct store_object *o = &l.items[i];
                 assert_int_equal(o->kind, kinds[k]);
                 assert_int_equal(
-                    cairn_buf_printf(&b, "%c %s name=%s c=%llu m=%llu body=%s\n", (char)o->kind,
+                    cairn_buf_printf(&b, "%c %s name=%s c=%llu m=%llu body=%s", (char)o->kind,
                                      o->id, o->name != NULL ? o->name : "(none)",
                                      (unsigned long long)o->create_rev,
                                      (unsigned long long)o->mod_rev, o->body),
                     0);
+                print_extra(&b, o);
+                assert_int_equal(cairn_buf_append(&b, "\n", 1), 0);
                 snprintf(after, sizeof after, "%s", o->id);
             }
             more = l.more;
             store_list_release(&l);
         }
+    }
+    return b.data;
+}
+
+char *dump_logs(struct store *s)
+{
+    struct cairn_buf b;
+    uint64_t from = 0;
+    uint64_t after = 0;
+    bool more = true;
+    cairn_buf_init(&b);
+    for (;;) {
+        struct store_change_list l;
+        assert_int_equal(store_changes_read(s, from, 5, &l), 0);
+        for (size_t i = 0; i < l.n; i++) {
+            const struct store_change *c = &l.items[i];
+            assert_int_equal(
+                cairn_buf_printf(&b, "change r=%llu %s %c %s name=%s body=%s",
+                                 (unsigned long long)c->revision, c->deleted ? "deleted" : "put",
+                                 (char)c->object.kind, c->object.id,
+                                 c->object.name != NULL ? c->object.name : "(none)",
+                                 c->object.body != NULL ? c->object.body : "(none)"),
+                0);
+            print_extra(&b, &c->object);
+            assert_int_equal(cairn_buf_append(&b, "\n", 1), 0);
+            from = c->revision;
+        }
+        assert_int_equal(
+            cairn_buf_printf(&b, "changes oldest=%llu\n", (unsigned long long)l.oldest), 0);
+        if (l.n == 0) {
+            store_change_list_release(&l);
+            break;
+        }
+        store_change_list_release(&l);
+    }
+    while (more) {
+        struct store_audit_query q = {0};
+        struct store_audit_list l;
+        q.after = after;
+        q.limit = 4;
+        assert_int_equal(store_audit_query(s, &q, &l), 0);
+        for (size_t i = 0; i < l.n; i++) {
+            const struct store_audit *a = &l.items[i];
+            assert_int_equal(
+                cairn_buf_printf(
+                    &b, "audit %llu ts=%lld by=%s tenant=%s op=%d %c %s s=%d msg=%s r=%llu\n",
+                    (unsigned long long)a->seq, (long long)a->time_ms, a->caller,
+                    a->tenant != NULL ? a->tenant : "(none)", (int)a->op, (char)a->kind, a->id,
+                    a->status, a->message != NULL ? a->message : "(none)",
+                    (unsigned long long)a->revision),
+                0);
+        }
+        more = l.more;
+        after = l.next;
+        store_audit_list_release(&l);
     }
     return b.data;
 }

@@ -50,9 +50,27 @@ struct store_result fix_apply_raw(struct fix *f, const void *buf, size_t len);
 /* Shorthands: op on a tenant with a name and body, at time 1000. */
 struct store_result fix_create(struct fix *f, const char *id, const char *name);
 
+/* A command on kind/id scoped to tenant (or NULL) under parent (kind 0 for
+ * none), at time 1000. */
+struct store_command cmd_scoped(enum store_op op, enum store_kind kind, const char *id,
+                                const char *tenant, enum store_kind parent_kind,
+                                const char *parent_id);
+
+/* Applies cmd_scoped(...) and asserts the status. */
+struct store_result fix_scoped(struct fix *f, enum store_op op, enum store_kind kind,
+                               const char *id, const char *tenant, enum store_kind parent_kind,
+                               const char *parent_id, int status);
+
+/* Every kind, in key order. */
+extern const enum store_kind all_kinds[10];
+
 /* Every object of every kind, with names, revisions and bodies, and the
  * global revision, as text (malloc'ed); read page by page. */
 char *dump(struct store *s);
+
+/* The change log (all of it, read page by page) and the audit log (newest
+ * first), as text (malloc'ed). */
+char *dump_logs(struct store *s);
 
 /* Keys in one column family (looks inside the database). */
 uint64_t cf_count(struct store *s, enum store_cf cf);
@@ -64,5 +82,7 @@ uint64_t prng_next(uint64_t *state);
 int run_codec_tests(void);
 int run_apply_tests(void);
 int run_snapshot_tests(void);
+int run_tree_tests(void);
+int run_log_tests(void);
 
 #endif /* CAIRN_TEST_STORE_HELPERS_H */

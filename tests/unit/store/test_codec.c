@@ -81,6 +81,95 @@ static void test_key_request_time(void **state)
     assert_int_equal(store_be64_get((const unsigned char *)a), (uint64_t)INT64_MAX);
 }
 
+/* Keys of one group (a prefix) are exactly the group's, in id order. */
+static void test_key_indexes(void **state)
+{
+    static const char *names[] = {"a", "a\x01", "ab", "b", "\xff", "A"};
+    enum { N = sizeof names / sizeof names[0] };
+    static const enum store_kind kinds[] = {STORE_KIND_SITE, STORE_KIND_DEVICE};
+    char key[STORE_KEY_CHILD_MAX];
+    char other[STORE_KEY_CHILD_MAX];
+    char prefix[STORE_KEY_CHILD_MAX];
+    (void)state;
+
+    for (int k = 0; k < 2; k++) {
+        for (int t = 0; t < N; t++) {
+            size_t plen = store_key_scoped_prefix(kinds[k], names[t], strlen(names[t]), prefix);
+            size_t cplen = store_key_children_prefix(kinds[k], names[t], strlen(names[t]), other);
+            assert_int_equal(plen, 2 + strlen(names[t]));
+            assert_int_equal(cplen, plen);
+            for (int k2 = 0; k2 < 2; k2++) {
+                for (int t2 = 0; t2 < N; t2++) {
+                    for (int i = 0; i < N; i++) {
+                        /* A scoped key is in the group of its kind and
+                         * tenant, and in no other. */
+                        size_t len = store_key_scoped(kinds[k2], names[t2], strlen(names[t2]),
+                                                      names[i], strlen(names[i]), key);
+                        bool in = len >= plen && memcmp(key, prefix, plen) == 0;
+                        assert_int_equal(in, k == k2 && t == t2);
+                        /* The same for a child under parent kinds[k]/names[t]. */
+                        len = store_key_child(kinds[k2], names[t2], strlen(names[t2]),
+                                              STORE_KIND_DEVICE, names[i], strlen(names[i]), key);
+                        in = len >= cplen && memcmp(key, other, cplen) == 0;
+                        assert_int_equal(in, k == k2 && t == t2);
+                        if (in) {
+                            assert_int_equal((unsigned char)key[cplen], STORE_KIND_DEVICE);
+                        }
+                    }
+                }
+            }
+            /* Within a group, key order is id order. */
+            for (int i = 0; i < N; i++) {
+                for (int j = 0; j < N; j++) {
+                    size_t a_len = store_key_scoped(kinds[k], names[t], strlen(names[t]), names[i],
+                                                    strlen(names[i]), key);
+                    size_t b_len = store_key_scoped(kinds[k], names[t], strlen(names[t]), names[j],
+                                                    strlen(names[j]), other);
+                    assert_int_equal(
+                        bytes_cmp(key, a_len, other, b_len),
+                        bytes_cmp(names[i], strlen(names[i]), names[j], strlen(names[j])));
+                }
+            }
+        }
+    }
+    /* Counts: one key per tenant and kind. */
+    for (int t = 0; t < N; t++) {
+        for (int t2 = 0; t2 < N; t2++) {
+            for (int k = 0; k < 2; k++) {
+                size_t a_len = store_key_count(names[t], strlen(names[t]), kinds[k], key);
+                size_t b_len = store_key_count(names[t2], strlen(names[t2]), kinds[0], other);
+                assert_int_equal(bytes_cmp(key, a_len, other, b_len) == 0, t == t2 && k == 0);
+            }
+        }
+    }
+    /* Expiry: time first (big-endian), then kind and id. */
+    size_t a_len = store_key_expiry(255, STORE_KIND_USER, "z", 1, key);
+    size_t b_len = store_key_expiry(256, STORE_KIND_DEVICE, "a", 1, other);
+    assert_int_equal(a_len, 10);
+    assert_true(bytes_cmp(key, a_len, other, b_len) < 0);
+    b_len = store_key_expiry(255, STORE_KIND_USER, "za", 2, other);
+    assert_true(bytes_cmp(key, a_len, other, b_len) < 0);
+    /* Changes: revision, then sequence; audit: sequence. */
+    a_len = store_key_change(1, 0xffffffffu, key);
+    b_len = store_key_change(2, 0, other);
+    assert_int_equal(a_len, STORE_KEY_CHANGE_LEN);
+    assert_true(bytes_cmp(key, a_len, other, b_len) < 0);
+    b_len = store_key_change(1, 0x100, other);
+    assert_true(bytes_cmp(other, b_len, key, a_len) < 0);
+    a_len = store_key_audit(255, key);
+    b_len = store_key_audit(256, other);
+    assert_int_equal(a_len, STORE_KEY_AUDIT_LEN);
+    assert_true(bytes_cmp(key, a_len, other, b_len) < 0);
+    assert_int_equal(store_be64_get((const unsigned char *)other), 256);
+    /* Every kind has a name; others have none. */
+    for (int k = 0; k < 10; k++) {
+        assert_non_null(store_kind_name(all_kinds[k]));
+    }
+    assert_null(store_kind_name(0));
+    assert_null(store_kind_name('x'));
+    assert_null(store_kind_name('t' + 256));
+}
+
 static void assert_str_eq_or_null(const char *a, const char *b)
 {
     if (a == NULL || b == NULL) {
@@ -110,6 +199,23 @@ static void assert_command_equal(const struct store_command *a, const struct sto
     assert_int_equal(a->fingerprint, b->fingerprint);
     assert_int_equal(a->time_ms, b->time_ms);
     assert_str_eq_or_null(a->caller, b->caller);
+    assert_str_eq_or_null(a->tenant, b->tenant);
+    assert_int_equal(a->parent_kind, b->parent_kind);
+    assert_str_eq_or_null(a->parent_id, b->parent_id);
+    assert_int_equal(a->n_refs, b->n_refs);
+    for (size_t i = 0; i < a->n_refs; i++) {
+        assert_int_equal(a->refs[i].kind, b->refs[i].kind);
+        assert_string_equal(a->refs[i].id, b->refs[i].id);
+    }
+    assert_int_equal(a->n_limits, b->n_limits);
+    for (size_t i = 0; i < a->n_limits; i++) {
+        assert_int_equal(a->limits[i].kind, b->limits[i].kind);
+        assert_true(a->limits[i].max == b->limits[i].max);
+    }
+    assert_int_equal(a->cascade, b->cascade);
+    assert_true(a->expires_ms == b->expires_ms);
+    assert_int_equal(a->audit_status, b->audit_status);
+    assert_str_eq_or_null(a->audit_message, b->audit_message);
 }
 
 /* Encodes, decodes from an exactly sized copy, compares. */
@@ -188,6 +294,154 @@ static void test_command_round_trip(void **state)
     free(big);
 }
 
+/* A version 2 command with every field set. */
+static struct store_command full_v2(void)
+{
+    struct store_command c = full_command();
+    c.kind = STORE_KIND_DEVICE;
+    c.tenant = "t1";
+    c.parent_kind = STORE_KIND_SITE;
+    c.parent_id = "s1";
+    c.refs[0] = (struct store_ref){STORE_KIND_TEMPLATE, "tpl"};
+    c.refs[1] = (struct store_ref){STORE_KIND_USER, "u1"};
+    c.n_refs = 2;
+    c.cascade = true;
+    c.expires_ms = 1700000060000LL;
+    return c;
+}
+
+static void test_command_v2_round_trip(void **state)
+{
+    struct store_command c = full_v2();
+    char id[STORE_ID_MAX + 1];
+    char ids[STORE_MAX_REFS][STORE_ID_MAX + 1];
+    char msg[STORE_AUDIT_MSG_MAX + 1];
+    (void)state;
+
+    round_trip(&c);
+    /* A tenant with limits; an audit. */
+    c = cmd_make(STORE_OP_UPDATE, STORE_KIND_TENANT, "t1");
+    c.limits[0] = (struct store_limit){STORE_KIND_SITE, 0};
+    c.limits[1] = (struct store_limit){STORE_KIND_DEVICE, 1000};
+    c.n_limits = 2;
+    round_trip(&c);
+    c = cmd_make(STORE_OP_AUDIT, STORE_KIND_SITE, "s1");
+    c.caller = "bob";
+    c.audit_status = CAIRN_ECONFLICT;
+    c.audit_message = "quota exceeded";
+    c.tenant = "t1";
+    round_trip(&c);
+    c.audit_status = 0;
+    c.audit_message = "";
+    round_trip(&c);
+    /* Every new kind, as object, parent and ref. */
+    for (int k = 0; k < 10; k++) {
+        c = cmd_scoped(STORE_OP_CREATE, all_kinds[k], "x", NULL, all_kinds[(k + 1) % 10], "p");
+        c.refs[0] = (struct store_ref){all_kinds[(k + 2) % 10], "r"};
+        c.n_refs = 1;
+        round_trip(&c);
+    }
+    /* Version 1 commands still encode and decode, with every kind. */
+    for (int k = 0; k < 10; k++) {
+        c = full_command();
+        c.version = 1;
+        c.kind = all_kinds[k];
+        round_trip(&c);
+    }
+    /* Every field at its limit. */
+    memset(id, 'i', sizeof id - 1);
+    id[sizeof id - 1] = '\0';
+    memset(msg, 'm', sizeof msg - 1);
+    msg[sizeof msg - 1] = '\0';
+    c = full_v2();
+    c.tenant = id;
+    c.parent_id = id;
+    for (int i = 0; i < STORE_MAX_REFS; i++) {
+        memset(ids[i], 'a' + i, STORE_ID_MAX);
+        ids[i][STORE_ID_MAX] = '\0';
+        c.refs[i] = (struct store_ref){all_kinds[i % 10], ids[i]};
+    }
+    c.n_refs = STORE_MAX_REFS;
+    c.expires_ms = INT64_MAX;
+    round_trip(&c);
+    c = cmd_make(STORE_OP_PUT, STORE_KIND_TENANT, id);
+    for (int i = 0; i < STORE_MAX_LIMITS; i++) {
+        c.limits[i] = (struct store_limit){all_kinds[i], UINT64_MAX - (uint64_t)i};
+    }
+    c.n_limits = STORE_MAX_LIMITS;
+    round_trip(&c);
+    c = cmd_make(STORE_OP_AUDIT, STORE_KIND_TENANT, id);
+    c.caller = "c";
+    c.audit_status = CAIRN_ERROR_LAST_ - 1;
+    c.audit_message = msg;
+    round_trip(&c);
+}
+
+static void test_command_v2_encode_invalid(void **state)
+{
+    struct store_command c;
+    char long_s[STORE_AUDIT_MSG_MAX + 2];
+    void *buf = NULL;
+    size_t len = 0;
+    (void)state;
+
+    memset(long_s, 'x', sizeof long_s - 1);
+    long_s[sizeof long_s - 1] = '\0';
+#define EXPECT_EINVAL(base, stmt)                                             \
+    do {                                                                      \
+        c = base;                                                             \
+        stmt;                                                                 \
+        assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL); \
+    } while (0)
+    /* Version 1 has none of the new fields, nor audits. */
+    EXPECT_EINVAL(full_v2(), c.version = 1);
+    EXPECT_EINVAL(full_command(), (c.version = 1, c.tenant = "t"));
+    EXPECT_EINVAL(full_command(), (c.version = 1, c.parent_kind = 't', c.parent_id = "t"));
+    EXPECT_EINVAL(full_command(),
+                  (c.version = 1, c.n_refs = 1, c.refs[0].kind = 't', c.refs[0].id = "t"));
+    EXPECT_EINVAL(full_command(),
+                  (c.version = 1, c.kind = 't', c.n_limits = 1, c.limits[0].kind = 'S'));
+    EXPECT_EINVAL(full_command(), (c.version = 1, c.cascade = true));
+    EXPECT_EINVAL(full_command(), (c.version = 1, c.expires_ms = 5));
+    EXPECT_EINVAL(full_command(), (c.version = 1, c.op = STORE_OP_AUDIT));
+    /* Version 2 limits. */
+    EXPECT_EINVAL(full_v2(), c.tenant = "");
+    EXPECT_EINVAL(full_v2(), c.tenant = long_s);
+    EXPECT_EINVAL(full_v2(), c.parent_id = NULL);
+    EXPECT_EINVAL(full_v2(), c.parent_kind = 0);
+    EXPECT_EINVAL(full_v2(), c.parent_kind = (enum store_kind)'x');
+    EXPECT_EINVAL(full_v2(), c.parent_id = "");
+    EXPECT_EINVAL(full_v2(), c.n_refs = STORE_MAX_REFS + 1);
+    EXPECT_EINVAL(full_v2(), c.refs[1].kind = (enum store_kind)0);
+    EXPECT_EINVAL(full_v2(), c.refs[1].id = NULL);
+    EXPECT_EINVAL(full_v2(), c.refs[1].id = long_s);
+    EXPECT_EINVAL(full_v2(), (c.n_limits = 1, c.limits[0].kind = 'S')); /* not a tenant */
+    EXPECT_EINVAL(full_v2(), c.expires_ms = -1);
+    EXPECT_EINVAL(full_v2(), c.audit_status = CAIRN_ECONFLICT); /* not an audit */
+    EXPECT_EINVAL(full_v2(), c.audit_message = "no");
+    c = cmd_make(STORE_OP_UPDATE, STORE_KIND_TENANT, "t");
+    c.n_limits = 2;
+    c.limits[0] = (struct store_limit){STORE_KIND_SITE, 1};
+    c.limits[1] = (struct store_limit){STORE_KIND_SITE, 2};
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL); /* twice a kind */
+    c.limits[1].kind = (enum store_kind)'x';
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c.n_limits = STORE_MAX_LIMITS + 1;
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c = cmd_make(STORE_OP_AUDIT, STORE_KIND_TENANT, "t");
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL); /* no caller */
+    c.caller = "a";
+    c.audit_status = 5;
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c.audit_status = CAIRN_ERROR_LAST_;
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c.audit_status = CAIRN_ECONFLICT;
+    c.audit_message = long_s;
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+#undef EXPECT_EINVAL
+    assert_null(buf);
+}
+
 static void test_command_encode_invalid(void **state)
 {
     struct store_command c;
@@ -212,7 +466,7 @@ static void test_command_encode_invalid(void **state)
     EXPECT_EINVAL(c.version = 0);
     EXPECT_EINVAL(c.version = STORE_COMMAND_VERSION + 1);
     EXPECT_EINVAL(c.op = (enum store_op)0);
-    EXPECT_EINVAL(c.op = (enum store_op)(STORE_OP_PUT + 1));
+    EXPECT_EINVAL(c.op = (enum store_op)(STORE_OP_AUDIT + 1));
     EXPECT_EINVAL(c.kind = (enum store_kind)'x');
     EXPECT_EINVAL(c.time_ms = -1);
     EXPECT_EINVAL(c.body = NULL);
@@ -222,14 +476,14 @@ static void test_command_encode_invalid(void **state)
 }
 
 /* Crafted commands, field by field, to reach what the encoder refuses. */
-enum ftype { T_UINT, T_INT, T_ZSTR, T_RAW, T_BIN, T_NIL, T_BOOL, T_FLOAT, T_MAP };
+enum ftype { T_UINT, T_INT, T_ZSTR, T_RAW, T_BIN, T_NIL, T_BOOL, T_FLOAT, T_MAP, T_MP };
 
 struct field {
     const char *key;
     enum ftype type;
     uint64_t u;    /* T_UINT, T_BOOL, T_MAP (entries, all nil) */
     int64_t i;     /* T_INT */
-    const char *s; /* T_ZSTR (NUL added), T_RAW and T_BIN (len bytes) */
+    const char *s; /* T_ZSTR (NUL added), T_RAW, T_BIN and T_MP (len bytes) */
     size_t len;
 };
 
@@ -287,6 +541,9 @@ static void pack_field(msgpack_packer *pk, const struct field *f)
                 msgpack_pack_nil(pk);
                 msgpack_pack_nil(pk);
             }
+            break;
+        case T_MP: /* already msgpack */
+            msgpack_sbuffer_write(pk->data, f->s, f->len);
             break;
     }
 }
@@ -413,6 +670,152 @@ static void test_command_decode_malformed(void **state)
     free(big);
 }
 
+#define F_MP(k, bytes)                          \
+    {                                           \
+        k, T_MP, 0, 0, bytes, sizeof(bytes) - 1 \
+    }
+#define F_INT(k, v)             \
+    {                           \
+        k, T_INT, 0, v, NULL, 0 \
+    }
+
+/* Decodes base_fields with edits: v is set to 2 first. */
+static void expect_v2(const struct field *edit, int rv, const char *needle)
+{
+    struct field edits[3] = {F_UINT("v", 2), *edit};
+    size_t n = 2;
+    char msg[256];
+    int got;
+    /* Audit fields need an audit with a caller; kinds other than tenant
+     * are set by the case itself. */
+    got = decode_edited(edits, n, msg, sizeof msg, NULL, NULL);
+    if (got != rv) {
+        fail_msg("v2 edit of \"%s\": got %d (%s), want %d", edit->key, got, msg, rv);
+    }
+    if (needle != NULL && strstr(msg, needle) == NULL) {
+        fail_msg("v2 edit of \"%s\": message \"%s\" does not name %s", edit->key, msg, needle);
+    }
+}
+
+/* Like expect_v2 with several edits. */
+static void expect_v2_edits(const struct field *edits, size_t n, int rv, const char *needle)
+{
+    struct field all[8] = {F_UINT("v", 2)};
+    char msg[256];
+    int got;
+    assert_true(n < 8);
+    memcpy(all + 1, edits, n * sizeof *edits);
+    got = decode_edited(all, n + 1, msg, sizeof msg, NULL, NULL);
+    if (got != rv) {
+        fail_msg("v2 edits of \"%s\": got %d (%s), want %d", edits[0].key, got, msg, rv);
+    }
+    if (needle != NULL && strstr(msg, needle) == NULL) {
+        fail_msg("v2 edits of \"%s\": message \"%s\" does not name %s", edits[0].key, msg, needle);
+    }
+}
+
+static void test_command_v2_decode(void **state)
+{
+    char long_s[STORE_AUDIT_MSG_MAX + 2];
+    char msg[256];
+    struct store_command c;
+    char *keep;
+    (void)state;
+
+    memset(long_s, 'x', sizeof long_s - 1);
+    long_s[sizeof long_s - 1] = '\0';
+    /* A version 1 command with a version 2 field is malformed, naming it. */
+    static const struct field v2_fields[] = {
+        F_ZSTR("tn", "t1"), F_UINT("pk", 't'),  F_ZSTR("pi", "t1"),
+        F_MP("rf", "\x90"), F_MP("lm", "\x90"), {"cc", T_BOOL, 1, 0, NULL, 0},
+        F_UINT("ex", 5),    F_UINT("as", 0),    F_ZSTR("am", "x"),
+    };
+    for (size_t i = 0; i < sizeof v2_fields / sizeof v2_fields[0]; i++) {
+        char needle[16];
+        snprintf(needle, sizeof needle, "\"%s\"", v2_fields[i].key);
+        expect_edit(&v2_fields[i], CAIRN_EMALFORMED, needle);
+    }
+    /* An audit is an operation of version 2 only. */
+    expect_edit(&(struct field)F_UINT("op", STORE_OP_AUDIT), CAIRN_EUNSUPPORTED, "operation 5");
+
+    /* Version 2: each field checked. */
+    const struct {
+        struct field edit;
+        int rv;
+        const char *needle;
+    } cases[] = {
+        {F_ZSTR("tn", ""), CAIRN_EMALFORMED, "\"tn\""},
+        {F_ZSTR("tn", long_s + (sizeof long_s - 1 - (STORE_ID_MAX + 1))), CAIRN_EMALFORMED,
+         "\"tn\""},
+        {F_UINT("tn", 1), CAIRN_EMALFORMED, "\"tn\""},
+        {{"tn", T_RAW, 0, 0, "t1", 2}, CAIRN_EMALFORMED, "\"tn\""},
+        {F_UINT("pk", 't'), CAIRN_EMALFORMED, "\"pi\""},  /* no pi */
+        {F_ZSTR("pi", "t1"), CAIRN_EMALFORMED, "\"pk\""}, /* no pk */
+        {F_MP("rf", "\x81\xc0\xc0"), CAIRN_EMALFORMED, "\"rf\""},
+        {F_MP("rf", "\x91\x91\x74"), CAIRN_EMALFORMED, "\"rf\" entry 1"},
+        {F_MP("rf", "\x91\x93\x74\xa2t\x00\xc0"), CAIRN_EMALFORMED, "\"rf\" entry 1"},
+        {F_MP("rf", "\x91\x92\x78\xa2t\x00"), CAIRN_EUNSUPPORTED, "kind 120"},
+        {F_MP("rf", "\x91\x92\xa1t\xa2t\x00"), CAIRN_EMALFORMED, "\"rf\" entry 1"},
+        {F_MP("rf", "\x92\x92\x74\xa2t\x00\x92\x74\xa1t"), CAIRN_EMALFORMED, "\"rf\" entry 2"},
+        {F_MP("rf", "\x92\x92\x74\xa2t\x00\x92\x74\xa1\x00"), CAIRN_EMALFORMED, "\"rf\" entry 2"},
+        {F_MP("rf",
+              "\xdc\x00\x11"
+              "\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00"
+              "\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00"
+              "\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00"
+              "\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00\x92\x74\xa1\x00"
+              "\x92\x74\xa1\x00"),
+         CAIRN_EMALFORMED, "more than 16"},
+        {F_MP("lm", "\xa1x"), CAIRN_EMALFORMED, "\"lm\""},
+        {F_MP("lm", "\x91\x92\x53\xff"), CAIRN_EMALFORMED, "\"lm\" entry 1"},
+        {F_MP("lm", "\x91\x92\x01\x05"), CAIRN_EUNSUPPORTED, "kind 1 "},
+        {F_MP("lm", "\x92\x92\x53\x05\x92\x53\x06"), CAIRN_EMALFORMED, "second limit for sites"},
+        {F_MP("lm",
+              "\x99\x92\x53\x01\x92\x54\x01\x92\x64\x01\x92\x6a\x01\x92\x6d\x01"
+              "\x92\x73\x01\x92\x74\x01\x92\x75\x01\x92\x76\x01"),
+         CAIRN_EMALFORMED, "more than 8"},
+        {{"cc", T_UINT, 1, 0, NULL, 0}, CAIRN_EMALFORMED, "\"cc\""},
+        {F_INT("ex", -1), CAIRN_EMALFORMED, "\"ex\""},
+        {F_ZSTR("ex", "soon"), CAIRN_EMALFORMED, "\"ex\""},
+        {F_UINT("as", CAIRN_ECONFLICT), CAIRN_EMALFORMED, "\"as\""}, /* not an audit */
+        {F_ZSTR("am", "why"), CAIRN_EMALFORMED, "\"am\""},           /* not an audit */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        expect_v2(&cases[i].edit, cases[i].rv, cases[i].needle);
+    }
+    /* A parent or limit kind that does not exist is unsupported. */
+    const struct field bad_parent[] = {F_UINT("pk", 'x'), F_ZSTR("pi", "p")};
+    expect_v2_edits(bad_parent, 2, CAIRN_EUNSUPPORTED, "kind 120");
+    /* Limits only on tenants. */
+    const struct field site_limits[] = {F_UINT("k", 'S'), F_MP("lm", "\x91\x92\x64\x05")};
+    expect_v2_edits(site_limits, 2, CAIRN_EMALFORMED, "only tenants");
+    /* Audits: a caller, a status that is 0 or an error, a short message. */
+    const struct field audit_no_by[] = {F_UINT("op", STORE_OP_AUDIT)};
+    expect_v2_edits(audit_no_by, 1, CAIRN_EMALFORMED, "\"by\"");
+    const struct field audit_bad_status[] = {F_UINT("op", STORE_OP_AUDIT), F_ZSTR("by", "u"),
+                                             F_UINT("as", 7)};
+    expect_v2_edits(audit_bad_status, 3, CAIRN_EMALFORMED, "\"as\"");
+    const struct field audit_long[] = {F_UINT("op", STORE_OP_AUDIT), F_ZSTR("by", "u"),
+                                       F_ZSTR("am", long_s)};
+    expect_v2_edits(audit_long, 3, CAIRN_EMALFORMED, "\"am\"");
+
+    /* What decodes: an audit at its limits, an empty refs array, a parent. */
+    long_s[STORE_AUDIT_MSG_MAX] = '\0';
+    const struct field ok[] = {F_UINT("v", 2),       F_UINT("op", STORE_OP_AUDIT),
+                               F_ZSTR("by", "u"),    F_UINT("as", CAIRN_ERROR_LAST_ - 1),
+                               F_ZSTR("am", long_s), F_MP("rf", "\x90"),
+                               F_UINT("pk", 'S'),    F_ZSTR("pi", "s1")};
+    assert_int_equal(decode_edited(ok, sizeof ok / sizeof ok[0], msg, sizeof msg, &c, &keep), 0);
+    assert_int_equal(c.version, 2);
+    assert_int_equal(c.op, STORE_OP_AUDIT);
+    assert_int_equal(c.audit_status, CAIRN_ERROR_LAST_ - 1);
+    assert_int_equal(strlen(c.audit_message), STORE_AUDIT_MSG_MAX);
+    assert_int_equal(c.n_refs, 0);
+    assert_int_equal(c.parent_kind, STORE_KIND_SITE);
+    assert_string_equal(c.parent_id, "s1");
+    free(keep);
+}
+
 static void test_command_decode_structure(void **state)
 {
     char msg[256];
@@ -478,7 +881,7 @@ static void test_command_unsupported(void **state)
 {
     char msg[256];
     (void)state;
-    expect_edit(&(struct field)F_UINT("v", 2), CAIRN_EUNSUPPORTED, "version 2");
+    expect_edit(&(struct field)F_UINT("v", 3), CAIRN_EUNSUPPORTED, "version 3");
     expect_edit(&(struct field)F_UINT("v", 0), CAIRN_EUNSUPPORTED, "version 0");
     expect_edit(&(struct field)F_UINT("op", 0), CAIRN_EUNSUPPORTED, "operation 0");
     expect_edit(&(struct field)F_UINT("op", STORE_OP_PUT + 1), CAIRN_EUNSUPPORTED, "operation");
@@ -486,15 +889,16 @@ static void test_command_unsupported(void **state)
     expect_edit(&(struct field)F_UINT("k", 't' + 256), CAIRN_EUNSUPPORTED, "kind");
     /* A newer version is unsupported even with fields this build does not
      * know or reads differently. */
-    const struct field newer[] = {F_UINT("v", 2), F_UINT("new", 1), F_UINT("id", 7)};
+    const struct field newer[] = {F_UINT("v", 3), F_UINT("new", 1), F_UINT("id", 7)};
     assert_int_equal(decode_edited(newer, 3, msg, sizeof msg, NULL, NULL), CAIRN_EUNSUPPORTED);
 }
 
-/* A full command with a body long enough for a bin16 header. */
-static void *long_command(size_t *len)
+/* A full command with a body long enough for a bin16 header; v2 adds every
+ * version 2 field. */
+static void *long_command_v(size_t *len, bool v2)
 {
     static char body[300];
-    struct store_command c = full_command();
+    struct store_command c = v2 ? full_v2() : full_command();
     void *buf;
     memset(body, 'q', sizeof body);
     c.body = body;
@@ -503,11 +907,10 @@ static void *long_command(size_t *len)
     return buf;
 }
 
-static void test_command_truncated(void **state)
+static void truncations(bool v2)
 {
     size_t len;
-    void *buf = long_command(&len);
-    (void)state;
+    void *buf = long_command_v(&len, v2);
     for (size_t n = 0; n < len; n++) {
         struct store_command c;
         char msg[256] = "";
@@ -523,26 +926,49 @@ static void test_command_truncated(void **state)
     free(buf);
 }
 
+static void test_command_truncated(void **state)
+{
+    (void)state;
+    truncations(false);
+    truncations(true);
+}
+
 /* A command that decodes must satisfy every limit. */
 static void check_decoded(const struct store_command *c)
 {
-    assert_int_equal(c->version, STORE_COMMAND_VERSION);
+    assert_true(c->version >= 1 && c->version <= STORE_COMMAND_VERSION);
     assert_non_null(store_kind_name(c->kind));
-    assert_true(c->op >= STORE_OP_CREATE && c->op <= STORE_OP_PUT);
+    assert_true(c->op >= STORE_OP_CREATE && c->op <= STORE_OP_AUDIT);
+    assert_true(c->version >= 2 || c->op <= STORE_OP_PUT);
     assert_true(strlen(c->id) >= 1 && strlen(c->id) <= STORE_ID_MAX);
     assert_true(c->name == NULL || strlen(c->name) <= STORE_NAME_MAX);
     assert_true(c->request_id == NULL || strlen(c->request_id) <= STORE_REQUEST_ID_MAX);
     assert_true(c->caller == NULL || strlen(c->caller) <= STORE_CALLER_MAX);
     assert_true(c->body_len <= STORE_BODY_MAX);
     assert_true(c->time_ms >= 0);
+    assert_true(c->tenant == NULL || (strlen(c->tenant) >= 1 && strlen(c->tenant) <= STORE_ID_MAX));
+    assert_true((c->parent_kind == 0) == (c->parent_id == NULL));
+    assert_true(c->parent_kind == 0 || store_kind_name(c->parent_kind) != NULL);
+    assert_true(c->n_refs <= STORE_MAX_REFS && c->n_limits <= STORE_MAX_LIMITS);
+    for (size_t i = 0; i < c->n_refs; i++) {
+        assert_non_null(store_kind_name(c->refs[i].kind));
+        assert_true(strlen(c->refs[i].id) >= 1 && strlen(c->refs[i].id) <= STORE_ID_MAX);
+    }
+    for (size_t i = 0; i < c->n_limits; i++) {
+        assert_non_null(store_kind_name(c->limits[i].kind));
+    }
+    assert_true(c->n_limits == 0 || c->kind == STORE_KIND_TENANT);
+    assert_true(c->expires_ms >= 0);
+    assert_true(c->op == STORE_OP_AUDIT || (c->audit_status == 0 && c->audit_message == NULL));
+    assert_true(c->op != STORE_OP_AUDIT || c->caller != NULL);
+    assert_true(c->version >= 2 || (c->tenant == NULL && c->parent_kind == 0 && c->n_refs == 0 &&
+                                    !c->cascade && c->expires_ms == 0));
 }
 
-static void test_command_garbage(void **state)
+static void garbage(bool v2, uint64_t seed)
 {
-    uint64_t seed = 0x5eed5eed12345678ULL;
     size_t valid_len;
-    unsigned char *valid = long_command(&valid_len);
-    (void)state;
+    unsigned char *valid = long_command_v(&valid_len, v2);
 
     /* Random bytes, half of them behind a map header. */
     for (int i = 0; i < 4000; i++) {
@@ -581,11 +1007,21 @@ static void test_command_garbage(void **state)
         rv = store_command_decode(buf, len, &c, msg, sizeof msg);
         assert_true(rv == 0 || rv == CAIRN_EMALFORMED || rv == CAIRN_EUNSUPPORTED);
         if (rv == 0) {
+            /* What decodes is within the encoder's limits, and says the
+             * same once encoded again. */
             check_decoded(&c);
+            round_trip(&c);
         }
         free(buf);
     }
     free(valid);
+}
+
+static void test_command_garbage(void **state)
+{
+    (void)state;
+    garbage(false, 0x5eed5eed12345678ULL);
+    garbage(true, 0x0badc0ffee123457ULL);
 }
 
 static void test_result_codec(void **state)
@@ -696,7 +1132,12 @@ static void test_mp_ints(void **state)
 
 static void test_records(void **state)
 {
-    struct store_value v = {3, 7, "acme", 4, "{\"x\":1}", 7};
+    struct store_value v = {.create_rev = 3,
+                            .mod_rev = 7,
+                            .name = "acme",
+                            .name_len = 4,
+                            .body = "{\"x\":1}",
+                            .body_len = 7};
     struct store_value d;
     struct store_request q = {1234, 99, "res", 3};
     struct store_request e;
@@ -730,6 +1171,155 @@ static void test_records(void **state)
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* Packs a map of the given keys with values that make a valid value. */
+static void pack_value_keys(msgpack_sbuffer *sb, const char *const *keys, size_t n)
+{
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, n);
+    for (size_t i = 0; i < n; i++) {
+        store_mp_pack_key(&pk, keys[i]);
+        if (strcmp(keys[i], "b") == 0) {
+            msgpack_pack_bin(&pk, 2);
+            msgpack_pack_bin_body(&pk, "{}", 2);
+        } else if (strcmp(keys[i], "n") == 0 || strcmp(keys[i], "t") == 0 ||
+                   strcmp(keys[i], "pi") == 0) {
+            msgpack_pack_str(&pk, 1);
+            msgpack_pack_str_body(&pk, "x", 1);
+        } else if (strcmp(keys[i], "pk") == 0) {
+            msgpack_pack_uint64(&pk, 'S');
+        } else if (strcmp(keys[i], "l") == 0) {
+            msgpack_pack_array(&pk, 0);
+        } else {
+            msgpack_pack_uint64(&pk, 5);
+        }
+    }
+}
+
+static int decode_value_keys(const char *const *keys, size_t n)
+{
+    msgpack_sbuffer sb;
+    struct store_value v;
+    int rv;
+    msgpack_sbuffer_init(&sb);
+    pack_value_keys(&sb, keys, n);
+    rv = store_value_decode(sb.data, sb.size, &v);
+    msgpack_sbuffer_destroy(&sb);
+    return rv;
+}
+
+static void test_records_v2(void **state)
+{
+    struct store_value v = {0};
+    struct store_value d;
+    msgpack_sbuffer sb;
+    (void)state;
+
+    /* Every field of a version 2 value. */
+    v.create_rev = 1;
+    v.mod_rev = 2;
+    v.body = "{}";
+    v.body_len = 2;
+    v.tenant = "t1";
+    v.tenant_len = 2;
+    v.parent_kind = STORE_KIND_SITE;
+    v.parent_id = "s1";
+    v.parent_id_len = 2;
+    v.expires_ms = INT64_MAX;
+    v.n_limits = STORE_MAX_LIMITS;
+    for (int i = 0; i < STORE_MAX_LIMITS; i++) {
+        v.limits[i] = (struct store_limit){all_kinds[i], UINT64_MAX - (uint64_t)i};
+    }
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(store_value_encode(&v, &sb), 0);
+    assert_int_equal(store_value_decode(sb.data, sb.size, &d), 0);
+    assert_null(d.name);
+    assert_int_equal(d.tenant_len, 2);
+    assert_memory_equal(d.tenant, "t1", 2);
+    assert_int_equal(d.parent_kind, STORE_KIND_SITE);
+    assert_memory_equal(d.parent_id, "s1", 2);
+    assert_true(d.expires_ms == INT64_MAX);
+    assert_int_equal(d.n_limits, STORE_MAX_LIMITS);
+    for (int i = 0; i < STORE_MAX_LIMITS; i++) {
+        assert_int_equal(d.limits[i].kind, all_kinds[i]);
+        assert_true(d.limits[i].max == UINT64_MAX - (uint64_t)i);
+    }
+    for (size_t n = 0; n < sb.size; n++) {
+        assert_int_equal(store_value_decode(sb.data, n, &d), CAIRN_ECORRUPT);
+    }
+    msgpack_sbuffer_destroy(&sb);
+
+    /* The four keys of version 1 in any order, optional keys, and what is
+     * corrupt: a missing required key, half a parent, unknown or repeated
+     * keys, too many. */
+    static const char *const v1[] = {"b", "n", "m", "c"};
+    static const char *const all[] = {"c", "m", "n", "b", "t", "pk", "pi", "x", "l"};
+    static const char *const half_parent[] = {"c", "m", "n", "b", "pk"};
+    static const char *const no_body[] = {"c", "m", "n", "t"};
+    static const char *const unknown[] = {"c", "m", "n", "b", "zz"};
+    static const char *const twice[] = {"c", "m", "n", "b", "t", "t"};
+    static const char *const ten[] = {"c", "m", "n", "b", "t", "pk", "pi", "x", "l", "l"};
+    assert_int_equal(decode_value_keys(v1, 4), 0);
+    assert_int_equal(decode_value_keys(all, 9), 0);
+    assert_int_equal(decode_value_keys(half_parent, 5), CAIRN_ECORRUPT);
+    assert_int_equal(decode_value_keys(no_body, 4), CAIRN_ECORRUPT);
+    assert_int_equal(decode_value_keys(unknown, 5), CAIRN_ECORRUPT);
+    assert_int_equal(decode_value_keys(twice, 6), CAIRN_ECORRUPT);
+    assert_int_equal(decode_value_keys(ten, 10), CAIRN_ECORRUPT);
+
+    /* Change and audit records. */
+    struct store_change_rec c = {STORE_KIND_DEVICE, "d1", 2, true, "val", 3};
+    struct store_change_rec ce;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(store_change_encode(&c, &sb), 0);
+    assert_int_equal(store_change_decode(sb.data, sb.size, &ce), 0);
+    assert_int_equal(ce.kind, STORE_KIND_DEVICE);
+    assert_int_equal(ce.id_len, 2);
+    assert_memory_equal(ce.id, "d1", 2);
+    assert_true(ce.deleted);
+    assert_int_equal(ce.value_len, 3);
+    for (size_t n = 0; n < sb.size; n++) {
+        assert_int_equal(store_change_decode(sb.data, n, &ce), CAIRN_ECORRUPT);
+    }
+    msgpack_sbuffer_destroy(&sb);
+
+    struct store_audit_rec a = {0};
+    struct store_audit_rec ae;
+    a.time_ms = 77;
+    a.caller = "alice";
+    a.caller_len = 5;
+    a.op = STORE_OP_AUDIT;
+    a.kind = STORE_KIND_SITE;
+    a.id = "s1";
+    a.id_len = 2;
+    a.status = CAIRN_ECONFLICT;
+    a.revision = 9;
+    msgpack_sbuffer_init(&sb);
+    assert_int_equal(store_audit_encode(&a, &sb), 0);
+    assert_int_equal(store_audit_decode(sb.data, sb.size, &ae), 0);
+    assert_int_equal(ae.time_ms, 77);
+    assert_memory_equal(ae.caller, "alice", 5);
+    assert_null(ae.tenant);
+    assert_null(ae.message);
+    assert_int_equal(ae.op, STORE_OP_AUDIT);
+    assert_int_equal(ae.kind, STORE_KIND_SITE);
+    assert_int_equal(ae.status, CAIRN_ECONFLICT);
+    assert_int_equal(ae.revision, 9);
+    for (size_t n = 0; n < sb.size; n++) {
+        assert_int_equal(store_audit_decode(sb.data, n, &ae), CAIRN_ECORRUPT);
+    }
+    msgpack_sbuffer_clear(&sb);
+    a.tenant = "t1";
+    a.tenant_len = 2;
+    a.message = "full";
+    a.message_len = 4;
+    assert_int_equal(store_audit_encode(&a, &sb), 0);
+    assert_int_equal(store_audit_decode(sb.data, sb.size, &ae), 0);
+    assert_memory_equal(ae.tenant, "t1", 2);
+    assert_memory_equal(ae.message, "full", 4);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 static void test_crc32c(void **state)
 {
     (void)state;
@@ -745,8 +1335,12 @@ int run_codec_tests(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_key_order),
         cmocka_unit_test(test_key_request_time),
+        cmocka_unit_test(test_key_indexes),
         cmocka_unit_test(test_command_round_trip),
         cmocka_unit_test(test_command_encode_invalid),
+        cmocka_unit_test(test_command_v2_round_trip),
+        cmocka_unit_test(test_command_v2_encode_invalid),
+        cmocka_unit_test(test_command_v2_decode),
         cmocka_unit_test(test_command_decode_malformed),
         cmocka_unit_test(test_command_decode_structure),
         cmocka_unit_test(test_command_unsupported),
@@ -755,6 +1349,7 @@ int run_codec_tests(void)
         cmocka_unit_test(test_result_codec),
         cmocka_unit_test(test_mp_ints),
         cmocka_unit_test(test_records),
+        cmocka_unit_test(test_records_v2),
         cmocka_unit_test(test_crc32c),
     };
     return cmocka_run_group_tests_name("store codec", tests, NULL, NULL);

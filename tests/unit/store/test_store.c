@@ -14,5 +14,7 @@ int main(void)
     failed += run_codec_tests();
     failed += run_apply_tests();
     failed += run_snapshot_tests();
+    failed += run_tree_tests();
+    failed += run_log_tests();
     return failed != 0;
 }

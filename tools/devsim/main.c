@@ -1,0 +1,328 @@
+/*
+ * cairn-devsim's command line: builds the device table (from --count or a
+ * device list file), the schema context and host keys, starts the NETCONF
+ * server and the control socket, runs the confirmed-commit timer until
+ * SIGINT/SIGTERM or the control command "shutdown", and cleans up.
+ * Nothing is persisted unless --key-dir is given (then host keys are kept
+ * there and reused).
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libssh/libssh.h>
+#include <nc_server.h>
+
+#include "cairn.h"
+#include "devsim.h"
+
+#ifndef CAIRN_YANG_DIR
+#define CAIRN_YANG_DIR "southbound/yang"
+#endif
+
+static atomic_bool *stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    atomic_store(stop_flag, true);
+}
+
+static const char *const modules[] = {
+    "ietf-netconf-monitoring", "cairn-cpe-system", "cairn-cpe-interfaces",
+    "cairn-cpe-security",      "cairn-cpe-nat",    "cairn-cpe-tunnels",
+    "cairn-cpe-routing",       "cairn-cpe-vnf",    "cairn-fencing",
+};
+
+static int context_create(const char *yang_dir, struct ly_ctx **out)
+{
+    static const char *nc_features[] = {"writable-running",
+                                        "candidate",
+                                        "confirmed-commit",
+                                        "rollback-on-error",
+                                        "validate",
+                                        "xpath",
+                                        NULL};
+    struct ly_ctx *ctx;
+    size_t i;
+    if (ly_ctx_new(yang_dir, LY_CTX_DISABLE_SEARCHDIR_CWD, &ctx)) {
+        return CAIRN_EINVAL;
+    }
+    if (!ly_ctx_load_module(ctx, "ietf-netconf", "2013-09-29", nc_features)) {
+        goto err;
+    }
+    for (i = 0; i < sizeof(modules) / sizeof(modules[0]); i++) {
+        if (!ly_ctx_load_module(ctx, modules[i], NULL, NULL)) {
+            goto err;
+        }
+    }
+    *out = ctx;
+    return 0;
+err:
+    fprintf(stderr, "cairn-devsim: loading YANG modules from %s failed: %s\n", yang_dir,
+            ly_errmsg(ctx));
+    ly_ctx_destroy(ctx);
+    return CAIRN_EINVAL;
+}
+
+static int key_create(const char *path)
+{
+    ssh_key key = NULL;
+    int rv;
+    if (access(path, R_OK) == 0) {
+        return 0;
+    }
+    if (ssh_pki_generate(SSH_KEYTYPE_ED25519, 0, &key) != SSH_OK) {
+        return CAIRN_EIO;
+    }
+    rv = ssh_pki_export_privkey_file(key, NULL, NULL, NULL, path) == SSH_OK ? 0 : CAIRN_EIO;
+    ssh_key_free(key);
+    return rv;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+/* Reads "name port serial model user password" lines ('#' comments). */
+static int devices_load(struct devsim *sim, const char *file)
+{
+    FILE *f = fopen(file, "r");
+    char line[512];
+    unsigned cap = 0, lineno = 0;
+    if (!f) {
+        fprintf(stderr, "cairn-devsim: open %s: %s\n", file, strerror(errno));
+        return CAIRN_EIO;
+    }
+    while (fgets(line, sizeof(line), f)) {
+        struct devsim_device *d;
+        unsigned port;
+        lineno++;
+        if (line[strspn(line, " \t")] == '#' || line[strspn(line, " \t\r\n")] == '\0') {
+            continue;
+        }
+        if (sim->ndevs == cap) {
+            cap = cap ? cap * 2 : 64;
+            d = realloc(sim->devs, cap * sizeof(*d));
+            if (!d) {
+                fclose(f);
+                return CAIRN_ENOMEM;
+            }
+            sim->devs = d;
+        }
+        d = &sim->devs[sim->ndevs];
+        memset(d, 0, sizeof(*d));
+        if (sscanf(line, "%63s %u %63s %63s %63s %63s", d->name, &port, d->serial, d->model,
+                   d->user, d->password) != 6 ||
+            port == 0 || port > 65535) {
+            fprintf(stderr,
+                    "cairn-devsim: %s:%u: expected \"name port serial model user password\"\n",
+                    file, lineno);
+            fclose(f);
+            return CAIRN_EINVAL;
+        }
+        d->port = (uint16_t)port;
+        d->index = sim->ndevs++;
+    }
+    fclose(f);
+    return 0;
+}
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: cairn-devsim (--count N --base-port P --user U --password W | --devices FILE)\n"
+            "                    [--control-port C] [--model M] [--key-dir DIR] [--yang-dir DIR]\n"
+            "                    [--accept-threads N] [--poll-threads N] [--log-level L]\n"
+            "Serves simulated CPE devices over NETCONF/SSH on 127.0.0.1; see docs/devsim.md.\n");
+}
+
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"count", required_argument, NULL, 'n'},
+        {"base-port", required_argument, NULL, 'p'},
+        {"user", required_argument, NULL, 'u'},
+        {"password", required_argument, NULL, 'w'},
+        {"devices", required_argument, NULL, 'd'},
+        {"control-port", required_argument, NULL, 'c'},
+        {"model", required_argument, NULL, 'm'},
+        {"key-dir", required_argument, NULL, 'k'},
+        {"yang-dir", required_argument, NULL, 'y'},
+        {"accept-threads", required_argument, NULL, 'a'},
+        {"poll-threads", required_argument, NULL, 't'},
+        {"log-level", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct devsim sim = {.accept_threads = 4, .poll_threads = 4, .control_fd = -1};
+    const char *user = NULL, *password = NULL, *file = NULL, *model = "ucpe-s", *key_dir = NULL;
+    const char *yang_dir = CAIRN_YANG_DIR;
+    unsigned long count = 0, base_port = 0;
+    uint64_t t0 = cairn_now_ms();
+    struct sigaction sa = {.sa_handler = on_signal};
+    int c, rv = 1;
+    unsigned i;
+
+    cairn_log_setup(CAIRN_LOG_WARN, "devsim");
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+            case 'n':
+                count = strtoul(optarg, NULL, 10);
+                break;
+            case 'p':
+                base_port = strtoul(optarg, NULL, 10);
+                break;
+            case 'u':
+                user = optarg;
+                break;
+            case 'w':
+                password = optarg;
+                break;
+            case 'd':
+                file = optarg;
+                break;
+            case 'c':
+                sim.control_port = (uint16_t)strtoul(optarg, NULL, 10);
+                break;
+            case 'm':
+                model = optarg;
+                break;
+            case 'k':
+                key_dir = optarg;
+                break;
+            case 'y':
+                yang_dir = optarg;
+                break;
+            case 'a':
+                sim.accept_threads = (unsigned)strtoul(optarg, NULL, 10);
+                break;
+            case 't':
+                sim.poll_threads = (unsigned)strtoul(optarg, NULL, 10);
+                break;
+            case 'l':
+                cairn_log_setup(cairn_log_level_parse(optarg), "devsim");
+                break;
+            default:
+                usage();
+                return c == 'h' ? 0 : 2;
+        }
+    }
+    if (file ? (count != 0)
+             : (!count || !base_port || base_port + count > 65536 || !user || !password) ||
+                   !sim.accept_threads || !sim.poll_threads) {
+        usage();
+        return 2;
+    }
+    stop_flag = &sim.stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    raise_fd_limit();
+
+    if (file) {
+        if (devices_load(&sim, file)) {
+            goto out;
+        }
+    } else {
+        sim.devs = calloc(count, sizeof(*sim.devs));
+        if (!sim.devs) {
+            goto out;
+        }
+        sim.ndevs = (unsigned)count;
+        for (i = 0; i < sim.ndevs; i++) {
+            struct devsim_device *d = &sim.devs[i];
+            d->index = i;
+            d->port = (uint16_t)(base_port + i);
+            snprintf(d->name, sizeof(d->name), "dev%u", i);
+            snprintf(d->serial, sizeof(d->serial), "CRN%08u", i);
+            snprintf(d->model, sizeof(d->model), "%s", model);
+            snprintf(d->user, sizeof(d->user), "%s", user);
+            snprintf(d->password, sizeof(d->password), "%s", password);
+        }
+    }
+    if (key_dir) {
+        snprintf(sim.key_dir, sizeof(sim.key_dir), "%s", key_dir);
+        mkdir(key_dir, 0700);
+    } else {
+        snprintf(sim.key_dir, sizeof(sim.key_dir), "%s/cairn-devsim.XXXXXX",
+                 getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+        if (!mkdtemp(sim.key_dir)) {
+            fprintf(stderr, "cairn-devsim: mkdtemp %s: %s\n", sim.key_dir, strerror(errno));
+            goto out;
+        }
+        sim.key_dir_temp = true;
+    }
+    if (context_create(yang_dir, &sim.ctx)) {
+        goto out;
+    }
+    for (i = 0; i < sim.ndevs; i++) {
+        struct devsim_device *d = &sim.devs[i];
+        snprintf(d->key_path, sizeof(d->key_path), "%s/%s.key", sim.key_dir, d->name);
+        if (key_create(d->key_path) || device_init(&sim, d)) {
+            fprintf(stderr, "cairn-devsim: set up device %s: host key %s or initial config\n",
+                    d->name, d->key_path);
+            goto out;
+        }
+    }
+    if (server_start(&sim)) {
+        fprintf(stderr, "cairn-devsim: starting the NETCONF server failed (ports in use?)\n");
+        goto out_server;
+    }
+    if (sim.control_port && control_start(&sim)) {
+        fprintf(stderr, "cairn-devsim: control port %u: %s\n", sim.control_port, strerror(errno));
+        goto out_server;
+    }
+    printf("ready devices=%u first-port=%u control-port=%u startup-ms=%llu\n", sim.ndevs,
+           sim.ndevs ? sim.devs[0].port : 0, sim.control_port,
+           (unsigned long long)(cairn_now_ms() - t0));
+    fflush(stdout);
+
+    while (!atomic_load(&sim.stop)) {
+        struct timespec ts = {0, 100 * 1000000L};
+        uint64_t now = cairn_now_ms();
+        nanosleep(&ts, NULL);
+        for (i = 0; i < sim.ndevs; i++) {
+            device_tick(&sim.devs[i], now);
+        }
+    }
+    rv = 0;
+out_server:
+    control_stop(&sim);
+    server_stop(&sim);
+out:
+    for (i = 0; sim.devs && i < sim.ndevs; i++) {
+        if (sim.devs[i].boot_ms) {
+            device_close(&sim.devs[i]);
+        }
+    }
+    free(sim.devs);
+    if (sim.ctx) {
+        ly_ctx_destroy(sim.ctx);
+    }
+    if (sim.key_dir_temp) {
+        nftw(sim.key_dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    }
+    return rv;
+}

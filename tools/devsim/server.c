@@ -1,0 +1,282 @@
+/*
+ * The NETCONF side of cairn-devsim, on libnetconf2 2.0: one SSH endpoint
+ * per device, a few accept threads, and poll threads that serve sessions.
+ *
+ * Which device a connection is for: libnetconf2 tells neither the host-key
+ * nor the password callback which endpoint accepted it, but both run on the
+ * thread inside nc_accept, host-key first. Each device's endpoint has one
+ * host key named after the device's index, so the host-key callback
+ * records the device in a thread-local variable that the password callback
+ * and the accept loop then read. The host-key callback returns a file path
+ * (key data would make libnetconf2 write a temporary file per accept).
+ *
+ * Polling: libnetconf2 2.0 has no public call returning a server session's
+ * socket, so sessions cannot be put in an epoll set without reaching into
+ * private structures. Each poll thread owns one pollsession (new sessions
+ * are handed to it through a queue, never added from another thread) and
+ * calls nc_ps_poll with a zero timeout: it serves RPCs back to back, and
+ * when a whole pass finds nothing it sleeps, backing off from 1 to 5 ms,
+ * instead of nc_ps_poll's 100 us busy loop.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <nc_server.h>
+
+#include "cairn.h"
+#include "devsim.h"
+
+/* Set by hostkey_cb, read later in the same nc_accept call. */
+static _Thread_local struct devsim_device *accepting;
+
+struct devsim_poller {
+    struct devsim *sim;          /* the simulator */
+    pthread_t thread;            /* runs poller_main */
+    struct nc_pollsession *ps;   /* owned by the thread */
+    pthread_mutex_t mu;          /* protects the queue below */
+    struct nc_session **queue;   /* sessions handed over, not yet added */
+    size_t queue_len, queue_cap; /* entries used and allocated */
+};
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int hostkey_cb(const char *name, void *user_data, char **privkey_path, char **privkey_data,
+                      NC_SSH_KEY_TYPE *privkey_type)
+{
+    struct devsim *sim = user_data;
+    unsigned long idx = strtoul(name + 1, NULL, 10);
+    (void)privkey_data;
+    (void)privkey_type;
+    if (name[0] != 'k' || idx >= sim->ndevs) {
+        return 1;
+    }
+    accepting = &sim->devs[idx];
+    *privkey_path = strdup(accepting->key_path);
+    return *privkey_path ? 0 : 1;
+}
+
+static int passwd_cb(const struct nc_session *session, const char *password, void *user_data)
+{
+    const char *user = nc_session_get_username(session);
+    (void)user_data;
+    if (!accepting || !user || !password) {
+        return 1;
+    }
+    return strcmp(user, accepting->user) || strcmp(password, accepting->password);
+}
+
+int server_endpoint_add(struct devsim *sim, struct devsim_device *dev)
+{
+    char endpt[32], key[32];
+    (void)sim;
+    snprintf(endpt, sizeof(endpt), "d%u", dev->index);
+    snprintf(key, sizeof(key), "k%u", dev->index);
+    if (nc_server_add_endpt(endpt, NC_TI_LIBSSH)) {
+        return CAIRN_EIO;
+    }
+    if (nc_server_endpt_set_address(endpt, "127.0.0.1") ||
+        nc_server_endpt_set_port(endpt, dev->port) ||
+        nc_server_ssh_endpt_add_hostkey(endpt, key, -1) ||
+        nc_server_ssh_endpt_set_auth_methods(endpt, NC_SSH_AUTH_PASSWORD) ||
+        nc_server_ssh_endpt_set_auth_attempts(endpt, 3) ||
+        nc_server_ssh_endpt_set_auth_timeout(endpt, 10)) {
+        nc_server_del_endpt(endpt, 0);
+        return CAIRN_EIO;
+    }
+    dev->listening = true;
+    return 0;
+}
+
+int server_endpoint_del(struct devsim_device *dev)
+{
+    char endpt[32];
+    snprintf(endpt, sizeof(endpt), "d%u", dev->index);
+    dev->listening = false;
+    return nc_server_del_endpt(endpt, 0) ? CAIRN_ENOTFOUND : 0;
+}
+
+static void session_end(struct nc_pollsession *ps, struct nc_session *ns)
+{
+    struct devsim_session *s = nc_session_get_data(ns);
+    nc_ps_del_session(ps, ns);
+    if (s) {
+        device_session_closed(s->dev, s->id);
+        CAIRN_DEBUG("msg=\"session closed\" device=%s session=%" PRIu32, s->dev->name, s->id);
+    }
+    nc_session_free(ns, NULL);
+    free(s);
+}
+
+static void *poller_main(void *arg)
+{
+    struct devsim_poller *p = arg;
+    unsigned idle = 0;
+    while (!atomic_load(&p->sim->stop)) {
+        struct nc_session *ns = NULL;
+        int r;
+        pthread_mutex_lock(&p->mu);
+        for (size_t i = 0; i < p->queue_len; i++) {
+            if (nc_ps_add_session(p->ps, p->queue[i])) {
+                CAIRN_ERROR("msg=\"adding a session to a pollsession failed\"");
+                free(nc_session_get_data(p->queue[i]));
+                nc_session_free(p->queue[i], NULL);
+            }
+        }
+        p->queue_len = 0;
+        pthread_mutex_unlock(&p->mu);
+
+        r = nc_ps_poll(p->ps, 0, &ns);
+        if (r & (NC_PSPOLL_SESSION_TERM | NC_PSPOLL_SESSION_ERROR)) {
+            session_end(p->ps, ns);
+            continue;
+        }
+        if (r & (NC_PSPOLL_NOSESSIONS | NC_PSPOLL_TIMEOUT)) {
+            sleep_ms(idle < 5 ? ++idle : idle);
+            continue;
+        }
+        if ((r & NC_PSPOLL_SSH_CHANNEL) && ns) {
+            struct nc_session *extra = NULL;
+            if (nc_ps_accept_ssh_channel(p->ps, &extra) == NC_MSG_HELLO) {
+                struct devsim_session *orig = nc_session_get_data(ns);
+                struct devsim_session *s = calloc(1, sizeof(*s));
+                if (s && orig) {
+                    s->dev = orig->dev;
+                    s->id = nc_session_get_id(extra);
+                    nc_session_set_data(extra, s);
+                } else {
+                    free(s);
+                }
+            }
+        }
+        idle = 0;
+    }
+    nc_ps_clear(p->ps, 1, free);
+    return NULL;
+}
+
+static void hand_over(struct devsim *sim, struct nc_session *ns)
+{
+    unsigned i = atomic_fetch_add(&sim->next_poller, 1) % sim->poll_threads;
+    struct devsim_poller *p = &sim->pollers[i];
+    pthread_mutex_lock(&p->mu);
+    if (p->queue_len == p->queue_cap) {
+        size_t cap = p->queue_cap ? p->queue_cap * 2 : 64;
+        struct nc_session **q = realloc(p->queue, cap * sizeof(*q));
+        if (!q) {
+            pthread_mutex_unlock(&p->mu);
+            free(nc_session_get_data(ns));
+            nc_session_free(ns, NULL);
+            return;
+        }
+        p->queue = q;
+        p->queue_cap = cap;
+    }
+    p->queue[p->queue_len++] = ns;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void *acceptor_main(void *arg)
+{
+    struct devsim *sim = arg;
+    while (!atomic_load(&sim->stop)) {
+        struct nc_session *ns = NULL;
+        struct devsim_session *s;
+        NC_MSG_TYPE r;
+        accepting = NULL;
+        r = nc_accept(200, &ns);
+        if (r != NC_MSG_HELLO) {
+            if (r == NC_MSG_ERROR && ns == NULL && nc_server_endpt_count() == 0) {
+                sleep_ms(50); /* every device refuses connections */
+            }
+            continue;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s || !accepting) {
+            free(s);
+            nc_session_free(ns, NULL);
+            continue;
+        }
+        s->dev = accepting;
+        s->id = nc_session_get_id(ns);
+        nc_session_set_data(ns, s);
+        CAIRN_DEBUG("msg=\"session opened\" device=%s session=%" PRIu32, s->dev->name, s->id);
+        hand_over(sim, ns);
+    }
+    nc_thread_destroy();
+    return NULL;
+}
+
+int server_start(struct devsim *sim)
+{
+    unsigned i;
+    if (nc_server_init(sim->ctx)) {
+        return CAIRN_EIO;
+    }
+    rpc_setup(sim);
+    nc_server_ssh_set_hostkey_clb(hostkey_cb, sim, NULL);
+    nc_server_ssh_set_passwd_auth_clb(passwd_cb, sim, NULL);
+    for (i = 0; i < sim->ndevs; i++) {
+        if (server_endpoint_add(sim, &sim->devs[i])) {
+            CAIRN_ERROR("msg=\"listen failed: is the port free?\" device=%s port=%u",
+                        sim->devs[i].name, sim->devs[i].port);
+            return CAIRN_EIO;
+        }
+    }
+    sim->pollers = calloc(sim->poll_threads, sizeof(*sim->pollers));
+    sim->acceptors = calloc(sim->accept_threads, sizeof(*sim->acceptors));
+    if (!sim->pollers || !sim->acceptors) {
+        return CAIRN_ENOMEM;
+    }
+    for (i = 0; i < sim->poll_threads; i++) {
+        struct devsim_poller *p = &sim->pollers[i];
+        p->sim = sim;
+        pthread_mutex_init(&p->mu, NULL);
+        p->ps = nc_ps_new();
+        if (!p->ps || pthread_create(&p->thread, NULL, poller_main, p)) {
+            return CAIRN_ENOMEM;
+        }
+    }
+    for (i = 0; i < sim->accept_threads; i++) {
+        if (pthread_create(&sim->acceptors[i], NULL, acceptor_main, sim)) {
+            return CAIRN_ENOMEM;
+        }
+    }
+    return 0;
+}
+
+void server_stop(struct devsim *sim)
+{
+    unsigned i;
+    atomic_store(&sim->stop, true);
+    for (i = 0; sim->acceptors && i < sim->accept_threads; i++) {
+        if (sim->acceptors[i]) {
+            pthread_join(sim->acceptors[i], NULL);
+        }
+    }
+    for (i = 0; sim->pollers && i < sim->poll_threads; i++) {
+        struct devsim_poller *p = &sim->pollers[i];
+        if (p->thread) {
+            pthread_join(p->thread, NULL);
+        }
+        for (size_t j = 0; j < p->queue_len; j++) {
+            free(nc_session_get_data(p->queue[j]));
+            nc_session_free(p->queue[j], NULL);
+        }
+        free(p->queue);
+        nc_ps_free(p->ps);
+        pthread_mutex_destroy(&p->mu);
+    }
+    free(sim->pollers);
+    free(sim->acceptors);
+    sim->pollers = NULL;
+    sim->acceptors = NULL;
+    nc_server_destroy();
+}

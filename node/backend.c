@@ -109,10 +109,12 @@ static int leader_call(struct node *n, struct call *c, uint64_t deadline_ms)
 static int remote_error(int status, const struct cairn_buf *body, char *errmsg, size_t size)
 {
     json_t *doc;
-    int code = CAIRN_EIO;
+    int code = CAIRN_EUNAVAILABLE;
     if (status == 421) {
         return CAIRN_ENOTLEADER;
     }
+    /* Internal endpoints answer {"code","message"}; anything else (a peer
+     * still starting, a peer of another build) is retried elsewhere. */
     doc = body->data != NULL ? json_loadb(body->data, body->len, 0, NULL) : NULL;
     if (json_is_integer(json_object_get(doc, "code"))) {
         code = (int)json_integer_value(json_object_get(doc, "code"));
@@ -123,8 +125,8 @@ static int remote_error(int status, const struct cairn_buf *body, char *errmsg, 
         cairn_errmsg_set(errmsg, size, "leader answered HTTP %d", status);
     }
     json_decref(doc);
-    if (code == 0 || code == CAIRN_EUNAVAILABLE) {
-        code = CAIRN_EIO;
+    if (code == 0) {
+        code = CAIRN_EUNAVAILABLE;
     }
     return code;
 }

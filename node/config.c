@@ -63,6 +63,21 @@ static int check_level(const char *v, char *why, size_t n)
     return 0;
 }
 
+static int check_user(const char *v, char *why, size_t n)
+{
+    size_t len = strlen(v);
+    bool ok = len >= 1 && len <= 64;
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = (v[i] >= 'a' && v[i] <= 'z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '.' ||
+             v[i] == '_' || v[i] == '-';
+    }
+    if (!ok) {
+        snprintf(why, n, "must be 1 to 64 of a-z 0-9 . _ -");
+        return CAIRN_EINVAL;
+    }
+    return 0;
+}
+
 static int check_path(const char *v, char *why, size_t n)
 {
     if (v[0] == '\0') {
@@ -98,6 +113,11 @@ static const struct key keys[] = {
     /* A deliberately broken mode for the chaos checker's own test: serve
      * reads asked to be linearizable from local state, as stale reads. */
     {"debug_stale_reads", UINT(debug_stale_reads, 0, 1, "0")},
+    /* The first SP administrator (see bootstrap.c); never a default
+     * password: without a password file no user is created. */
+    {"admin_user", STR(admin_user, false, "admin", check_user)},
+    {"admin_password_file", STR(admin_password_file, false, "", NULL)},
+    {"session_ttl_s", UINT(session_ttl_s, 60, 2592000, "28800")},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -226,6 +246,52 @@ static char *trim(char *s)
     return s;
 }
 
+/* Passwords of users: 12 to 256 bytes (as the API checks them). */
+#define PASSWORD_MIN 12
+#define PASSWORD_MAX 256
+
+/* Reads the admin password from cfg->admin_password_file: the whole file,
+ * one trailing newline ("\n" or "\r\n") stripped. */
+static int password_read(const char *name, struct config *cfg, char *errmsg, size_t errmsg_size)
+{
+    char buf[PASSWORD_MAX + 4];
+    FILE *f = fopen(cfg->admin_password_file, "r");
+    size_t len;
+    int err;
+
+    if (f == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "%s: admin_password_file: %s: %s", name,
+                         cfg->admin_password_file, strerror(errno));
+        return CAIRN_EINVAL;
+    }
+    len = fread(buf, 1, sizeof buf, f);
+    err = ferror(f) ? errno : 0;
+    fclose(f);
+    if (err != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "%s: admin_password_file: %s: %s", name,
+                         cfg->admin_password_file, strerror(err));
+        return CAIRN_EINVAL;
+    }
+    if (len > 0 && buf[len - 1] == '\n') {
+        len--;
+        if (len > 0 && buf[len - 1] == '\r') {
+            len--;
+        }
+    }
+    if (len < PASSWORD_MIN || len > PASSWORD_MAX || memchr(buf, '\0', len) != NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "%s: admin_password_file: %s: the password must be %d to %d bytes "
+                         "without NUL (a trailing newline is not counted)",
+                         name, cfg->admin_password_file, PASSWORD_MIN, PASSWORD_MAX);
+        memset(buf, 0, sizeof buf);
+        return CAIRN_EINVAL;
+    }
+    memcpy(cfg->admin_password, buf, len);
+    cfg->admin_password[len] = '\0';
+    memset(buf, 0, sizeof buf);
+    return 0;
+}
+
 int config_parse(const char *name, const char *text, struct config *cfg, char *errmsg,
                  size_t errmsg_size)
 {
@@ -326,6 +392,9 @@ int config_parse(const char *name, const char *text, struct config *cfg, char *e
                          "lists itself)",
                          name);
         return CAIRN_EINVAL;
+    }
+    if (cfg->admin_password_file[0] != '\0') {
+        return password_read(name, cfg, errmsg, errmsg_size);
     }
     return 0;
 }

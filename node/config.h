@@ -36,11 +36,16 @@ struct config {
     unsigned request_timeout_ms;
     char cluster_secret[129];
     char log_level[16];
-    unsigned debug_stale_reads; /* 1: linearizable reads skip the read index (tests only) */
+    unsigned debug_stale_reads;     /* 1: linearizable reads skip the read index (tests only) */
+    char admin_user[65];            /* name of the first SP administrator */
+    char admin_password_file[4096]; /* file holding its password, or "" (no bootstrap) */
+    char admin_password[257];       /* read from that file, trailing newline stripped */
+    unsigned session_ttl_s;         /* lifetime of a login's bearer token */
 };
 
 /* Fills cfg with the defaults, then reads path. On error errmsg reads
- * "FILE:LINE: key: what is wrong". */
+ * "FILE:LINE: key: what is wrong". If admin_password_file is set, the
+ * file is read too (12 to 256 bytes once a trailing newline is stripped). */
 int config_load(const char *path, struct config *cfg, char *errmsg, size_t errmsg_size);
 
 /* Parses the text of a config file (name is used in messages). */

@@ -5,15 +5,19 @@
  * Start-up (node_create, in order; each step undone in reverse on failure):
  *   1. check or write the data directory's identity (cluster id, node id);
  *   2. open the store;
- *   3. start HTTP (a busy port fails here, before raft touches the disk);
+ *   3. start HTTP (a busy port fails here, before raft touches the disk),
+ *      closed: every request is answered 503 "starting" until step 5;
  *   4. start the loop thread: it creates raft, bootstraps a pristine
  *      directory if this node is an initial member, starts raft, and
  *      reports back through the start-up handshake;
- *   5. register the API and internal RPC routes.
+ *   5. register the API and internal RPC routes, and open HTTP;
+ *   6. start the admin bootstrap thread if a password file is configured
+ *      (bootstrap.c).
  * Shutdown (node_destroy): mark shutting down (waiters give up), queue
  * OP_STOP (the loop closes raft, failing what is in flight, then its
- * handles, and the thread ends), join, stop HTTP (waits for handlers),
- * close the store.
+ * handles, and the thread ends), join, join the bootstrap thread, remove
+ * the API's routes (/api/v1 answers 503 from then on, not_serving_cb),
+ * stop HTTP (waits for handlers), close the store.
  */
 #include "node_int.h"
 
@@ -21,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +35,9 @@
 #include <unistd.h>
 
 #include <jansson.h>
+
+/* The REST API's routes (api.c registers its handler on the same prefix). */
+#define API_PREFIX "/api/v1"
 
 struct op *node_op_new(struct node *n, enum op_type type)
 {
@@ -557,6 +565,45 @@ static int data_dir_lock(const struct config *cfg, int *out, char *errmsg, size_
 
 /* --- lifecycle ------------------------------------------------------------ */
 
+/* Answers /api/v1 once the API's routes are gone (the node is stopping):
+ * 503 with Retry-After, as for any moment the node cannot serve, rather
+ * than the 404 of a path nobody routes. */
+static int unavailable(struct mg_connection *conn, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int unavailable(struct mg_connection *conn, const char *fmt, ...)
+{
+    va_list ap;
+    int rv;
+    va_start(ap, fmt);
+    rv = http_problem_va(conn, 503, "Retry-After: 1\r\n", "unavailable", "Service unavailable",
+                         NULL, fmt, ap);
+    va_end(ap);
+    return rv;
+}
+
+static int not_serving_cb(struct mg_connection *conn, void *data)
+{
+    (void)data;
+    return unavailable(conn, "the node is stopping; retry on another node");
+}
+
+/* Ready as backend.c sees it, and with the configured admin user confirmed
+ * (bootstrap.c): a client that waited for /readyz can log in. */
+static bool node_ready(void *data, char *why, size_t size)
+{
+    struct node *n = data;
+    if (!n->backend_ready(data, why, size)) {
+        return false;
+    }
+    if (!atomic_load(&n->bootstrap_done)) {
+        snprintf(why, size, "the admin user %s is not confirmed yet (admin_password_file)",
+                 n->cfg.admin_user);
+        return false;
+    }
+    return true;
+}
+
 int node_create(const struct config *cfg, struct node **out, char *errmsg, size_t size)
 {
     struct node *n;
@@ -610,6 +657,7 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     hcfg.threads = cfg->http_threads;
     hcfg.max_body = (size_t)cfg->max_body_bytes;
     hcfg.request_timeout_ms = cfg->request_timeout_ms * 2;
+    hcfg.start_closed = true; /* opened once every route is registered */
     rv = http_server_start(&hcfg, &n->http, errmsg, size);
     if (rv != 0) {
         rv = CAIRN_EEXIST;
@@ -620,17 +668,29 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
         goto err_after_http;
     }
     node_backend_init(n, &backend);
+    n->backend_ready = backend.ready;
+    backend.ready = node_ready;
+    memset(&acfg, 0, sizeof acfg);
     acfg.node_id = cfg->node_id;
     acfg.request_timeout_ms = cfg->request_timeout_ms;
+    acfg.session_ttl_ms = (uint64_t)cfg->session_ttl_s * 1000;
     rv = api_create(n->http, n->store, &backend, &acfg, &n->api);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, size, "register API routes: %s", cairn_strerror(rv));
         goto err_after_loop;
     }
     node_rpc_register(n);
+    http_server_open(n->http);
+    rv = node_bootstrap_start(n, errmsg, size);
+    if (rv != 0) {
+        goto err_after_api;
+    }
     *out = n;
     return 0;
 
+err_after_api:
+    http_server_route(n->http, "/internal/v1/", NULL, NULL);
+    api_destroy(n->api);
 err_after_loop:
     loop_stop(n);
 err_after_http:
@@ -660,7 +720,9 @@ void node_destroy(struct node *n)
      * the HTTP handlers waiting on them, so stopping HTTP does not wait for
      * their deadlines. */
     loop_stop(n);
+    node_bootstrap_stop(n);
     api_destroy(n->api);
+    http_server_route(n->http, API_PREFIX, not_serving_cb, n);
     http_server_destroy(n->http);
     peer_pool_destroy(n->peers);
     store_destroy(n->store);

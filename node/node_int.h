@@ -82,6 +82,13 @@ struct node {
     pthread_cond_t vcv;
     struct consensus_status view;
     atomic_bool shutting_down; /* set once, at node_destroy */
+
+    /* The first administrator's creation (bootstrap.c). */
+    pthread_t bootstrap_thread;
+    bool bootstrap_started;
+    atomic_bool bootstrap_done; /* the admin user is confirmed (or needs no bootstrap) */
+    /* backend.c's readiness check, which node.c's adds the bootstrap to. */
+    bool (*backend_ready)(void *data, char *why, size_t why_size);
 };
 
 /* node.c */
@@ -120,5 +127,12 @@ int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms,
 
 /* rpc.c */
 void node_rpc_register(struct node *n);
+
+/* bootstrap.c: starts the thread that creates the configured admin user
+ * (nothing if no admin_password_file is set, and bootstrap_done is set at
+ * once); stop joins it and must run after shutting_down is set and the
+ * loop thread stopped. */
+int node_bootstrap_start(struct node *n, char *errmsg, size_t size);
+void node_bootstrap_stop(struct node *n);
 
 #endif /* CAIRN_NODE_INT_H */

@@ -5,10 +5,13 @@
  * route (404) and the method (405 + Allow), check the query parameters
  * against the route's list (400), and for a body-carrying method check the
  * media type (415), read the body within the size limit (413) and parse it
- * as one JSON object with duplicate keys rejected (400). Only then does a
- * resource handler (api_tenants.c, api_cluster.c) see the request, so each
- * handler validates fields and talks to the store and the backend, nothing
- * else.
+ * as one JSON object with duplicate keys rejected (400). Before all that,
+ * every route under /api/v1 but the login authenticates its caller (401),
+ * so that nothing about the API, not even which routes exist, is told to a
+ * client without a valid token. Only then does a resource handler
+ * (api_tenants.c, api_users.c, api_auth.c, api_cluster.c) see the request,
+ * so each handler authorizes, validates fields and talks to the store and
+ * the backend, nothing else.
  *
  * The shared helpers map CAIRN_E* codes to HTTP statuses and problem types
  * (one table), parse If-Match and Idempotency-Key, compute request
@@ -22,13 +25,16 @@
 #include "api_int.h"
 
 #include <assert.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <civetweb.h>
+#include <sodium.h>
 
 /* Problem types and their titles (the title is the same for every
  * occurrence of a type, as RFC 9457 asks). */
@@ -36,6 +42,9 @@ static const struct {
     const char *type;
     const char *title;
 } problem_titles[] = {
+    {"unauthorized", "Authentication required"},
+    {"forbidden", "Forbidden"},
+    {"too-many-requests", "Too many failed logins"},
     {"not-found", "Resource not found"},
     {"method-not-allowed", "Method not allowed"},
     {"conflict", "Conflict with the current state"},
@@ -459,26 +468,117 @@ int api_body_parse(const char *data, size_t len, json_t **out, struct api_error 
     return 0;
 }
 
-int api_propose(struct api_req *req, const struct store_command *cmd, struct store_result *res)
+int api_propose_quiet(struct api *api, const struct store_command *cmd, uint64_t deadline_ms,
+                      struct store_result *res, char *errmsg, size_t errmsg_size)
 {
-    const struct api_backend *b = &req->api->backend;
-    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    const struct api_backend *b = &api->backend;
     void *buf;
     size_t len;
     int rv;
 
     rv = store_command_encode(cmd, &buf, &len);
     if (rv != 0) {
-        return api_problem(req, 500, "internal", NULL, NULL, "encode the store command: %s",
-                           cairn_strerror(rv));
+        cairn_errmsg_set(errmsg, errmsg_size, "encode the store command: %s", cairn_strerror(rv));
+        return rv == CAIRN_EINVAL ? CAIRN_EMALFORMED : rv;
     }
     memset(res, 0, sizeof *res);
-    rv = b->propose(b->data, buf, len, req->deadline_ms, res, errmsg, sizeof errmsg);
+    rv = b->propose(b->data, buf, len, deadline_ms, res, errmsg, errmsg_size);
     free(buf);
+    return rv;
+}
+
+int api_propose(struct api_req *req, const struct store_command *cmd, struct store_result *res)
+{
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    int rv = api_propose_quiet(req->api, cmd, req->deadline_ms, res, errmsg, sizeof errmsg);
+    if (rv == CAIRN_EMALFORMED || rv == CAIRN_ENOMEM) {
+        return api_problem(req, 500, "internal", NULL, NULL, "%s", errmsg);
+    }
     if (rv != 0) {
         return api_fail(req, rv, errmsg, NULL);
     }
     return 0;
+}
+
+void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
+                      enum store_kind kind)
+{
+    memset(cmd, 0, sizeof *cmd);
+    cmd->version = STORE_COMMAND_VERSION;
+    cmd->op = op;
+    cmd->kind = kind;
+    cmd->time_ms = cairn_wall_ms();
+    cmd->caller = req->authenticated ? req->who.username : NULL;
+}
+
+int api_list_params(struct api_req *req, size_t *limit, const char **cursor)
+{
+    const char *value = api_param(req, "limit");
+    uint64_t n = API_LIST_LIMIT_DEFAULT;
+
+    if (value != NULL && (cairn_parse_u64(value, &n) != 0 || n < 1 || n > API_LIST_LIMIT_MAX)) {
+        return api_problem(req, 400, "invalid-parameter", "limit", NULL,
+                           "limit must be an integer from 1 to %d", API_LIST_LIMIT_MAX);
+    }
+    *limit = (size_t)n;
+    *cursor = api_param(req, "cursor");
+    if (*cursor != NULL && !cairn_uuid_valid(*cursor)) {
+        return api_problem(req, 400, "invalid-parameter", "cursor", NULL,
+                           "cursor must be the next_cursor of a previous page, unchanged");
+    }
+    return 0;
+}
+
+int api_bool_param(struct api_req *req, const char *name, bool *out)
+{
+    const char *value = api_param(req, name);
+    if (value == NULL || strcmp(value, "false") == 0) {
+        *out = false;
+        return 0;
+    }
+    if (strcmp(value, "true") == 0) {
+        *out = true;
+        return 0;
+    }
+    return api_problem(req, 400, "invalid-parameter", name, NULL,
+                       "%s must be \"true\" or \"false\"", name);
+}
+
+int api_if_match(struct api_req *req, uint64_t *if_match)
+{
+    if (api_if_match_parse(mg_get_header(req->conn, "If-Match"), if_match) != 0) {
+        return api_problem(req, 400, "invalid-header", "If-Match", NULL,
+                           "If-Match must be an ETag as returned by a read (for example "
+                           "\"\\\"12\\\"\") or *");
+    }
+    return 0;
+}
+
+int api_not_found(struct api_req *req, const char *noun, const char *id)
+{
+    char headers[128];
+    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n",
+             (unsigned long long)store_revision(req->api->store));
+    return api_problem(req, 404, "not-found", NULL, headers, "no %s with id %s", noun, id);
+}
+
+int api_result_failed(struct api_req *req, const struct store_result *res)
+{
+    char headers[128];
+    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n%s",
+             (unsigned long long)res->revision,
+             res->replayed ? "Idempotent-Replayed: true\r\n" : "");
+    return api_fail(req, res->status, res->message, headers);
+}
+
+void api_time_format(int64_t ms, char out[API_TIME_SIZE])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL ||
+        strftime(out, API_TIME_SIZE, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(out, API_TIME_SIZE, "1970-01-01T00:00:00Z");
+    }
 }
 
 /* The routes. A pattern is matched segment by segment; "*" matches one
@@ -501,10 +601,19 @@ struct route {
 
 static const char *const read_params[] = {"consistency", NULL};
 static const char *const list_params[] = {"consistency", "limit", "cursor", "name", NULL};
+static const char *const user_list_params[] = {"consistency", "limit",     "cursor",
+                                               "name",        "tenant_id", NULL};
+static const char *const cascade_params[] = {"cascade", NULL};
+
+/* The one route that needs no token. */
+#define LOGIN_PATH "/api/v1/auth/login"
 
 static const struct route routes[] = {
     {"/healthz", {{"GET", api_healthz, 0, NULL}}},
     {"/readyz", {{"GET", api_readyz, 0, NULL}}},
+    {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL}}},
+    {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL}}},
+    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL}}},
     {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
     {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
     {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
@@ -513,13 +622,26 @@ static const struct route routes[] = {
     {"/api/v1/tenants/*",
      {{"GET", api_tenant_get, 0, read_params},
       {"PUT", api_tenant_replace, METHOD_BODY, NULL},
-      {"DELETE", api_tenant_delete, 0, NULL}}},
+      {"DELETE", api_tenant_delete, 0, cascade_params}}},
+    {"/api/v1/users",
+     {{"GET", api_users_list, 0, user_list_params}, {"POST", api_users_create, METHOD_BODY, NULL}}},
+    {"/api/v1/users/*",
+     {{"GET", api_user_get, 0, read_params},
+      {"PUT", api_user_replace, METHOD_BODY, NULL},
+      {"DELETE", api_user_delete, 0, NULL}}},
 };
 
 /* What is registered with the HTTP server: each covers its own path and
- * everything below it (civetweb prefix matching). */
-static const char *const route_prefixes[] = {"/healthz", "/readyz", "/api/v1/cluster",
-                                             "/api/v1/tenants"};
+ * everything below it (civetweb prefix matching), so that every path under
+ * /api/v1, routed or not, is authenticated before it is answered. */
+static const char *const route_prefixes[] = {"/healthz", "/readyz", "/api/v1"};
+
+/* True for the paths answered without a token: the probes and the login. */
+static bool path_public(const char *path)
+{
+    return strncmp(path, "/api/v1", 7) != 0 || (path[7] != '\0' && path[7] != '/') ||
+           strcmp(path, LOGIN_PATH) == 0;
+}
 
 #define PATH_ID_MAX 256
 
@@ -612,7 +734,6 @@ static int serve(struct api_req *req, const struct route_method *m, const char *
             return rc;
         }
     }
-    req->deadline_ms = cairn_now_ms() + req->api->cfg.request_timeout_ms;
     return m->handler(req);
 }
 
@@ -632,7 +753,14 @@ static int dispatch_cb(struct mg_connection *conn, void *data)
     req.method = ri->request_method;
     req.path = ri->local_uri;
     cairn_buf_init(&req.raw);
+    req.deadline_ms = start + req.api->cfg.request_timeout_ms;
 
+    if (!path_public(req.path)) {
+        status = api_authenticate(&req);
+        if (status != 0) {
+            goto done;
+        }
+    }
     route = route_find(req.path, id);
     if (route == NULL) {
         status = api_problem(&req, 404, "not-found", NULL, NULL, "no resource at %s", req.path);
@@ -654,8 +782,9 @@ done:
     json_decref(req.body);
     cairn_buf_close(&req.raw);
     free(req.query);
-    CAIRN_DEBUG("msg=request method=%s path=%s status=%d ms=%llu", req.method, req.path, status,
-                (unsigned long long)(cairn_now_ms() - start));
+    CAIRN_DEBUG("msg=request method=%s path=%s status=%d ms=%llu user=%s", req.method, req.path,
+                status, (unsigned long long)(cairn_now_ms() - start),
+                req.authenticated ? req.who.username : "-");
     return status;
 }
 
@@ -667,14 +796,34 @@ int api_create(struct http_server *srv, struct store *store, const struct api_ba
         backend->propose == NULL || backend->read_barrier == NULL) {
         return CAIRN_EINVAL;
     }
+    /* Idempotent and thread-safe; fails only without a random source. */
+    if (sodium_init() < 0) {
+        return CAIRN_EIO;
+    }
     api = calloc(1, sizeof *api);
     if (api == NULL) {
         return CAIRN_ENOMEM;
+    }
+    if (api_throttle_create(API_LOGIN_THROTTLE_SLOTS, API_LOGIN_MAX_FAILURES, API_LOGIN_WINDOW_MS,
+                            &api->throttle) != 0) {
+        free(api);
+        return CAIRN_ENOMEM;
+    }
+    pthread_mutex_init(&api->kdf_mu, NULL);
+    {
+        pthread_condattr_t attr;
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&api->kdf_cv, &attr);
+        pthread_condattr_destroy(&attr);
     }
     api->srv = srv;
     api->store = store;
     api->backend = *backend;
     api->cfg = *cfg;
+    if (api->cfg.session_ttl_ms == 0) {
+        api->cfg.session_ttl_ms = API_SESSION_TTL_MS;
+    }
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(srv, route_prefixes[i], dispatch_cb, api);
     }
@@ -692,5 +841,9 @@ void api_destroy(struct api *api)
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(api->srv, route_prefixes[i], NULL, NULL);
     }
+    api_throttle_destroy(api->throttle);
+    pthread_mutex_destroy(&api->kdf_mu);
+    pthread_cond_destroy(&api->kdf_cv);
+    sodium_memzero(api->dummy_hash, sizeof api->dummy_hash);
     free(api);
 }

@@ -72,7 +72,11 @@ struct api_backend {
 struct api_config {
     uint64_t node_id;
     unsigned request_timeout_ms; /* deadline of one API request's backend calls */
+    uint64_t session_ttl_ms;     /* lifetime of a login's token; 0: API_SESSION_TTL_MS */
 };
+
+/* Default lifetime of a bearer token: 8 hours, one working day. */
+#define API_SESSION_TTL_MS (8ull * 3600 * 1000)
 
 struct api;
 
@@ -82,6 +86,20 @@ struct api;
  * member_remove or ready makes its route answer 501. */
 int api_create(struct http_server *srv, struct store *store, const struct api_backend *backend,
                const struct api_config *cfg, struct api **out);
+
+/* Creates the first SP administrator: if no user is named username (a
+ * linearizable read through the backend), hashes password (argon2id) and
+ * proposes the creation of an sp_admin user with the request id
+ * "bootstrap-admin:USERNAME", so that every node of a cluster may try it
+ * at the same time and exactly one user results. Returns 0 if the user
+ * exists afterwards (created now or before: its password is then left
+ * alone), CAIRN_EINVAL for a bad name or password (errmsg says which),
+ * and the backend's code (CAIRN_ENOLEADER, CAIRN_ETIMEDOUT, ...) when the
+ * cluster could not answer by deadline_ms; the caller retries those.
+ * Any thread but the node's loop thread; blocks. */
+int api_admin_bootstrap(struct api *api, const char *username, const char *password,
+                        size_t password_len, uint64_t deadline_ms, char *errmsg,
+                        size_t errmsg_size);
 
 /* Removes the API's routes from srv (waiting for requests in progress) and
  * frees the api. Call it before http_server_destroy, in the reverse order

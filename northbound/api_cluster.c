@@ -4,6 +4,9 @@
  * status as this node sees it, and membership changes. None of these touch
  * the store: they are the backend's (node/) business, and this file only
  * turns requests into backend calls and their results into JSON.
+ *
+ * Access: SP roles read the cluster, SP admins change its membership;
+ * tenant users are answered as if these routes did not exist (404).
  */
 #include "api_int.h"
 
@@ -18,6 +21,34 @@ static int not_implemented(struct api_req *req, const char *what)
 {
     return api_problem(req, 501, "not-implemented", NULL, NULL, "this node does not provide %s",
                        what);
+}
+
+/* Checks the caller's right to do action on the cluster; returns 0 or the
+ * status answered. id names the member of a membership change, or NULL. */
+static int authorize(struct api_req *req, enum rbac_action action, const char *id)
+{
+    struct rbac_principal p = api_rbac_principal(req);
+    switch (rbac_decide(&p, action, STORE_KIND_MEMBER, NULL)) {
+        case RBAC_ALLOW:
+            return 0;
+        case RBAC_FORBIDDEN:
+            if (action == RBAC_READ) {
+                break;
+            }
+            return api_forbidden(req, STORE_KIND_MEMBER, id, NULL,
+                                 "role %s may not change the cluster's membership",
+                                 rbac_role_name(p.role));
+        case RBAC_HIDDEN:
+            if (action != RBAC_READ) {
+                api_audit_refusal(req, STORE_KIND_MEMBER, id, NULL, CAIRN_ENOTFOUND,
+                                  "hidden: %s %s: not visible to role %s", req->method, req->path,
+                                  rbac_role_name(p.role));
+            }
+            /* The answer of a route that does not exist (api.c). */
+            return api_problem(req, 404, "not-found", NULL, NULL, "no resource at %s", req->path);
+    }
+    return api_problem(req, 403, "forbidden", NULL, NULL, "role %s may not read the cluster",
+                       rbac_role_name(p.role));
 }
 
 int api_healthz(struct api_req *req)
@@ -63,6 +94,10 @@ int api_cluster_get(struct api_req *req)
     json_t *obj;
     int rv;
 
+    rv = authorize(req, RBAC_READ, NULL);
+    if (rv != 0) {
+        return rv;
+    }
     if (b->cluster_status == NULL) {
         return not_implemented(req, "a cluster status");
     }
@@ -102,6 +137,10 @@ int api_members_add(struct api_req *req)
     uint64_t id;
     int rv;
 
+    rv = authorize(req, RBAC_CREATE, NULL);
+    if (rv != 0) {
+        return rv;
+    }
     if (b->member_add == NULL) {
         return not_implemented(req, "membership changes");
     }
@@ -132,6 +171,10 @@ int api_member_remove(struct api_req *req)
     uint64_t id;
     int rv;
 
+    rv = authorize(req, RBAC_DELETE, req->path_id);
+    if (rv != 0) {
+        return rv;
+    }
     if (b->member_remove == NULL) {
         return not_implemented(req, "membership changes");
     }

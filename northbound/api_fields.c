@@ -51,6 +51,8 @@ static const char *expected_name(enum api_json type)
             return "a boolean";
         case API_JSON_OBJECT:
             return "an object";
+        case API_JSON_ARRAY:
+            return "an array of strings";
     }
     return "a value";
 }
@@ -66,6 +68,8 @@ static bool type_matches(enum api_json type, const json_t *value)
             return json_is_boolean(value);
         case API_JSON_OBJECT:
             return json_is_object(value);
+        case API_JSON_ARRAY:
+            return json_is_array(value);
     }
     return false;
 }
@@ -139,6 +143,20 @@ static int check_shape(const struct api_schema *schema, const json_t *obj, const
                 return rv;
             }
         }
+        if (f->type == API_JSON_ARRAY) {
+            size_t i;
+            const json_t *item;
+            json_array_foreach(value, i, item)
+            {
+                if (!json_is_string(item)) {
+                    char item_path[160];
+                    snprintf(item_path, sizeof item_path, "%s[%zu]", path, i);
+                    return api_error_set(err, 400, "invalid-field", item_path,
+                                         "item \"%s\" must be a string, not %s", item_path,
+                                         api_json_type_name(item));
+                }
+            }
+        }
     }
     for (size_t i = 0; i < schema->n; i++) {
         const struct api_field *f = &schema->fields[i];
@@ -168,6 +186,39 @@ static int check_string(const struct api_field *f, const json_t *value, const ch
     }
     if (f->format != NULL && !f->format(s, len, why, sizeof why)) {
         return api_error_set(err, 422, "invalid-field", path, "field \"%s\" %s", path, why);
+    }
+    return 0;
+}
+
+/* Pass 2 of an array of strings: how many, each item's format, and
+ * (API_FIELD_UNIQUE) no item twice. Items are named "field[i]". */
+static int check_array(const struct api_field *f, const json_t *value, const char *path,
+                       struct api_error *err)
+{
+    size_t n = json_array_size(value);
+    char item_path[160];
+    char why[256];
+
+    if ((long long)n > f->max) {
+        return api_error_set(err, 422, "invalid-field", path,
+                             "field \"%s\" may hold at most %lld items, not %zu", path, f->max, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const json_t *item = json_array_get(value, i);
+        const char *s = json_string_value(item);
+        size_t len = json_string_length(item);
+        snprintf(item_path, sizeof item_path, "%s[%zu]", path, i);
+        if (f->format != NULL && !f->format(s, len, why, sizeof why)) {
+            return api_error_set(err, 422, "invalid-field", item_path, "item \"%s\" %s", item_path,
+                                 why);
+        }
+        for (size_t j = 0; (f->flags & API_FIELD_UNIQUE) != 0 && j < i; j++) {
+            if (json_equal(item, json_array_get(value, j))) {
+                return api_error_set(err, 422, "invalid-field", item_path,
+                                     "item \"%s\" repeats item %zu; list each value once",
+                                     item_path, j);
+            }
+        }
     }
     return 0;
 }
@@ -204,6 +255,9 @@ static int check_values(const struct api_schema *schema, const json_t *obj, cons
                     rv = check_values(f->object, value, path, err);
                 }
                 break;
+            case API_JSON_ARRAY:
+                rv = check_array(f, value, path, err);
+                break;
             case API_JSON_BOOLEAN:
                 break;
         }
@@ -234,7 +288,7 @@ json_t *api_schema_project(const struct api_schema *schema, const json_t *src)
         const struct api_field *f = &schema->fields[i];
         json_t *value = json_object_get(src, f->name);
         json_t *copy;
-        if ((f->flags & API_FIELD_READONLY) != 0 || value == NULL) {
+        if ((f->flags & (API_FIELD_READONLY | API_FIELD_WRITEONLY)) != 0 || value == NULL) {
             continue;
         }
         if (f->type == API_JSON_OBJECT && f->object != NULL && json_is_object(value)) {
@@ -343,6 +397,54 @@ bool api_format_host_port(const char *s, size_t len, char *why, size_t why_size)
     return ok;
 }
 
+bool api_format_uuid(const char *s, size_t len, char *why, size_t why_size)
+{
+    char buf[CAIRN_UUID_SIZE];
+    bool ok = len == CAIRN_UUID_SIZE - 1;
+    if (ok) {
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        ok = cairn_uuid_valid(buf);
+    }
+    if (!ok) {
+        snprintf(why, why_size,
+                 "must be a lower-case uuid as the server assigns them (for example "
+                 "\"325902ee-b80c-4adc-b3f5-d68392fe1975\")");
+    }
+    return ok;
+}
+
+bool api_format_username(const char *s, size_t len, char *why, size_t why_size)
+{
+    bool ok = len > 0;
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = is_lower_alnum(s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-';
+    }
+    if (!ok) {
+        snprintf(why, why_size,
+                 "must be lower-case letters, digits, '.', '_' and '-' (for example "
+                 "\"jane.doe\")");
+    }
+    return ok;
+}
+
+bool api_format_role(const char *s, size_t len, char *why, size_t why_size)
+{
+    char buf[32];
+    enum rbac_role role;
+    bool ok = len < sizeof buf;
+    if (ok) {
+        memcpy(buf, s, len);
+        buf[len] = '\0';
+        ok = rbac_role_parse(buf, &role) == 0;
+    }
+    if (!ok) {
+        snprintf(why, why_size,
+                 "must be one of sp_admin, sp_operator, tenant_admin, tenant_operator");
+    }
+    return ok;
+}
+
 /* The tables. Limits of strings are in bytes of UTF-8. */
 
 static const struct api_field contact_fields[] = {
@@ -354,11 +456,31 @@ static const struct api_field contact_fields[] = {
 static const struct api_schema contact_schema = {contact_fields,
                                                  sizeof contact_fields / sizeof contact_fields[0]};
 
+/* A tenant's quotas: at most this many objects of each kind (absent:
+ * unlimited). The same order as api_quotas. */
+static const struct api_field quota_fields[] = {
+    {"sites", API_JSON_INTEGER, 0, 0, API_QUOTA_MAX, NULL, NULL},
+    {"devices", API_JSON_INTEGER, 0, 0, API_QUOTA_MAX, NULL, NULL},
+    {"services", API_JSON_INTEGER, 0, 0, API_QUOTA_MAX, NULL, NULL},
+};
+
+static const struct api_schema quota_schema = {quota_fields,
+                                               sizeof quota_fields / sizeof quota_fields[0]};
+
+const struct api_quota api_quotas[] = {
+    {"sites", STORE_KIND_SITE},
+    {"devices", STORE_KIND_DEVICE},
+    {"services", STORE_KIND_SERVICE},
+};
+const size_t api_n_quotas = sizeof api_quotas / sizeof api_quotas[0];
+
 static const struct api_field tenant_fields[] = {
     {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"name", API_JSON_STRING, API_FIELD_REQUIRED, 1, 63, api_format_name, NULL},
     {"description", API_JSON_STRING, 0, 0, 1024, NULL, NULL},
     {"contact", API_JSON_OBJECT, 0, 0, 0, NULL, &contact_schema},
+    {"quotas", API_JSON_OBJECT, 0, 0, 0, NULL, &quota_schema},
+    {"allowed_templates", API_JSON_ARRAY, API_FIELD_UNIQUE, 0, 256, api_format_uuid, NULL},
     {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
 };
@@ -375,3 +497,34 @@ static const struct api_field member_fields[] = {
 
 const struct api_schema api_member_schema = {member_fields,
                                              sizeof member_fields / sizeof member_fields[0]};
+
+/* A user. The password is write-only: the store keeps only its argon2id
+ * hash, in a body field ("password_hash") no table lists, so no answer
+ * ever carries it. Whether tenant_id must be present depends on the role
+ * (api_users.c checks it). */
+static const struct api_field user_fields[] = {
+    {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"username", API_JSON_STRING, API_FIELD_REQUIRED, 1, API_USERNAME_MAX, api_format_username,
+     NULL},
+    {"password", API_JSON_STRING, API_FIELD_WRITEONLY, API_PASSWORD_MIN, API_PASSWORD_MAX, NULL,
+     NULL},
+    {"role", API_JSON_STRING, API_FIELD_REQUIRED, 1, 31, api_format_role, NULL},
+    {"tenant_id", API_JSON_STRING, 0, 1, CAIRN_UUID_SIZE - 1, api_format_uuid, NULL},
+    {"display_name", API_JSON_STRING, 0, 1, 128, NULL, NULL},
+    {"email", API_JSON_STRING, 0, 1, 254, api_format_email, NULL},
+    {"disabled", API_JSON_BOOLEAN, 0, 0, 0, NULL, NULL},
+    {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+const struct api_schema api_user_schema = {user_fields, sizeof user_fields / sizeof user_fields[0]};
+
+/* A login. Lengths are generous and formats unchecked: a name or password
+ * that could never be valid is answered like any wrong one (401). */
+static const struct api_field login_fields[] = {
+    {"username", API_JSON_STRING, API_FIELD_REQUIRED, 1, 256, NULL, NULL},
+    {"password", API_JSON_STRING, API_FIELD_REQUIRED | API_FIELD_WRITEONLY, 1, 1024, NULL, NULL},
+};
+
+const struct api_schema api_login_schema = {login_fields,
+                                            sizeof login_fields / sizeof login_fields[0]};

@@ -1,8 +1,10 @@
 /*
  * Internals shared by the REST API's files (api.c: dispatch and request
- * helpers; api_fields.c: the field tables and their validator;
- * api_tenants.c, api_cluster.c: the resources). Not a public header: only
- * northbound/ and its unit tests include it.
+ * helpers; api_fields.c: the field tables and their validator; api_auth.c:
+ * passwords, tokens, the login throttle, authentication and the auth
+ * routes; api_access.c: authorization and the audit of refusals;
+ * api_tenants.c, api_users.c, api_cluster.c: the resources). Not a public
+ * header: only northbound/ and its unit tests include it.
  *
  * Conventions: a function that may answer the request itself returns the
  * HTTP status it sent (> 0), or 0 if it answered nothing and the caller
@@ -12,6 +14,7 @@
 #define CAIRN_API_INT_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,14 +22,55 @@
 #include "api.h"
 #include "cairn.h"
 #include "http.h"
+#include "rbac.h"
 
 struct mg_connection;
+struct api_throttle;
+
+/* User names: 1..64 of a-z 0-9 . _ - (the store's unique name of a user). */
+#define API_USERNAME_MAX 64
+/* crypto_pwhash_STRBYTES: an argon2id hash string with its NUL. */
+#define API_PASSWORD_HASH_SIZE 128
+/* A bearer token: 32 random bytes in unpadded base64url (43) and a NUL. */
+#define API_TOKEN_SIZE 44
+/* A session's id: the hex SHA-256 of its token, and a NUL. */
+#define API_SESSION_ID_SIZE 65
+/* Passwords of users: 12 to 256 bytes. */
+#define API_PASSWORD_MIN 12
+#define API_PASSWORD_MAX 256
+
+/* Failed logins: after API_LOGIN_MAX_FAILURES within API_LOGIN_WINDOW_MS
+ * for one user name or one client address, further attempts are refused
+ * (429) until the oldest of them leaves the window. The table holds
+ * API_LOGIN_THROTTLE_SLOTS keys per node; the least recently failed is
+ * forgotten first. */
+#define API_LOGIN_MAX_FAILURES   5
+#define API_LOGIN_WINDOW_MS      60000
+#define API_LOGIN_THROTTLE_SLOTS 4096
+/* At most this many password hashes (64 MiB of memory each) run at once
+ * per node; other logins wait for a turn within their deadline. */
+#define API_KDF_CONCURRENCY 4
 
 struct api {
-    struct http_server *srv;    /* where the routes are registered */
-    struct store *store;        /* local replica, read directly */
-    struct api_backend backend; /* the node's services (a copy) */
-    struct api_config cfg;      /* node id, request timeout */
+    struct http_server *srv;                 /* where the routes are registered */
+    struct store *store;                     /* local replica, read directly */
+    struct api_backend backend;              /* the node's services (a copy) */
+    struct api_config cfg;                   /* node id, request timeout, token lifetime */
+    struct api_throttle *throttle;           /* failed logins, per user name and address */
+    pthread_mutex_t kdf_mu;                  /* guards the two fields below */
+    pthread_cond_t kdf_cv;                   /* signalled when a hash finishes */
+    unsigned kdf_running;                    /* password hashes running now */
+    char dummy_hash[API_PASSWORD_HASH_SIZE]; /* verified for unknown users; "" until needed */
+};
+
+/* The authenticated caller of a request. */
+struct api_principal {
+    char user_id[CAIRN_UUID_SIZE];
+    char username[API_USERNAME_MAX + 1];
+    enum rbac_role role;
+    char tenant[CAIRN_UUID_SIZE];         /* tenant roles: their tenant; else "" */
+    char session_id[API_SESSION_ID_SIZE]; /* the session the token names */
+    int64_t expires_ms;                   /* when the session ends (wall clock) */
 };
 
 /* Most query parameters a request may carry. */
@@ -48,6 +92,8 @@ struct api_req {
         const char *value;
     } params[API_MAX_PARAMS]; /* query parameters, pointing into query */
     size_t n_params;
+    bool authenticated;       /* who is valid */
+    struct api_principal who; /* the caller, once authenticated */
 };
 
 /* A request that failed validation, before anything is sent. */
@@ -133,9 +179,71 @@ int api_body_parse(const char *data, size_t len, json_t **out, struct api_error 
  * HTTP status it answered when the command could not be committed. */
 int api_propose(struct api_req *req, const struct store_command *cmd, struct store_result *res);
 
+/* Encodes and proposes cmd without answering anything: 0 with *res
+ * filled, CAIRN_EMALFORMED if cmd cannot be encoded (a bug), or the
+ * backend's code, with errmsg. For work that is not the request's own
+ * answer (the audit of a refusal, the bootstrap admin). */
+int api_propose_quiet(struct api *api, const struct store_command *cmd, uint64_t deadline_ms,
+                      struct store_result *res, char *errmsg, size_t errmsg_size);
+
 /* Writes "req:" + a fresh uuid: the request id of a write without an
  * Idempotency-Key, so that the node's internal retries stay exactly-once. */
 void api_request_id_fresh(char request_id[API_REQUEST_ID_SIZE]);
+
+/* Starts a command of the current version: op, kind, the proposer's clock
+ * and the caller (the authenticated user's name, or NULL). */
+void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
+                      enum store_kind kind);
+
+/* Checks a list's limit and cursor parameters (cursor: a uuid); returns 0
+ * or the status answered. */
+#define API_LIST_LIMIT_DEFAULT 100
+#define API_LIST_LIMIT_MAX     1000
+int api_list_params(struct api_req *req, size_t *limit, const char **cursor);
+
+/* Reads a boolean query parameter ("true" or "false", absent: false);
+ * returns 0 or the status answered. */
+int api_bool_param(struct api_req *req, const char *name, bool *out);
+
+/* Reads the If-Match header; returns 0 or the status answered. */
+int api_if_match(struct api_req *req, uint64_t *if_match);
+
+/* Answers 404 for an object that does not exist or that the caller may not
+ * see, in the one shape both have: "no NOUN with id ID", with the store's
+ * revision. */
+int api_not_found(struct api_req *req, const char *noun, const char *id);
+
+/* Answers a store result whose status is a failure, with its revision. */
+int api_result_failed(struct api_req *req, const struct store_result *res);
+
+/* Formats a wall-clock time in ms as RFC 3339 UTC ("2026-01-02T03:04:05Z",
+ * whole seconds, rounded down). */
+#define API_TIME_SIZE 32
+void api_time_format(int64_t ms, char out[API_TIME_SIZE]);
+
+/* api_access.c ----------------------------------------------------------- */
+
+/* The caller as rbac.c sees it. */
+struct rbac_principal api_rbac_principal(const struct api_req *req);
+
+/* Checks that the caller may do action on an object of kind with tenant
+ * scope (see rbac_decide); noun and id name the object in answers ("user",
+ * its id) and in the audit. Returns 0 if allowed; otherwise answers 403
+ * (forbidden) or the 404 of api_not_found (hidden) and, for any action but
+ * a read, records the refusal in the audit log first. */
+int api_authorize(struct api_req *req, enum rbac_action action, enum store_kind kind,
+                  const char *scope, const char *noun, const char *id);
+
+/* Records a refused write in the audit log (a STORE_OP_AUDIT command with
+ * the caller, the object and why), best effort: a failure is logged and
+ * changes nothing for the request. status is the CAIRN_E* code of the
+ * refusal. */
+void api_audit_refusal(struct api_req *req, enum store_kind kind, const char *id, const char *scope,
+                       int status, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Answers 403 for a refused write, after auditing it. */
+int api_forbidden(struct api_req *req, enum store_kind kind, const char *id, const char *scope,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* api_fields.c ----------------------------------------------------------- */
 
@@ -144,13 +252,16 @@ enum api_json {
     API_JSON_INTEGER,
     API_JSON_BOOLEAN,
     API_JSON_OBJECT,
+    API_JSON_ARRAY, /* of strings: max items, each checked by format */
 };
 
 /* Checks a string's format; on failure writes what is expected into why. */
 typedef bool (*api_format_cb)(const char *s, size_t len, char *why, size_t why_size);
 
-#define API_FIELD_REQUIRED 0x1u /* must be present in a body */
-#define API_FIELD_READONLY 0x2u /* set by the server; rejected in a body */
+#define API_FIELD_REQUIRED  0x1u /* must be present in a body */
+#define API_FIELD_READONLY  0x2u /* set by the server; rejected in a body */
+#define API_FIELD_WRITEONLY 0x4u /* accepted in a body, never in an answer */
+#define API_FIELD_UNIQUE    0x8u /* arrays: no item twice */
 
 struct api_schema;
 
@@ -160,8 +271,9 @@ struct api_field {
     enum api_json type;
     unsigned flags;                  /* API_FIELD_* */
     long long min;                   /* string: least bytes; integer: least value */
-    long long max;                   /* string: most bytes; integer: largest value */
-    api_format_cb format;            /* string format check, or NULL */
+    long long max;                   /* string: most bytes; integer: largest value;
+                                      * array: most items */
+    api_format_cb format;            /* string (array: item) format check, or NULL */
     const struct api_schema *object; /* fields of a nested object */
 };
 
@@ -177,9 +289,10 @@ struct api_schema {
  * are named "outer.inner". Returns 0 or CAIRN_EINVAL with err filled. */
 int api_validate(const struct api_schema *schema, const json_t *body, struct api_error *err);
 
-/* A new object with the fields of src that schema lists and that are not
- * read-only, in the table's order (nested objects likewise), for answers
- * with a stable field order. NULL if out of memory. */
+/* A new object with the fields of src that schema lists and that are
+ * neither read-only nor write-only, in the table's order (nested objects
+ * likewise), for answers with a stable field order. NULL if out of
+ * memory. */
 json_t *api_schema_project(const struct api_schema *schema, const json_t *src);
 
 /* "a string", "an integer", ... as used in messages. */
@@ -190,17 +303,115 @@ bool api_format_name(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_email(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_phone(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_host_port(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_uuid(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_username(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_role(const char *s, size_t len, char *why, size_t why_size);
 
 extern const struct api_schema api_tenant_schema;
 extern const struct api_schema api_member_schema;
+extern const struct api_schema api_user_schema;
+extern const struct api_schema api_login_schema;
+
+/* Quotas of a tenant: the JSON field and the store kind it limits. */
+struct api_quota {
+    const char *field; /* "sites", ... */
+    enum store_kind kind;
+};
+extern const struct api_quota api_quotas[];
+extern const size_t api_n_quotas;
+#define API_QUOTA_MAX 1000000
+
+/* api_auth.c ------------------------------------------------------------- */
+
+/* Hashes a password with argon2id (libsodium's crypto_pwhash_str,
+ * interactive limits). CAIRN_ENOMEM if the 64 MiB could not be had. Any
+ * thread; takes about 0.1 s. */
+int api_password_hash(const char *password, size_t len, char out[API_PASSWORD_HASH_SIZE]);
+
+/* True if password matches hash (a crypto_pwhash_str string). */
+bool api_password_verify(const char *hash, const char *password, size_t len);
+
+/* The same two, waiting for one of the API_KDF_CONCURRENCY turns of api
+ * until deadline_ms (CAIRN_ETIMEDOUT if none came). verify returns 0 on a
+ * match and CAIRN_ENOTFOUND on a mismatch. */
+int api_kdf_hash(struct api *api, const char *password, size_t len, uint64_t deadline_ms,
+                 char out[API_PASSWORD_HASH_SIZE]);
+int api_kdf_verify(struct api *api, const char *hash, const char *password, size_t len,
+                   uint64_t deadline_ms);
+
+/* A new bearer token: 32 random bytes, unpadded base64url. */
+void api_token_new(char out[API_TOKEN_SIZE]);
+
+/* True if token has the form api_token_new writes (43 base64url chars). */
+bool api_token_well_formed(const char *token, size_t len);
+
+/* The session id of a token: the hex SHA-256 of its text. */
+void api_session_id(const char *token, size_t len, char out[API_SESSION_ID_SIZE]);
+
+/* The login throttle (see API_LOGIN_*): a bounded table of keys ("u:NAME",
+ * "a:ADDRESS") and the times of their recent failures, guarded by its own
+ * mutex. Times are ms on any monotonic clock. */
+int api_throttle_create(size_t slots, unsigned max_failures, uint64_t window_ms,
+                        struct api_throttle **out);
+void api_throttle_destroy(struct api_throttle *t);
+/* 0 if key may try now, else the whole seconds until it may (>= 1). */
+unsigned api_throttle_wait(struct api_throttle *t, const char *key, uint64_t now_ms);
+/* Records a failure of key at now_ms. */
+void api_throttle_fail(struct api_throttle *t, const char *key, uint64_t now_ms);
+/* Forgets key's failures (a successful login). */
+void api_throttle_reset(struct api_throttle *t, const char *key);
+/* Keys in the table (for tests). */
+size_t api_throttle_count(struct api_throttle *t);
+
+/* Authenticates the request from its Authorization header, filling
+ * req->who. Returns 0, or the status answered (401 with WWW-Authenticate,
+ * or 503 if the cluster could not be asked in time). */
+int api_authenticate(struct api_req *req);
+
+int api_auth_login(struct api_req *req);
+int api_auth_logout(struct api_req *req);
+int api_auth_whoami(struct api_req *req);
 
 /* api_tenants.c ---------------------------------------------------------- */
+
+/* The answer's form of a stored tenant (quotas from its limits). */
+json_t *api_tenant_json(const struct store_object *o);
 
 int api_tenants_list(struct api_req *req);
 int api_tenants_create(struct api_req *req);
 int api_tenant_get(struct api_req *req);
 int api_tenant_replace(struct api_req *req);
 int api_tenant_delete(struct api_req *req);
+
+/* api_users.c ------------------------------------------------------------ */
+
+/* The answer's form of a stored user: never its password hash. */
+json_t *api_user_json(const struct store_object *o);
+
+/* A user's fields from its stored body: role, tenant ("" for none),
+ * disabled, and a borrowed pointer to the password hash (NULL if absent).
+ * CAIRN_EMALFORMED if the body is not what api_users.c writes. The caller
+ * frees *doc (json_decref), which owns *hash. */
+struct api_user_fields {
+    enum rbac_role role;
+    char tenant[CAIRN_UUID_SIZE];
+    bool disabled;
+    const char *password_hash;
+    const char *username;
+};
+int api_user_fields(const struct store_object *o, json_t **doc, struct api_user_fields *out);
+
+/* Builds the store command creating a user: the stored body (with the
+ * hash), scope, parent and refs. body_out is malloc'ed JSON that cmd
+ * borrows; free it after proposing. */
+int api_user_command(struct store_command *cmd, const char *id, const json_t *fields,
+                     const char *password_hash, char **body_out);
+
+int api_users_list(struct api_req *req);
+int api_users_create(struct api_req *req);
+int api_user_get(struct api_req *req);
+int api_user_replace(struct api_req *req);
+int api_user_delete(struct api_req *req);
 
 /* api_cluster.c ---------------------------------------------------------- */
 

@@ -5,15 +5,22 @@
  * A tenant is stored as a store object of kind STORE_KIND_TENANT: its id is
  * a server-assigned uuid, its unique name is the tenant's "name" (so the
  * store enforces uniqueness, deterministically, in apply), and its body is
- * the validated user fields as compact JSON with sorted keys. Ids and
- * revisions are not in the body: they are merged in when answering, so the
- * stored body never disagrees with the object's metadata.
+ * the validated user fields as compact JSON with sorted keys, except the
+ * quotas: those are the object's limits (the store counts scoped sites,
+ * devices and services against them in apply) and are merged into answers
+ * from there. Ids and revisions are not in the body either: they are
+ * merged in when answering, so the stored body never disagrees with the
+ * object's metadata.
  *
  * Writes are store commands proposed through the backend; the answer comes
  * from the command's result and, for a successful create or replace, from
  * reading the object back (the propose guarantees it is applied locally).
  * Every answer carries X-Cairn-Revision, and every single-object answer the
  * object's ETag (its mod revision).
+ *
+ * Access (rbac.c): only SP admins write tenants; every SP role reads them
+ * all; a tenant user reads its own tenant and, for any other id, gets the
+ * answer of a missing tenant. A tenant's scope is its own id.
  */
 #include "api_int.h"
 
@@ -25,19 +32,40 @@
 
 #define TENANTS_PATH "/api/v1/tenants"
 
-#define LIST_LIMIT_DEFAULT 100
-#define LIST_LIMIT_MAX     1000
+/* The quotas of o's limits as the JSON object clients send; NULL if it has
+ * none. */
+static json_t *quotas_json(const struct store_object *o)
+{
+    json_t *q = NULL;
+    for (size_t i = 0; i < api_n_quotas; i++) {
+        for (size_t j = 0; j < o->n_limits; j++) {
+            if (o->limits[j].kind != api_quotas[i].kind) {
+                continue;
+            }
+            if (q == NULL && (q = json_object()) == NULL) {
+                return NULL;
+            }
+            json_object_set_new(q, api_quotas[i].field, json_integer((json_int_t)o->limits[j].max));
+        }
+    }
+    return q;
+}
 
 /* The answer's form of a stored tenant: id, the user fields in table
- * order, then the revisions. */
-static json_t *tenant_json(const struct store_object *o)
+ * order (quotas from the limits), then the revisions. */
+json_t *api_tenant_json(const struct store_object *o)
 {
     json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
+    json_t *quotas;
     json_t *fields;
     json_t *out;
 
     if (body == NULL) {
         return NULL;
+    }
+    quotas = quotas_json(o);
+    if (quotas != NULL) {
+        json_object_set_new(body, "quotas", quotas);
     }
     fields = api_schema_project(&api_tenant_schema, body);
     json_decref(body);
@@ -65,17 +93,6 @@ static int check_path_id(struct api_req *req)
     return 0;
 }
 
-/* Reads the If-Match header; returns 0 or the status answered. */
-static int check_if_match(struct api_req *req, uint64_t *if_match)
-{
-    if (api_if_match_parse(mg_get_header(req->conn, "If-Match"), if_match) != 0) {
-        return api_problem(req, 400, "invalid-header", "If-Match", NULL,
-                           "If-Match must be an ETag as returned by a read (for example "
-                           "\"\\\"12\\\"\") or *");
-    }
-    return 0;
-}
-
 /* Answers a successful create or replace with the object as now stored.
  * If it is already gone again (a concurrent delete), the result still
  * names its id and revisions. */
@@ -90,7 +107,7 @@ static int answer_written(struct api_req *req, int status, const struct store_re
 
     rv = store_object_get(req->api->store, STORE_KIND_TENANT, res->id, &o);
     if (rv == 0) {
-        obj = tenant_json(&o);
+        obj = api_tenant_json(&o);
         etag = o.mod_rev;
         store_object_release(&o);
     } else if (rv == CAIRN_ENOTFOUND) {
@@ -107,37 +124,40 @@ static int answer_written(struct api_req *req, int status, const struct store_re
     return api_reply_json(req, status, obj, headers);
 }
 
-/* Answers a result whose status is a failure, with its revision. */
-static int answer_failed(struct api_req *req, const struct store_result *res)
-{
-    char headers[128];
-    snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n%s",
-             (unsigned long long)res->revision,
-             res->replayed ? "Idempotent-Replayed: true\r\n" : "");
-    return api_fail(req, res->status, res->message, headers);
-}
-
 /* Validates the body and proposes a create or an update of it. Returns 0
  * with *res filled, or the status answered. */
 static int propose_tenant(struct api_req *req, enum store_op op, const char *id, uint64_t if_match,
                           const char *request_id, struct store_result *res)
 {
+    const json_t *quotas = json_object_get(req->body, "quotas");
     struct store_command cmd;
     struct api_error err;
+    json_t *stored;
     char *body;
     int rc;
 
     if (api_validate(&api_tenant_schema, req->body, &err) != 0) {
         return api_error_send(req, &err);
     }
-    body = json_dumps(req->body, JSON_COMPACT | JSON_SORT_KEYS);
+    api_command_init(req, &cmd, op, STORE_KIND_TENANT);
+    /* Quotas become the object's limits; absent ones are unlimited. */
+    for (size_t i = 0; i < api_n_quotas && quotas != NULL; i++) {
+        const json_t *max = json_object_get(quotas, api_quotas[i].field);
+        if (max != NULL) {
+            cmd.limits[cmd.n_limits].kind = api_quotas[i].kind;
+            cmd.limits[cmd.n_limits].max = (uint64_t)json_integer_value(max);
+            cmd.n_limits++;
+        }
+    }
+    stored = json_deep_copy(req->body);
+    if (stored != NULL) {
+        json_object_del(stored, "quotas");
+    }
+    body = stored != NULL ? json_dumps(stored, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(stored);
     if (body == NULL) {
         return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
     }
-    memset(&cmd, 0, sizeof cmd);
-    cmd.version = STORE_COMMAND_VERSION;
-    cmd.op = op;
-    cmd.kind = STORE_KIND_TENANT;
     cmd.id = id;
     cmd.name = json_string_value(json_object_get(req->body, "name"));
     cmd.body = body;
@@ -145,8 +165,6 @@ static int propose_tenant(struct api_req *req, enum store_op op, const char *id,
     cmd.if_match = if_match;
     cmd.request_id = request_id;
     cmd.fingerprint = api_fingerprint(req->method, req->path, req->raw.data, req->raw.len);
-    cmd.time_ms = cairn_wall_ms();
-    cmd.caller = NULL;
     rc = api_propose(req, &cmd, res);
     free(body);
     return rc;
@@ -161,6 +179,10 @@ int api_tenants_create(struct api_req *req)
     struct store_result res;
     int rc;
 
+    rc = api_authorize(req, RBAC_CREATE, STORE_KIND_TENANT, NULL, "tenant", "-");
+    if (rc != 0) {
+        return rc;
+    }
     if (key != NULL) {
         if (api_idempotency_parse(key, request_id) != 0) {
             return api_problem(req, 400, "invalid-header", "Idempotency-Key", NULL,
@@ -176,7 +198,7 @@ int api_tenants_create(struct api_req *req)
         return rc;
     }
     if (res.status != 0) {
-        return answer_failed(req, &res);
+        return api_result_failed(req, &res);
     }
     /* A replayed create names the id the first attempt chose, not ours. */
     snprintf(location, sizeof location, "Location: " TENANTS_PATH "/%s\r\n%s", res.id,
@@ -184,13 +206,17 @@ int api_tenants_create(struct api_req *req)
     return answer_written(req, 201, &res, location);
 }
 
-/* The common start of a PUT or DELETE on one tenant: a valid path id and
- * If-Match, and a fresh request id. */
-static int prepare_change(struct api_req *req, uint64_t *if_match, char *request_id)
+/* The common start of a PUT or DELETE on one tenant: a valid path id, the
+ * caller's right to do action on it, If-Match, and a fresh request id. */
+static int prepare_change(struct api_req *req, enum rbac_action action, uint64_t *if_match,
+                          char *request_id)
 {
     int rc = check_path_id(req);
     if (rc == 0) {
-        rc = check_if_match(req, if_match);
+        rc = api_authorize(req, action, STORE_KIND_TENANT, req->path_id, "tenant", req->path_id);
+    }
+    if (rc == 0) {
+        rc = api_if_match(req, if_match);
     }
     if (rc == 0) {
         api_request_id_fresh(request_id);
@@ -205,7 +231,7 @@ int api_tenant_replace(struct api_req *req)
     uint64_t if_match;
     int rc;
 
-    rc = prepare_change(req, &if_match, request_id);
+    rc = prepare_change(req, RBAC_UPDATE, &if_match, request_id);
     if (rc != 0) {
         return rc;
     }
@@ -214,7 +240,7 @@ int api_tenant_replace(struct api_req *req)
         return rc;
     }
     if (res.status != 0) {
-        return answer_failed(req, &res);
+        return api_result_failed(req, &res);
     }
     return answer_written(req, 200, &res, NULL);
 }
@@ -226,27 +252,30 @@ int api_tenant_delete(struct api_req *req)
     struct store_command cmd;
     struct store_result res;
     uint64_t if_match;
+    bool cascade;
     int rc;
 
-    rc = prepare_change(req, &if_match, request_id);
+    rc = prepare_change(req, RBAC_DELETE, &if_match, request_id);
+    if (rc == 0) {
+        rc = api_bool_param(req, "cascade", &cascade);
+    }
     if (rc != 0) {
         return rc;
     }
-    memset(&cmd, 0, sizeof cmd);
-    cmd.version = STORE_COMMAND_VERSION;
-    cmd.op = STORE_OP_DELETE;
-    cmd.kind = STORE_KIND_TENANT;
+    api_command_init(req, &cmd, STORE_OP_DELETE, STORE_KIND_TENANT);
     cmd.id = req->path_id;
     cmd.if_match = if_match;
     cmd.request_id = request_id;
-    cmd.fingerprint = api_fingerprint(req->method, req->path, NULL, 0);
-    cmd.time_ms = cairn_wall_ms();
+    /* The query is part of the request: with or without cascade are two. */
+    cmd.fingerprint =
+        api_fingerprint(req->method, req->path, cascade ? "cascade" : "", cascade ? 7 : 0);
+    cmd.cascade = cascade;
     rc = api_propose(req, &cmd, &res);
     if (rc != 0) {
         return rc;
     }
     if (res.status != 0) {
-        return answer_failed(req, &res);
+        return api_result_failed(req, &res);
     }
     snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n",
              (unsigned long long)res.revision);
@@ -264,6 +293,9 @@ int api_tenant_get(struct api_req *req)
 
     rc = check_path_id(req);
     if (rc == 0) {
+        rc = api_authorize(req, RBAC_READ, STORE_KIND_TENANT, req->path_id, "tenant", req->path_id);
+    }
+    if (rc == 0) {
         rc = api_read_point(req);
     }
     if (rc != 0) {
@@ -273,54 +305,35 @@ int api_tenant_get(struct api_req *req)
     /* Read after the object, so the object is never newer than it. */
     revision = store_revision(req->api->store);
     if (rc == CAIRN_ENOTFOUND) {
-        snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n",
-                 (unsigned long long)revision);
-        return api_problem(req, 404, "not-found", NULL, headers, "no tenant with id %s",
-                           req->path_id);
+        return api_not_found(req, "tenant", req->path_id);
     }
     if (rc != 0) {
         return api_problem(req, 500, "internal", NULL, NULL, "read tenant %s: %s", req->path_id,
                            cairn_strerror(rc));
     }
-    obj = tenant_json(&o);
+    obj = api_tenant_json(&o);
     snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n",
              (unsigned long long)o.mod_rev, (unsigned long long)revision);
     store_object_release(&o);
     return api_reply_json(req, 200, obj, headers);
 }
 
-/* Checks the list's parameters; returns 0 or the status answered. */
-static int list_params(struct api_req *req, size_t *limit, const char **cursor)
-{
-    const char *value = api_param(req, "limit");
-    uint64_t n = LIST_LIMIT_DEFAULT;
-
-    if (value != NULL && (cairn_parse_u64(value, &n) != 0 || n < 1 || n > LIST_LIMIT_MAX)) {
-        return api_problem(req, 400, "invalid-parameter", "limit", NULL,
-                           "limit must be an integer from 1 to %d", LIST_LIMIT_MAX);
-    }
-    *limit = (size_t)n;
-    *cursor = api_param(req, "cursor");
-    if (*cursor != NULL && !cairn_uuid_valid(*cursor)) {
-        return api_problem(req, 400, "invalid-parameter", "cursor", NULL,
-                           "cursor must be the next_cursor of a previous page, unchanged");
-    }
-    return 0;
-}
-
 /* The page of a name-filtered list: the one tenant of that name, if any
- * (and if it comes after the cursor). */
-static int list_by_name(struct api_req *req, const char *name, const char *cursor, json_t *items)
+ * (and if it comes after the cursor and is the only one the caller may
+ * see, when it may see only one). */
+static int list_by_name(struct api_req *req, const char *name, const char *only, const char *cursor,
+                        json_t *items)
 {
     struct store_object o;
     char *id = NULL;
     int rv;
 
     rv = store_name_lookup(req->api->store, STORE_KIND_TENANT, name, &id);
-    if (rv == 0 && (cursor == NULL || strcmp(id, cursor) > 0)) {
+    if (rv == 0 && (cursor == NULL || strcmp(id, cursor) > 0) &&
+        (only == NULL || strcmp(id, only) == 0)) {
         rv = store_object_get(req->api->store, STORE_KIND_TENANT, id, &o);
         if (rv == 0) {
-            json_t *obj = tenant_json(&o);
+            json_t *obj = api_tenant_json(&o);
             store_object_release(&o);
             rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
         }
@@ -329,8 +342,25 @@ static int list_by_name(struct api_req *req, const char *name, const char *curso
     return rv == CAIRN_ENOTFOUND ? 0 : rv;
 }
 
+/* The page of a tenant user: its own tenant, if after the cursor. */
+static int list_own(struct api_req *req, const char *own, const char *cursor, json_t *items)
+{
+    struct store_object o;
+    int rv = 0;
+    if (cursor == NULL || strcmp(own, cursor) > 0) {
+        rv = store_object_get(req->api->store, STORE_KIND_TENANT, own, &o);
+        if (rv == 0) {
+            json_t *obj = api_tenant_json(&o);
+            store_object_release(&o);
+            rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
+        }
+    }
+    return rv == CAIRN_ENOTFOUND ? 0 : rv;
+}
+
 int api_tenants_list(struct api_req *req)
 {
+    struct rbac_principal p = api_rbac_principal(req);
     struct store_list list;
     const char *cursor;
     const char *name = api_param(req, "name");
@@ -341,7 +371,7 @@ int api_tenants_list(struct api_req *req)
     size_t limit;
     int rv;
 
-    rv = list_params(req, &limit, &cursor);
+    rv = api_list_params(req, &limit, &cursor);
     if (rv == 0) {
         rv = api_read_point(req);
     }
@@ -353,13 +383,17 @@ int api_tenants_list(struct api_req *req)
         return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
     }
     if (name != NULL) {
-        rv = list_by_name(req, name, cursor, items);
+        rv = list_by_name(req, name, p.tenant, cursor, items);
+        revision = store_revision(req->api->store);
+    } else if (rbac_role_is_tenant(p.role)) {
+        /* A tenant user sees one tenant: its own. */
+        rv = list_own(req, p.tenant, cursor, items);
         revision = store_revision(req->api->store);
     } else {
         rv = store_object_list(req->api->store, STORE_KIND_TENANT, cursor, limit, &list);
         if (rv == 0) {
             for (size_t i = 0; i < list.n && rv == 0; i++) {
-                json_t *obj = tenant_json(&list.items[i]);
+                json_t *obj = api_tenant_json(&list.items[i]);
                 rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
             }
             if (rv == 0 && list.more && list.n > 0) {

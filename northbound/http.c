@@ -29,9 +29,11 @@
 #include <unistd.h>
 
 #include <civetweb.h>
+#include <stdatomic.h>
 
 struct http_server {
     struct mg_context *ctx;   /* civetweb's server */
+    atomic_bool open;         /* false: every request is answered 503 */
     size_t max_body;          /* request body limit, bytes */
     int port;                 /* bound TCP port */
     struct sockaddr_in local; /* where to connect to reach the server */
@@ -86,6 +88,24 @@ static int not_found_cb(struct mg_connection *conn, void *data)
     (void)data;
     return http_problem(conn, 404, "not-found", "Resource not found", NULL,
                         "no resource at %s; the API lives under /api/v1", ri->local_uri);
+}
+
+/* Until the server is opened, answers every request 503 "starting": a node
+ * listens before its routes are registered, and a client (or a peer
+ * forwarding to it) must not read "no such resource" into that moment. */
+static int begin_request_cb(struct mg_connection *conn)
+{
+    const struct http_server *srv = mg_get_user_data(mg_get_context(conn));
+    if (srv == NULL || atomic_load(&srv->open)) {
+        return 0;
+    }
+    return http_problem(conn, 503, "unavailable", "Service unavailable", NULL,
+                        "the node is starting; retry in a moment");
+}
+
+void http_server_open(struct http_server *srv)
+{
+    atomic_store(&srv->open, true);
 }
 
 /* Splits "host:port" and resolves host to a dotted IPv4 address, because
@@ -171,6 +191,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
         goto err;
     }
     srv->max_body = cfg->max_body;
+    atomic_init(&srv->open, !cfg->start_closed);
 
     snprintf(listening, sizeof listening, "%s:%d", addr, port);
     snprintf(threads, sizeof threads, "%u", cfg->threads);
@@ -192,6 +213,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     memset(&callbacks, 0, sizeof callbacks);
     callbacks.log_message = log_message_cb;
     callbacks.log_access = log_access_cb;
+    callbacks.begin_request = begin_request_cb;
     init.callbacks = &callbacks;
     init.user_data = srv;
     init.configuration_options = options;

@@ -11,6 +11,7 @@
 #define CAIRN_HTTP_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cairn.h"
@@ -23,6 +24,7 @@ struct http_config {
     unsigned threads;            /* worker threads */
     size_t max_body;             /* largest request body accepted, bytes */
     unsigned request_timeout_ms; /* civetweb's request timeout */
+    bool start_closed;           /* answer 503 until http_server_open */
 };
 
 /* Starts the server. A busy port or bad address fails with errmsg naming
@@ -30,6 +32,9 @@ struct http_config {
  * use"). A host name is resolved to its first IPv4 address. */
 int http_server_start(const struct http_config *cfg, struct http_server **out, char *errmsg,
                       size_t errmsg_size);
+
+/* Lets requests through to the routes (see start_closed). Any thread. */
+void http_server_open(struct http_server *srv);
 
 /* Stops the server (waits for handlers to return) and frees it. NULL is a
  * no-op. */

@@ -10,6 +10,12 @@ Every test makes its cluster with
 which starts the nodes in a fresh temporary directory and always stops them;
 when the block fails the directory is kept and the tail of each node's log is
 printed. Standard library only.
+
+Every cluster has an SP administrator (tools/localcluster makes one, with a
+generated password in DIR/admin.json); a Cluster logs in as it once and
+sends its bearer token with every request unless told otherwise
+(`auth=False` for the checks of unauthenticated requests, `token=...` to
+act as another user).
 """
 
 import atexit
@@ -148,13 +154,18 @@ class Response:
                                self.body[:300].decode("utf-8", "replace"))
 
 
-def request(base, method, path, body=None, raw=None, headers=None, timeout=REQUEST_TIMEOUT_S):
+def request(base, method, path, body=None, raw=None, headers=None, timeout=REQUEST_TIMEOUT_S,
+            token=None):
     """One request to base ("http://host:port" or "host:port"). body is
-    sent as JSON; raw (bytes) is sent as is. Raises OSError or
-    http.client.HTTPException if the node does not answer in time."""
+    sent as JSON; raw (bytes) is sent as is; token, if given, as
+    "Authorization: Bearer TOKEN" (unless headers has an Authorization).
+    Raises OSError or http.client.HTTPException if the node does not answer
+    in time."""
     addr = base.split("://", 1)[-1].rstrip("/")
     host, _, port = addr.rpartition(":")
     hdrs = dict(headers or {})
+    if token and not any(k.lower() == "authorization" for k in hdrs):
+        hdrs["Authorization"] = "Bearer " + token
     data = None
     if body is not None:
         data = json.dumps(body).encode()
@@ -214,6 +225,8 @@ class Cluster:
         self.urls = {}
         self.pids = {}              # node -> pid of the process this test started
         self.expected_down = set()  # nodes the test killed, stopped or removed
+        self.admin = None           # {"username", "password"} from DIR/admin.json
+        self.token = None           # the administrator's bearer token
         self.election_timeout_s = int(self.settings["election_timeout_ms"]) / 1000.0
 
     # Context management
@@ -283,6 +296,13 @@ class Cluster:
         self.urls = {k + 1: u for k, u in enumerate(urls)}
         for node in self.urls:
             self._record_pid(node)
+        self.admin = lc.admin_credentials(self.dir)
+        # `up` logged in on every node and kept the last token.
+        cluster = lc.load(self.dir)
+        auth = lc.auth_headers(cluster)
+        if not auth:
+            raise AssertionError("no administrator token after up in %s" % self.dir)
+        self.token = auth["Authorization"].split(" ", 1)[1]
 
     def kill(self, node):
         log("SIGKILL node %d" % node)
@@ -341,8 +361,30 @@ class Cluster:
 
     # HTTP
 
-    def request(self, node, method, path, **kw):
+    def request(self, node, method, path, auth=True, **kw):
+        """A request to node as the administrator (auth=False: without any
+        token; token=T: as whoever T belongs to)."""
+        if auth:
+            kw.setdefault("token", self.token)
+        else:
+            kw.pop("token", None)
         return request(self.urls[node], method, path, **kw)
+
+    def auth_headers(self, token=None):
+        """The Authorization header of the administrator (or of token)."""
+        return {"Authorization": "Bearer " + (token or self.token)}
+
+    def login(self, node, username, password, timeout=REQUEST_TIMEOUT_S):
+        """POST /api/v1/auth/login on node; returns the Response."""
+        return self.request(node, "POST", "/api/v1/auth/login", auth=False,
+                            body={"username": username, "password": password}, timeout=timeout)
+
+    def must_login(self, node, username, password):
+        """Logs in on node; returns the token."""
+        r = self.login(node, username, password)
+        if r.status != 200 or not isinstance(r.json, dict) or "token" not in r.json:
+            raise AssertionError("login of %s on node %d: %r" % (username, node, r))
+        return r.json["token"]
 
     def get(self, node, path, **kw):
         return self.request(node, "GET", path, **kw)

@@ -3,7 +3,10 @@
 configuration, a busy port, a data directory of another cluster or node, or
 one already in use, each stop cairnd with a one-line error on stderr and
 exit status 2, before anything is written; SIGTERM stops a node cleanly
-(exit 0) and it restarts on the same data."""
+(exit 0) and it restarts on the same data, tokens included. A node given
+an admin_password_file creates that administrator (and is ready only once
+it exists); an unreadable or too short password file is a configuration
+error."""
 
 import os
 import shutil
@@ -19,6 +22,7 @@ import harness  # noqa: E402
 from harness import lc, request, wait_for  # noqa: E402
 
 CAIRND = os.path.join(lc.bin_dir(), "cairnd")
+PASSWORD = "a-password-for-tests"
 
 
 class CairndTest(unittest.TestCase):
@@ -31,6 +35,9 @@ class CairndTest(unittest.TestCase):
         raft, api = lc.free_ports(2)
         self.raft = "127.0.0.1:%d" % raft
         self.api = "127.0.0.1:%d" % api
+        self.pw_file = os.path.join(self.dir, "admin.pw")
+        with open(self.pw_file, "w") as f:
+            f.write(PASSWORD + "\n")
 
     def tearDown(self):
         for p in self.procs:
@@ -43,16 +50,22 @@ class CairndTest(unittest.TestCase):
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def conf(self, name="node.conf", cluster="unit", node_id=1, data="data", extra="",
-             raft=None, api=None):
+             raft=None, api=None, pw_file=None):
         raft = raft or self.raft
         api = api or self.api
         path = os.path.join(self.dir, name)
         with open(path, "w") as f:
             f.write("cluster_id = %s\nnode_id = %d\ndata_dir = %s\nraft_address = %s\n"
-                    "api_address = %s\nmember = %d %s %s\n%s"
+                    "api_address = %s\nmember = %d %s %s\nadmin_password_file = %s\n%s"
                     % (cluster, node_id, os.path.join(self.dir, data), raft, api, node_id,
-                       raft, api, extra))
+                       raft, api, pw_file or self.pw_file, extra))
         return path
+
+    def login(self):
+        r = request("http://" + self.api, "POST", "/api/v1/auth/login",
+                    body={"username": "admin", "password": PASSWORD})
+        self.assertEqual(r.status, 200, r)
+        return r.json["token"]
 
     def start(self, path):
         p = subprocess.Popen([CAIRND, "-c", path], stdout=subprocess.PIPE,
@@ -74,7 +87,14 @@ class CairndTest(unittest.TestCase):
                  30, "single node ready")
 
     def test_bad_config(self):
-        self.run_fails(self.conf(extra="bogus = 1\n"), "node.conf:7: bogus: unknown key")
+        self.run_fails(self.conf(extra="bogus = 1\n"), "node.conf:8: bogus: unknown key")
+        # The administrator's password file: readable, 12 bytes at least.
+        short = os.path.join(self.dir, "short.pw")
+        with open(short, "w") as f:
+            f.write("elevenchars\n")
+        self.run_fails(self.conf(pw_file=short), "admin_password_file")
+        self.run_fails(self.conf(pw_file=os.path.join(self.dir, "none.pw")),
+                       "none.pw: No such file")
         self.run_fails(self.conf(extra="election_timeout_ms = 5\n"), "election_timeout_ms")
         self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
         p = subprocess.run([CAIRND, "-c", os.path.join(self.dir, "missing.conf")],
@@ -120,22 +140,45 @@ class CairndTest(unittest.TestCase):
         node = self.start(self.conf())
         self.wait_ready()
         base = "http://" + self.api
-        r = request(base, "POST", "/api/v1/tenants", body={"name": "kept"})
+        # Ready means the administrator exists: the first login works.
+        token = self.login()
+        self.assertEqual(request(base, "GET", "/api/v1/tenants").status, 401)
+        r = request(base, "POST", "/api/v1/tenants", body={"name": "kept"}, token=token)
         self.assertEqual(r.status, 201, r)
         tid = r.json["id"]
         node.send_signal(signal.SIGTERM)
         self.assertEqual(node.wait(timeout=30), 0)
-        node = self.start(self.conf())
+        # Another password file on restart changes nothing: the user exists.
+        other = os.path.join(self.dir, "other.pw")
+        with open(other, "w") as f:
+            f.write("some-other-password\n")
+        node = self.start(self.conf(pw_file=other))
         self.wait_ready()
-        r = request(base, "GET", "/api/v1/tenants/" + tid)
+        r = request(base, "GET", "/api/v1/tenants/" + tid, token=token)
         self.assertEqual(r.status, 200, r)
         self.assertEqual(r.json["name"], "kept")
+        self.login()
         node.kill()
         node.wait(timeout=30)
         node = self.start(self.conf())
         self.wait_ready()
-        self.assertEqual(request(base, "GET", "/api/v1/tenants/" + tid).status, 200)
+        self.assertEqual(request(base, "GET", "/api/v1/tenants/" + tid, token=token).status, 200)
 
+    def test_no_default_password(self):
+        """Without a password file no user exists: nobody can log in."""
+        path = os.path.join(self.dir, "nopw.conf")
+        with open(path, "w") as f:
+            f.write("cluster_id = nopw\nnode_id = 1\ndata_dir = %s\nraft_address = %s\n"
+                    "api_address = %s\nmember = 1 %s %s\n"
+                    % (os.path.join(self.dir, "nopw"), self.raft, self.api, self.raft, self.api))
+        node = self.start(path)
+        self.wait_ready()
+        for password in ("admin", "password", "", "cairn", PASSWORD):
+            r = request("http://" + self.api, "POST", "/api/v1/auth/login",
+                        body={"username": "admin", "password": password})
+            self.assertIn(r.status, (401, 422), r)
+        node.send_signal(signal.SIGTERM)
+        self.assertEqual(node.wait(timeout=30), 0)
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

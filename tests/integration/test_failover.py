@@ -30,9 +30,10 @@ class Writer(threading.Thread):
     Idempotency-Key, retrying one tenant (same key) until it is
     acknowledged. Bounded in count and time."""
 
-    def __init__(self, urls):
+    def __init__(self, urls, token):
         super().__init__(name="writer", daemon=True)
         self.urls = list(urls)
+        self.token = token
         self.stop_event = threading.Event()
         self.lock = threading.Lock()
         self.acked = {}        # id -> name
@@ -73,7 +74,7 @@ class Writer(threading.Thread):
                 self.attempts += 1
                 try:
                     r = request(url, "POST", "/api/v1/tenants", body={"name": name},
-                                headers={"Idempotency-Key": key})
+                                headers={"Idempotency-Key": key}, token=self.token)
                 except Exception as e:
                     if not is_conn_error(e):
                         raise
@@ -107,7 +108,7 @@ class FailoverTest(unittest.TestCase):
             leader = c.leader()
             survivors = [k for k in (1, 2, 3) if k != leader]
             log("leader is node %d; writing through nodes %s" % (leader, survivors))
-            writer = Writer([c.url(k) for k in survivors])
+            writer = Writer([c.url(k) for k in survivors], c.token)
             writer.start()
             try:
                 wait_for(lambda: writer.ack_count() >= 20, 30, "20 writes before the kill")

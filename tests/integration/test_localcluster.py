@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
-"""tools/localcluster from the command line: up prints exactly the URLs,
-status, kill/start, pause/resume, add/remove, down stops every process, and
-usage errors exit 2 with one line on stderr."""
+"""tools/localcluster from the command line: up prints exactly the URLs and
+leaves an administrator's credentials in DIR/admin.json that log in on
+every node, status, kill/start, pause/resume, add/remove, down stops every
+process, and usage errors exit 2 with one line on stderr."""
 
+import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -86,6 +89,7 @@ class LocalclusterCliTest(unittest.TestCase):
         self.assert_usage_error("up", "-n", "three", "-d", d)
         self.assert_usage_error("up", "-n", "1", "-d", d, "--set", "no-equals-sign")
         self.assert_usage_error("up", "-n", "1", "-d", d, "--set", "node_id=7")
+        self.assert_usage_error("up", "-n", "1", "-d", d, "--set", "admin_password_file=/x")
         self.assert_usage_error("up", "-n", "1", "-d", d, "--timeout", "soon")
         self.assert_usage_error("kill", "-d", d)
         self.assert_usage_error("kill", "-d", d, "abc")
@@ -124,6 +128,30 @@ class LocalclusterCliTest(unittest.TestCase):
             self.assertIn("node_id = %d\n" % k, conf)
             self.assertEqual(conf.count("\nmember = "), 3)
             self.assertIn("election_timeout_ms = 1000\n", conf)
+            self.assertIn("admin_password_file = %s\n" % os.path.join(d, "admin.pw"), conf)
+
+        # The administrator: a generated password, private files, and a
+        # login that works on every node as soon as up returns.
+        with open(os.path.join(d, "admin.json")) as f:
+            admin = json.load(f)
+        self.assertEqual(sorted(admin), ["password", "username"])
+        self.assertEqual(admin["username"], "admin")
+        self.assertGreaterEqual(len(admin["password"]), 20)
+        with open(os.path.join(d, "admin.pw")) as f:
+            self.assertEqual(f.read(), admin["password"] + "\n")
+        for name in ("admin.pw", "admin.json", "admin.token"):
+            self.assertEqual(stat.S_IMODE(os.stat(os.path.join(d, name)).st_mode), 0o600, name)
+        rc, out, err = cli("token", "-d", d)
+        self.assertEqual(rc, 0, err)
+        self.assertRegex(out, r"^[A-Za-z0-9_-]{43}\n$")
+        self.assertEqual(request(urls[1], "GET", "/api/v1/auth/whoami",
+                                 token=out.strip()).status, 200)
+        for u in urls:
+            r = request(u, "POST", "/api/v1/auth/login", body=admin)
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(request(u, "GET", "/api/v1/cluster").status, 401)
+            self.assertEqual(request(u, "GET", "/api/v1/cluster", token=r.json["token"]).status,
+                             200)
 
         rows = status_lines(d)
         self.assertEqual(sorted(rows), [1, 2, 3])

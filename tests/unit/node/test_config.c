@@ -5,7 +5,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -45,6 +47,74 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.cluster_secret, "");
     assert_string_equal(cfg.log_level, "info");
     assert_int_equal(cfg.n_members, 1);
+    assert_string_equal(cfg.admin_user, "admin");
+    assert_string_equal(cfg.admin_password_file, "");
+    assert_string_equal(cfg.admin_password, "");
+    assert_int_equal(cfg.session_ttl_s, 28800);
+}
+
+/* Writes text to a fresh temporary file; returns its path (static). */
+static const char *temp_file(const char *text, size_t len)
+{
+    static char path[64];
+    FILE *f;
+    int fd;
+    snprintf(path, sizeof path, "/tmp/cairn-pw-XXXXXX");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    f = fdopen(fd, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    fclose(f);
+    return path;
+}
+
+static int parse_with_password(const char *text, size_t len)
+{
+    char conf[8192];
+    const char *path = temp_file(text, len);
+    int rv;
+    snprintf(conf, sizeof conf, BASE "admin_user = root.admin\nadmin_password_file = %s\n", path);
+    rv = parse(conf);
+    unlink(path);
+    return rv;
+}
+
+static void test_admin_password(void **state)
+{
+    char long_pw[300];
+    (void)state;
+    /* The file's content, one trailing newline stripped. */
+    assert_int_equal(parse_with_password("correct horse\n", 14), 0);
+    assert_string_equal(cfg.admin_user, "root.admin");
+    assert_string_equal(cfg.admin_password, "correct horse");
+    assert_int_equal(parse_with_password("correct horse\r\n", 15), 0);
+    assert_string_equal(cfg.admin_password, "correct horse");
+    assert_int_equal(parse_with_password("correct horse", 13), 0);
+    assert_string_equal(cfg.admin_password, "correct horse");
+    /* Only one newline goes; spaces are part of the password. */
+    assert_int_equal(parse_with_password(" twelve bytes\n\n", 15), 0);
+    assert_string_equal(cfg.admin_password, " twelve bytes\n");
+    /* 12 to 256 bytes. */
+    assert_int_equal(parse_with_password("eleven char\n", 12), CAIRN_EINVAL);
+    assert_non_null(strstr(err, "admin_password_file"));
+    assert_non_null(strstr(err, "12 to 256 bytes"));
+    assert_null(strstr(err, "eleven"));
+    memset(long_pw, 'p', sizeof long_pw);
+    assert_int_equal(parse_with_password(long_pw, 256), 0);
+    assert_int_equal(strlen(cfg.admin_password), 256);
+    assert_int_equal(parse_with_password(long_pw, 257), CAIRN_EINVAL);
+    assert_int_equal(parse_with_password(long_pw, sizeof long_pw), CAIRN_EINVAL);
+    assert_int_equal(parse_with_password("", 0), CAIRN_EINVAL);
+    assert_int_equal(parse_with_password("twelve\0bytes!!", 15), CAIRN_EINVAL);
+    /* A file that cannot be read. */
+    assert_int_equal(parse(BASE "admin_password_file = /nonexistent/admin.pw\n"), CAIRN_EINVAL);
+    assert_non_null(
+        strstr(err, "t.conf: admin_password_file: /nonexistent/admin.pw: No such file"));
+    /* No file: no password, whatever the user. */
+    assert_int_equal(parse(BASE "admin_user = ops\nsession_ttl_s = 60\n"), 0);
+    assert_string_equal(cfg.admin_password, "");
+    assert_int_equal(cfg.session_ttl_s, 60);
 }
 
 static void test_members(void **state)
@@ -92,6 +162,10 @@ static const struct {
     {"raft_address = nohost\n", "raft_address: must be host:port"},
     {"raft_address = :80\n", "raft_address: must be host:port"},
     {"node_id = 9223372036854775808\n", "node_id: must be an integer"},
+    {BASE "admin_user = Admin\n", "t.conf:7: admin_user: must be 1 to 64 of a-z 0-9 . _ -"},
+    {BASE "admin_user = \n", "admin_user: must be 1 to 64"},
+    {BASE "session_ttl_s = 59\n", "session_ttl_s: must be an integer from 60 to 2592000"},
+    {BASE "session_ttl_s = 2592001\n", "session_ttl_s: must be an integer from 60"},
 };
 
 static void test_errors(void **state)
@@ -129,11 +203,9 @@ static void test_load_missing_file(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_members),
-        cmocka_unit_test(test_errors),
-        cmocka_unit_test(test_address_parse),
-        cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_members),
+        cmocka_unit_test(test_admin_password), cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_address_parse),  cmocka_unit_test(test_load_missing_file),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -296,6 +296,176 @@ static void test_project_order(void **state)
     json_decref(src);
 }
 
+#define UUID1 "325902ee-b80c-4adc-b3f5-d68392fe1975"
+#define UUID2 "425902ee-b80c-4adc-b3f5-d68392fe1975"
+
+static void expect_user(const char *text, int status, const char *type, const char *field)
+{
+    if (status == 0) {
+        expect_valid(&api_user_schema, text);
+    } else {
+        expect_invalid(&api_user_schema, text, status, type, field);
+    }
+}
+
+static void test_user(void **state)
+{
+    char text[1024];
+    char *s;
+    (void)state;
+    expect_user("{\"username\":\"a\",\"role\":\"sp_admin\"}", 0, NULL, NULL);
+    expect_user(
+        "{\"username\":\"jane.doe_2-x\",\"role\":\"tenant_operator\",\"tenant_id\":"
+        "\"" UUID1
+        "\",\"password\":\"twelve chars\",\"display_name\":\"Jane\","
+        "\"email\":\"j@x\",\"disabled\":true}",
+        0, NULL, NULL);
+    expect_user("{\"role\":\"sp_admin\"}", 400, "missing-field", "username");
+    expect_user("{\"username\":\"a\"}", 400, "missing-field", "role");
+    expect_user("{\"username\":\"a\",\"role\":\"sp_admin\",\"password_hash\":\"x\"}", 400,
+                "unknown-field", "password_hash");
+    expect_user("{\"username\":\"a\",\"role\":\"sp_admin\",\"id\":\"" UUID1 "\"}", 400,
+                "read-only-field", "id");
+    expect_user("{\"username\":\"a\",\"role\":\"sp_admin\",\"disabled\":\"no\"}", 400,
+                "invalid-field", "disabled");
+    expect_user("{\"username\":\"A\",\"role\":\"sp_admin\"}", 422, "invalid-field", "username");
+    expect_user("{\"username\":\"a b\",\"role\":\"sp_admin\"}", 422, "invalid-field", "username");
+    expect_user("{\"username\":\"\",\"role\":\"sp_admin\"}", 422, "invalid-field", "username");
+    expect_user("{\"username\":\"a\",\"role\":\"admin\"}", 422, "invalid-field", "role");
+    expect_user("{\"username\":\"a\",\"role\":\"sp_admin\",\"tenant_id\":\"acme\"}", 422,
+                "invalid-field", "tenant_id");
+    expect_user("{\"username\":\"a\",\"role\":\"sp_admin\",\"email\":\"x\"}", 422, "invalid-field",
+                "email");
+    /* Lengths: user name 64, password 12 to 256, display name 128. */
+    s = repeat('u', 64);
+    snprintf(text, sizeof text, "{\"username\":\"%s\",\"role\":\"sp_admin\"}", s);
+    expect_user(text, 0, NULL, NULL);
+    free(s);
+    s = repeat('u', 65);
+    snprintf(text, sizeof text, "{\"username\":\"%s\",\"role\":\"sp_admin\"}", s);
+    expect_user(text, 422, "invalid-field", "username");
+    free(s);
+    for (size_t n = 11; n <= 13; n++) {
+        s = repeat('p', n);
+        snprintf(text, sizeof text,
+                 "{\"username\":\"a\",\"role\":\"sp_admin\",\"password\":\"%s\"}", s);
+        expect_user(text, n < 12 ? 422 : 0, "invalid-field", "password");
+        free(s);
+    }
+    for (size_t n = 256; n <= 257; n++) {
+        s = repeat('p', n);
+        snprintf(text, sizeof text,
+                 "{\"username\":\"a\",\"role\":\"sp_admin\",\"password\":\"%s\"}", s);
+        expect_user(text, n > 256 ? 422 : 0, "invalid-field", "password");
+        free(s);
+    }
+    s = repeat('d', 129);
+    snprintf(text, sizeof text,
+             "{\"username\":\"a\",\"role\":\"sp_admin\",\"display_name\":\"%s\"}", s);
+    expect_user(text, 422, "invalid-field", "display_name");
+    free(s);
+}
+
+/* The password is write-only: no answer carries it, nor the hash. */
+static void test_user_project(void **state)
+{
+    json_t *src = json_loads(
+        "{\"disabled\":false,\"password\":\"secret secret\","
+        "\"password_hash\":\"$argon2id$v=19$x\",\"role\":\"sp_admin\","
+        "\"username\":\"a\"}",
+        0, NULL);
+    json_t *out;
+    char *text;
+    (void)state;
+    out = api_schema_project(&api_user_schema, src);
+    text = json_dumps(out, JSON_COMPACT);
+    assert_string_equal(text, "{\"username\":\"a\",\"role\":\"sp_admin\",\"disabled\":false}");
+    free(text);
+    json_decref(out);
+    json_decref(src);
+}
+
+static void test_login_schema(void **state)
+{
+    (void)state;
+    expect_valid(&api_login_schema, "{\"username\":\"Not A Valid Name\",\"password\":\"x\"}");
+    expect_invalid(&api_login_schema, "{\"username\":\"a\"}", 400, "missing-field", "password");
+    expect_invalid(&api_login_schema, "{\"password\":\"a\"}", 400, "missing-field", "username");
+    expect_invalid(&api_login_schema, "{\"username\":\"a\",\"password\":\"\"}", 422,
+                   "invalid-field", "password");
+    expect_invalid(&api_login_schema, "{\"username\":\"a\",\"password\":\"b\",\"otp\":1}", 400,
+                   "unknown-field", "otp");
+}
+
+static void test_tenant_quotas(void **state)
+{
+    (void)state;
+    expect_tenant_field("\"quotas\":{}", 0, NULL);
+    expect_tenant_field("\"quotas\":{\"sites\":0,\"devices\":1000000,\"services\":5}", 0, NULL);
+    expect_tenant_field("\"quotas\":{\"sites\":-1}", 422, "quotas.sites");
+    expect_tenant_field("\"quotas\":{\"devices\":1000001}", 422, "quotas.devices");
+    expect_invalid(&api_tenant_schema, "{\"name\":\"a\",\"quotas\":{\"services\":\"5\"}}", 400,
+                   "invalid-field", "quotas.services");
+    expect_invalid(&api_tenant_schema, "{\"name\":\"a\",\"quotas\":{\"users\":5}}", 400,
+                   "unknown-field", "quotas.users");
+    expect_invalid(&api_tenant_schema, "{\"name\":\"a\",\"quotas\":5}", 400, "invalid-field",
+                   "quotas");
+    expect_invalid(&api_tenant_schema, "{\"name\":\"a\",\"quotas\":null}", 400, "invalid-field",
+                   "quotas");
+}
+
+static void test_tenant_templates(void **state)
+{
+    struct cairn_buf b;
+    char id[CAIRN_UUID_SIZE];
+    (void)state;
+    expect_tenant_field("\"allowed_templates\":[]", 0, NULL);
+    expect_tenant_field("\"allowed_templates\":[\"" UUID1 "\",\"" UUID2 "\"]", 0, NULL);
+    expect_tenant_field("\"allowed_templates\":[\"" UUID1 "\",\"" UUID2 "\",\"" UUID1 "\"]", 422,
+                        "allowed_templates[2]");
+    expect_tenant_field("\"allowed_templates\":[\"325902EE-B80C-4ADC-B3F5-D68392FE1975\"]", 422,
+                        "allowed_templates[0]");
+    expect_tenant_field("\"allowed_templates\":[\"\"]", 422, "allowed_templates[0]");
+    expect_invalid(&api_tenant_schema, "{\"name\":\"a\",\"allowed_templates\":[\"" UUID1 "\",{}]}",
+                   400, "invalid-field", "allowed_templates[1]");
+    expect_invalid(&api_tenant_schema, "{\"name\":\"a\",\"allowed_templates\":{}}", 400,
+                   "invalid-field", "allowed_templates");
+    /* At most 256. */
+    for (int n = 256; n <= 257; n++) {
+        cairn_buf_init(&b);
+        cairn_buf_printf(&b, "{\"name\":\"a\",\"allowed_templates\":[");
+        for (int i = 0; i < n; i++) {
+            cairn_uuid(id);
+            cairn_buf_printf(&b, "%s\"%s\"", i > 0 ? "," : "", id);
+        }
+        cairn_buf_printf(&b, "]}");
+        if (n == 256) {
+            expect_valid(&api_tenant_schema, b.data);
+        } else {
+            expect_invalid(&api_tenant_schema, b.data, 422, "invalid-field", "allowed_templates");
+        }
+        cairn_buf_close(&b);
+    }
+}
+
+static void test_formats(void **state)
+{
+    char why[256];
+    (void)state;
+    assert_true(api_format_uuid(UUID1, strlen(UUID1), why, sizeof why));
+    assert_false(api_format_uuid(UUID1, strlen(UUID1) - 1, why, sizeof why));
+    assert_false(api_format_uuid("x", 1, why, sizeof why));
+    assert_non_null(strstr(why, "uuid"));
+    assert_true(api_format_username("a.b_c-9", 7, why, sizeof why));
+    assert_false(api_format_username("a/b", 3, why, sizeof why));
+    assert_false(api_format_username("", 0, why, sizeof why));
+    assert_true(api_format_role("tenant_admin", 12, why, sizeof why));
+    /* Not NUL-terminated at len: only len bytes count. */
+    assert_true(api_format_role("sp_adminXYZ", 8, why, sizeof why));
+    assert_false(api_format_role("sp_admi", 7, why, sizeof why));
+    assert_non_null(strstr(why, "sp_operator"));
+}
+
 static void test_if_match(void **state)
 {
     uint64_t v = 99;
@@ -525,7 +695,10 @@ int test_helpers_run(void)
         cmocka_unit_test(test_idempotency_key), cmocka_unit_test(test_fingerprint),
         cmocka_unit_test(test_error_map),       cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_body_parse),      cmocka_unit_test(test_query),
-        cmocka_unit_test(test_status_text),
+        cmocka_unit_test(test_status_text),     cmocka_unit_test(test_user),
+        cmocka_unit_test(test_user_project),    cmocka_unit_test(test_login_schema),
+        cmocka_unit_test(test_tenant_quotas),   cmocka_unit_test(test_tenant_templates),
+        cmocka_unit_test(test_formats),
     };
     return cmocka_run_group_tests_name("northbound helpers", tests, NULL, NULL);
 }

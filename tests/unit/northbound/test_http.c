@@ -1,11 +1,11 @@
 /*
- * The API over real HTTP: each test starts http_server on 127.0.0.1 with a
- * kernel-chosen port, a real store in a temporary directory, and a
- * single-node backend whose propose applies the command to that store with
- * store_apply (the same path a committed raft entry takes, with the index
- * counted under a mutex), then drives it with the small client of
- * http_client.c. Every bad request is checked to leave the store at the
- * revision it had.
+ * The API over real HTTP: each test starts the in-process node of
+ * fixture.c (http_server on 127.0.0.1 with a kernel-chosen port, a real
+ * store in a temporary directory, a single-node backend that applies
+ * commands with store_apply, and an administrator's session), then drives
+ * it with the small client of http_client.c. Every bad request is checked
+ * to leave the store at the revision it had. Revisions are counted from
+ * R0, the fixture's own writes.
  */
 #include <ftw.h>
 #include <pthread.h>
@@ -20,335 +20,8 @@
 
 #include <cmocka.h>
 
-#include "api_int.h"
-#include "http_client.h"
+#include "fixture.h"
 #include "tests.h"
-
-#define MAX_BODY 4096
-#define JSON_CT  "Content-Type: application/json\r\n"
-
-/* One node: a store, a server and the API over them. */
-struct fx {
-    char dir[64];
-    struct store *store;
-    struct http_server *srv;
-    struct api *api;
-    uint64_t node_id;
-    int port;
-    pthread_mutex_t mu; /* guards everything below */
-    uint64_t index;     /* last raft index given to store_apply */
-    unsigned barriers;  /* read_barrier calls */
-    int barrier_rv;     /* read_barrier's answer */
-    int propose_rv;     /* if non-zero, propose fails with it */
-    bool ready;
-    uint64_t leader_id;    /* reported by cluster_status */
-    uint64_t added_id;     /* last member_add */
-    char added_api[64];    /* its api_address */
-    unsigned member_calls; /* member_add and member_remove calls */
-};
-
-/* --- the single-node backend ---------------------------------------------- */
-
-static int fx_propose(void *data, const void *cmd, size_t len, uint64_t deadline_ms,
-                      struct store_result *res, char *errmsg, size_t errmsg_size)
-{
-    struct fx *f = data;
-    const struct store_result *result = NULL;
-    int rv;
-    (void)deadline_ms;
-    pthread_mutex_lock(&f->mu);
-    rv = f->propose_rv;
-    if (rv != 0) {
-        cairn_errmsg_set(errmsg, errmsg_size, "test: no quorum");
-    } else {
-        f->index++;
-        rv = store_apply(f->store, f->index, cmd, len, &result, errmsg, errmsg_size);
-        if (rv == 0 && result == NULL) {
-            cairn_errmsg_set(errmsg, errmsg_size, "test: entry skipped");
-            rv = CAIRN_EIO;
-        }
-        if (rv == 0) {
-            *res = *result;
-        }
-    }
-    pthread_mutex_unlock(&f->mu);
-    return rv;
-}
-
-static int fx_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, size_t errmsg_size)
-{
-    struct fx *f = data;
-    int rv;
-    (void)deadline_ms;
-    pthread_mutex_lock(&f->mu);
-    f->barriers++;
-    rv = f->barrier_rv;
-    pthread_mutex_unlock(&f->mu);
-    if (rv != 0) {
-        cairn_errmsg_set(errmsg, errmsg_size, "test: no leader known");
-    }
-    return rv;
-}
-
-static int fx_cluster_status(void *data, uint64_t deadline_ms, struct api_cluster_status *out)
-{
-    struct fx *f = data;
-    (void)deadline_ms;
-    out->members = calloc(2, sizeof *out->members);
-    if (out->members == NULL) {
-        return CAIRN_ENOMEM;
-    }
-    pthread_mutex_lock(&f->mu);
-    out->node_id = f->node_id;
-    out->leader_id = f->leader_id;
-    pthread_mutex_unlock(&f->mu);
-    out->term = 3;
-    out->n_members = 2;
-    for (size_t i = 0; i < 2; i++) {
-        struct api_member_status *m = &out->members[i];
-        m->id = i + 1;
-        snprintf(m->raft_address, sizeof m->raft_address, "127.0.0.1:%zu", 7001 + i);
-        snprintf(m->api_address, sizeof m->api_address, "127.0.0.1:%zu", 8001 + i);
-        snprintf(m->role, sizeof m->role, "voter");
-        m->reachable = i == 0;
-        snprintf(m->state, sizeof m->state, "%s", i == 0 ? "leader" : "unavailable");
-        m->term = 3;
-        m->commit_index = 10;
-        m->applied_index = 9;
-        m->last_index = 11;
-    }
-    return 0;
-}
-
-static int fx_member_add(void *data, uint64_t id, const char *raft_address, const char *api_address,
-                         uint64_t deadline_ms, char *errmsg, size_t errmsg_size)
-{
-    struct fx *f = data;
-    (void)raft_address;
-    (void)deadline_ms;
-    pthread_mutex_lock(&f->mu);
-    f->member_calls++;
-    f->added_id = id;
-    snprintf(f->added_api, sizeof f->added_api, "%s", api_address);
-    pthread_mutex_unlock(&f->mu);
-    if (id == 5) {
-        cairn_errmsg_set(errmsg, errmsg_size, "a membership change is in progress");
-        return CAIRN_EBUSY;
-    }
-    return 0;
-}
-
-static int fx_member_remove(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
-                            size_t errmsg_size)
-{
-    struct fx *f = data;
-    (void)deadline_ms;
-    pthread_mutex_lock(&f->mu);
-    f->member_calls++;
-    pthread_mutex_unlock(&f->mu);
-    if (id == 99) {
-        cairn_errmsg_set(errmsg, errmsg_size, "no member 99");
-        return CAIRN_ENOTFOUND;
-    }
-    return 0;
-}
-
-static bool fx_ready(void *data, char *why, size_t why_size)
-{
-    struct fx *f = data;
-    bool ready;
-    pthread_mutex_lock(&f->mu);
-    ready = f->ready;
-    pthread_mutex_unlock(&f->mu);
-    if (!ready) {
-        snprintf(why, why_size, "no leader known");
-    }
-    return ready;
-}
-
-/* --- fixture ----------------------------------------------------------------- */
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static struct fx *fx_start(uint64_t node_id)
-{
-    struct fx *f = calloc(1, sizeof *f);
-    struct http_config hcfg = {"127.0.0.1:0", 4, MAX_BODY, 10000};
-    struct api_config acfg;
-    struct api_backend backend = {
-        .propose = fx_propose,
-        .read_barrier = fx_read_barrier,
-        .cluster_status = fx_cluster_status,
-        .member_add = fx_member_add,
-        .member_remove = fx_member_remove,
-        .ready = fx_ready,
-    };
-    char errmsg[CAIRN_ERRMSG_SIZE];
-
-    assert_non_null(f);
-    pthread_mutex_init(&f->mu, NULL);
-    f->node_id = node_id;
-    f->ready = true;
-    f->leader_id = 1;
-    snprintf(f->dir, sizeof f->dir, "/tmp/cairn-nb-XXXXXX");
-    assert_non_null(mkdtemp(f->dir));
-    if (store_open(f->dir, &f->store, errmsg, sizeof errmsg) != 0) {
-        fail_msg("store_open: %s", errmsg);
-    }
-    if (http_server_start(&hcfg, &f->srv, errmsg, sizeof errmsg) != 0) {
-        fail_msg("http_server_start: %s", errmsg);
-    }
-    f->port = http_server_port(f->srv);
-    assert_true(f->port > 0);
-    backend.data = f;
-    acfg.node_id = node_id;
-    acfg.request_timeout_ms = 5000;
-    assert_int_equal(api_create(f->srv, f->store, &backend, &acfg, &f->api), 0);
-    return f;
-}
-
-static void fx_stop(struct fx *f)
-{
-    api_destroy(f->api);
-    http_server_destroy(f->srv);
-    store_destroy(f->store);
-    nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    pthread_mutex_destroy(&f->mu);
-    free(f);
-}
-
-static int setup(void **state)
-{
-    *state = fx_start(1);
-    return 0;
-}
-
-static int teardown(void **state)
-{
-    fx_stop(*state);
-    return 0;
-}
-
-/* --- helpers ----------------------------------------------------------------- */
-
-static void request(struct fx *f, const char *method, const char *path, const char *headers,
-                    const char *body, struct hc_response *r)
-{
-    if (hc_request(f->port, method, path, headers, body, r) != 0) {
-        fail_msg("%s %s: no complete answer", method, path);
-    }
-}
-
-static json_t *body_json(const struct hc_response *r)
-{
-    json_error_t jerr;
-    json_t *j = json_loadb(r->body, r->body_len, 0, &jerr);
-    if (j == NULL) {
-        fail_msg("answer is not JSON (%s): %s", jerr.text, r->body);
-    }
-    return j;
-}
-
-static void expect_header(const struct hc_response *r, const char *name, const char *value)
-{
-    char buf[512];
-    const char *got = hc_header(r, name, buf, sizeof buf);
-    if (got == NULL || strcmp(got, value) != 0) {
-        fail_msg("header %s: got \"%s\", want \"%s\"\n%s", name, got != NULL ? got : "(none)",
-                 value, r->head);
-    }
-}
-
-static uint64_t header_u64(const struct hc_response *r, const char *name)
-{
-    char buf[64];
-    uint64_t v;
-    if (hc_header(r, name, buf, sizeof buf) == NULL || cairn_parse_u64(buf, &v) != 0) {
-        fail_msg("header %s missing or not a number\n%s", name, r->head);
-    }
-    return v;
-}
-
-/* Asserts a problem answer: status, type, field (NULL: none) and instance. */
-static void expect_problem(const struct hc_response *r, int status, const char *type,
-                           const char *field, const char *instance)
-{
-    char want_type[128];
-    json_t *p;
-    if (r->status != status) {
-        fail_msg("status %d, want %d: %s", r->status, status, r->body);
-    }
-    expect_header(r, "Content-Type", "application/problem+json");
-    expect_header(r, "Cache-Control", "no-store");
-    p = body_json(r);
-    snprintf(want_type, sizeof want_type, "urn:cairn:problem:%s", type);
-    assert_string_equal(json_string_value(json_object_get(p, "type")), want_type);
-    assert_int_equal(json_integer_value(json_object_get(p, "status")), status);
-    assert_non_null(json_string_value(json_object_get(p, "title")));
-    assert_non_null(json_string_value(json_object_get(p, "detail")));
-    if (field != NULL) {
-        assert_non_null(json_object_get(p, "field"));
-        assert_string_equal(json_string_value(json_object_get(p, "field")), field);
-    } else {
-        assert_null(json_object_get(p, "field"));
-    }
-    if (instance != NULL) {
-        assert_string_equal(json_string_value(json_object_get(p, "instance")), instance);
-    }
-    json_decref(p);
-}
-
-/* Creates a tenant; writes its id (CAIRN_UUID_SIZE bytes) and returns its
- * mod revision. */
-static uint64_t create_tenant(struct fx *f, const char *name, char *id)
-{
-    struct hc_response r;
-    char body[256];
-    json_t *j;
-    uint64_t rev;
-    snprintf(body, sizeof body, "{\"name\":\"%s\"}", name);
-    request(f, "POST", "/api/v1/tenants", JSON_CT, body, &r);
-    if (r.status != 201) {
-        fail_msg("create %s: %d %s", name, r.status, r.body);
-    }
-    j = body_json(&r);
-    snprintf(id, CAIRN_UUID_SIZE, "%s", json_string_value(json_object_get(j, "id")));
-    rev = (uint64_t)json_integer_value(json_object_get(j, "mod_revision"));
-    json_decref(j);
-    hc_response_free(&r);
-    return rev;
-}
-
-/* Sends a request that must be refused and leave the store unchanged. */
-static void expect_refused(struct fx *f, const char *method, const char *path, const char *headers,
-                           const char *body, int status, const char *type, const char *field)
-{
-    uint64_t before = store_revision(f->store);
-    uint64_t applied = store_applied_index(f->store);
-    struct hc_response r;
-    request(f, method, path, headers, body, &r);
-    expect_problem(&r, status, type, field, NULL);
-    hc_response_free(&r);
-    assert_int_equal(store_revision(f->store), before);
-    /* A refusal by the API proposes nothing; one by the store changes only
-     * the applied index. */
-    assert_true(store_applied_index(f->store) <= applied + 1);
-}
-
-static unsigned barriers(struct fx *f)
-{
-    unsigned n;
-    pthread_mutex_lock(&f->mu);
-    n = f->barriers;
-    pthread_mutex_unlock(&f->mu);
-    return n;
-}
 
 /* --- tests ------------------------------------------------------------------- */
 
@@ -426,7 +99,7 @@ static void test_method_not_allowed(void **state)
 
     expect_refused(f, "PUT", "/api/v1/tenants", JSON_CT, "{\"name\":\"a\"}", 405,
                    "method-not-allowed", NULL);
-    assert_int_equal(store_revision(f->store), 0);
+    assert_int_equal(store_revision(f->store), R0);
 }
 
 static void test_create_get(void **state)
@@ -449,8 +122,8 @@ static void test_create_get(void **state)
     assert_int_equal(r.status, 201);
     expect_header(&r, "Content-Type", "application/json");
     expect_header(&r, "Cache-Control", "no-store");
-    expect_header(&r, "ETag", "\"1\"");
-    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), 1);
+    expect_etag(&r, 1);
+    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), R0 + 1);
     assert_null(hc_header(&r, "Idempotent-Replayed", etag, sizeof etag));
     created = body_json(&r);
     id = json_string_value(json_object_get(created, "id"));
@@ -464,8 +137,8 @@ static void test_create_get(void **state)
     assert_string_equal(
         json_string_value(json_object_get(json_object_get(created, "contact"), "email")),
         "noc@acme.example");
-    assert_int_equal(json_integer_value(json_object_get(created, "create_revision")), 1);
-    assert_int_equal(json_integer_value(json_object_get(created, "mod_revision")), 1);
+    assert_int_equal(json_integer_value(json_object_get(created, "create_revision")), R0 + 1);
+    assert_int_equal(json_integer_value(json_object_get(created, "mod_revision")), R0 + 1);
     assert_int_equal(json_object_size(created), 6);
     /* The documented field order. */
     assert_true(strstr(r.body, "\"id\"") < strstr(r.body, "\"name\""));
@@ -473,15 +146,15 @@ static void test_create_get(void **state)
     assert_true(strstr(r.body, "\"description\"") < strstr(r.body, "\"contact\""));
     assert_true(strstr(r.body, "\"contact\"") < strstr(r.body, "\"create_revision\""));
     assert_true(strstr(r.body, "\"create_revision\"") < strstr(r.body, "\"mod_revision\""));
-    assert_int_equal(store_revision(f->store), 1);
+    assert_int_equal(store_revision(f->store), R0 + 1);
 
     /* A linearizable read (the default) goes through the read barrier. */
     before = barriers(f);
     request(f, "GET", path, NULL, NULL, &g);
     assert_int_equal(g.status, 200);
     assert_int_equal(barriers(f), before + 1);
-    expect_header(&g, "ETag", "\"1\"");
-    assert_int_equal(header_u64(&g, "X-Cairn-Revision"), 1);
+    expect_etag(&g, 1);
+    assert_int_equal(header_u64(&g, "X-Cairn-Revision"), R0 + 1);
     got = body_json(&g);
     assert_true(json_equal(created, got));
     json_decref(got);
@@ -498,7 +171,7 @@ static void test_create_get(void **state)
     request(f, "GET", location, NULL, NULL, &g);
     assert_int_equal(g.status, 200);
     assert_int_equal(barriers(f), before + 2);
-    expect_header(&g, "ETag", "\"1\"");
+    expect_etag(&g, 1);
     hc_response_free(&g);
 
     snprintf(location, sizeof location, "%s?consistency=eventual", path);
@@ -522,7 +195,7 @@ static void test_get_errors(void **state)
     snprintf(path, sizeof path, "/api/v1/tenants/%s", id);
     request(f, "GET", path, NULL, NULL, &r);
     expect_problem(&r, 404, "not-found", NULL, path);
-    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), 1);
+    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), R0 + 1);
     hc_response_free(&r);
 
     expect_refused(f, "GET", "/api/v1/tenants/not-a-uuid", NULL, NULL, 400, "invalid-field", "id");
@@ -578,7 +251,7 @@ static void test_list(void **state)
         json_t *next;
         snprintf(query, sizeof query, "?limit=2%s%s", cursor[0] != '\0' ? "&cursor=" : "", cursor);
         page = list_page(f, query, &revision);
-        assert_int_equal(revision, 5);
+        assert_int_equal(revision, R0 + 5);
         items = json_object_get(page, "items");
         assert_true(json_array_size(items) <= 2);
         for (size_t i = 0; i < json_array_size(items); i++) {
@@ -661,16 +334,17 @@ static void test_replace(void **state)
     create_tenant(f, "globex", other);
     snprintf(path, sizeof path, "/api/v1/tenants/%s", id);
 
-    request(f, "PUT", path, JSON_CT "If-Match: \"1\"\r\n",
+    /* The first tenant was created at R0 + 1. */
+    request(f, "PUT", path, JSON_CT "If-Match: \"" R0_PLUS_1 "\"\r\n",
             "{\"name\":\"acme-2\",\"description\":\"renamed\"}", &r);
     assert_int_equal(r.status, 200);
-    expect_header(&r, "ETag", "\"3\"");
-    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), 3);
+    expect_etag(&r, 3);
+    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), R0 + 3);
     j = body_json(&r);
     assert_string_equal(json_string_value(json_object_get(j, "id")), id);
     assert_string_equal(json_string_value(json_object_get(j, "name")), "acme-2");
-    assert_int_equal(json_integer_value(json_object_get(j, "create_revision")), 1);
-    assert_int_equal(json_integer_value(json_object_get(j, "mod_revision")), 3);
+    assert_int_equal(json_integer_value(json_object_get(j, "create_revision")), R0 + 1);
+    assert_int_equal(json_integer_value(json_object_get(j, "mod_revision")), R0 + 3);
     json_decref(j);
     hc_response_free(&r);
 
@@ -693,12 +367,12 @@ static void test_replace(void **state)
      * PUT replaces the whole object. */
     request(f, "PUT", path, JSON_CT "If-Match: *\r\n", "{\"name\":\"acme-3\"}", &r);
     assert_int_equal(r.status, 200);
-    expect_header(&r, "ETag", "\"4\"");
+    expect_etag(&r, 4);
     assert_null(strstr(r.body, "description"));
     hc_response_free(&r);
     request(f, "PUT", path, JSON_CT, "{\"name\":\"acme-4\"}", &r);
     assert_int_equal(r.status, 200);
-    expect_header(&r, "ETag", "\"5\"");
+    expect_etag(&r, 5);
     hc_response_free(&r);
 
     /* Taking another tenant's name, a missing tenant, bad bodies. */
@@ -730,12 +404,12 @@ static void test_delete(void **state)
                    NULL);
     expect_refused(f, "DELETE", path, "If-Match: 1\r\n", NULL, 400, "invalid-header", "If-Match");
 
-    request(f, "DELETE", path, "If-Match: \"1\"\r\n", NULL, &r);
+    request(f, "DELETE", path, "If-Match: \"" R0_PLUS_1 "\"\r\n", NULL, &r);
     assert_int_equal(r.status, 204);
     assert_int_equal(r.body_len, 0);
-    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), 2);
+    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), R0 + 2);
     hc_response_free(&r);
-    assert_int_equal(store_revision(f->store), 2);
+    assert_int_equal(store_revision(f->store), R0 + 2);
 
     request(f, "GET", path, NULL, NULL, &r);
     expect_problem(&r, 404, "not-found", NULL, path);
@@ -760,7 +434,7 @@ static void test_duplicate_name(void **state)
                    NULL);
     request(f, "POST", "/api/v1/tenants", JSON_CT, "{\"name\":\"acme\"}", &r);
     assert_non_null(strstr(r.body, "acme"));
-    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), 1);
+    assert_int_equal(header_u64(&r, "X-Cairn-Revision"), R0 + 1);
     hc_response_free(&r);
 }
 
@@ -769,7 +443,7 @@ static void test_too_big(void **state)
     struct fx *f = *state;
     struct hc_response r;
     struct cairn_buf b;
-    char head[256];
+    char head[512];
     uint64_t before;
 
     /* A body over the limit, with its Content-Length. */
@@ -784,8 +458,9 @@ static void test_too_big(void **state)
     /* Refused on the announced length, before any byte of the body. */
     before = store_revision(f->store);
     snprintf(head, sizeof head,
-             "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\n" JSON_CT
-             "Content-Length: 100000000\r\n\r\n");
+             "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\n%s" JSON_CT
+             "Content-Length: 100000000\r\n\r\n",
+             f->auth);
     assert_int_equal(hc_raw(f->port, head, strlen(head), &r), 0);
     expect_problem(&r, 413, "body-too-large", NULL, "/api/v1/tenants");
     expect_header(&r, "Connection", "close");
@@ -795,8 +470,10 @@ static void test_too_big(void **state)
     {
         struct cairn_buf c;
         cairn_buf_init(&c);
-        cairn_buf_printf(&c, "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\n" JSON_CT
-                             "Transfer-Encoding: chunked\r\n\r\n");
+        cairn_buf_printf(&c,
+                         "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\n%s" JSON_CT
+                         "Transfer-Encoding: chunked\r\n\r\n",
+                         f->auth);
         for (size_t sent = 0; sent <= MAX_BODY; sent += 1000) {
             cairn_buf_printf(&c, "3e8\r\n");
             for (int i = 0; i < 1000; i++) {
@@ -814,9 +491,10 @@ static void test_too_big(void **state)
 
     /* A small chunked body is read whole. */
     snprintf(head, sizeof head,
-             "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" JSON_CT
+             "POST /api/v1/tenants HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s" JSON_CT
              "Transfer-Encoding: chunked\r\n\r\n5\r\n{\"nam\r\n9\r\ne\":\"acme\"\r\n1\r\n}\r\n"
-             "0\r\n\r\n");
+             "0\r\n\r\n",
+             f->auth);
     assert_int_equal(hc_raw(f->port, head, strlen(head), &r), 0);
     assert_int_equal(r.status, 201);
     hc_response_free(&r);
@@ -887,7 +565,7 @@ static void test_bad_fields(void **state)
     request(f, "POST", "/api/v1/tenants", JSON_CT, "{\"name\":7}", &r);
     assert_non_null(strstr(r.body, "must be a string"));
     hc_response_free(&r);
-    assert_int_equal(store_revision(f->store), 0);
+    assert_int_equal(store_revision(f->store), R0);
 }
 
 static void test_idempotency(void **state)
@@ -921,7 +599,7 @@ static void test_idempotency(void **state)
     assert_true(json_equal(j1, j2));
     json_decref(j2);
     hc_response_free(&r2);
-    assert_int_equal(store_revision(f->store), 1);
+    assert_int_equal(store_revision(f->store), R0 + 1);
     page = list_page(f, "", &revision);
     assert_int_equal(json_array_size(json_object_get(page, "items")), 1);
     json_decref(page);
@@ -950,10 +628,10 @@ static void test_idempotency(void **state)
     j2 = body_json(&r2);
     assert_string_equal(json_string_value(json_object_get(j2, "id")),
                         json_string_value(json_object_get(j1, "id")));
-    assert_int_equal(json_integer_value(json_object_get(j2, "create_revision")), 1);
+    assert_int_equal(json_integer_value(json_object_get(j2, "create_revision")), R0 + 1);
     json_decref(j2);
     hc_response_free(&r2);
-    assert_int_equal(store_revision(f->store), 2);
+    assert_int_equal(store_revision(f->store), R0 + 2);
 
     json_decref(j1);
     hc_response_free(&r1);
@@ -1090,7 +768,7 @@ static void test_listen_errors(void **state)
     char listen[64];
     char want[128];
     char errmsg[CAIRN_ERRMSG_SIZE];
-    struct http_config cfg = {listen, 2, MAX_BODY, 1000};
+    struct http_config cfg = {listen, 2, MAX_BODY, 1000, false};
 
     snprintf(listen, sizeof listen, "127.0.0.1:%d", f->port);
     assert_int_not_equal(http_server_start(&cfg, &srv, errmsg, sizeof errmsg), 0);
@@ -1158,8 +836,9 @@ static void test_keep_alive(void **state)
         hc_response_free(&r);
     }
     /* An error answer on the same connection, then a success. */
-    static const char bad[] = "GET /api/v1/tenants?x=1 HTTP/1.1\r\nHost: x\r\n\r\n";
-    hc_send(fd, bad, sizeof bad - 1);
+    char bad[256];
+    snprintf(bad, sizeof bad, "GET /api/v1/tenants?x=1 HTTP/1.1\r\nHost: x\r\n%s\r\n", f->auth);
+    hc_send(fd, bad, strlen(bad));
     assert_int_equal(hc_read(fd, &r), 0);
     assert_int_equal(r.status, 400);
     hc_response_free(&r);
@@ -1187,15 +866,15 @@ static void test_two_nodes(void **state)
     assert_int_equal(r.status, 404);
     hc_response_free(&r);
     page = list_page(b, "", &revision);
-    assert_int_equal(revision, 0);
+    assert_int_equal(revision, R0);
     assert_int_equal(json_array_size(json_object_get(page, "items")), 0);
     json_decref(page);
     request(b, "GET", "/healthz", NULL, NULL, &r);
     assert_string_equal(r.body, "{\"status\":\"ok\",\"node_id\":2}");
     hc_response_free(&r);
     create_tenant(b, "acme", id);
-    assert_int_equal(store_revision(a->store), 1);
-    assert_int_equal(store_revision(b->store), 1);
+    assert_int_equal(store_revision(a->store), R0 + 1);
+    assert_int_equal(store_revision(b->store), R0 + 1);
     fx_stop(b);
     /* a still serves once b is gone. */
     request(a, "GET", path, NULL, NULL, &r);
@@ -1217,7 +896,9 @@ static void *burst_thread(void *data)
         struct hc_response r;
         char body[64];
         snprintf(body, sizeof body, "{\"name\":\"t-%d\"}", b->first + i);
-        if (hc_request(b->f->port, "POST", "/api/v1/tenants", JSON_CT, body, &r) == 0 &&
+        char headers[256];
+        snprintf(headers, sizeof headers, "%s" JSON_CT, b->f->auth);
+        if (hc_request(b->f->port, "POST", "/api/v1/tenants", headers, body, &r) == 0 &&
             r.status == 201) {
             b->ok++;
         }
@@ -1243,7 +924,7 @@ static void test_concurrent(void **state)
         pthread_join(threads[i], NULL);
         assert_int_equal(bursts[i].ok, 10);
     }
-    assert_int_equal(store_revision(f->store), 40);
+    assert_int_equal(store_revision(f->store), R0 + 40);
     page = list_page(f, "?limit=1000", &revision);
     assert_int_equal(json_array_size(json_object_get(page, "items")), 40);
     json_decref(page);
@@ -1252,27 +933,27 @@ static void test_concurrent(void **state)
 int test_http_run(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_healthz, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_not_found, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_method_not_allowed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_get, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_get_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_replace, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_duplicate_name, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_media_type, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_malformed_json, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_fields, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idempotency, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unavailable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cluster, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_listen_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_keep_alive, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_two_nodes, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_healthz, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_not_found, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_method_not_allowed, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_create_get, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_get_errors, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_list, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_replace, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_delete, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_duplicate_name, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_too_big, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_media_type, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_malformed_json, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_fields, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_idempotency, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_unavailable, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cluster, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_listen_errors, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_routes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_keep_alive, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_two_nodes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests_name("northbound http", tests, NULL, NULL);
 }

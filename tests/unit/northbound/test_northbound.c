@@ -14,6 +14,9 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     cairn_log_setup(CAIRN_LOG_ERROR, "test=northbound");
     failed += test_helpers_run();
+    failed += test_rbac_run();
+    failed += test_auth_run();
     failed += test_http_run();
+    failed += test_users_run();
     return failed == 0 ? 0 : 1;
 }

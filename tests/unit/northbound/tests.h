@@ -11,4 +11,14 @@ int test_helpers_run(void);
 /* The server and the API over HTTP, with a real store (test_http.c). */
 int test_http_run(void);
 
+/* The access decision table (test_rbac.c). */
+int test_rbac_run(void);
+
+/* Passwords, tokens, the login throttle (test_auth.c). */
+int test_auth_run(void);
+
+/* Authentication, users, roles and tenant isolation over HTTP
+ * (test_users.c). */
+int test_users_run(void);
+
 #endif /* CAIRN_TEST_NORTHBOUND_H */

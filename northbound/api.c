@@ -643,7 +643,7 @@ static bool path_public(const char *path)
            strcmp(path, LOGIN_PATH) == 0;
 }
 
-#define PATH_ID_MAX 256
+#define PATH_ID_MAX API_PATH_ID_MAX
 
 static bool route_match(const char *pattern, const char *path, char id[PATH_ID_MAX])
 {
@@ -846,4 +846,18 @@ void api_destroy(struct api *api)
     pthread_cond_destroy(&api->kdf_cv);
     sodium_memzero(api->dummy_hash, sizeof api->dummy_hash);
     free(api);
+}
+
+int api_route_lookup(const char *path, const char *method, char id[API_PATH_ID_MAX])
+{
+    const struct route *route = route_find(path, id);
+    if (route == NULL) {
+        return 404;
+    }
+    for (size_t i = 0; i < ROUTE_METHODS_MAX && route->methods[i].method != NULL; i++) {
+        if (strcmp(route->methods[i].method, method) == 0) {
+            return 0;
+        }
+    }
+    return 405;
 }

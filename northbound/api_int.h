@@ -172,6 +172,12 @@ bool api_content_type_ok(const char *value);
 
 /* Parses a request body: JSON with duplicate keys rejected, and an object.
  * On success *out is the new object; else err says why. */
+/* Finds the route of path and method as a request would: 0 if it exists,
+ * 404 if no route matches the path, 405 if the path has no such method; id
+ * gets the {id} segment. For tests and the routing fuzzer. */
+#define API_PATH_ID_MAX 256
+int api_route_lookup(const char *path, const char *method, char id[API_PATH_ID_MAX]);
+
 int api_body_parse(const char *data, size_t len, json_t **out, struct api_error *err);
 
 /* Encodes cmd, proposes it through the backend and waits for its outcome.

@@ -1,10 +1,11 @@
 /*
  * libFuzzer target: the REST API's input handling without a server: JSON
  * body parsing and validation against the object schemas, query strings,
- * If-Match, Idempotency-Key and Content-Type parsing. The first input byte
- * picks the function; the rest is its input.
+ * If-Match, Idempotency-Key and Content-Type parsing, and routing. The
+ * first input byte picks the function; the rest is its input.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,13 +32,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     memcpy(text, data + 1, size - 1);
     text[size - 1] = '\0';
-    switch (data[0] % 5) {
+    switch (data[0] % 6) {
+        case 5: {
+            /* Routing: "METHOD PATH" (first space splits). */
+            static const char *const methods[] = {"GET", "POST", "PUT", "DELETE"};
+            char id[API_PATH_ID_MAX];
+            int rv = api_route_lookup(text, methods[(data[0] / 6) % 4], id);
+            if (rv != 0 && rv != 404 && rv != 405) {
+                abort();
+            }
+            break;
+        }
         case 0:
         case 1:
             memset(&err, 0, sizeof err);
             if (api_body_parse(text, size - 1, &body, &err) == 0) {
                 const struct api_schema *schema =
-                    data[0] % 5 == 0 ? &api_tenant_schema : &api_member_schema;
+                    data[0] % 6 == 0 ? &api_tenant_schema : &api_member_schema;
                 memset(&err, 0, sizeof err);
                 if (api_validate(schema, body, &err) == 0) {
                     json_t *projected = api_schema_project(schema, body);

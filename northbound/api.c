@@ -861,3 +861,41 @@ int api_route_lookup(const char *path, const char *method, char id[API_PATH_ID_M
     }
     return 405;
 }
+
+int api_check_path_id(struct api_req *req, const char *noun, const char *collection)
+{
+    if (req->path_id == NULL || !cairn_uuid_valid(req->path_id)) {
+        return api_problem(req, 400, "invalid-field", "id", NULL,
+                           "the %s id in the path must be a lower-case uuid as returned by POST %s",
+                           noun, collection);
+    }
+    return 0;
+}
+
+int api_answer_written(struct api_req *req, int status, enum store_kind kind,
+                       json_t *(*to_json)(const struct store_object *o),
+                       const struct store_result *res, const char *extra_headers)
+{
+    struct store_object o;
+    char headers[768];
+    json_t *obj;
+    uint64_t etag;
+    int rv = store_object_get(req->api->store, kind, res->id, &o);
+
+    if (rv == 0) {
+        obj = to_json(&o);
+        etag = o.mod_rev;
+        store_object_release(&o);
+    } else if (rv == CAIRN_ENOTFOUND) {
+        obj = json_pack("{s:s, s:I, s:I}", "id", res->id, "create_revision",
+                        (json_int_t)res->create_rev, "mod_revision", (json_int_t)res->mod_rev);
+        etag = res->mod_rev;
+    } else {
+        return api_problem(req, 500, "internal", NULL, NULL, "read back %s: %s", res->id,
+                           cairn_strerror(rv));
+    }
+    snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n%s",
+             (unsigned long long)etag, (unsigned long long)res->revision,
+             extra_headers != NULL ? extra_headers : "");
+    return api_reply_json(req, status, obj, headers);
+}

@@ -172,6 +172,19 @@ bool api_content_type_ok(const char *value);
 
 /* Parses a request body: JSON with duplicate keys rejected, and an object.
  * On success *out is the new object; else err says why. */
+/* Checks the {id} of an object path: a lower-case uuid as POST collection
+ * returned; noun names the kind in the message. Returns 0 or the status
+ * answered (400 naming "id"). */
+int api_check_path_id(struct api_req *req, const char *noun, const char *collection);
+
+/* Answers a successful create or replace (status 201 or 200) with the
+ * object of kind res->id as now stored, rendered by to_json, with its ETag
+ * and X-Cairn-Revision. If it is already gone again (a concurrent delete),
+ * the answer still names its id and revisions. */
+int api_answer_written(struct api_req *req, int status, enum store_kind kind,
+                       json_t *(*to_json)(const struct store_object *o),
+                       const struct store_result *res, const char *extra_headers);
+
 /* Finds the route of path and method as a request would: 0 if it exists,
  * 404 if no route matches the path, 405 if the path has no such method; id
  * gets the {id} segment. For tests and the routing fuzzer. */

@@ -82,46 +82,16 @@ json_t *api_tenant_json(const struct store_object *o)
     return out;
 }
 
-/* Checks the {id} of the path; returns 0 or the status answered. */
+/* The tenant's halves of the shared helpers. */
 static int check_path_id(struct api_req *req)
 {
-    if (req->path_id == NULL || !cairn_uuid_valid(req->path_id)) {
-        return api_problem(req, 400, "invalid-field", "id", NULL,
-                           "the tenant id in the path must be a lower-case uuid as returned "
-                           "by POST " TENANTS_PATH);
-    }
-    return 0;
+    return api_check_path_id(req, "tenant", TENANTS_PATH);
 }
 
-/* Answers a successful create or replace with the object as now stored.
- * If it is already gone again (a concurrent delete), the result still
- * names its id and revisions. */
 static int answer_written(struct api_req *req, int status, const struct store_result *res,
                           const char *extra_headers)
 {
-    struct store_object o;
-    char headers[768];
-    json_t *obj;
-    uint64_t etag;
-    int rv;
-
-    rv = store_object_get(req->api->store, STORE_KIND_TENANT, res->id, &o);
-    if (rv == 0) {
-        obj = api_tenant_json(&o);
-        etag = o.mod_rev;
-        store_object_release(&o);
-    } else if (rv == CAIRN_ENOTFOUND) {
-        obj = json_pack("{s:s, s:I, s:I}", "id", res->id, "create_revision",
-                        (json_int_t)res->create_rev, "mod_revision", (json_int_t)res->mod_rev);
-        etag = res->mod_rev;
-    } else {
-        return api_problem(req, 500, "internal", NULL, NULL, "read back tenant %s: %s", res->id,
-                           cairn_strerror(rv));
-    }
-    snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n%s",
-             (unsigned long long)etag, (unsigned long long)res->revision,
-             extra_headers != NULL ? extra_headers : "");
-    return api_reply_json(req, status, obj, headers);
+    return api_answer_written(req, status, STORE_KIND_TENANT, api_tenant_json, res, extra_headers);
 }
 
 /* Validates the body and proposes a create or an update of it. Returns 0

@@ -178,43 +178,16 @@ static int no_such_tenant(struct api_req *req, const char *tenant)
                        "field \"tenant_id\": no tenant with id %s", tenant);
 }
 
-/* Checks the {id} of the path; returns 0 or the status answered. */
+/* The user's halves of the shared helpers. */
 static int check_path_id(struct api_req *req)
 {
-    if (req->path_id == NULL || !cairn_uuid_valid(req->path_id)) {
-        return api_problem(req, 400, "invalid-field", "id", NULL,
-                           "the user id in the path must be a lower-case uuid as returned by "
-                           "POST " USERS_PATH);
-    }
-    return 0;
+    return api_check_path_id(req, "user", USERS_PATH);
 }
 
-/* Answers a successful create or replace with the user as now stored. */
 static int answer_written(struct api_req *req, int status, const struct store_result *res,
                           const char *extra_headers)
 {
-    struct store_object o;
-    char headers[768];
-    json_t *obj;
-    uint64_t etag;
-    int rv = store_object_get(req->api->store, STORE_KIND_USER, res->id, &o);
-
-    if (rv == 0) {
-        obj = api_user_json(&o);
-        etag = o.mod_rev;
-        store_object_release(&o);
-    } else if (rv == CAIRN_ENOTFOUND) {
-        obj = json_pack("{s:s, s:I, s:I}", "id", res->id, "create_revision",
-                        (json_int_t)res->create_rev, "mod_revision", (json_int_t)res->mod_rev);
-        etag = res->mod_rev;
-    } else {
-        return api_problem(req, 500, "internal", NULL, NULL, "read back user %s: %s", res->id,
-                           cairn_strerror(rv));
-    }
-    snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n%s",
-             (unsigned long long)etag, (unsigned long long)res->revision,
-             extra_headers != NULL ? extra_headers : "");
-    return api_reply_json(req, status, obj, headers);
+    return api_answer_written(req, status, STORE_KIND_USER, api_user_json, res, extra_headers);
 }
 
 /* Hashes the body's password on this worker; returns 0 or the status

@@ -899,3 +899,17 @@ int api_answer_written(struct api_req *req, int status, enum store_kind kind,
              extra_headers != NULL ? extra_headers : "");
     return api_reply_json(req, status, obj, headers);
 }
+
+int api_list_render(const struct store_list *list, json_t *(*to_json)(const struct store_object *o),
+                    json_t *items, json_t **next)
+{
+    int rv = 0;
+    for (size_t i = 0; i < list->n && rv == 0; i++) {
+        json_t *obj = to_json(&list->items[i]);
+        rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
+    }
+    if (rv == 0 && list->more && list->n > 0) {
+        *next = json_string(list->items[list->n - 1].id);
+    }
+    return rv;
+}

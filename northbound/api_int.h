@@ -185,6 +185,12 @@ int api_answer_written(struct api_req *req, int status, enum store_kind kind,
                        json_t *(*to_json)(const struct store_object *o),
                        const struct store_result *res, const char *extra_headers);
 
+/* Appends every object of list, rendered by to_json, to the items array,
+ * and sets *next to the cursor of the following page (the last id) when
+ * more follow. Returns 0 or CAIRN_ENOMEM. */
+int api_list_render(const struct store_list *list, json_t *(*to_json)(const struct store_object *o),
+                    json_t *items, json_t **next);
+
 /* Finds the route of path and method as a request would: 0 if it exists,
  * 404 if no route matches the path, 405 if the path has no such method; id
  * gets the {id} segment. For tests and the routing fuzzer. */

@@ -362,13 +362,7 @@ int api_tenants_list(struct api_req *req)
     } else {
         rv = store_object_list(req->api->store, STORE_KIND_TENANT, cursor, limit, &list);
         if (rv == 0) {
-            for (size_t i = 0; i < list.n && rv == 0; i++) {
-                json_t *obj = api_tenant_json(&list.items[i]);
-                rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
-            }
-            if (rv == 0 && list.more && list.n > 0) {
-                next = json_string(list.items[list.n - 1].id);
-            }
+            rv = api_list_render(&list, api_tenant_json, items, &next);
             revision = list.revision;
             store_list_release(&list);
         }

@@ -587,13 +587,7 @@ int api_users_list(struct api_req *req)
         q.now_ms = cairn_wall_ms();
         rv = store_object_query(req->api->store, &q, &list);
         if (rv == 0) {
-            for (size_t i = 0; i < list.n && rv == 0; i++) {
-                json_t *obj = api_user_json(&list.items[i]);
-                rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
-            }
-            if (rv == 0 && list.more && list.n > 0) {
-                next = json_string(list.items[list.n - 1].id);
-            }
+            rv = api_list_render(&list, api_user_json, items, &next);
             revision = list.revision;
             store_list_release(&list);
         }

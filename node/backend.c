@@ -596,6 +596,25 @@ static bool backend_ready(void *data, char *why, size_t size)
     return true;
 }
 
+static int backend_wait_applied(void *data, uint64_t index, uint64_t deadline_ms)
+{
+    return node_wait_applied(data, index + 1, deadline_ms);
+}
+
+static void backend_raft_status(void *data, struct api_raft_status *out)
+{
+    struct node *n = data;
+    pthread_mutex_lock(&n->vmu);
+    out->term = n->view.term;
+    out->commit_index = n->view.commit_index;
+    out->applied_index = n->view.applied_index;
+    out->last_index = n->view.last_index;
+    out->leader_id = n->view.leader_id;
+    out->leader_changes = n->leader_changes;
+    out->leader = n->view.state == CONSENSUS_LEADER;
+    pthread_mutex_unlock(&n->vmu);
+}
+
 void node_backend_init(struct node *n, struct api_backend *b)
 {
     b->data = n;
@@ -605,4 +624,6 @@ void node_backend_init(struct node *n, struct api_backend *b)
     b->member_add = backend_member_add;
     b->member_remove = backend_member_remove;
     b->ready = backend_ready;
+    b->wait_applied = backend_wait_applied;
+    b->raft_status = backend_raft_status;
 }

@@ -118,6 +118,9 @@ static const struct key keys[] = {
     {"admin_user", STR(admin_user, false, "admin", check_user)},
     {"admin_password_file", STR(admin_password_file, false, "", NULL)},
     {"session_ttl_s", UINT(session_ttl_s, 60, 2592000, "28800")},
+    /* Event streams hold an HTTP worker each; they get workers of their
+     * own on top of http_threads. */
+    {"event_streams_max", UINT(event_streams_max, 1, 4096, "64")},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

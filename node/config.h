@@ -41,6 +41,7 @@ struct config {
     char admin_password_file[4096]; /* file holding its password, or "" (no bootstrap) */
     char admin_password[257];       /* read from that file, trailing newline stripped */
     unsigned session_ttl_s;         /* lifetime of a login's bearer token */
+    unsigned event_streams_max;     /* concurrent event streams (each holds a worker) */
 };
 
 /* Fills cfg with the defaults, then reads path. On error errmsg reads

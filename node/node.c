@@ -317,6 +317,9 @@ static void publish_view(struct node *n)
               s.commit_index != n->view.commit_index || s.config_index != n->view.config_index ||
               s.last_index != n->view.last_index;
     if (changed) {
+        if (s.leader_id != 0 && s.leader_id != n->view.leader_id) {
+            n->leader_changes++;
+        }
         n->view = s;
         pthread_cond_broadcast(&n->vcv);
     }
@@ -654,7 +657,9 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
         goto err_after_store;
     }
     hcfg.listen = cfg->api_address;
-    hcfg.threads = cfg->http_threads;
+    /* Each event stream holds a worker for its life: streams get their own
+     * on top of http_threads, so they never starve other requests. */
+    hcfg.threads = cfg->http_threads + cfg->event_streams_max;
     hcfg.max_body = (size_t)cfg->max_body_bytes;
     hcfg.request_timeout_ms = cfg->request_timeout_ms * 2;
     hcfg.start_closed = true; /* opened once every route is registered */
@@ -674,6 +679,7 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     acfg.node_id = cfg->node_id;
     acfg.request_timeout_ms = cfg->request_timeout_ms;
     acfg.session_ttl_ms = (uint64_t)cfg->session_ttl_s * 1000;
+    acfg.event_streams_max = cfg->event_streams_max;
     rv = api_create(n->http, n->store, &backend, &acfg, &n->api);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, size, "register API routes: %s", cairn_strerror(rv));

@@ -41,6 +41,17 @@ struct api_cluster_status {
     size_t n_members;
 };
 
+/* This node's raft state, for /metrics. */
+struct api_raft_status {
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+    uint64_t last_index;
+    uint64_t leader_id;      /* 0 if none is known */
+    uint64_t leader_changes; /* times a new leader became known since start */
+    bool leader;             /* this node leads */
+};
+
 /* What the node provides to the API. deadline_ms is on cairn_now_ms()'s
  * clock. Each returns 0 or a CAIRN_E* code, with errmsg for the user. */
 struct api_backend {
@@ -67,12 +78,20 @@ struct api_backend {
     /* True when the node is a member with a known leader and has applied up
      * to its commit index; otherwise why says what is missing. */
     bool (*ready)(void *data, char *why, size_t why_size);
+    /* Optional: waits until the local store has applied an index above
+     * index (0), until deadline_ms (CAIRN_ETIMEDOUT) or until the node
+     * stops (CAIRN_ESHUTDOWN). Without it, event streams poll in short
+     * steps. */
+    int (*wait_applied)(void *data, uint64_t index, uint64_t deadline_ms);
+    /* Optional: this node's raft state, read locally (no network). */
+    void (*raft_status)(void *data, struct api_raft_status *out);
 };
 
 struct api_config {
     uint64_t node_id;
     unsigned request_timeout_ms; /* deadline of one API request's backend calls */
     uint64_t session_ttl_ms;     /* lifetime of a login's token; 0: API_SESSION_TTL_MS */
+    unsigned event_streams_max;  /* concurrent event streams; 0: the default (64) */
 };
 
 /* Default lifetime of a bearer token: 8 hours, one working day. */

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,7 @@
 
 struct mg_connection;
 struct api_throttle;
+struct metrics;
 
 /* User names: 1..64 of a-z 0-9 . _ - (the store's unique name of a user). */
 #define API_USERNAME_MAX 64
@@ -61,6 +63,12 @@ struct api {
     pthread_cond_t kdf_cv;                   /* signalled when a hash finishes */
     unsigned kdf_running;                    /* password hashes running now */
     char dummy_hash[API_PASSWORD_HASH_SIZE]; /* verified for unknown users; "" until needed */
+    struct metrics *metrics;                 /* request counts and latencies by route */
+    char **route_names;                      /* metric labels: patterns with {id} */
+    char *openapi;                           /* the OpenAPI document, made at create */
+    size_t openapi_len;
+    atomic_uint streams;                     /* event streams open now */
+    atomic_bool stopping;                    /* set by api_destroy: streams end */
 };
 
 /* The authenticated caller of a request. */
@@ -245,6 +253,44 @@ int api_result_failed(struct api_req *req, const struct store_result *res);
  * whole seconds, rounded down). */
 #define API_TIME_SIZE 32
 void api_time_format(int64_t ms, char out[API_TIME_SIZE]);
+
+/* The route table (api.c), as the OpenAPI generator and the tests see
+ * it. A pattern is matched segment by segment; "*" matches one non-empty
+ * segment, which the handler finds in req->path_id. */
+#define API_METHOD_BODY   0x1u /* the request carries a JSON object (request) */
+#define API_METHOD_LIST   0x2u /* answers a list page of response objects */
+#define API_METHOD_STREAM 0x4u /* answers text/event-stream */
+#define API_METHOD_TEXT   0x8u /* answers text/plain (metrics) */
+#define API_METHOD_CREATE 0x10u /* answers 201 with the new object */
+
+struct api_route_method {
+    const char *method;
+    int (*handler)(struct api_req *req);
+    unsigned flags;                     /* API_METHOD_* */
+    const char *const *params;          /* allowed query parameters, or NULL */
+    const char *summary;                /* one line for the OpenAPI document */
+    const struct api_schema *request;   /* the body's fields (API_METHOD_BODY) */
+    const struct api_schema *response;  /* the answered object's fields, or NULL */
+};
+
+#define API_ROUTE_METHODS_MAX 4
+
+struct api_route {
+    const char *pattern;
+    struct api_route_method methods[API_ROUTE_METHODS_MAX]; /* ends at a NULL method */
+};
+
+/* The routes, in table order; any thread. */
+size_t api_route_count(void);
+const struct api_route *api_route_at(size_t i);
+
+/* True for the paths answered without a token: the probes, /metrics and
+ * the login. */
+bool api_path_public(const char *path);
+
+/* Writes pattern with each "*" replaced by "{id}" (the OpenAPI and metrics
+ * form) into out; the result is cut to size. */
+void api_pattern_name(const char *pattern, char *out, size_t size);
 
 /* api_access.c ----------------------------------------------------------- */
 
@@ -437,6 +483,59 @@ int api_users_create(struct api_req *req);
 int api_user_get(struct api_req *req);
 int api_user_replace(struct api_req *req);
 int api_user_delete(struct api_req *req);
+
+/* api_events.c ----------------------------------------------------------- */
+
+/* The API's name of a kind ("tenant", "user", "site", ...); NULL for a
+ * kind it does not name. */
+const char *api_kind_name(enum store_kind kind);
+
+/* Parses a kind's API name; CAIRN_EINVAL if it names none. */
+int api_kind_parse(const char *name, enum store_kind *out);
+
+/* The answer's form of a stored object, exactly as the GET of that object
+ * renders it: switches on the kind and calls the resource's renderer.
+ * NULL for a kind that no route renders (sessions, members, settings: they
+ * are never streamed) or when out of memory. */
+json_t *api_object_json(const struct store_object *o);
+
+/* The scope rbac_decide takes for o: a tenant's own id, else its tenant
+ * (NULL for a provider-level object). */
+const char *api_object_scope(const struct store_object *o);
+
+/* GET /api/v1/events: Server-Sent Events of object changes. */
+int api_events_stream(struct api_req *req);
+
+/* Revisions between the heartbeats of an idle stream, and the longest
+ * wait between two checks of the caller's session and of shutdown. */
+#define API_EVENTS_HEARTBEAT_MS 15000
+#define API_EVENTS_CHECK_MS     1000
+/* Changes read from the log per page. */
+#define API_EVENTS_PAGE 256
+/* Default bound on a node's concurrent event streams. */
+#define API_EVENT_STREAMS_DEFAULT 64
+
+/* api_audit.c ------------------------------------------------------------ */
+
+/* GET /api/v1/audit: the audit log, newest first, SP roles only. */
+int api_audit_list(struct api_req *req);
+
+/* Parses an RFC 3339 date-time ("2026-01-02T03:04:05Z", fractions and
+ * numeric offsets allowed) into ms since the epoch. CAIRN_EINVAL if bad. */
+int api_time_parse(const char *s, int64_t *ms);
+
+/* api_openapi.c ---------------------------------------------------------- */
+
+/* The OpenAPI 3.0 document of the route table and the field tables. NULL
+ * if out of memory. */
+json_t *api_openapi_document(void);
+
+/* GET /api/v1/openapi.json */
+int api_openapi_get(struct api_req *req);
+
+/* GET /metrics: Prometheus text format, no authentication (counts and
+ * raft indexes only, never an object). */
+int api_metrics_get(struct api_req *req);
 
 /* api_cluster.c ---------------------------------------------------------- */
 

@@ -81,7 +81,7 @@ struct node {
     pthread_mutex_t vmu;
     pthread_cond_t vcv;
     struct consensus_status view;
-    uint64_t leader_changes; /* times a new leader became known (for /metrics) */
+    uint64_t leader_changes;   /* times a new leader became known (for /metrics) */
     atomic_bool shutting_down; /* set once, at node_destroy */
 
     /* The first administrator's creation (bootstrap.c). */

@@ -593,8 +593,8 @@ static const char *const list_params[] = {"consistency", "limit", "cursor", "nam
 static const char *const user_list_params[] = {"consistency", "limit",     "cursor",
                                                "name",        "tenant_id", NULL};
 static const char *const cascade_params[] = {"cascade", NULL};
-static const char *const audit_params[] = {"consistency", "limit", "cursor", "user",
-                                           "tenant",      "kind",  "since",  "until", NULL};
+static const char *const audit_params[] = {"consistency", "limit", "cursor", "user", "tenant",
+                                           "kind",        "since", "until",  NULL};
 static const char *const events_params[] = {"from_revision", NULL};
 
 /* The one route that needs no token. */

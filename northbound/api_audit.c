@@ -111,7 +111,9 @@ static const char *action_name(enum store_op op)
  * the problem type for a failure ("ok" for a success). */
 static struct api_status record_status(const struct store_audit *a)
 {
-    struct api_status ok = {a->op == STORE_OP_CREATE ? 201 : a->op == STORE_OP_DELETE ? 204 : 200,
+    struct api_status ok = {a->op == STORE_OP_CREATE   ? 201
+                            : a->op == STORE_OP_DELETE ? 204
+                                                       : 200,
                             "ok"};
     struct api_status forbidden = {403, "forbidden"};
     if (a->status == 0) {
@@ -132,8 +134,7 @@ static json_t *record_json(const struct store_audit *a)
     return json_pack("{s:I, s:s, s:s?, s:s?, s:s, s:s?, s:s?, s:i, s:s, s:s?, s:I}", "seq",
                      (json_int_t)a->seq, "time", time, "user", a->caller, "tenant", a->tenant,
                      "action", action_name(a->op), "kind", kind, "id", a->id, "status", st.status,
-                     "result", st.type, "message", a->message, "revision",
-                     (json_int_t)a->revision);
+                     "result", st.type, "message", a->message, "revision", (json_int_t)a->revision);
 }
 
 /* Fills q from the request's filters; returns 0 or the status answered. */
@@ -232,9 +233,9 @@ int api_audit_list(struct api_req *req)
     store_audit_list_release(&l);
     snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n", (unsigned long long)revision);
     return api_reply_json(req, 200,
-                          items != NULL ? json_pack("{s:o, s:o, s:I}", "items", items,
-                                                    "next_cursor", next, "revision",
-                                                    (json_int_t)revision)
-                                        : NULL,
+                          items != NULL
+                              ? json_pack("{s:o, s:o, s:I}", "items", items, "next_cursor", next,
+                                          "revision", (json_int_t)revision)
+                              : NULL,
                           headers);
 }

@@ -125,9 +125,9 @@ static bool send_text(struct api_req *req, const char *text, size_t len)
 /* One event: "id:" only when with_id (see the file comment). */
 static int event_send(struct api_req *req, const struct store_change *c, bool with_id)
 {
-    const char *type = c->deleted                                  ? "deleted"
+    const char *type = c->deleted                            ? "deleted"
                        : c->object.create_rev == c->revision ? "created"
-                                                                   : "updated";
+                                                             : "updated";
     json_t *data = json_pack("{s:s, s:s, s:I}", "kind", api_kind_name(c->object.kind), "id",
                              c->object.id, "revision", (json_int_t)c->revision);
     struct cairn_buf b;

@@ -67,8 +67,8 @@ struct api {
     char **route_names;                      /* metric labels: patterns with {id} */
     char *openapi;                           /* the OpenAPI document, made at create */
     size_t openapi_len;
-    atomic_uint streams;                     /* event streams open now */
-    atomic_bool stopping;                    /* set by api_destroy: streams end */
+    atomic_uint streams;  /* event streams open now */
+    atomic_bool stopping; /* set by api_destroy: streams end */
 };
 
 /* The authenticated caller of a request. */
@@ -257,20 +257,20 @@ void api_time_format(int64_t ms, char out[API_TIME_SIZE]);
 /* The route table (api.c), as the OpenAPI generator and the tests see
  * it. A pattern is matched segment by segment; "*" matches one non-empty
  * segment, which the handler finds in req->path_id. */
-#define API_METHOD_BODY   0x1u /* the request carries a JSON object (request) */
-#define API_METHOD_LIST   0x2u /* answers a list page of response objects */
-#define API_METHOD_STREAM 0x4u /* answers text/event-stream */
-#define API_METHOD_TEXT   0x8u /* answers text/plain (metrics) */
+#define API_METHOD_BODY   0x1u  /* the request carries a JSON object (request) */
+#define API_METHOD_LIST   0x2u  /* answers a list page of response objects */
+#define API_METHOD_STREAM 0x4u  /* answers text/event-stream */
+#define API_METHOD_TEXT   0x8u  /* answers text/plain (metrics) */
 #define API_METHOD_CREATE 0x10u /* answers 201 with the new object */
 
 struct api_route_method {
     const char *method;
     int (*handler)(struct api_req *req);
-    unsigned flags;                     /* API_METHOD_* */
-    const char *const *params;          /* allowed query parameters, or NULL */
-    const char *summary;                /* one line for the OpenAPI document */
-    const struct api_schema *request;   /* the body's fields (API_METHOD_BODY) */
-    const struct api_schema *response;  /* the answered object's fields, or NULL */
+    unsigned flags;                    /* API_METHOD_* */
+    const char *const *params;         /* allowed query parameters, or NULL */
+    const char *summary;               /* one line for the OpenAPI document */
+    const struct api_schema *request;  /* the body's fields (API_METHOD_BODY) */
+    const struct api_schema *response; /* the answered object's fields, or NULL */
 };
 
 #define API_ROUTE_METHODS_MAX 4

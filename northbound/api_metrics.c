@@ -33,8 +33,7 @@ static int raft_render(struct api *api, struct cairn_buf *b)
         return 0;
     }
     api->backend.raft_status(api->backend.data, &st);
-    rv |= sample(b, "cairn_raft_term", "gauge", "Current raft term of this node.",
-                 (double)st.term);
+    rv |= sample(b, "cairn_raft_term", "gauge", "Current raft term of this node.", (double)st.term);
     rv |= sample(b, "cairn_raft_commit_index", "gauge", "Highest raft index known committed.",
                  (double)st.commit_index);
     rv |= sample(b, "cairn_raft_applied_index", "gauge",

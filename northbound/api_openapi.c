@@ -118,23 +118,22 @@ static json_t *parameter_json(const char *name)
 /* The success answer of m. */
 static json_t *success_json(const struct api_route_method *m, const char **status)
 {
-    json_t *object = m->response != NULL ? schema_json(m->response)
-                                         : json_pack("{s:s}", "type", "object");
+    json_t *object =
+        m->response != NULL ? schema_json(m->response) : json_pack("{s:s}", "type", "object");
     if (object == NULL) {
         return NULL;
     }
-    *status = strcmp(m->method, "DELETE") == 0          ? "204"
+    *status = strcmp(m->method, "DELETE") == 0      ? "204"
               : (m->flags & API_METHOD_CREATE) != 0 ? "201"
-                                                        : "200";
+                                                    : "200";
     if (strcmp(m->method, "DELETE") == 0) {
         json_decref(object);
         return json_pack("{s:s}", "description", "Deleted");
     }
     if ((m->flags & API_METHOD_STREAM) != 0) {
         json_decref(object);
-        return json_pack("{s:s, s:o}", "description", "An event stream",
-                         "content", content("text/event-stream", json_pack("{s:s}", "type",
-                                                                             "string")));
+        return json_pack("{s:s, s:o}", "description", "An event stream", "content",
+                         content("text/event-stream", json_pack("{s:s}", "type", "string")));
     }
     if ((m->flags & API_METHOD_TEXT) != 0) {
         json_decref(object);
@@ -156,8 +155,8 @@ static json_t *operation_json(const struct api_route *r, const struct api_route_
     const char *status = "200";
     json_t *success = success_json(m, &status);
     json_t *params = json_array();
-    json_t *op = json_pack("{s:s, s:{}}", "summary", m->summary != NULL ? m->summary : "",
-                           "responses");
+    json_t *op =
+        json_pack("{s:s, s:{}}", "summary", m->summary != NULL ? m->summary : "", "responses");
     json_t *responses = json_object_get(op, "responses");
 
     if (success == NULL || params == NULL || op == NULL) {
@@ -167,10 +166,10 @@ static json_t *operation_json(const struct api_route *r, const struct api_route_
         return NULL;
     }
     json_object_set_new(responses, status, success);
-    json_object_set_new(responses, "default",
-                        json_pack("{s:s, s:o}", "description", "An error (RFC 9457)", "content",
-                                  content("application/problem+json",
-                                          json_pack("{s:s}", "$ref", PROBLEM_REF))));
+    json_object_set_new(
+        responses, "default",
+        json_pack("{s:s, s:o}", "description", "An error (RFC 9457)", "content",
+                  content("application/problem+json", json_pack("{s:s}", "$ref", PROBLEM_REF))));
     if (strchr(r->pattern, '*') != NULL) {
         json_array_append_new(params, json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", "id", "in",
                                                 "path", "required", 1, "schema", "type", "string"));
@@ -244,7 +243,6 @@ json_t *api_openapi_document(void)
 
 int api_openapi_get(struct api_req *req)
 {
-    http_reply(req->conn, 200, "application/json", NULL, req->api->openapi,
-               req->api->openapi_len);
+    http_reply(req->conn, 200, "application/json", NULL, req->api->openapi, req->api->openapi_len);
     return 200;
 }

@@ -16,9 +16,6 @@
 #include <string.h>
 #include <time.h>
 
-/* The audit code api_access.c files a 403 under (AUDIT_FORBIDDEN there). */
-#define AUDIT_FORBIDDEN CAIRN_EPRECONDITION
-
 static bool digits(const char *s, size_t n, int *out)
 {
     int v = 0;
@@ -119,7 +116,7 @@ static struct api_status record_status(const struct store_audit *a)
     if (a->status == 0) {
         return ok;
     }
-    if (a->op == STORE_OP_AUDIT && a->status == AUDIT_FORBIDDEN) {
+    if (a->op == STORE_OP_AUDIT && a->status == API_AUDIT_FORBIDDEN) {
         return forbidden;
     }
     return api_status_of(a->status);
@@ -231,6 +228,9 @@ int api_audit_list(struct api_req *req)
         next = json_string(cursor);
     }
     store_audit_list_release(&l);
+    if (items == NULL) {
+        json_decref(next);
+    }
     snprintf(headers, sizeof headers, "X-Cairn-Revision: %llu\r\n", (unsigned long long)revision);
     return api_reply_json(req, 200,
                           items != NULL

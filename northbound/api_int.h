@@ -312,6 +312,11 @@ int api_authorize(struct api_req *req, enum rbac_action action, enum store_kind 
 void api_audit_refusal(struct api_req *req, enum store_kind kind, const char *id, const char *scope,
                        int status, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
+/* The audit code of a 403. The common error table has no "permission
+ * denied"; a refused precondition (the caller's role) is the closest, and
+ * the record's message says "forbidden". api_audit.c answers it as 403. */
+#define API_AUDIT_FORBIDDEN CAIRN_EPRECONDITION
+
 /* Answers 403 for a refused write, after auditing it. */
 int api_forbidden(struct api_req *req, enum store_kind kind, const char *id, const char *scope,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));

@@ -296,6 +296,20 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(ev[-1]["event"], "session-ended")
         self.assertTrue(s.closed.wait(10), "the stream stayed open after logout")
 
+    def test_zz_stop_with_open_streams(self):
+        # SIGTERM with streams open: they end at once and the node exits 0
+        # well within the harness's 10 s (it does not wait for heartbeats or
+        # sessions to run out).
+        streams = [self.stream(2) for _ in range(3)]
+        self.assertEqual([x.status for x in streams], [200] * 3)
+        started = time.monotonic()
+        self.c.stop(2)
+        for x in streams:
+            self.assertTrue(x.closed.wait(10), "a stream stayed open after the node stopped")
+        self.assertLess(time.monotonic() - started, 10)
+        self.c.start(2)
+        self.assertEqual(self.stream(2).status, 200)
+
 
 if __name__ == "__main__":
     run()

@@ -444,6 +444,24 @@ static bool principal_load(struct api_req *req, const struct store_object *sessi
     return ok;
 }
 
+bool api_principal_unchanged(struct api_req *req)
+{
+    struct api_principal before = req->who;
+    struct store_object o;
+    bool ok;
+
+    if (store_object_get(req->api->store, STORE_KIND_SESSION, before.session_id, &o) != 0) {
+        return false;
+    }
+    ok = (o.expires_ms == 0 || o.expires_ms > cairn_wall_ms()) && principal_load(req, &o) &&
+         req->who.role == before.role && strcmp(req->who.tenant, before.tenant) == 0;
+    store_object_release(&o);
+    if (!ok) {
+        req->who = before;
+    }
+    return ok;
+}
+
 int api_authenticate(struct api_req *req)
 {
     const char *token = NULL;

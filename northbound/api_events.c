@@ -20,7 +20,8 @@
  *      variable, no polling) for at most API_EVENTS_CHECK_MS; every
  *      API_EVENTS_HEARTBEAT_MS of silence send a comment line;
  *   5. end when the client goes away (a write fails), the caller's session
- *      ends (logout, expiry: checked at least every API_EVENTS_CHECK_MS),
+ *      ends (logout, expiry) or its user changes role or tenant or is
+ *      disabled or deleted (checked every API_EVENTS_CHECK_MS),
  *      the node stops (wait_applied says CAIRN_ESHUTDOWN, or api_destroy
  *      set stopping), or the change log was pruned past the stream (a slow
  *      client: a final "expired" event tells it to re-list).
@@ -166,10 +167,12 @@ static int event_send(struct api_req *req, const struct store_change *c, bool wi
     return rv;
 }
 
-/* Sends the visible changes of a page (whole revisions). */
-static int page_send(struct api_req *req, const struct store_change_list *l)
+/* Sends the visible changes of a page (whole revisions); *sent counts
+ * them. */
+static int page_send(struct api_req *req, const struct store_change_list *l, size_t *sent)
 {
     size_t last = l->n; /* the previous visible item, or l->n for none */
+    *sent = 0;
     for (size_t i = 0; i < l->n; i++) {
         if (!visible(req, &l->items[i])) {
             continue;
@@ -180,24 +183,16 @@ static int page_send(struct api_req *req, const struct store_change_list *l)
             if (rv != 0) {
                 return rv;
             }
+            (*sent)++;
         }
         last = i;
     }
     /* A page ends with a whole revision. */
-    return last < l->n ? event_send(req, &l->items[last], true) : 0;
-}
-
-/* True while the caller's session is valid. */
-static bool session_valid(struct api_req *req)
-{
-    struct store_object o;
-    bool valid;
-    if (store_object_get(req->api->store, STORE_KIND_SESSION, req->who.session_id, &o) != 0) {
-        return false;
+    if (last == l->n) {
+        return 0;
     }
-    valid = o.expires_ms == 0 || o.expires_ms > cairn_wall_ms();
-    store_object_release(&o);
-    return valid;
+    (*sent)++;
+    return event_send(req, &l->items[last], true);
 }
 
 /* Waits for an apply above index, at most until deadline_ms. Returns
@@ -246,9 +241,12 @@ static void stream_run(struct api_req *req, uint64_t from)
             return;
         }
         if (l.n > 0) {
-            rv = page_send(req, &l);
+            size_t sent;
+            rv = page_send(req, &l, &sent);
             from = l.items[l.n - 1].revision;
-            last_sent = cairn_now_ms();
+            if (sent > 0) {
+                last_sent = cairn_now_ms();
+            }
         }
         store_change_list_release(&l);
         if (rv != 0) {
@@ -257,7 +255,7 @@ static void stream_run(struct api_req *req, uint64_t from)
         now = cairn_now_ms();
         if (now - last_check >= API_EVENTS_CHECK_MS) {
             last_check = now;
-            if (!session_valid(req)) {
+            if (!api_principal_unchanged(req)) {
                 static const char ended[] = "event: session-ended\ndata: {}\n\n";
                 send_text(req, ended, sizeof ended - 1);
                 return;

@@ -444,6 +444,12 @@ size_t api_throttle_count(struct api_throttle *t);
  * or 503 if the cluster could not be asked in time). */
 int api_authenticate(struct api_req *req);
 
+/* For a long request (an event stream): true if the caller's session is
+ * still valid in the local store and its user still enabled with the same
+ * role and tenant; req->who is refreshed. False after a logout, an expiry,
+ * or a change of the user that would alter what it may see. */
+bool api_principal_unchanged(struct api_req *req);
+
 int api_auth_login(struct api_req *req);
 int api_auth_logout(struct api_req *req);
 int api_auth_whoami(struct api_req *req);

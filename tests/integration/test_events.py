@@ -296,6 +296,19 @@ class EventsTest(unittest.TestCase):
         self.assertEqual(ev[-1]["event"], "session-ended")
         self.assertTrue(s.closed.wait(10), "the stream stayed open after logout")
 
+    def test_user_change_ends_the_stream(self):
+        t = self.c.must_create_tenant(1, unique_name("uc"))
+        user, token = self.make_user("tenant_admin", t["id"])
+        s = self.stream(3, token=token)
+        self.assertEqual(s.status, 200)
+        # Demoted to operator: what it may see could change, so the stream
+        # ends (the client reconnects with its new rights).
+        body = {"username": user["username"], "role": "tenant_operator", "tenant_id": t["id"]}
+        r = self.c.request(1, "PUT", "/api/v1/users/" + user["id"], body=body)
+        self.assertEqual(r.status, 200, r)
+        s.collect(lambda e: e.get("event") == "session-ended")
+        self.assertTrue(s.closed.wait(10))
+
     def test_zz_stop_with_open_streams(self):
         # SIGTERM with streams open: they end at once and the node exits 0
         # well within the harness's 10 s (it does not wait for heartbeats or

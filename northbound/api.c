@@ -48,6 +48,7 @@ static const struct {
     {"forbidden", "Forbidden"},
     {"too-many-requests", "Too many failed logins"},
     {"not-found", "Resource not found"},
+    {"events-expired", "Events no longer kept"},
     {"method-not-allowed", "Method not allowed"},
     {"conflict", "Conflict with the current state"},
     {"busy", "Another operation is in progress"},

@@ -118,8 +118,11 @@ static int service_build(struct api_req *req, const struct store_object *old, st
         params = json_object();
         json_object_set_new(b->stored, "parameters", params);
     }
-    if (rc == 0 &&
-        api_template_params_check(schema != NULL ? schema : json_object(), params, &err) != 0) {
+    if (rc == 0 && schema == NULL) {
+        schema = json_object();
+        json_object_set_new(tmpl_body, "parameters", schema); /* owned by tmpl_body */
+    }
+    if (rc == 0 && api_template_params_check(schema, params, &err) != 0) {
         rc = api_error_send(req, &err);
     }
     if (rc == 0) {
@@ -136,10 +139,11 @@ static int service_build(struct api_req *req, const struct store_object *old, st
         json_object_set_new(b->stored, "generation", json_integer(generation));
         cairn_uuid(job_id);
         json_object_set_new(b->stored, "job_id", json_string(job_id));
-        json_object_set(b->stored, "realization",
-                        prev != NULL && json_object_get(prev, "realization") != NULL
-                            ? json_object_get(prev, "realization")
-                            : json_object());
+        if (prev != NULL && json_object_get(prev, "realization") != NULL) {
+            json_object_set(b->stored, "realization", json_object_get(prev, "realization"));
+        } else {
+            json_object_set_new(b->stored, "realization", json_object());
+        }
         api_build_ref(b, STORE_KIND_TEMPLATE, tmpl_id);
     }
     json_decref(tmpl_body);

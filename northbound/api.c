@@ -96,6 +96,7 @@ static const struct {
     {CAIRN_ENOTLEADER, {503, "unavailable"}},
     {CAIRN_ETIMEDOUT, {503, "unavailable"}},
     {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
+    {CAIRN_EFORBIDDEN, {403, "forbidden"}},
     {CAIRN_ESHUTDOWN, {503, "unavailable"}},
 };
 
@@ -626,6 +627,7 @@ static const struct route routes[] = {
     {"/readyz", {{"GET", api_readyz, 0, NULL, NULL}}},
     {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL, NULL}}},
+    {"/api/v1/auth/password", {{"POST", api_auth_password, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL, NULL}}},
     {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL, NULL}}},
     {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL, NULL}}},

@@ -367,6 +367,7 @@ extern const struct api_schema api_tenant_schema;
 extern const struct api_schema api_member_schema;
 extern const struct api_schema api_user_schema;
 extern const struct api_schema api_login_schema;
+extern const struct api_schema api_password_change_schema;
 
 /* Quotas of a tenant: the JSON field and the store kind it limits. */
 struct api_quota {
@@ -468,6 +469,9 @@ int api_users_create(struct api_req *req);
 int api_user_get(struct api_req *req);
 int api_user_replace(struct api_req *req);
 int api_user_delete(struct api_req *req);
+/* POST /api/v1/auth/password: the caller changes its own password (the
+ * current one verified, throttled like logins); its other sessions end. */
+int api_auth_password(struct api_req *req);
 
 /* api_cluster.c ---------------------------------------------------------- */
 

@@ -329,19 +329,41 @@ static int load_for(struct api_req *req, enum rbac_action action, struct store_o
     return rv;
 }
 
+/* Proposes the update of user id to fields with password hash, pinned to
+ * if_match. Returns 0 with *res filled, or the status answered. */
+static int propose_update(struct api_req *req, const char *id, const json_t *fields,
+                          const char *hash, uint64_t if_match, uint64_t fp,
+                          struct store_result *res)
+{
+    char request_id[API_REQUEST_ID_SIZE];
+    struct store_command cmd;
+    char *body = NULL;
+    int rc;
+
+    api_request_id_fresh(request_id);
+    api_command_init(req, &cmd, STORE_OP_UPDATE, STORE_KIND_USER);
+    if (api_user_command(&cmd, id, fields, hash, &body) != 0) {
+        return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
+    }
+    cmd.if_match = if_match;
+    cmd.request_id = request_id;
+    cmd.fingerprint = fp;
+    rc = api_propose(req, &cmd, res);
+    sodium_memzero(body, strlen(body));
+    free(body);
+    return rc;
+}
+
 /* One attempt at a PUT: reads, checks, proposes. Returns 0 with *res
  * filled, or the status answered. */
 static int replace_once(struct api_req *req, uint64_t if_match, struct store_result *res)
 {
-    char request_id[API_REQUEST_ID_SIZE];
     char hash[API_PASSWORD_HASH_SIZE];
     struct api_user_fields f;
-    struct store_command cmd;
     struct store_object o;
     struct api_error err;
     const char *tenant;
     json_t *doc = NULL;
-    char *body = NULL;
     int rc;
 
     rc = load_for(req, RBAC_UPDATE, &o, &doc, &f);
@@ -367,20 +389,10 @@ static int replace_once(struct api_req *req, uint64_t if_match, struct store_res
                          req->path_id);
     }
     if (rc == 0) {
-        api_request_id_fresh(request_id);
-        api_command_init(req, &cmd, STORE_OP_UPDATE, STORE_KIND_USER);
-        if (api_user_command(&cmd, req->path_id, req->body, hash, &body) != 0) {
-            rc = api_problem(req, 500, "internal", NULL, NULL, "out of memory");
-        } else {
-            /* Pinned to what the access check saw, unless the client
-             * pinned it itself. */
-            cmd.if_match = if_match != 0 ? if_match : o.mod_rev;
-            cmd.request_id = request_id;
-            cmd.fingerprint = fingerprint(req);
-            rc = api_propose(req, &cmd, res);
-            sodium_memzero(body, strlen(body));
-            free(body);
-        }
+        /* Pinned to what the access check saw, unless the client pinned
+         * it itself. */
+        rc = propose_update(req, req->path_id, req->body, hash,
+                            if_match != 0 ? if_match : o.mod_rev, fingerprint(req), res);
     }
     sodium_memzero(hash, sizeof hash);
     json_decref(doc);
@@ -735,13 +747,10 @@ static int password_once(struct api_req *req, struct store_result *res)
 {
     const json_t *cur = json_object_get(req->body, "current_password");
     const json_t *new_pw = json_object_get(req->body, "new_password");
-    char request_id[API_REQUEST_ID_SIZE];
     char hash[API_PASSWORD_HASH_SIZE];
     struct api_user_fields f;
-    struct store_command cmd;
     struct store_object o;
     json_t *doc = NULL;
-    char *body = NULL;
     int rc = api_read_point(req);
 
     if (rc != 0) {
@@ -774,18 +783,8 @@ static int password_once(struct api_req *req, struct store_result *res)
     }
     if (rc == 0) {
         json_object_del(doc, "password_hash");
-        api_request_id_fresh(request_id);
-        api_command_init(req, &cmd, STORE_OP_UPDATE, STORE_KIND_USER);
-        if (api_user_command(&cmd, o.id, doc, hash, &body) != 0) {
-            rc = api_problem(req, 500, "internal", NULL, NULL, "out of memory");
-        } else {
-            cmd.if_match = o.mod_rev;
-            cmd.request_id = request_id;
-            cmd.fingerprint = api_fingerprint(req->method, req->path, NULL, 0);
-            rc = api_propose(req, &cmd, res);
-            sodium_memzero(body, strlen(body));
-            free(body);
-        }
+        rc = propose_update(req, o.id, doc, hash, o.mod_rev,
+                            api_fingerprint(req->method, req->path, NULL, 0), res);
     }
     sodium_memzero(hash, sizeof hash);
     json_decref(doc);

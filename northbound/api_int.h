@@ -520,8 +520,9 @@ struct api_resource {
     /* Completes b for a create (old NULL) or a replace of old: the unique
      * name, refs, server-set fields; checks what the table cannot. Runs
      * after the read point, so what it reads holds at apply (the write is
-     * pinned). Returns 0 or the status answered. May be NULL. */
-    int (*build)(struct api_req *req, const struct store_object *old, struct api_build *b);
+     * pinned). Returns 0, or CAIRN_EINVAL with err filled. May be NULL. */
+    int (*build)(struct api *api, const struct store_object *old, struct api_build *b,
+                 struct api_error *err);
     /* Adds server fields to the answer's form of o (the body, with id and
      * revisions set); 0 or CAIRN_ENOMEM. May be NULL. */
     int (*decorate)(const struct store_object *o, json_t *body);

@@ -99,6 +99,7 @@ static const struct {
     {CAIRN_ENOTLEADER, {503, "unavailable"}},
     {CAIRN_ETIMEDOUT, {503, "unavailable"}},
     {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
+    {CAIRN_EFORBIDDEN, {403, "forbidden"}},
     {CAIRN_ESHUTDOWN, {503, "unavailable"}},
 };
 
@@ -594,6 +595,18 @@ static const char *const list_params[] = {"consistency", "limit", "cursor", "nam
 static const char *const user_list_params[] = {"consistency", "limit",     "cursor",
                                                "name",        "tenant_id", NULL};
 static const char *const cascade_params[] = {"cascade", NULL};
+static const char *const site_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                               "name",        "role",  NULL};
+static const char *const device_list_params[] = {"consistency", "limit",  "cursor", "tenant_id",
+                                                 "site_id",     "serial", "family", "desired_state",
+                                                 "name",        NULL};
+static const char *const template_list_params[] = {"consistency", "limit", "cursor", "name",
+                                                   "version",     "type",  "state",  NULL};
+static const char *const service_list_params[] = {"consistency",   "limit", "cursor",
+                                                  "tenant_id",     "name",  "template_id",
+                                                  "desired_state", "type",  NULL};
+static const char *const job_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                              "type",        "state", NULL};
 static const char *const audit_params[] = {"consistency", "limit", "cursor", "user", "tenant",
                                            "kind",        "since", "until",  NULL};
 static const char *const events_params[] = {"from_revision", NULL};
@@ -602,53 +615,97 @@ static const char *const events_params[] = {"from_revision", NULL};
 #define LOGIN_PATH "/api/v1/auth/login"
 
 /* Each method's trailing fields (summary, request and response field
- * tables) document it in the OpenAPI document; a line may leave them out
- * while a resource is being written (the OpenAPI unit test then names it),
- * hence no warning for missing initializers here. */
+ * tables) document it in the OpenAPI document; a resource route may leave
+ * out its schemas (the resource's are used) and even its summary (one is
+ * made from the resource's noun). The OpenAPI unit test names a route that
+ * stays undocumented, hence no warning for missing initializers here. */
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct api_route routes[] = {
-    {"/healthz", {{"GET", api_healthz, 0, NULL, "Liveness of this node"}}},
-    {"/readyz", {{"GET", api_readyz, 0, NULL, "Readiness of this node to serve the API"}}},
+    {"/healthz", {{"GET", api_healthz, 0, NULL, NULL, "Liveness of this node"}}},
+    {"/readyz", {{"GET", api_readyz, 0, NULL, NULL, "Readiness of this node to serve the API"}}},
     {LOGIN_PATH,
-     {{"POST", api_auth_login, METHOD_BODY, NULL, "Log in: user name and password for a token",
-       &api_login_schema}}},
-    {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL, "Revoke the caller's token"}}},
-    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL, "The caller and its role"}}},
-    {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL, "The cluster's members and leader"}}},
+     {{"POST", api_auth_login, METHOD_BODY, NULL, NULL,
+       "Log in: user name and password for a token", &api_login_schema}}},
+    {"/api/v1/auth/logout",
+     {{"POST", api_auth_logout, 0, NULL, NULL, "Revoke the caller's token"}}},
+    {"/api/v1/auth/password",
+     {{"POST", api_auth_password, METHOD_BODY, NULL, NULL,
+       "Change one's own password (ends one's other sessions)", &api_password_change_schema}}},
+    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL, NULL, "The caller and its role"}}},
+    {"/api/v1/cluster",
+     {{"GET", api_cluster_get, 0, NULL, NULL, "The cluster's members and leader"}}},
     {"/api/v1/cluster/members",
-     {{"POST", api_members_add, METHOD_BODY, NULL, "Add a node to the cluster",
+     {{"POST", api_members_add, METHOD_BODY, NULL, NULL, "Add a node to the cluster",
        &api_member_schema}}},
     {"/api/v1/cluster/members/*",
-     {{"DELETE", api_member_remove, 0, NULL, "Remove a node from the cluster"}}},
+     {{"DELETE", api_member_remove, 0, NULL, NULL, "Remove a node from the cluster"}}},
     {"/api/v1/tenants",
-     {{"GET", api_tenants_list, API_METHOD_LIST, list_params, "List tenants", NULL,
+     {{"GET", api_tenants_list, API_METHOD_LIST, list_params, NULL, "List tenants", NULL,
        &api_tenant_schema},
-      {"POST", api_tenants_create, METHOD_BODY | API_METHOD_CREATE, NULL, "Create a tenant",
+      {"POST", api_tenants_create, METHOD_BODY | API_METHOD_CREATE, NULL, NULL, "Create a tenant",
        &api_tenant_schema, &api_tenant_schema}}},
     {"/api/v1/tenants/*",
-     {{"GET", api_tenant_get, 0, read_params, "Read a tenant", NULL, &api_tenant_schema},
-      {"PUT", api_tenant_replace, METHOD_BODY, NULL, "Replace a tenant", &api_tenant_schema,
+     {{"GET", api_tenant_get, 0, read_params, NULL, "Read a tenant", NULL, &api_tenant_schema},
+      {"PUT", api_tenant_replace, METHOD_BODY, NULL, NULL, "Replace a tenant", &api_tenant_schema,
        &api_tenant_schema},
-      {"DELETE", api_tenant_delete, 0, cascade_params, "Delete a tenant"}}},
+      {"DELETE", api_tenant_delete, 0, cascade_params, NULL, "Delete a tenant"}}},
     {"/api/v1/users",
-     {{"GET", api_users_list, API_METHOD_LIST, user_list_params, "List users", NULL,
+     {{"GET", api_users_list, API_METHOD_LIST, user_list_params, NULL, "List users", NULL,
        &api_user_schema},
-      {"POST", api_users_create, METHOD_BODY | API_METHOD_CREATE, NULL, "Create a user",
+      {"POST", api_users_create, METHOD_BODY | API_METHOD_CREATE, NULL, NULL, "Create a user",
        &api_user_schema, &api_user_schema}}},
     {"/api/v1/users/*",
-     {{"GET", api_user_get, 0, read_params, "Read a user", NULL, &api_user_schema},
-      {"PUT", api_user_replace, METHOD_BODY, NULL, "Replace a user", &api_user_schema,
+     {{"GET", api_user_get, 0, read_params, NULL, "Read a user", NULL, &api_user_schema},
+      {"PUT", api_user_replace, METHOD_BODY, NULL, NULL, "Replace a user", &api_user_schema,
        &api_user_schema},
-      {"DELETE", api_user_delete, 0, NULL, "Delete a user"}}},
+      {"DELETE", api_user_delete, 0, NULL, NULL, "Delete a user"}}},
+    {"/api/v1/sites",
+     {{"GET", api_resource_list, API_METHOD_LIST, site_list_params, &api_site_resource},
+      {"POST", api_resource_post, METHOD_BODY | API_METHOD_CREATE, NULL, &api_site_resource}}},
+    {"/api/v1/sites/*",
+     {{"GET", api_resource_get, 0, read_params, &api_site_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_site_resource},
+      {"DELETE", api_resource_delete, 0, cascade_params, &api_site_resource}}},
+    {"/api/v1/devices",
+     {{"GET", api_resource_list, API_METHOD_LIST, device_list_params, &api_device_resource},
+      {"POST", api_resource_post, METHOD_BODY | API_METHOD_CREATE, NULL, &api_device_resource}}},
+    {"/api/v1/devices/*",
+     {{"GET", api_resource_get, 0, read_params, &api_device_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_device_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_device_resource}}},
+    {"/api/v1/templates",
+     {{"GET", api_resource_list, API_METHOD_LIST, template_list_params, &api_template_resource},
+      {"POST", api_resource_post, METHOD_BODY | API_METHOD_CREATE, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*",
+     {{"GET", api_resource_get, 0, read_params, &api_template_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_template_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*/publish",
+     {{"POST", api_template_publish, 0, NULL, NULL, "Publish a draft template (immutable after)"}}},
+    {"/api/v1/services",
+     {{"GET", api_resource_list, API_METHOD_LIST, service_list_params, &api_service_resource},
+      {"POST", api_services_post, METHOD_BODY | API_METHOD_ACCEPTED, NULL, &api_service_resource,
+       "Create a service; answers 202 with the job that deploys it"}}},
+    {"/api/v1/services/*",
+     {{"GET", api_resource_get, 0, read_params, &api_service_resource},
+      {"PUT", api_service_put, METHOD_BODY | API_METHOD_ACCEPTED, NULL, &api_service_resource,
+       "Replace a service; answers 202 with the job that deploys it"},
+      {"DELETE", api_service_delete, API_METHOD_ACCEPTED, NULL, &api_service_resource,
+       "Delete a service; answers 202 with the job that removes it"}}},
+    {"/api/v1/jobs",
+     {{"GET", api_resource_list, API_METHOD_LIST, job_list_params, &api_job_resource}}},
+    {"/api/v1/jobs/*", {{"GET", api_resource_get, 0, read_params, &api_job_resource}}},
+    {"/api/v1/jobs/*/cancel",
+     {{"POST", api_job_cancel, 0, NULL, NULL, "Cancel a queued or running job"}}},
     {"/api/v1/audit",
-     {{"GET", api_audit_list, API_METHOD_LIST, audit_params,
+     {{"GET", api_audit_list, API_METHOD_LIST, audit_params, NULL,
        "The audit log, newest first (SP roles only)"}}},
     {"/api/v1/events",
-     {{"GET", api_events_stream, API_METHOD_STREAM, events_params,
+     {{"GET", api_events_stream, API_METHOD_STREAM, events_params, NULL,
        "Server-Sent Events of object changes from a revision on"}}},
-    {"/api/v1/openapi.json", {{"GET", api_openapi_get, 0, NULL, "This OpenAPI document"}}},
-    {"/metrics", {{"GET", api_metrics_get, API_METHOD_TEXT, NULL, "Prometheus metrics"}}},
+    {"/api/v1/openapi.json", {{"GET", api_openapi_get, 0, NULL, NULL, "This OpenAPI document"}}},
+    {"/metrics", {{"GET", api_metrics_get, API_METHOD_TEXT, NULL, NULL, "Prometheus metrics"}}},
 };
 #pragma GCC diagnostic pop
 
@@ -774,6 +831,7 @@ static int serve(struct api_req *req, const struct api_route_method *m, const ch
     if (api_query_parse(req, query, m->params, &err) != 0) {
         return api_error_send(req, &err);
     }
+    req->resource = m->resource;
     if ((m->flags & METHOD_BODY) != 0) {
         rc = body_prepare(req);
         if (rc != 0) {

@@ -79,8 +79,8 @@ int api_forbidden(struct api_req *req, enum store_kind kind, const char *id, con
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    api_audit_refusal(req, kind, id, scope, API_AUDIT_FORBIDDEN, "forbidden: %s %s: %s",
-                      req->method, req->path, detail);
+    api_audit_refusal(req, kind, id, scope, CAIRN_EFORBIDDEN, "forbidden: %s %s: %s", req->method,
+                      req->path, detail);
     return api_problem(req, 403, "forbidden", NULL, NULL, "%s", detail);
 }
 

@@ -112,14 +112,7 @@ static struct api_status record_status(const struct store_audit *a)
                             : a->op == STORE_OP_DELETE ? 204
                                                        : 200,
                             "ok"};
-    struct api_status forbidden = {403, "forbidden"};
-    if (a->status == 0) {
-        return ok;
-    }
-    if (a->op == STORE_OP_AUDIT && a->status == API_AUDIT_FORBIDDEN) {
-        return forbidden;
-    }
-    return api_status_of(a->status);
+    return a->status == 0 ? ok : api_status_of(a->status);
 }
 
 static json_t *record_json(const struct store_audit *a)

@@ -42,23 +42,16 @@
 
 #include <civetweb.h>
 
-/* The API's names of the store's kinds. A kind without a renderer is never
- * streamed. The lead adds a renderer here with each new resource. */
+/* The API's names of the store's kinds (also in the audit log). */
 static const struct {
     enum store_kind kind;
     const char *name;
-    json_t *(*render)(const struct store_object *o); /* as its GET answers; NULL: never shown */
 } kinds[] = {
-    {STORE_KIND_TENANT, "tenant", api_tenant_json},
-    {STORE_KIND_USER, "user", api_user_json},
-    {STORE_KIND_SITE, "site", NULL},
-    {STORE_KIND_DEVICE, "device", NULL},
-    {STORE_KIND_TEMPLATE, "template", NULL},
-    {STORE_KIND_SERVICE, "service", NULL},
-    {STORE_KIND_JOB, "job", NULL},
-    {STORE_KIND_MEMBER, "member", NULL},   /* cluster internals: /api/v1/cluster */
-    {STORE_KIND_SESSION, "session", NULL}, /* a session's id is a token's hash */
-    {STORE_KIND_SYSTEM, "setting", NULL},
+    {STORE_KIND_TENANT, "tenant"},     {STORE_KIND_USER, "user"},
+    {STORE_KIND_SITE, "site"},         {STORE_KIND_DEVICE, "device"},
+    {STORE_KIND_TEMPLATE, "template"}, {STORE_KIND_SERVICE, "service"},
+    {STORE_KIND_JOB, "job"},           {STORE_KIND_MEMBER, "member"},
+    {STORE_KIND_SESSION, "session"},   {STORE_KIND_SYSTEM, "setting"},
 };
 
 #define N_KINDS (sizeof kinds / sizeof kinds[0])
@@ -84,24 +77,11 @@ int api_kind_parse(const char *name, enum store_kind *out)
     return CAIRN_EINVAL;
 }
 
-json_t *api_object_json(const struct store_object *o)
-{
-    for (size_t i = 0; i < N_KINDS; i++) {
-        if (kinds[i].kind == o->kind) {
-            return kinds[i].render != NULL ? kinds[i].render(o) : NULL;
-        }
-    }
-    return NULL;
-}
-
+/* The kinds a stream carries: those a GET renders (api_object_json).
+ * Sessions (their id is a token's hash), members and settings never. */
 static bool kind_streamed(enum store_kind kind)
 {
-    for (size_t i = 0; i < N_KINDS; i++) {
-        if (kinds[i].kind == kind) {
-            return kinds[i].render != NULL;
-        }
-    }
-    return false;
+    return kind == STORE_KIND_TENANT || kind == STORE_KIND_USER || api_resource_of(kind) != NULL;
 }
 
 const char *api_object_scope(const struct store_object *o)
@@ -109,12 +89,24 @@ const char *api_object_scope(const struct store_object *o)
     return o->kind == STORE_KIND_TENANT ? o->id : o->tenant;
 }
 
-/* True if the caller may read the changed object. */
-static bool visible(const struct api_req *req, const struct store_change *c)
+/* True if the caller may read the changed object: rbac.c's decision, then
+ * the resource's own visibility (a tenant user sees only the published
+ * templates offered to it). A deleted object is judged by its kind and
+ * scope alone: its body is gone. */
+static bool visible(struct api_req *req, const struct store_change *c)
 {
     struct rbac_principal p = api_rbac_principal(req);
-    return kind_streamed(c->object.kind) &&
-           rbac_decide(&p, RBAC_READ, c->object.kind, api_object_scope(&c->object)) == RBAC_ALLOW;
+    const struct api_resource *r = api_resource_of(c->object.kind);
+    if (!kind_streamed(c->object.kind) ||
+        rbac_decide(&p, RBAC_READ, c->object.kind, api_object_scope(&c->object)) != RBAC_ALLOW) {
+        return false;
+    }
+    if (r == NULL || r->visible == NULL) {
+        return true;
+    }
+    /* A deleted object's body is gone, so its own visibility cannot be
+     * judged: only callers for whom the hook never hides see it. */
+    return c->deleted ? !rbac_role_is_tenant(p.role) : r->visible(req, &c->object);
 }
 
 /* Writes all of text; false if the client is gone. */

@@ -45,9 +45,18 @@ static json_t *field_json(const struct api_field *f)
         case API_JSON_OBJECT:
             s = f->object != NULL ? schema_json(f->object) : json_pack("{s:s}", "type", "object");
             break;
+        case API_JSON_NUMBER:
+            s = json_pack("{s:s, s:I, s:I}", "type", "number", "minimum", (json_int_t)f->min,
+                          "maximum", (json_int_t)f->max);
+            break;
+        case API_JSON_ANY:
+            s = json_object(); /* any JSON value: the resource checks it */
+            break;
         case API_JSON_ARRAY:
-            s = json_pack("{s:s, s:{s:s}, s:I}", "type", "array", "items", "type", "string",
-                          "maxItems", (json_int_t)f->max);
+            s = json_pack(
+                "{s:s, s:o, s:I}", "type", "array", "items",
+                f->object != NULL ? schema_json(f->object) : json_pack("{s:s}", "type", "string"),
+                "maxItems", (json_int_t)f->max);
             if (s != NULL && (f->flags & API_FIELD_UNIQUE) != 0) {
                 json_object_set_new(s, "uniqueItems", json_true());
             }
@@ -115,18 +124,62 @@ static json_t *parameter_json(const char *name)
                      "schema", "type", type);
 }
 
+/* The field tables of m's body and answer: its own, else its resource's. */
+static const struct api_schema *request_schema(const struct api_route_method *m)
+{
+    return m->request != NULL ? m->request : m->resource != NULL ? m->resource->schema : NULL;
+}
+
+static const struct api_schema *response_schema(const struct api_route_method *m)
+{
+    return m->response != NULL ? m->response : m->resource != NULL ? m->resource->schema : NULL;
+}
+
+/* The summary of m: its own, else one made from its resource's noun
+ * ("List sites", "Read a site", ...). */
+static void summary_of(const struct api_route *r, const struct api_route_method *m, char *out,
+                       size_t size)
+{
+    const char *noun = m->resource != NULL ? m->resource->noun : NULL;
+    const char *verb = strcmp(m->method, "POST") == 0     ? "Create"
+                       : strcmp(m->method, "PUT") == 0    ? "Replace"
+                       : strcmp(m->method, "DELETE") == 0 ? "Delete"
+                                                          : "Read";
+    if (m->summary != NULL) {
+        snprintf(out, size, "%s", m->summary);
+    } else if (noun != NULL && (m->flags & API_METHOD_LIST) != 0) {
+        snprintf(out, size, "List %ss", noun);
+    } else if (noun != NULL) {
+        snprintf(out, size, "%s a%s %s", verb, strchr("aeiou", noun[0]) != NULL ? "n" : "", noun);
+    } else {
+        snprintf(out, size, "%s %s", m->method, r->pattern);
+    }
+}
+
+bool api_openapi_summarized(const struct api_route_method *m)
+{
+    return (m->summary != NULL && m->summary[0] != '\0') || m->resource != NULL;
+}
+
+const struct api_schema *api_openapi_request(const struct api_route_method *m)
+{
+    return request_schema(m);
+}
+
 /* The success answer of m. */
 static json_t *success_json(const struct api_route_method *m, const char **status)
 {
+    const struct api_schema *response = response_schema(m);
     json_t *object =
-        m->response != NULL ? schema_json(m->response) : json_pack("{s:s}", "type", "object");
+        response != NULL ? schema_json(response) : json_pack("{s:s}", "type", "object");
     if (object == NULL) {
         return NULL;
     }
-    *status = strcmp(m->method, "DELETE") == 0      ? "204"
+    *status = (m->flags & API_METHOD_ACCEPTED) != 0 ? "202"
+              : strcmp(m->method, "DELETE") == 0    ? "204"
               : (m->flags & API_METHOD_CREATE) != 0 ? "201"
                                                     : "200";
-    if (strcmp(m->method, "DELETE") == 0) {
+    if (strcmp(*status, "204") == 0) {
         json_decref(object);
         return json_pack("{s:s}", "description", "Deleted");
     }
@@ -153,11 +206,16 @@ static json_t *success_json(const struct api_route_method *m, const char **statu
 static json_t *operation_json(const struct api_route *r, const struct api_route_method *m)
 {
     const char *status = "200";
+    const struct api_schema *request = request_schema(m);
     json_t *success = success_json(m, &status);
     json_t *params = json_array();
-    json_t *op =
-        json_pack("{s:s, s:{}}", "summary", m->summary != NULL ? m->summary : "", "responses");
-    json_t *responses = json_object_get(op, "responses");
+    char summary[160];
+    json_t *op;
+    json_t *responses;
+
+    summary_of(r, m, summary, sizeof summary);
+    op = json_pack("{s:s, s:{}}", "summary", summary, "responses");
+    responses = json_object_get(op, "responses");
 
     if (success == NULL || params == NULL || op == NULL) {
         json_decref(success);
@@ -182,10 +240,10 @@ static json_t *operation_json(const struct api_route *r, const struct api_route_
     } else {
         json_decref(params);
     }
-    if ((m->flags & API_METHOD_BODY) != 0 && m->request != NULL) {
+    if ((m->flags & API_METHOD_BODY) != 0 && request != NULL) {
         json_object_set_new(op, "requestBody",
                             json_pack("{s:b, s:o}", "required", 1, "content",
-                                      content("application/json", schema_json(m->request))));
+                                      content("application/json", schema_json(request))));
     }
     if (api_path_public(r->pattern)) {
         json_object_set_new(op, "security", json_array());

@@ -233,6 +233,34 @@ class EventsTest(unittest.TestCase):
                                  "role": "sp_operator"})
         self.assertEqual(r.status, 201, r)
         a_user, _ = self.make_user("tenant_admin", a["id"])
+        # Sites and devices in both tenants; a draft template (hidden from
+        # tenants), then a public one published (offered to every tenant).
+        objs = {}
+        for name, t in (("a", a), ("b", b)):
+            r = self.c.request(2, "POST", "/api/v1/sites",
+                               body={"tenant_id": t["id"], "name": unique_name("s"),
+                                     "role": "spoke"})
+            self.assertEqual(r.status, 201, r)
+            objs[name + "_site"] = r.json
+            r = self.c.request(3, "POST", "/api/v1/devices",
+                               body={"site_id": r.json["id"], "serial": unique_name("SN"),
+                                     "family": "srx"})
+            self.assertEqual(r.status, 201, r)
+            objs[name + "_device"] = r.json
+        r = self.c.request(1, "POST", "/api/v1/templates",
+                           body={"name": unique_name("draft"), "version": "1.0.0",
+                                 "type": "nat"})
+        self.assertEqual(r.status, 201, r)
+        draft = r.json
+        r = self.c.request(1, "POST", "/api/v1/templates",
+                           body={"name": unique_name("pub"), "version": "1.0.0", "type": "nat",
+                                 "public": True})
+        self.assertEqual(r.status, 201, r)
+        public = r.json
+        r = self.c.request(2, "POST", "/api/v1/templates/%s/publish" % public["id"])
+        self.assertEqual(r.status, 200, r)
+        r = self.c.request(1, "DELETE", "/api/v1/templates/" + draft["id"])
+        self.assertEqual(r.status, 204, r)
         r = self.c.request(3, "PUT", "/api/v1/tenants/" + a["id"],
                            body={"name": a["name"], "description": "mine"})
         self.assertEqual(r.status, 200, r)
@@ -241,9 +269,12 @@ class EventsTest(unittest.TestCase):
         for e in got:
             d = e["data"]
             self.assertGreater(d["revision"], start)
-            self.assertIn(d["kind"], ("tenant", "user"), e)
+            self.assertIn(d["kind"], ("tenant", "user", "site", "device", "template"), e)
             if d["kind"] == "tenant":
                 self.assertEqual(d["id"], a["id"], e)
+            elif d["kind"] == "template":
+                self.assertEqual(d["id"], public["id"], e)
+                self.assertEqual(d["object"]["state"], "published", e)
             else:
                 self.assertEqual(d["object"]["tenant_id"], a["id"], e)
                 self.assertNotIn("password_hash", json.dumps(e))
@@ -252,6 +283,20 @@ class EventsTest(unittest.TestCase):
         self.assertIn(a["id"], seen)
         self.assertNotIn(b["id"], seen)
         self.assertNotIn(b_user["id"], seen)
+        self.assertIn(objs["a_site"]["id"], seen)
+        self.assertIn(objs["a_device"]["id"], seen)
+        self.assertNotIn(objs["b_site"]["id"], seen)
+        self.assertNotIn(objs["b_device"]["id"], seen)
+        self.assertIn(public["id"], seen)
+        self.assertNotIn(draft["id"], seen)
+        # The device as its GET renders it for this user (no password).
+        dev = [e for e in got if e["data"]["id"] == objs["a_device"]["id"]][-1]
+        r = self.c.get(2, "/api/v1/devices/" + objs["a_device"]["id"], token=a_token)
+        self.assertEqual(r.status, 200, r)
+        if r.json["mod_revision"] == dev["data"]["object"]["mod_revision"]:
+            self.assertEqual(dev["data"]["object"], r.json)
+        else:  # changed since (device status): the event was the older state
+            self.assertLess(dev["data"]["object"]["mod_revision"], r.json["mod_revision"])
 
     def test_bad_starts_and_the_stream_limit(self):
         top = self.c.get(1, "/api/v1/tenants").revision

@@ -27,6 +27,7 @@
 struct mg_connection;
 struct api_throttle;
 struct api_resource;
+struct api_jobs;
 
 /* User names: 1..64 of a-z 0-9 . _ - (the store's unique name of a user). */
 #define API_USERNAME_MAX 64
@@ -62,6 +63,7 @@ struct api {
     pthread_cond_t kdf_cv;                   /* signalled when a hash finishes */
     unsigned kdf_running;                    /* password hashes running now */
     char dummy_hash[API_PASSWORD_HASH_SIZE]; /* verified for unknown users; "" until needed */
+    struct api_jobs *jobs;                   /* the job runner, or NULL */
 };
 
 /* The authenticated caller of a request. */
@@ -221,6 +223,11 @@ void api_request_id_fresh(char request_id[API_REQUEST_ID_SIZE]);
  * and the caller (the authenticated user's name, or NULL). */
 void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
                       enum store_kind kind);
+
+/* The same for work no request asked for: caller names who it acts for
+ * (the user a job runs for), or NULL. */
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller);
 
 /* Checks a list's limit and cursor parameters (cursor: a uuid); returns 0
  * or the status answered. */
@@ -595,6 +602,12 @@ int api_services_post(struct api_req *req);
 int api_service_put(struct api_req *req);
 int api_service_delete(struct api_req *req);
 int api_job_cancel(struct api_req *req);
+/* POST /api/v1/imports: a bulk import of sites and devices, run as a job. */
+int api_imports_post(struct api_req *req);
+
+/* jobs.c: the job runner thread (see there). */
+int api_jobs_start(struct api *api, struct api_jobs **out);
+void api_jobs_stop(struct api_jobs *j);
 
 /* The handlers (req->resource says which resource). */
 int api_resource_list(struct api_req *req);

@@ -615,6 +615,14 @@ static void backend_raft_status(void *data, struct api_raft_status *out)
     pthread_mutex_unlock(&n->vmu);
 }
 
+static bool backend_is_leader(void *data)
+{
+    struct node *n = data;
+    struct consensus_status v;
+    node_view(n, &v);
+    return v.state == CONSENSUS_LEADER;
+}
+
 void node_backend_init(struct node *n, struct api_backend *b)
 {
     b->data = n;
@@ -626,4 +634,5 @@ void node_backend_init(struct node *n, struct api_backend *b)
     b->ready = backend_ready;
     b->wait_applied = backend_wait_applied;
     b->raft_status = backend_raft_status;
+    b->is_leader = backend_is_leader;
 }

@@ -504,15 +504,21 @@ int api_propose(struct api_req *req, const struct store_command *cmd, struct sto
     return 0;
 }
 
-void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
-                      enum store_kind kind)
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller)
 {
     memset(cmd, 0, sizeof *cmd);
     cmd->version = STORE_COMMAND_VERSION;
     cmd->op = op;
     cmd->kind = kind;
     cmd->time_ms = cairn_wall_ms();
-    cmd->caller = req->authenticated ? req->who.username : NULL;
+    cmd->caller = caller;
+}
+
+void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
+                      enum store_kind kind)
+{
+    api_command_init_as(cmd, op, kind, req->authenticated ? req->who.username : NULL);
 }
 
 int api_list_params(struct api_req *req, size_t *limit, const char **cursor)
@@ -698,6 +704,9 @@ static const struct api_route routes[] = {
     {"/api/v1/jobs/*", {{"GET", api_resource_get, 0, read_params, &api_job_resource}}},
     {"/api/v1/jobs/*/cancel",
      {{"POST", api_job_cancel, 0, NULL, NULL, "Cancel a queued or running job"}}},
+    {"/api/v1/imports",
+     {{"POST", api_imports_post, METHOD_BODY | API_METHOD_ACCEPTED, NULL, NULL,
+       "Import sites and devices in bulk; answers 202 with the job", &api_import_schema}}},
     {"/api/v1/audit",
      {{"GET", api_audit_list, API_METHOD_LIST, audit_params, NULL,
        "The audit log, newest first (SP roles only)"}}},
@@ -994,6 +1003,10 @@ int api_create(struct http_server *srv, struct store *store, const struct api_ba
         api_destroy_parts(api);
         return CAIRN_ENOMEM;
     }
+    if (api->backend.is_leader != NULL && api_jobs_start(api, &api->jobs) != 0) {
+        api_destroy_parts(api);
+        return CAIRN_ENOMEM;
+    }
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(srv, route_prefixes[i], dispatch_cb, api);
     }
@@ -1013,6 +1026,7 @@ void api_destroy(struct api *api)
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(api->srv, route_prefixes[i], NULL, NULL);
     }
+    api_jobs_stop(api->jobs);
     api_destroy_parts(api);
 }
 

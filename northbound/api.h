@@ -85,6 +85,9 @@ struct api_backend {
     int (*wait_applied)(void *data, uint64_t index, uint64_t deadline_ms);
     /* Optional: this node's raft state, read locally (no network). */
     void (*raft_status)(void *data, struct api_raft_status *out);
+    /* True while this node is the raft leader (a cheap local look). The
+     * job runner acts only there; NULL: this node runs no jobs. */
+    bool (*is_leader)(void *data);
 };
 
 struct api_config {

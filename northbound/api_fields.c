@@ -879,6 +879,8 @@ static const struct api_schema progress_schema = {
 
 static const struct api_field task_fields[] = {
     {"device_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"item", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"object_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"state", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"message", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"diff", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},

@@ -29,6 +29,7 @@ struct mg_connection;
 struct api_throttle;
 struct metrics;
 struct api_resource;
+struct api_jobs;
 
 /* User names: 1..64 of a-z 0-9 . _ - (the store's unique name of a user). */
 #define API_USERNAME_MAX 64
@@ -68,8 +69,9 @@ struct api {
     char **route_names;                      /* metric labels: patterns with {id} */
     char *openapi;                           /* the OpenAPI document, made at create */
     size_t openapi_len;
-    atomic_uint streams;  /* event streams open now */
-    atomic_bool stopping; /* set by api_destroy: streams end */
+    atomic_uint streams;   /* event streams open now */
+    atomic_bool stopping;  /* set by api_destroy: streams end */
+    struct api_jobs *jobs; /* the job runner, or NULL */
 };
 
 /* The authenticated caller of a request. */
@@ -229,6 +231,11 @@ void api_request_id_fresh(char request_id[API_REQUEST_ID_SIZE]);
  * and the caller (the authenticated user's name, or NULL). */
 void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
                       enum store_kind kind);
+
+/* The same for work no request asked for: caller names who it acts for
+ * (the user a job runs for), or NULL. */
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller);
 
 /* Checks a list's limit and cursor parameters (cursor: a uuid); returns 0
  * or the status answered. */
@@ -418,6 +425,7 @@ extern const struct api_schema api_member_schema;
 extern const struct api_schema api_user_schema;
 extern const struct api_schema api_login_schema;
 extern const struct api_schema api_password_change_schema;
+extern const struct api_schema api_import_schema; /* api_imports.c */
 
 /* Quotas of a tenant: the JSON field and the store kind it limits. */
 struct api_quota {
@@ -705,6 +713,12 @@ int api_services_post(struct api_req *req);
 int api_service_put(struct api_req *req);
 int api_service_delete(struct api_req *req);
 int api_job_cancel(struct api_req *req);
+/* POST /api/v1/imports: a bulk import of sites and devices, run as a job. */
+int api_imports_post(struct api_req *req);
+
+/* jobs.c: the job runner thread (see there). */
+int api_jobs_start(struct api *api, struct api_jobs **out);
+void api_jobs_stop(struct api_jobs *j);
 
 /* The handlers (req->resource says which resource). */
 int api_resource_list(struct api_req *req);

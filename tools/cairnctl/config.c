@@ -1,0 +1,384 @@
+/*
+ * Where cairnctl's settings and credentials come from, and the file
+ * helpers they need. The config file is `key = value` lines ('#' starts a
+ * comment line); an unknown key is an error naming its line, so a typo is
+ * never ignored. Credentials are taken from the first of: the flags, the
+ * environment, the config file, the token file written by `cairnctl
+ * login`; at each level a token wins over a user name and password.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+static char *home_path(const char *tail)
+{
+    const char *home = getenv("HOME");
+    if (home == NULL || home[0] == '\0') {
+        return NULL;
+    }
+    size_t n = strlen(home) + strlen(tail) + 2;
+    char *p = malloc(n);
+    if (p != NULL) {
+        snprintf(p, n, "%s/%s", home, tail);
+    }
+    return p;
+}
+
+char *ctl_default_config_path(void)
+{
+    return home_path(".config/cairn/cairnctl.conf");
+}
+
+char *ctl_default_token_path(void)
+{
+    return home_path(".config/cairn/token");
+}
+
+int ctl_file_read(const char *path, char **text, size_t *len, char *err, size_t errlen)
+{
+    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return CTL_EXIT_USAGE;
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf != NULL) {
+        if (n + 1 >= cap) {
+            char *bigger = realloc(buf, cap * 2);
+            if (bigger == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = bigger;
+            cap *= 2;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) {
+            break;
+        }
+    }
+    int failed = buf == NULL || ferror(f);
+    int saved = errno;
+    if (f != stdin) {
+        fclose(f);
+    }
+    if (failed) {
+        free(buf);
+        snprintf(err, errlen, "%s: %s", strcmp(path, "-") == 0 ? "stdin" : path,
+                 buf == NULL ? "out of memory" : strerror(saved));
+        return CTL_EXIT_USAGE;
+    }
+    buf[n] = '\0';
+    *text = buf;
+    *len = n;
+    return 0;
+}
+
+/* Makes the folders above path (mode 0700) that do not exist. */
+static void parents_make(const char *path)
+{
+    char *copy = strdup(path);
+    if (copy == NULL) {
+        return;
+    }
+    for (char *p = copy + 1; *p != '\0'; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            mkdir(copy, 0700);
+            *p = '/';
+        }
+    }
+    free(copy);
+}
+
+int ctl_file_write_atomic(const char *path, const char *data, size_t len, int mode, char *err,
+                          size_t errlen)
+{
+    parents_make(path);
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (tmp == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return CTL_EXIT_USAGE;
+    }
+    snprintf(tmp, n, "%s.tmpXXXXXX", path);
+    int fd = mkstemp(tmp);
+    if (fd < 0) {
+        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+        free(tmp);
+        return CTL_EXIT_USAGE;
+    }
+    const char *step = "write";
+    size_t off = 0;
+    while (off < len) {
+        ssize_t w = write(fd, data + off, len - off);
+        if (w < 0 && errno == EINTR) {
+            continue;
+        }
+        if (w <= 0) {
+            goto err_after_open;
+        }
+        off += (size_t)w;
+    }
+    step = "chmod";
+    if (fchmod(fd, (mode_t)mode) != 0) {
+        goto err_after_open;
+    }
+    step = "fsync";
+    if (fsync(fd) != 0) {
+        goto err_after_open;
+    }
+    close(fd);
+    if (rename(tmp, path) != 0) {
+        snprintf(err, errlen, "rename %s to %s: %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        free(tmp);
+        return CTL_EXIT_USAGE;
+    }
+    free(tmp);
+    return 0;
+
+err_after_open:
+    snprintf(err, errlen, "%s %s: %s", step, tmp, strerror(errno));
+    close(fd);
+    unlink(tmp);
+    free(tmp);
+    return CTL_EXIT_USAGE;
+}
+
+/* Trims blanks at both ends, in place. */
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t') {
+        s++;
+    }
+    size_t n = strlen(s);
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r')) {
+        s[--n] = '\0';
+    }
+    return s;
+}
+
+int ctl_config_parse(struct ctl_config *cfg, const char *name, const char *text, char *err,
+                     size_t errlen)
+{
+    char *copy = strdup(text);
+    if (copy == NULL) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        return CTL_EXIT_USAGE;
+    }
+    int rv = 0;
+    int lineno = 0;
+    char *save = NULL;
+    for (char *line = copy; line != NULL; line = save) {
+        save = strchr(line, '\n');
+        if (save != NULL) {
+            *save++ = '\0';
+        }
+        lineno++;
+        char *s = trim(line);
+        if (s[0] == '\0' || s[0] == '#') {
+            continue;
+        }
+        char *eq = strchr(s, '=');
+        if (eq == NULL) {
+            snprintf(err, errlen, "%s:%d: expected 'key = value'", name, lineno);
+            rv = CTL_EXIT_USAGE;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s);
+        char *value = trim(eq + 1);
+        char **slot = NULL;
+        if (strcmp(key, "endpoints") == 0) {
+            slot = &cfg->endpoints;
+        } else if (strcmp(key, "user") == 0) {
+            slot = &cfg->user;
+        } else if (strcmp(key, "password") == 0) {
+            slot = &cfg->password;
+        } else if (strcmp(key, "password_file") == 0) {
+            slot = &cfg->password_file;
+        } else if (strcmp(key, "token") == 0) {
+            slot = &cfg->token;
+        } else if (strcmp(key, "token_file") == 0) {
+            slot = &cfg->token_file;
+        } else if (strcmp(key, "output") == 0) {
+            if (strcmp(value, "table") != 0 && strcmp(value, "json") != 0) {
+                snprintf(err, errlen, "%s:%d: output must be table or json", name, lineno);
+                rv = CTL_EXIT_USAGE;
+                break;
+            }
+            slot = &cfg->output;
+        } else if (strcmp(key, "timeout") == 0) {
+            char *end;
+            double t = strtod(value, &end);
+            if (end == value || *end != '\0' || t <= 0 || t > 86400) {
+                snprintf(err, errlen, "%s:%d: timeout must be a number of seconds", name, lineno);
+                rv = CTL_EXIT_USAGE;
+                break;
+            }
+            cfg->timeout_s = t;
+            continue;
+        } else {
+            snprintf(err, errlen,
+                     "%s:%d: unknown key '%s' (known: endpoints, user, password, password_file, "
+                     "token, token_file, output, timeout)",
+                     name, lineno, key);
+            rv = CTL_EXIT_USAGE;
+            break;
+        }
+        free(*slot);
+        *slot = strdup(value);
+    }
+    free(copy);
+    return rv;
+}
+
+int ctl_config_load(struct ctl_config *cfg, const char *path, bool required, char *err,
+                    size_t errlen)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    if (path == NULL) {
+        return 0;
+    }
+    if (!required && access(path, F_OK) != 0) {
+        return 0;
+    }
+    char *text;
+    size_t len;
+    int rv = ctl_file_read(path, &text, &len, err, errlen);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = ctl_config_parse(cfg, path, text, err, errlen);
+    free(text);
+    if (rv != 0) {
+        ctl_config_close(cfg);
+    }
+    return rv;
+}
+
+void ctl_config_close(struct ctl_config *cfg)
+{
+    free(cfg->endpoints);
+    free(cfg->user);
+    free(cfg->password);
+    free(cfg->password_file);
+    free(cfg->token);
+    free(cfg->token_file);
+    free(cfg->output);
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* The first line of a file, without its newline (a password, a token). */
+static int first_line(const char *path, char **out, char *err, size_t errlen)
+{
+    char *text;
+    size_t len;
+    int rv = ctl_file_read(path, &text, &len, err, errlen);
+    if (rv != 0) {
+        return rv;
+    }
+    text[strcspn(text, "\r\n")] = '\0';
+    if (text[0] == '\0') {
+        snprintf(err, errlen, "%s: empty", path);
+        free(text);
+        return CTL_EXIT_USAGE;
+    }
+    *out = text;
+    return 0;
+}
+
+/* Sets a user and password; the password from file, or else text. */
+static int creds_user(struct ctl_creds *c, const char *user, const char *file, const char *text,
+                      const char *source, char *err, size_t errlen)
+{
+    if (file != NULL) {
+        int rv = first_line(file, &c->password, err, errlen);
+        if (rv != 0) {
+            return rv;
+        }
+    } else if (text != NULL) {
+        c->password = strdup(text);
+    } else {
+        snprintf(err, errlen,
+                 "user %s (%s) has no password: give --password-file, CAIRN_PASSWORD or "
+                 "password_file in the config file",
+                 user, source);
+        return CTL_EXIT_USAGE;
+    }
+    c->user = strdup(user);
+    c->source = source;
+    return 0;
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+int ctl_creds_resolve(struct ctl_creds *c, const struct ctl_opts *o, const struct ctl_config *cfg,
+                      const char *token_file, bool need_user, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    /* A password may come from any level: the flag, the environment, the
+     * config file, in this order. */
+    const char *pw_file = o->password_file ? o->password_file : cfg->password_file;
+    const char *pw_text = env("CAIRN_PASSWORD") ? env("CAIRN_PASSWORD") : cfg->password;
+    if (o->password_file != NULL) {
+        pw_text = NULL;
+    } else if (env("CAIRN_PASSWORD") != NULL) {
+        pw_file = NULL;
+    }
+
+    if (!need_user && o->token != NULL) {
+        c->token = strdup(o->token);
+        c->source = "--token";
+        return 0;
+    }
+    if (o->user != NULL) {
+        return creds_user(c, o->user, pw_file, pw_text, "--user", err, errlen);
+    }
+    if (!need_user && env("CAIRN_TOKEN") != NULL) {
+        c->token = strdup(env("CAIRN_TOKEN"));
+        c->source = "CAIRN_TOKEN";
+        return 0;
+    }
+    if (env("CAIRN_USER") != NULL) {
+        return creds_user(c, env("CAIRN_USER"), pw_file, pw_text, "CAIRN_USER", err, errlen);
+    }
+    if (!need_user && cfg->token != NULL) {
+        c->token = strdup(cfg->token);
+        c->source = "the config file";
+        return 0;
+    }
+    if (cfg->user != NULL) {
+        return creds_user(c, cfg->user, pw_file, pw_text, "the config file", err, errlen);
+    }
+    if (!need_user && token_file != NULL && access(token_file, F_OK) == 0) {
+        int rv = first_line(token_file, &c->token, err, errlen);
+        c->source = "the token file";
+        return rv;
+    }
+    return 0;
+}
+
+void ctl_creds_close(struct ctl_creds *c)
+{
+    free(c->token);
+    free(c->user);
+    if (c->password != NULL) {
+        explicit_bzero(c->password, strlen(c->password));
+        free(c->password);
+    }
+    memset(c, 0, sizeof(*c));
+}

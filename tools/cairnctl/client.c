@@ -233,9 +233,9 @@ static void uuid_make(char out[37])
     }
     b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
     b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+             b[14], b[15]);
 }
 
 static struct curl_slist *headers_make(const struct ctl_client *c, const char *method,
@@ -311,8 +311,8 @@ static CURLcode attempt(struct ctl_client *c, const char *base, const char *meth
     return rc;
 }
 
-int ctl_client_request(struct ctl_client *c, const char *method, const char *path,
-                       const char *body, long if_match, struct ctl_response *resp)
+int ctl_client_request(struct ctl_client *c, const char *method, const char *path, const char *body,
+                       long if_match, struct ctl_response *resp)
 {
     char idem_key[37];
     uuid_make(idem_key);
@@ -341,8 +341,8 @@ int ctl_client_request(struct ctl_client *c, const char *method, const char *pat
         } else {
             snprintf(why, sizeof(why), "%s", curl_easy_strerror(rc));
         }
-        int w = snprintf(c->errmsg + used, sizeof(c->errmsg) - used, "%s%s: %s",
-                         used ? "; " : "", c->endpoints[k], why);
+        int w = snprintf(c->errmsg + used, sizeof(c->errmsg) - used, "%s%s: %s", used ? "; " : "",
+                         c->endpoints[k], why);
         if (w > 0 && (size_t)w < sizeof(c->errmsg) - used) {
             used += (size_t)w;
         }

@@ -351,7 +351,7 @@ static int run_job_wait(struct ctl *ctl)
 
 /* Sends method to path with an optional body; prints what it made. */
 static int request_run(struct ctl *ctl, const char *method, const char *path, const char *body,
-                     const char *done)
+                       const char *done)
 {
     struct ctl_response r;
     json_t *obj;
@@ -511,8 +511,7 @@ static int run_add(struct ctl *ctl)
     errno = 0;
     long long n = strtoll(id, &end, 10);
     if (errno != 0 || end == id || *end != '\0' || n < 1) {
-        return ctl_fail(ctl, CTL_EXIT_USAGE, "member id must be a whole number >= 1, not '%s'",
-                        id);
+        return ctl_fail(ctl, CTL_EXIT_USAGE, "member id must be a whole number >= 1, not '%s'", id);
     }
     json_t *body = json_pack("{sIssss}", "id", (json_int_t)n, "raft_address", ctl->opts.args[1],
                              "api_address", ctl->opts.args[2]);
@@ -648,8 +647,8 @@ static int run_login(struct ctl *ctl)
         }
         if (rv == 0) {
             const char *expires = json_string_value(json_object_get(answer, "expires_at"));
-            fprintf(ctl->err, "logged in as %s; token stored in %s, valid until %s\n",
-                    creds.user, ctl->token_file, expires ? expires : "?");
+            fprintf(ctl->err, "logged in as %s; token stored in %s, valid until %s\n", creds.user,
+                    ctl->token_file, expires ? expires : "?");
         }
         json_decref(answer);
     }
@@ -664,8 +663,8 @@ static int run_logout(struct ctl *ctl)
     }
     int rv = ctl_session_logout(ctl);
     /* The stored token is worthless once revoked (or already invalid). */
-    if ((rv == 0 || rv == CTL_EXIT_AUTH) && ctl->token_from_file &&
-        unlink(ctl->token_file) != 0 && errno != ENOENT) {
+    if ((rv == 0 || rv == CTL_EXIT_AUTH) && ctl->token_from_file && unlink(ctl->token_file) != 0 &&
+        errno != ENOENT) {
         return ctl_fail(ctl, CTL_EXIT_USAGE, "remove %s: %s", ctl->token_file, strerror(errno));
     }
     if (rv == 0) {
@@ -691,13 +690,11 @@ const struct ctl_verb ctl_verbs[CTL_VERB_COUNT] = {
     [CTL_VERB_GET] = {"get", run_get, 0, 1, 1, "ID", "show one"},
     [CTL_VERB_CREATE] = {"create", run_create, O(FILE) | O(WAIT) | O(WAIT_TIMEOUT), 0, 0,
                          "-f FILE|- [--wait]", "create one from a JSON body"},
-    [CTL_VERB_REPLACE] = {"replace", run_replace,
-                          O(FILE) | O(IF_MATCH) | O(WAIT) | O(WAIT_TIMEOUT), 1, 1,
-                          "ID -f FILE|- [--if-match REVISION] [--wait]",
+    [CTL_VERB_REPLACE] = {"replace", run_replace, O(FILE) | O(IF_MATCH) | O(WAIT) | O(WAIT_TIMEOUT),
+                          1, 1, "ID -f FILE|- [--if-match REVISION] [--wait]",
                           "replace one's fields with a JSON body"},
-    [CTL_VERB_DELETE] = {"delete", run_delete,
-                         O(IF_MATCH) | O(CASCADE) | O(WAIT) | O(WAIT_TIMEOUT), 1, 1,
-                         "ID [--cascade] [--if-match REVISION] [--wait]", "delete one"},
+    [CTL_VERB_DELETE] = {"delete", run_delete, O(IF_MATCH) | O(CASCADE) | O(WAIT) | O(WAIT_TIMEOUT),
+                         1, 1, "ID [--cascade] [--if-match REVISION] [--wait]", "delete one"},
     [CTL_VERB_PUBLISH] = {"publish", run_publish, 0, 1, 1, "ID",
                           "publish a draft so tenants can use it"},
     [CTL_VERB_WAIT] = {"wait", run_job_wait, O(WAIT_TIMEOUT), 1, 1, "ID [--wait-timeout S]",
@@ -708,8 +705,8 @@ const struct ctl_verb ctl_verbs[CTL_VERB_COUNT] = {
                       "add a started node (a spare, then a voter)"},
     [CTL_VERB_REMOVE] = {"remove", run_remove, O(FORCE), 1, 1, "ID [--force]",
                          "remove a node from the configuration"},
-    [CTL_VERB_AUDIT] = {NULL, run_audit,
-                        LIST_OPT | O(AUDIT_USER) | O(TENANT) | O(KIND) | O(SINCE), 0, 0,
+    [CTL_VERB_AUDIT] = {NULL, run_audit, LIST_OPT | O(AUDIT_USER) | O(TENANT) | O(KIND) | O(SINCE),
+                        0, 0,
                         "[--user U] [--tenant T] [--kind K] [--since RFC3339] [--limit N] [--all]",
                         "who did what"},
     [CTL_VERB_BACKUP] = {NULL, run_backup, O(FILE), 0, 0, "-f FILE",

@@ -120,10 +120,9 @@ enum ctl_verb_id {
     CTL_VERB_COUNT
 };
 #define CTL_VERB_BIT(id) (1u << (id))
-#define CTL_VERBS_CRUD                                                           \
-    (CTL_VERB_BIT(CTL_VERB_LIST) | CTL_VERB_BIT(CTL_VERB_GET) |                  \
-     CTL_VERB_BIT(CTL_VERB_CREATE) | CTL_VERB_BIT(CTL_VERB_REPLACE) |            \
-     CTL_VERB_BIT(CTL_VERB_DELETE))
+#define CTL_VERBS_CRUD                                                                          \
+    (CTL_VERB_BIT(CTL_VERB_LIST) | CTL_VERB_BIT(CTL_VERB_GET) | CTL_VERB_BIT(CTL_VERB_CREATE) | \
+     CTL_VERB_BIT(CTL_VERB_REPLACE) | CTL_VERB_BIT(CTL_VERB_DELETE))
 
 /* A resource (or a command word) of the API. */
 struct ctl_resource {
@@ -216,9 +215,9 @@ void ctl_config_close(struct ctl_config *cfg);
 
 /* How this invocation authenticates. Strings are owned. */
 struct ctl_creds {
-    char *token;    /* a bearer token to send as is */
-    char *user;     /* else a user name and password to log in with */
-    char *password; /* ... */
+    char *token;        /* a bearer token to send as is */
+    char *user;         /* else a user name and password to log in with */
+    char *password;     /* ... */
     const char *source; /* where they came from, for messages */
 };
 
@@ -256,10 +255,10 @@ struct ctl_client {
     void *curl;                         /* one CURL easy handle: keep-alive */
     char *endpoints[CTL_MAX_ENDPOINTS]; /* base URLs without a trailing '/' */
     int nendpoints;
-    int current;        /* the endpoint that answered last; tried first */
-    char *token;        /* bearer token, or NULL */
-    long timeout_ms;    /* bound of one request to one endpoint */
-    char errmsg[1024];  /* why the last request got no answer */
+    int current;       /* the endpoint that answered last; tried first */
+    char *token;       /* bearer token, or NULL */
+    long timeout_ms;   /* bound of one request to one endpoint */
+    char errmsg[1024]; /* why the last request got no answer */
 };
 
 /* An answer. */
@@ -294,8 +293,8 @@ void ctl_response_close(struct ctl_response *r);
  * -1 "*", N "N". Returns 0 with resp filled, or CTL_EXIT_UNAVAILABLE with
  * c->errmsg saying what each endpoint did if none answered but 503.
  */
-int ctl_client_request(struct ctl_client *c, const char *method, const char *path,
-                       const char *body, long if_match, struct ctl_response *resp);
+int ctl_client_request(struct ctl_client *c, const char *method, const char *path, const char *body,
+                       long if_match, struct ctl_response *resp);
 
 /* Appends "?k=v" or "&k=v" (v escaped) to a path buffer of size n. */
 int ctl_query_add(char *path, size_t n, const char *key, const char *value);
@@ -332,16 +331,15 @@ struct ctl {
     struct ctl_opts opts;
     struct ctl_config cfg;
     struct ctl_client client;
-    char *token_file; /* where login stores the token */
-    bool logged_in;         /* this run logged in itself: it logs out at the end */
-    bool token_from_file;   /* the token came from the token file */
+    char *token_file;     /* where login stores the token */
+    bool logged_in;       /* this run logged in itself: it logs out at the end */
+    bool token_from_file; /* the token came from the token file */
     FILE *out;
     FILE *err;
 };
 
 /* Prints "cairnctl: " and a message to ctl->err; returns code. */
-int ctl_fail(struct ctl *ctl, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int ctl_fail(struct ctl *ctl, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Prints the error answer as one line and returns its exit code. */
 int ctl_fail_response(struct ctl *ctl, const struct ctl_response *r);

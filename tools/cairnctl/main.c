@@ -28,8 +28,8 @@ static int authenticate(struct ctl *ctl)
 {
     char err[1024];
     struct ctl_creds creds;
-    int rv = ctl_creds_resolve(&creds, &ctl->opts, &ctl->cfg, ctl->token_file, false, err,
-                               sizeof(err));
+    int rv =
+        ctl_creds_resolve(&creds, &ctl->opts, &ctl->cfg, ctl->token_file, false, err, sizeof(err));
     if (rv != 0) {
         return ctl_fail(ctl, rv, "%s", err);
     }

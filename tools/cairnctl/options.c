@@ -104,86 +104,121 @@ static int option_store(struct ctl_opts *o, int id, const char *v, char *err, si
 {
     double num;
     switch (id) {
-    case CTL_OPT_ENDPOINTS: o->endpoints = v; break;
-    case CTL_OPT_USER: o->user = v; break;
-    case CTL_OPT_PASSWORD_FILE: o->password_file = v; break;
-    case CTL_OPT_CONFIG: o->config = v; break;
-    case CTL_OPT_TOKEN: o->token = v; break;
-    case CTL_OPT_TOKEN_FILE: o->token_file = v; break;
-    case CTL_OPT_OUTPUT:
-        if (strcmp(v, "table") == 0) {
-            o->output = CTL_OUTPUT_TABLE;
-        } else if (strcmp(v, "json") == 0) {
-            o->output = CTL_OUTPUT_JSON;
-        } else {
-            return usage(err, n, "-o must be table or json, not '%s'", v);
-        }
-        o->output_set = true;
-        break;
-    case CTL_OPT_TIMEOUT:
-        if (parse_number(v, 0.001, 86400, &num) != 0) {
-            return usage(err, n, "--timeout must be a number of seconds, not '%s'", v);
-        }
-        o->timeout_s = num;
-        break;
-    case CTL_OPT_HELP: o->help = true; break;
-    case CTL_OPT_FILTER: {
-        const char *eq = strchr(v, '=');
-        if (eq == NULL || eq == v) {
-            return usage(err, n, "--filter takes KEY=VALUE, not '%s'", v);
-        }
-        if (o->nfilters == CTL_MAX_FILTERS) {
-            return usage(err, n, "too many --filter options (at most %d)", CTL_MAX_FILTERS);
-        }
-        o->filters[o->nfilters++] = v;
-        break;
-    }
-    case CTL_OPT_LIMIT:
-        if (parse_number(v, 1, 1000000, &num) != 0 || num != (long)num) {
-            return usage(err, n, "--limit must be a whole number from 1 on, not '%s'", v);
-        }
-        o->limit = (long)num;
-        break;
-    case CTL_OPT_CURSOR: o->cursor = v; break;
-    case CTL_OPT_ALL: o->all = true; break;
-    case CTL_OPT_FILE: o->file = v; break;
-    case CTL_OPT_IF_MATCH: {
-        /* Takes 7, "7" (as an ETag is printed) or *. */
-        char buf[32];
-        size_t len = strlen(v);
-        if (strcmp(v, "*") == 0) {
-            o->if_match = -1;
+        case CTL_OPT_ENDPOINTS:
+            o->endpoints = v;
+            break;
+        case CTL_OPT_USER:
+            o->user = v;
+            break;
+        case CTL_OPT_PASSWORD_FILE:
+            o->password_file = v;
+            break;
+        case CTL_OPT_CONFIG:
+            o->config = v;
+            break;
+        case CTL_OPT_TOKEN:
+            o->token = v;
+            break;
+        case CTL_OPT_TOKEN_FILE:
+            o->token_file = v;
+            break;
+        case CTL_OPT_OUTPUT:
+            if (strcmp(v, "table") == 0) {
+                o->output = CTL_OUTPUT_TABLE;
+            } else if (strcmp(v, "json") == 0) {
+                o->output = CTL_OUTPUT_JSON;
+            } else {
+                return usage(err, n, "-o must be table or json, not '%s'", v);
+            }
+            o->output_set = true;
+            break;
+        case CTL_OPT_TIMEOUT:
+            if (parse_number(v, 0.001, 86400, &num) != 0) {
+                return usage(err, n, "--timeout must be a number of seconds, not '%s'", v);
+            }
+            o->timeout_s = num;
+            break;
+        case CTL_OPT_HELP:
+            o->help = true;
+            break;
+        case CTL_OPT_FILTER: {
+            const char *eq = strchr(v, '=');
+            if (eq == NULL || eq == v) {
+                return usage(err, n, "--filter takes KEY=VALUE, not '%s'", v);
+            }
+            if (o->nfilters == CTL_MAX_FILTERS) {
+                return usage(err, n, "too many --filter options (at most %d)", CTL_MAX_FILTERS);
+            }
+            o->filters[o->nfilters++] = v;
             break;
         }
-        if (len >= 2 && len < sizeof(buf) && v[0] == '"' && v[len - 1] == '"') {
-            memcpy(buf, v + 1, len - 2);
-            buf[len - 2] = '\0';
-        } else if (len < sizeof(buf)) {
-            memcpy(buf, v, len + 1);
-        } else {
-            buf[0] = '\0';
+        case CTL_OPT_LIMIT:
+            if (parse_number(v, 1, 1000000, &num) != 0 || num != (long)num) {
+                return usage(err, n, "--limit must be a whole number from 1 on, not '%s'", v);
+            }
+            o->limit = (long)num;
+            break;
+        case CTL_OPT_CURSOR:
+            o->cursor = v;
+            break;
+        case CTL_OPT_ALL:
+            o->all = true;
+            break;
+        case CTL_OPT_FILE:
+            o->file = v;
+            break;
+        case CTL_OPT_IF_MATCH: {
+            /* Takes 7, "7" (as an ETag is printed) or *. */
+            char buf[32];
+            size_t len = strlen(v);
+            if (strcmp(v, "*") == 0) {
+                o->if_match = -1;
+                break;
+            }
+            if (len >= 2 && len < sizeof(buf) && v[0] == '"' && v[len - 1] == '"') {
+                memcpy(buf, v + 1, len - 2);
+                buf[len - 2] = '\0';
+            } else if (len < sizeof(buf)) {
+                memcpy(buf, v, len + 1);
+            } else {
+                buf[0] = '\0';
+            }
+            if (parse_number(buf, 1, 9e15, &num) != 0 || num != (long)num) {
+                return usage(err, n,
+                             "--if-match takes a revision (a whole number >= 1) or *, not '%s'", v);
+            }
+            o->if_match = (long)num;
+            break;
         }
-        if (parse_number(buf, 1, 9e15, &num) != 0 || num != (long)num) {
-            return usage(err, n, "--if-match takes a revision (a whole number >= 1) or *, not '%s'",
-                         v);
-        }
-        o->if_match = (long)num;
-        break;
-    }
-    case CTL_OPT_CASCADE: o->cascade = true; break;
-    case CTL_OPT_FORCE: o->force = true; break;
-    case CTL_OPT_WAIT: o->wait = true; break;
-    case CTL_OPT_WAIT_TIMEOUT:
-        if (parse_number(v, 0.001, 1e7, &num) != 0) {
-            return usage(err, n, "--wait-timeout must be a number of seconds, not '%s'", v);
-        }
-        o->wait_timeout_s = num;
-        break;
-    case CTL_OPT_AUDIT_USER: o->audit_user = v; break;
-    case CTL_OPT_TENANT: o->tenant = v; break;
-    case CTL_OPT_KIND: o->kind = v; break;
-    case CTL_OPT_SINCE: o->since = v; break;
-    default: return usage(err, n, "unhandled option %s", options[id].name);
+        case CTL_OPT_CASCADE:
+            o->cascade = true;
+            break;
+        case CTL_OPT_FORCE:
+            o->force = true;
+            break;
+        case CTL_OPT_WAIT:
+            o->wait = true;
+            break;
+        case CTL_OPT_WAIT_TIMEOUT:
+            if (parse_number(v, 0.001, 1e7, &num) != 0) {
+                return usage(err, n, "--wait-timeout must be a number of seconds, not '%s'", v);
+            }
+            o->wait_timeout_s = num;
+            break;
+        case CTL_OPT_AUDIT_USER:
+            o->audit_user = v;
+            break;
+        case CTL_OPT_TENANT:
+            o->tenant = v;
+            break;
+        case CTL_OPT_KIND:
+            o->kind = v;
+            break;
+        case CTL_OPT_SINCE:
+            o->since = v;
+            break;
+        default:
+            return usage(err, n, "unhandled option %s", options[id].name);
     }
     return 0;
 }
@@ -329,20 +364,21 @@ static void verb_line(FILE *out, const struct ctl_resource *r, const struct ctl_
     while (args > 0 && v->synopsis[args - 1] == ' ') {
         args--;
     }
-    snprintf(left, sizeof(left), "%s%s%s %.*s", r->word, v->word ? " " : "",
-             v->word ? v->word : "", args, v->synopsis);
+    snprintf(left, sizeof(left), "%s%s%s %.*s", r->word, v->word ? " " : "", v->word ? v->word : "",
+             args, v->synopsis);
     fprintf(out, "  %-44s %s\n", left, v->summary);
 }
 
 void ctl_help_print(FILE *out, const struct ctl_opts *o)
 {
     if (o->res == NULL) {
-        fputs("usage: cairnctl [OPTIONS] COMMAND [ARGS] [OPTIONS]\n\n"
-              "The operator's command line over Cairn's REST API. Every command takes\n"
-              "--help. Exit codes: 0 ok, 1 usage, 2 refused (4xx), 3 not found,\n"
-              "4 conflict or precondition (409/412), 5 unavailable, 6 authentication or\n"
-              "permission (401/403), 7 server error (5xx), 8 job failed.\n\nCommands:\n",
-              out);
+        fputs(
+            "usage: cairnctl [OPTIONS] COMMAND [ARGS] [OPTIONS]\n\n"
+            "The operator's command line over Cairn's REST API. Every command takes\n"
+            "--help. Exit codes: 0 ok, 1 usage, 2 refused (4xx), 3 not found,\n"
+            "4 conflict or precondition (409/412), 5 unavailable, 6 authentication or\n"
+            "permission (401/403), 7 server error (5xx), 8 job failed.\n\nCommands:\n",
+            out);
         for (const struct ctl_resource *r = ctl_resources; r->word != NULL; r++) {
             for (int id = 0; id < CTL_VERB_COUNT; id++) {
                 if (r->verbs & CTL_VERB_BIT(id)) {

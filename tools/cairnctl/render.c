@@ -19,13 +19,18 @@ int ctl_exit_for_status(long status)
         return CTL_EXIT_OK;
     }
     switch (status) {
-    case 401:
-    case 403: return CTL_EXIT_AUTH;
-    case 404: return CTL_EXIT_NOT_FOUND;
-    case 409:
-    case 412: return CTL_EXIT_CONFLICT;
-    case 503: return CTL_EXIT_UNAVAILABLE;
-    default: return status < 500 ? CTL_EXIT_REFUSED : CTL_EXIT_SERVER;
+        case 401:
+        case 403:
+            return CTL_EXIT_AUTH;
+        case 404:
+            return CTL_EXIT_NOT_FOUND;
+        case 409:
+        case 412:
+            return CTL_EXIT_CONFLICT;
+        case 503:
+            return CTL_EXIT_UNAVAILABLE;
+        default:
+            return status < 500 ? CTL_EXIT_REFUSED : CTL_EXIT_SERVER;
     }
 }
 
@@ -78,9 +83,9 @@ void ctl_problem_format(char *out, size_t n, long status, const char *content_ty
             type = NULL;
         }
         const char *what = detail ? detail : title ? title : "";
-        snprintf(text, sizeof(text), "%ld%s%s%s%s%s%s%s", status, type ? " " : "",
-                 type ? type : "", field ? " (" : "", field ? field : "", field ? ")" : "",
-                 what[0] ? ": " : "", what);
+        snprintf(text, sizeof(text), "%ld%s%s%s%s%s%s%s", status, type ? " " : "", type ? type : "",
+                 field ? " (" : "", field ? field : "", field ? ")" : "", what[0] ? ": " : "",
+                 what);
     } else if (body != NULL && len > 0) {
         char quoted[200];
         one_line(quoted, sizeof(quoted), body, len);
@@ -124,33 +129,33 @@ void ctl_cell_format(char *out, size_t n, const json_t *v)
         return;
     }
     switch (json_typeof(v)) {
-    case JSON_STRING:
-        text = json_string_value(v);
-        len = json_string_length(v);
-        break;
-    case JSON_INTEGER:
-        snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        len = strlen(buf);
-        break;
-    case JSON_REAL:
-        snprintf(buf, sizeof(buf), "%g", json_real_value(v));
-        len = strlen(buf);
-        break;
-    case JSON_TRUE:
-    case JSON_FALSE:
-        text = json_is_true(v) ? "true" : "false";
-        len = strlen(text);
-        break;
-    case JSON_OBJECT:
-    case JSON_ARRAY:
-        dumped = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
-        text = dumped ? dumped : "?";
-        len = strlen(text);
-        break;
-    default: /* null */
-        text = "-";
-        len = 1;
-        break;
+        case JSON_STRING:
+            text = json_string_value(v);
+            len = json_string_length(v);
+            break;
+        case JSON_INTEGER:
+            snprintf(buf, sizeof(buf), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+            len = strlen(buf);
+            break;
+        case JSON_REAL:
+            snprintf(buf, sizeof(buf), "%g", json_real_value(v));
+            len = strlen(buf);
+            break;
+        case JSON_TRUE:
+        case JSON_FALSE:
+            text = json_is_true(v) ? "true" : "false";
+            len = strlen(text);
+            break;
+        case JSON_OBJECT:
+        case JSON_ARRAY:
+            dumped = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            text = dumped ? dumped : "?";
+            len = strlen(text);
+            break;
+        default: /* null */
+            text = "-";
+            len = 1;
+            break;
     }
     one_line(out, n, text, len);
     if (out[0] == '\0') {
@@ -316,8 +321,8 @@ void ctl_job_progress_format(char *out, size_t n, const json_t *job, bool bar)
     json_int_t done = json_integer_value(ctl_json_path(job, "progress.done"));
     json_int_t total = json_integer_value(ctl_json_path(job, "progress.total"));
     if (!bar) {
-        snprintf(out, n, "job %s: %s %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT,
-                 id ? id : "?", state ? state : "?", done, total);
+        snprintf(out, n, "job %s: %s %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT, id ? id : "?",
+                 state ? state : "?", done, total);
         return;
     }
     enum { WIDTH = 30 };

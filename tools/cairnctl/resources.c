@@ -29,12 +29,8 @@ static const struct ctl_column user_columns[] = {
 };
 
 static const struct ctl_column site_columns[] = {
-    {"ID", "id"},
-    {"NAME", "name"},
-    {"TENANT", "tenant_id"},
-    {"ROLE", "role"},
-    {"ADDRESS", "address"},
-    {"REVISION", "mod_revision"},
+    {"ID", "id"},     {"NAME", "name"},       {"TENANT", "tenant_id"},
+    {"ROLE", "role"}, {"ADDRESS", "address"}, {"REVISION", "mod_revision"},
     {NULL, NULL},
 };
 
@@ -51,12 +47,8 @@ static const struct ctl_column device_columns[] = {
 };
 
 static const struct ctl_column template_columns[] = {
-    {"ID", "id"},
-    {"NAME", "name"},
-    {"VERSION", "version"},
-    {"TYPE", "type"},
-    {"STATE", "state"},
-    {"REVISION", "mod_revision"},
+    {"ID", "id"},     {"NAME", "name"},   {"VERSION", "version"},
+    {"TYPE", "type"}, {"STATE", "state"}, {"REVISION", "mod_revision"},
     {NULL, NULL},
 };
 
@@ -94,14 +86,8 @@ static const struct ctl_column member_columns[] = {
 };
 
 static const struct ctl_column audit_columns[] = {
-    {"TIME", "time"},
-    {"USER", "user"},
-    {"TENANT", "tenant_id"},
-    {"KIND", "kind"},
-    {"ACTION", "action"},
-    {"TARGET", "target"},
-    {"OUTCOME", "outcome"},
-    {NULL, NULL},
+    {"TIME", "time"},     {"USER", "user"},     {"TENANT", "tenant_id"}, {"KIND", "kind"},
+    {"ACTION", "action"}, {"TARGET", "target"}, {"OUTCOME", "outcome"},  {NULL, NULL},
 };
 
 #define V(id) CTL_VERB_BIT(CTL_VERB_##id)
@@ -119,12 +105,12 @@ const struct ctl_resource ctl_resources[] = {
      "tenants' sites (hubs and spokes)"},
     {"device", "/api/v1/devices", NULL, "items", device_columns, CTL_VERBS_CRUD, false,
      "managed devices (CPEs)"},
-    {"template", "/api/v1/templates", NULL, "items", template_columns,
-     CTL_VERBS_CRUD | V(PUBLISH), false, "the service catalog"},
+    {"template", "/api/v1/templates", NULL, "items", template_columns, CTL_VERBS_CRUD | V(PUBLISH),
+     false, "the service catalog"},
     {"service", "/api/v1/services", NULL, "items", service_columns, CTL_VERBS_CRUD, true,
      "service instances (writes run as jobs)"},
-    {"job", "/api/v1/jobs", NULL, "items", job_columns,
-     V(LIST) | V(GET) | V(WAIT) | V(CANCEL), false, "long-running operations"},
+    {"job", "/api/v1/jobs", NULL, "items", job_columns, V(LIST) | V(GET) | V(WAIT) | V(CANCEL),
+     false, "long-running operations"},
     {"audit", "/api/v1/audit", NULL, "items", audit_columns, V(AUDIT), false,
      "the audit log (service provider users)"},
     {"backup", "/api/v1/cluster/backup", NULL, NULL, NULL, V(BACKUP), false,

@@ -36,10 +36,10 @@ static void test_parse_options_anywhere(void **state)
     (void)state;
     struct ctl_opts o;
     char err[256];
-    assert_int_equal(parse(&o, err, sizeof(err), "-o", "json", "tenant", "list", "--filter",
-                           "name=acme", "--endpoints", "a:1,b:2", "--limit=5", "--filter",
-                           "x=y=z", "--all", NULL),
-                     0);
+    assert_int_equal(
+        parse(&o, err, sizeof(err), "-o", "json", "tenant", "list", "--filter", "name=acme",
+              "--endpoints", "a:1,b:2", "--limit=5", "--filter", "x=y=z", "--all", NULL),
+        0);
     assert_string_equal(o.res->word, "tenant");
     assert_string_equal(o.verb->word, "list");
     assert_int_equal(o.output, CTL_OUTPUT_JSON);
@@ -171,9 +171,8 @@ static void test_exit_codes(void **state)
         long status;
         int code;
     } cases[] = {
-        {200, 0}, {201, 0}, {202, 0}, {204, 0}, {400, 2}, {401, 6}, {403, 6},
-        {404, 3}, {405, 2}, {409, 4}, {412, 4}, {413, 2}, {415, 2}, {422, 2},
-        {429, 2}, {500, 7}, {501, 7}, {503, 5},
+        {200, 0}, {201, 0}, {202, 0}, {204, 0}, {400, 2}, {401, 6}, {403, 6}, {404, 3}, {405, 2},
+        {409, 4}, {412, 4}, {413, 2}, {415, 2}, {422, 2}, {429, 2}, {500, 7}, {501, 7}, {503, 5},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_int_equal(ctl_exit_for_status(cases[i].status), cases[i].code);
@@ -184,9 +183,10 @@ static void test_problem_format(void **state)
 {
     (void)state;
     char out[512];
-    const char *p = "{\"type\":\"urn:cairn:problem:invalid-field\",\"title\":\"Invalid field\","
-                    "\"status\":422,\"detail\":\"must be an e-mail address\","
-                    "\"field\":\"contact.email\",\"instance\":\"/api/v1/tenants\"}";
+    const char *p =
+        "{\"type\":\"urn:cairn:problem:invalid-field\",\"title\":\"Invalid field\","
+        "\"status\":422,\"detail\":\"must be an e-mail address\","
+        "\"field\":\"contact.email\",\"instance\":\"/api/v1/tenants\"}";
     ctl_problem_format(out, sizeof(out), 422, "application/problem+json", p, strlen(p));
     assert_string_equal(out, "422 invalid-field (contact.email): must be an e-mail address");
 
@@ -232,14 +232,16 @@ static void test_table(void **state)
     (void)state;
     static const struct ctl_column cols[] = {
         {"ID", "id"}, {"EMAIL", "contact.email"}, {"OK", "ok"}, {"N", "n"}, {NULL, NULL}};
-    char *text = table_text(cols, "[{\"id\":\"a\",\"contact\":{\"email\":\"x@y.z\"},\"ok\":true,"
-                                  "\"n\":12},"
-                                  "{\"id\":\"bbbb\",\"ok\":false,\"n\":null},"
-                                  "{\"id\":\"\xc3\xa9t\xc3\xa9\\n2\",\"n\":[1,2]}]");
-    assert_string_equal(text, "ID     EMAIL  OK     N\n"
-                              "a      x@y.z  true   12\n"
-                              "bbbb   -      false  -\n"
-                              "\xc3\xa9t\xc3\xa9 2  -      -      [1,2]\n");
+    char *text = table_text(cols,
+                            "[{\"id\":\"a\",\"contact\":{\"email\":\"x@y.z\"},\"ok\":true,"
+                            "\"n\":12},"
+                            "{\"id\":\"bbbb\",\"ok\":false,\"n\":null},"
+                            "{\"id\":\"\xc3\xa9t\xc3\xa9\\n2\",\"n\":[1,2]}]");
+    assert_string_equal(text,
+                        "ID     EMAIL  OK     N\n"
+                        "a      x@y.z  true   12\n"
+                        "bbbb   -      false  -\n"
+                        "\xc3\xa9t\xc3\xa9 2  -      -      [1,2]\n");
     free(text);
 
     text = table_text(cols, "[]");
@@ -250,21 +252,23 @@ static void test_table(void **state)
 static void test_object_print(void **state)
 {
     (void)state;
-    json_t *obj = json_loads("{\"id\":\"t1\",\"contact\":{\"email\":\"a@b\",\"name\":\"N\"},"
-                             "\"tags\":[\"x\"],\"quotas\":{},\"mod_revision\":3}",
-                             JSON_PRESERVE_ORDER, NULL);
+    json_t *obj = json_loads(
+        "{\"id\":\"t1\",\"contact\":{\"email\":\"a@b\",\"name\":\"N\"},"
+        "\"tags\":[\"x\"],\"quotas\":{},\"mod_revision\":3}",
+        JSON_PRESERVE_ORDER, NULL);
     char *text;
     size_t len;
     FILE *f = open_memstream(&text, &len);
     assert_int_equal(ctl_object_print(f, obj), 0);
     fclose(f);
-    assert_string_equal(text, "FIELD          VALUE\n"
-                              "id             t1\n"
-                              "contact.email  a@b\n"
-                              "contact.name   N\n"
-                              "tags           [\"x\"]\n"
-                              "quotas         {}\n"
-                              "mod_revision   3\n");
+    assert_string_equal(text,
+                        "FIELD          VALUE\n"
+                        "id             t1\n"
+                        "contact.email  a@b\n"
+                        "contact.name   N\n"
+                        "tags           [\"x\"]\n"
+                        "quotas         {}\n"
+                        "mod_revision   3\n");
     free(text);
     json_decref(obj);
 }
@@ -286,11 +290,12 @@ static void test_config(void **state)
     struct ctl_config cfg;
     char err[256];
     memset(&cfg, 0, sizeof(cfg));
-    assert_int_equal(ctl_config_parse(&cfg, "c.conf",
-                                      "# comment\n\n endpoints = http://a:1, http://b:2 \n"
-                                      "user=ops\npassword_file = /p\noutput = json\ntimeout = 2.5\n",
-                                      err, sizeof(err)),
-                     0);
+    assert_int_equal(
+        ctl_config_parse(&cfg, "c.conf",
+                         "# comment\n\n endpoints = http://a:1, http://b:2 \n"
+                         "user=ops\npassword_file = /p\noutput = json\ntimeout = 2.5\n",
+                         err, sizeof(err)),
+        0);
     assert_string_equal(cfg.endpoints, "http://a:1, http://b:2");
     assert_string_equal(cfg.user, "ops");
     assert_string_equal(cfg.password_file, "/p");
@@ -377,8 +382,7 @@ static void test_creds(void **state)
     unsetenv("CAIRN_PASSWORD");
     o.token = NULL;
     o.password_file = NULL;
-    assert_int_equal(ctl_creds_resolve(&c, &o, &cfg, tok, false, err, sizeof(err)),
-                     CTL_EXIT_USAGE);
+    assert_int_equal(ctl_creds_resolve(&c, &o, &cfg, tok, false, err, sizeof(err)), CTL_EXIT_USAGE);
     assert_non_null(strstr(err, "has no password"));
     unsetenv("CAIRN_USER");
     free(cfg.token);
@@ -392,9 +396,9 @@ static void test_endpoints(void **state)
     (void)state;
     struct ctl_client c;
     char err[256];
-    assert_int_equal(ctl_client_init(&c, " 127.0.0.1:8001/, https://n2:8443 ,,http://n3", 0, err,
-                                     sizeof(err)),
-                     0);
+    assert_int_equal(
+        ctl_client_init(&c, " 127.0.0.1:8001/, https://n2:8443 ,,http://n3", 0, err, sizeof(err)),
+        0);
     assert_int_equal(c.nendpoints, 3);
     assert_string_equal(c.endpoints[0], "http://127.0.0.1:8001");
     assert_string_equal(c.endpoints[1], "https://n2:8443");
@@ -421,9 +425,10 @@ static void test_query(void **state)
 static void test_jobs(void **state)
 {
     (void)state;
-    json_t *job = json_loads("{\"id\":\"j1\",\"state\":\"running\","
-                             "\"progress\":{\"done\":5,\"total\":10}}",
-                             0, NULL);
+    json_t *job = json_loads(
+        "{\"id\":\"j1\",\"state\":\"running\","
+        "\"progress\":{\"done\":5,\"total\":10}}",
+        0, NULL);
     char line[256];
     ctl_job_progress_format(line, sizeof(line), job, false);
     assert_string_equal(line, "job j1: running 5/10");

@@ -588,8 +588,9 @@ void api_time_format(int64_t ms, char out[API_TIME_SIZE])
 struct route_method {
     const char *method;
     int (*handler)(struct api_req *req);
-    unsigned flags;            /* METHOD_* */
-    const char *const *params; /* allowed query parameters, or NULL */
+    unsigned flags;                      /* METHOD_* */
+    const char *const *params;           /* allowed query parameters, or NULL */
+    const struct api_resource *resource; /* for the generic handlers, or NULL */
 };
 
 #define ROUTE_METHODS_MAX 4
@@ -604,31 +605,77 @@ static const char *const list_params[] = {"consistency", "limit", "cursor", "nam
 static const char *const user_list_params[] = {"consistency", "limit",     "cursor",
                                                "name",        "tenant_id", NULL};
 static const char *const cascade_params[] = {"cascade", NULL};
+static const char *const site_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                               "name",        "role",  NULL};
+static const char *const device_list_params[] = {"consistency", "limit",  "cursor", "tenant_id",
+                                                 "site_id",     "serial", "family", "desired_state",
+                                                 "name",        NULL};
+static const char *const template_list_params[] = {"consistency", "limit", "cursor", "name",
+                                                   "version",     "type",  "state",  NULL};
+static const char *const service_list_params[] = {"consistency",   "limit", "cursor",
+                                                  "tenant_id",     "name",  "template_id",
+                                                  "desired_state", "type",  NULL};
+static const char *const job_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                              "type",        "state", NULL};
 
 /* The one route that needs no token. */
 #define LOGIN_PATH "/api/v1/auth/login"
 
 static const struct route routes[] = {
-    {"/healthz", {{"GET", api_healthz, 0, NULL}}},
-    {"/readyz", {{"GET", api_readyz, 0, NULL}}},
-    {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL}}},
-    {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL}}},
-    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL}}},
-    {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
-    {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
-    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
+    {"/healthz", {{"GET", api_healthz, 0, NULL, NULL}}},
+    {"/readyz", {{"GET", api_readyz, 0, NULL, NULL}}},
+    {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL, NULL}}},
+    {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL, NULL}}},
+    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL, NULL}}},
+    {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL, NULL}}},
+    {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL, NULL}}},
+    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL, NULL}}},
     {"/api/v1/tenants",
-     {{"GET", api_tenants_list, 0, list_params}, {"POST", api_tenants_create, METHOD_BODY, NULL}}},
+     {{"GET", api_tenants_list, 0, list_params, NULL},
+      {"POST", api_tenants_create, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/tenants/*",
-     {{"GET", api_tenant_get, 0, read_params},
-      {"PUT", api_tenant_replace, METHOD_BODY, NULL},
-      {"DELETE", api_tenant_delete, 0, cascade_params}}},
+     {{"GET", api_tenant_get, 0, read_params, NULL},
+      {"PUT", api_tenant_replace, METHOD_BODY, NULL, NULL},
+      {"DELETE", api_tenant_delete, 0, cascade_params, NULL}}},
     {"/api/v1/users",
-     {{"GET", api_users_list, 0, user_list_params}, {"POST", api_users_create, METHOD_BODY, NULL}}},
+     {{"GET", api_users_list, 0, user_list_params, NULL},
+      {"POST", api_users_create, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/users/*",
-     {{"GET", api_user_get, 0, read_params},
-      {"PUT", api_user_replace, METHOD_BODY, NULL},
-      {"DELETE", api_user_delete, 0, NULL}}},
+     {{"GET", api_user_get, 0, read_params, NULL},
+      {"PUT", api_user_replace, METHOD_BODY, NULL, NULL},
+      {"DELETE", api_user_delete, 0, NULL, NULL}}},
+    {"/api/v1/sites",
+     {{"GET", api_resource_list, 0, site_list_params, &api_site_resource},
+      {"POST", api_resource_post, METHOD_BODY, NULL, &api_site_resource}}},
+    {"/api/v1/sites/*",
+     {{"GET", api_resource_get, 0, read_params, &api_site_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_site_resource},
+      {"DELETE", api_resource_delete, 0, cascade_params, &api_site_resource}}},
+    {"/api/v1/devices",
+     {{"GET", api_resource_list, 0, device_list_params, &api_device_resource},
+      {"POST", api_resource_post, METHOD_BODY, NULL, &api_device_resource}}},
+    {"/api/v1/devices/*",
+     {{"GET", api_resource_get, 0, read_params, &api_device_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_device_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_device_resource}}},
+    {"/api/v1/templates",
+     {{"GET", api_resource_list, 0, template_list_params, &api_template_resource},
+      {"POST", api_resource_post, METHOD_BODY, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*",
+     {{"GET", api_resource_get, 0, read_params, &api_template_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_template_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*/publish", {{"POST", api_template_publish, 0, NULL, NULL}}},
+    {"/api/v1/services",
+     {{"GET", api_resource_list, 0, service_list_params, &api_service_resource},
+      {"POST", api_services_post, METHOD_BODY, NULL, &api_service_resource}}},
+    {"/api/v1/services/*",
+     {{"GET", api_resource_get, 0, read_params, &api_service_resource},
+      {"PUT", api_service_put, METHOD_BODY, NULL, &api_service_resource},
+      {"DELETE", api_service_delete, 0, NULL, &api_service_resource}}},
+    {"/api/v1/jobs", {{"GET", api_resource_list, 0, job_list_params, &api_job_resource}}},
+    {"/api/v1/jobs/*", {{"GET", api_resource_get, 0, read_params, &api_job_resource}}},
+    {"/api/v1/jobs/*/cancel", {{"POST", api_job_cancel, 0, NULL, NULL}}},
 };
 
 /* What is registered with the HTTP server: each covers its own path and
@@ -728,6 +775,7 @@ static int serve(struct api_req *req, const struct route_method *m, const char *
     if (api_query_parse(req, query, m->params, &err) != 0) {
         return api_error_send(req, &err);
     }
+    req->resource = m->resource;
     if ((m->flags & METHOD_BODY) != 0) {
         rc = body_prepare(req);
         if (rc != 0) {

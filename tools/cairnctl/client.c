@@ -131,7 +131,7 @@ static void response_reset(struct ctl_response *r)
     if (r->body != NULL) {
         r->body[0] = '\0';
     }
-    r->location[0] = r->etag[0] = r->content_type[0] = '\0';
+    r->location[0] = r->etag[0] = r->content_type[0] = r->checksum[0] = '\0';
     r->sink_failed = false;
     if (r->sink_fd >= 0) {
         /* A body streamed by a failed attempt is dropped. */
@@ -211,12 +211,13 @@ static size_t header_cb(char *line, size_t size, size_t nmemb, void *arg)
         /* A new answer (after a 100 Continue): its own status and headers. */
         const char *sp = memchr(line, ' ', n);
         r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
-        r->location[0] = r->etag[0] = r->content_type[0] = '\0';
+        r->location[0] = r->etag[0] = r->content_type[0] = r->checksum[0] = '\0';
         return n;
     }
     header_take(line, n, "Location", r->location, sizeof(r->location));
     header_take(line, n, "ETag", r->etag, sizeof(r->etag));
     header_take(line, n, "Content-Type", r->content_type, sizeof(r->content_type));
+    header_take(line, n, "X-Cairn-Checksum", r->checksum, sizeof(r->checksum));
     return n;
 }
 

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -287,21 +288,28 @@ static int job_wait(struct ctl *ctl, const char *path)
                 fputc('\n', ctl->err);
             }
             object_output(ctl, job);
-            json_decref(job);
+            rv = 0;
             if (!ok) {
-                return ctl_fail(ctl, CTL_EXIT_JOB_FAILED, "job %s %s", path, state);
+                const char *id = json_string_value(json_object_get(job, "id"));
+                const char *why = json_string_value(json_object_get(job, "message"));
+                rv = ctl_fail(ctl, CTL_EXIT_JOB_FAILED, "job %s %s%s%s", id ? id : path, state,
+                              why ? ": " : "", why ? why : "");
             }
-            return 0;
+            json_decref(job);
+            return rv;
         }
-        json_decref(job);
         if (now_s() >= deadline) {
             if (tty) {
                 fputc('\n', ctl->err);
             }
-            return ctl_fail(ctl, CTL_EXIT_UNAVAILABLE,
-                            "job %s still %s after %.0f s; it goes on (cairnctl job wait)", path,
-                            state ? state : "?", limit);
+            const char *id = strrchr(path, '/') + 1;
+            rv = ctl_fail(ctl, CTL_EXIT_UNAVAILABLE,
+                          "job %s still %s after %.0f s; it goes on (cairnctl job wait %s)", id,
+                          state ? state : "?", limit, id);
+            json_decref(job);
+            return rv;
         }
+        json_decref(job);
         struct timespec pause = {0, JOB_POLL_MS * 1000000L};
         nanosleep(&pause, NULL);
     }
@@ -325,11 +333,11 @@ static int write_done(struct ctl *ctl, const struct ctl_response *r, const json_
         if (ctl->opts.wait) {
             return job_wait(ctl, loc);
         }
-        if (ctl->opts.output == CTL_OUTPUT_JSON && obj != NULL) {
-            ctl_json_print(ctl->out, obj);
-        } else {
-            fprintf(ctl->out, "accepted: %s\n", loc);
+        if (obj != NULL) {
+            object_output(ctl, obj);
         }
+        const char *slash = strrchr(loc, '/');
+        fprintf(ctl->err, "accepted: job %s (cairnctl job wait %s)\n", slash + 1, slash + 1);
         return 0;
     }
     if (obj != NULL) {
@@ -525,6 +533,53 @@ static int run_add(struct ctl *ctl)
     return rv;
 }
 
+uint32_t ctl_crc32c(uint32_t crc, const unsigned char *p, size_t len)
+{
+    static const uint32_t table[16] = {
+        0x00000000, 0x105ec76f, 0x20bd8ede, 0x30e349b1, 0x417b1dbc, 0x5125dad3,
+        0x61c69362, 0x7198540d, 0x82f63b78, 0x92a8fc17, 0xa24bb5a6, 0xb21572c9,
+        0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
+    };
+    crc = ~crc;
+    for (size_t i = 0; i < len; i++) {
+        crc ^= p[i];
+        crc = (crc >> 4) ^ table[crc & 0x0f];
+        crc = (crc >> 4) ^ table[crc & 0x0f];
+    }
+    return ~crc;
+}
+
+/* Checks the CRC-32C trailer of the size bytes in fd; 0 if it matches. */
+static int backup_check(struct ctl *ctl, int fd, off_t size, const char *name)
+{
+    unsigned char buf[65536];
+    unsigned char trailer[4];
+    uint32_t crc = 0;
+    off_t body = size - 4;
+    if (size < 4 || pread(fd, trailer, 4, body) != 4) {
+        return ctl_fail(ctl, CTL_EXIT_SERVER, "%s: the backup is too short for its checksum", name);
+    }
+    for (off_t off = 0; off < body;) {
+        size_t want = body - off < (off_t)sizeof(buf) ? (size_t)(body - off) : sizeof(buf);
+        ssize_t got = pread(fd, buf, want, off);
+        if (got <= 0) {
+            return ctl_fail(ctl, CTL_EXIT_USAGE, "read %s: %s", name,
+                            got < 0 ? strerror(errno) : "short file");
+        }
+        crc = ctl_crc32c(crc, buf, (size_t)got);
+        off += got;
+    }
+    uint32_t want = (uint32_t)trailer[0] << 24 | (uint32_t)trailer[1] << 16 |
+                    (uint32_t)trailer[2] << 8 | trailer[3];
+    if (crc != want) {
+        return ctl_fail(ctl, CTL_EXIT_SERVER,
+                        "%s: checksum mismatch (CRC-32C %08x, the trailer says %08x): the backup "
+                        "is corrupt; nothing was written",
+                        name, crc, want);
+    }
+    return 0;
+}
+
 /* GET the backup into FILE atomically: a temporary file beside it, fsync,
  * rename; nothing is left behind on failure. */
 static int run_backup(struct ctl *ctl)
@@ -553,10 +608,14 @@ static int run_backup(struct ctl *ctl)
         rv = ctl_fail(ctl, CTL_EXIT_USAGE, "write %s: %s", tmp, strerror(r.sink_errno));
     } else if (rv == 0 && r.status >= 300) {
         rv = ctl_fail_response(ctl, &r);
-    } else if (rv == 0 && fsync(fd) != 0) {
-        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "fsync %s: %s", tmp, strerror(errno));
     }
     off_t size = lseek(fd, 0, SEEK_END);
+    if (rv == 0 && strcmp(r.checksum, "crc32c-trailer") == 0) {
+        rv = backup_check(ctl, fd, size, r.endpoint);
+    }
+    if (rv == 0 && fsync(fd) != 0) {
+        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "fsync %s: %s", tmp, strerror(errno));
+    }
     close(fd);
     if (rv == 0 && rename(tmp, file) != 0) {
         rv = ctl_fail(ctl, CTL_EXIT_USAGE, "rename %s to %s: %s", tmp, file, strerror(errno));

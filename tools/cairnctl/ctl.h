@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <jansson.h>
@@ -270,6 +271,7 @@ struct ctl_response {
     char location[512];
     char etag[64];
     char content_type[128];
+    char checksum[64];    /* X-Cairn-Checksum (backups) */
     const char *endpoint; /* the endpoint that answered */
     int sink_fd;          /* >= 0: a 2xx body is written there, not kept */
     bool sink_failed;     /* writing to sink_fd failed (errno in sink_errno) */
@@ -355,6 +357,10 @@ int ctl_session_logout(struct ctl *ctl);
 
 /* The job progress line for a job object (state, done/total). */
 void ctl_job_progress_format(char *out, size_t n, const json_t *job, bool bar);
+
+/* CRC-32C (Castagnoli, reflected 0x82F63B78), four bits per step: the
+ * checksum the server puts in a backup's last four bytes (big-endian). */
+uint32_t ctl_crc32c(uint32_t crc, const unsigned char *p, size_t len);
 
 /* True if a job state is final; *ok says whether it succeeded. */
 bool ctl_job_state_final(const char *state, bool *ok);

@@ -29,8 +29,13 @@ static const struct ctl_column user_columns[] = {
 };
 
 static const struct ctl_column site_columns[] = {
-    {"ID", "id"},     {"NAME", "name"},       {"TENANT", "tenant_id"},
-    {"ROLE", "role"}, {"ADDRESS", "address"}, {"REVISION", "mod_revision"},
+    {"ID", "id"},
+    {"TENANT", "tenant_id"},
+    {"NAME", "name"},
+    {"ROLE", "role"},
+    {"CITY", "address.city"},
+    {"COUNTRY", "address.country"},
+    {"REVISION", "mod_revision"},
     {NULL, NULL},
 };
 
@@ -40,24 +45,25 @@ static const struct ctl_column device_columns[] = {
     {"SERIAL", "serial"},
     {"FAMILY", "family"},
     {"HOST", "management.host"},
-    {"PORT", "management.port"},
     {"DESIRED", "desired_state"},
+    {"STATUS", "status.state"},
     {"REVISION", "mod_revision"},
     {NULL, NULL},
 };
 
 static const struct ctl_column template_columns[] = {
-    {"ID", "id"},     {"NAME", "name"},   {"VERSION", "version"},
-    {"TYPE", "type"}, {"STATE", "state"}, {"REVISION", "mod_revision"},
-    {NULL, NULL},
+    {"ID", "id"},       {"NAME", "name"},     {"VERSION", "version"},       {"TYPE", "type"},
+    {"STATE", "state"}, {"PUBLIC", "public"}, {"REVISION", "mod_revision"}, {NULL, NULL},
 };
 
 static const struct ctl_column service_columns[] = {
     {"ID", "id"},
     {"TENANT", "tenant_id"},
-    {"TEMPLATE", "template_id"},
+    {"NAME", "name"},
+    {"TYPE", "type"},
     {"DESIRED", "desired_state"},
-    {"REVISION", "mod_revision"},
+    {"GENERATION", "generation"},
+    {"JOB", "job_id"},
     {NULL, NULL},
 };
 
@@ -69,6 +75,7 @@ static const struct ctl_column job_columns[] = {
     {"TOTAL", "progress.total"},
     {"TARGET", "target.kind"},
     {"TARGET-ID", "target.id"},
+    {"CREATED", "created_at"},
     {NULL, NULL},
 };
 
@@ -85,9 +92,11 @@ static const struct ctl_column member_columns[] = {
     {NULL, NULL},
 };
 
+/* The audit route is not served yet (issue 3): these names follow the
+ * store's audit record and are to be checked against the route. */
 static const struct ctl_column audit_columns[] = {
-    {"TIME", "time"},     {"USER", "user"},     {"TENANT", "tenant_id"}, {"KIND", "kind"},
-    {"ACTION", "action"}, {"TARGET", "target"}, {"OUTCOME", "outcome"},  {NULL, NULL},
+    {"SEQ", "seq"},   {"TIME", "time"}, {"USER", "user"},     {"TENANT", "tenant_id"}, {"OP", "op"},
+    {"KIND", "kind"}, {"ID", "id"},     {"STATUS", "status"}, {"MESSAGE", "message"},  {NULL, NULL},
 };
 
 #define V(id) CTL_VERB_BIT(CTL_VERB_##id)

@@ -448,6 +448,16 @@ static void test_jobs(void **state)
     assert_false(ok);
 }
 
+static void test_crc32c(void **state)
+{
+    (void)state;
+    /* The check value of CRC-32C (RFC 3720, B.4) and incremental use. */
+    const unsigned char *v = (const unsigned char *)"123456789";
+    assert_int_equal(ctl_crc32c(0, v, 9), 0xe3069283u);
+    assert_int_equal(ctl_crc32c(ctl_crc32c(0, v, 4), v + 4, 5), 0xe3069283u);
+    assert_int_equal(ctl_crc32c(0, v, 0), 0);
+}
+
 static void test_resource_table(void **state)
 {
     (void)state;
@@ -482,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_endpoints),
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_jobs),
+        cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_resource_table),
     };
     curl_global_init(CURL_GLOBAL_DEFAULT);

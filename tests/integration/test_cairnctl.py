@@ -19,12 +19,11 @@ import stat
 import subprocess
 import sys
 import tempfile
-import unittest
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Cluster, lc, unique_name, wait_for  # noqa: E402
+from harness import lc, unique_name, wait_for  # noqa: E402
 
 BIN_DIR = os.environ.get("CAIRN_BIN_DIR") or os.path.join(harness.REPO, "build", "bin")
 CAIRNCTL = os.path.join(BIN_DIR, "cairnctl")
@@ -74,28 +73,20 @@ class Run:
         return "<exit %d, stdout %r, stderr %r>" % (self.rc, self.out[:500], self.err[:500])
 
 
-class CairnctlTest(unittest.TestCase):
-    cluster = None
+class CairnctlTest(harness.ClusterTestCase):
+    NAME = "cairnctl"
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(3, name="cairnctl")
-        cls.cluster.__enter__()
+        super().setUpClass()
         cls.home = tempfile.mkdtemp(prefix="cairnctl-home-", dir=harness.tmp_root())
         cls.pw_file = os.path.join(cls.cluster.dir, "admin.pw")
         cls.endpoints = ",".join(cls.cluster.url(k) for k in (1, 2, 3))
 
     @classmethod
     def tearDownClass(cls):
-        failed = getattr(cls, "failed", False)
         shutil.rmtree(cls.home, ignore_errors=True)
-        cls.cluster.__exit__(AssertionError if failed else None, None, None)
-
-    def run(self, result=None):
-        result = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            type(self).failed = True
-        return result
+        super().tearDownClass()
 
     # Helpers
 

@@ -340,29 +340,29 @@ int ctl_creds_resolve(struct ctl_creds *c, const struct ctl_opts *o, const struc
         pw_file = NULL;
     }
 
-    if (!need_user && o->token != NULL) {
-        c->token = strdup(o->token);
-        c->source = "--token";
-        return 0;
-    }
-    if (o->user != NULL) {
-        return creds_user(c, o->user, pw_file, pw_text, "--user", err, errlen);
-    }
-    if (!need_user && env("CAIRN_TOKEN") != NULL) {
-        c->token = strdup(env("CAIRN_TOKEN"));
-        c->source = "CAIRN_TOKEN";
-        return 0;
-    }
-    if (env("CAIRN_USER") != NULL) {
-        return creds_user(c, env("CAIRN_USER"), pw_file, pw_text, "CAIRN_USER", err, errlen);
-    }
-    if (!need_user && cfg->token != NULL) {
-        c->token = strdup(cfg->token);
-        c->source = "the config file";
-        return 0;
-    }
-    if (cfg->user != NULL) {
-        return creds_user(c, cfg->user, pw_file, pw_text, "the config file", err, errlen);
+    /* The levels, most explicit first; at each a token wins over a user. */
+    const struct {
+        const char *token, *token_source;
+        const char *user, *user_source;
+    } levels[] = {
+        {o->token, "--token", o->user, "--user"},
+        {env("CAIRN_TOKEN"), "CAIRN_TOKEN", env("CAIRN_USER"), "CAIRN_USER"},
+        {cfg->token, "the config file", cfg->user, "the config file"},
+    };
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+        if (!need_user && levels[i].token != NULL) {
+            c->token = strdup(levels[i].token);
+            c->source = levels[i].token_source;
+            if (c->token == NULL) {
+                snprintf(err, errlen, "out of memory");
+                return CTL_EXIT_USAGE;
+            }
+            return 0;
+        }
+        if (levels[i].user != NULL) {
+            return creds_user(c, levels[i].user, pw_file, pw_text, levels[i].user_source, err,
+                              errlen);
+        }
     }
     if (!need_user && token_file != NULL && access(token_file, F_OK) == 0) {
         int rv = first_line(token_file, &c->token, err, errlen);

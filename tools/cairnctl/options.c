@@ -8,53 +8,76 @@
  * before the word `audit`, or in the environment or config file).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
 
+/* How an option's value is stored (nginx-style: the table says where). */
+enum opt_kind {
+    OPT_STRING,   /* const char * at offset */
+    OPT_FLAG,     /* bool at offset; takes no value */
+    OPT_SECONDS,  /* double at offset, from 0.001 to 1e7 */
+    OPT_OUTPUT,   /* table|json */
+    OPT_FILTER,   /* KEY=VALUE, appended */
+    OPT_LIMIT,    /* a whole number >= 1 */
+    OPT_IF_MATCH, /* a revision, "revision" or * */
+};
+
 struct option_def {
     const char *name; /* long name without "--" */
     char short_name;  /* or 0 */
-    bool has_arg;
+    enum opt_kind kind;
+    size_t offset;    /* of the value in struct ctl_opts */
     const char *arg;  /* its argument, for --help */
     const char *help; /* one line */
 };
 
+#define AT(field) offsetof(struct ctl_opts, field)
+
 static const struct option_def options[CTL_OPT_COUNT] = {
-    [CTL_OPT_ENDPOINTS] = {"endpoints", 0, true, "URL[,URL...]",
+    [CTL_OPT_ENDPOINTS] = {"endpoints", 0, OPT_STRING, AT(endpoints), "URL[,URL...]",
                            "REST endpoints, tried in order (env CAIRN_ENDPOINTS)"},
-    [CTL_OPT_USER] = {"user", 0, true, "NAME", "log in as NAME (env CAIRN_USER)"},
-    [CTL_OPT_PASSWORD_FILE] = {"password-file", 0, true, "FILE",
+    [CTL_OPT_USER] = {"user", 0, OPT_STRING, AT(user), "NAME", "log in as NAME (env CAIRN_USER)"},
+    [CTL_OPT_PASSWORD_FILE] = {"password-file", 0, OPT_STRING, AT(password_file), "FILE",
                                "read the password from FILE (env CAIRN_PASSWORD)"},
-    [CTL_OPT_CONFIG] = {"config", 0, true, "FILE",
+    [CTL_OPT_CONFIG] = {"config", 0, OPT_STRING, AT(config), "FILE",
                         "config file (default ~/.config/cairn/cairnctl.conf)"},
-    [CTL_OPT_TOKEN] = {"token", 0, true, "TOKEN", "bearer token (env CAIRN_TOKEN)"},
-    [CTL_OPT_TOKEN_FILE] = {"token-file", 0, true, "FILE",
+    [CTL_OPT_TOKEN] = {"token", 0, OPT_STRING, AT(token), "TOKEN",
+                       "bearer token (env CAIRN_TOKEN)"},
+    [CTL_OPT_TOKEN_FILE] = {"token-file", 0, OPT_STRING, AT(token_file), "FILE",
                             "token file of login (default ~/.config/cairn/token)"},
-    [CTL_OPT_OUTPUT] = {"output", 'o', true, "table|json", "output format (default table)"},
-    [CTL_OPT_TIMEOUT] = {"timeout", 0, true, "SECONDS",
+    [CTL_OPT_OUTPUT] = {"output", 'o', OPT_OUTPUT, AT(output), "table|json",
+                        "output format (default table)"},
+    [CTL_OPT_TIMEOUT] = {"timeout", 0, OPT_SECONDS, AT(timeout_s), "SECONDS",
                          "bound of one request to one endpoint (default 15)"},
-    [CTL_OPT_HELP] = {"help", 'h', false, NULL, "show help"},
-    [CTL_OPT_FILTER] = {"filter", 0, true, "KEY=VALUE",
+    [CTL_OPT_HELP] = {"help", 'h', OPT_FLAG, AT(help), NULL, "show help"},
+    [CTL_OPT_FILTER] = {"filter", 0, OPT_FILTER, AT(filters), "KEY=VALUE",
                         "only items matching (a query parameter; repeatable)"},
-    [CTL_OPT_LIMIT] = {"limit", 0, true, "N", "page size"},
-    [CTL_OPT_CURSOR] = {"cursor", 0, true, "CURSOR", "start at this page"},
-    [CTL_OPT_ALL] = {"all", 0, false, NULL, "follow next_cursor to the last page"},
-    [CTL_OPT_FILE] = {"file", 'f', true, "FILE", "JSON body from FILE (- for stdin)"},
-    [CTL_OPT_IF_MATCH] = {"if-match", 0, true, "REVISION",
+    [CTL_OPT_LIMIT] = {"limit", 0, OPT_LIMIT, AT(limit), "N", "page size"},
+    [CTL_OPT_CURSOR] = {"cursor", 0, OPT_STRING, AT(cursor), "CURSOR", "start at this page"},
+    [CTL_OPT_ALL] = {"all", 0, OPT_FLAG, AT(all), NULL, "follow next_cursor to the last page"},
+    [CTL_OPT_FILE] = {"file", 'f', OPT_STRING, AT(file), "FILE",
+                      "JSON body from FILE (- for stdin)"},
+    [CTL_OPT_IF_MATCH] = {"if-match", 0, OPT_IF_MATCH, AT(if_match), "REVISION",
                           "only if the object's revision (ETag) is still REVISION"},
-    [CTL_OPT_CASCADE] = {"cascade", 0, false, NULL, "delete what the object holds, too"},
-    [CTL_OPT_FORCE] = {"force", 0, false, NULL, "remove even if the node cannot hand over"},
-    [CTL_OPT_WAIT] = {"wait", 0, false, NULL, "wait for the job the request starts"},
-    [CTL_OPT_WAIT_TIMEOUT] = {"wait-timeout", 0, true, "SECONDS",
+    [CTL_OPT_CASCADE] = {"cascade", 0, OPT_FLAG, AT(cascade), NULL,
+                         "delete what the object holds, too"},
+    [CTL_OPT_FORCE] = {"force", 0, OPT_FLAG, AT(force), NULL,
+                       "remove even if the node cannot hand over"},
+    [CTL_OPT_WAIT] = {"wait", 0, OPT_FLAG, AT(wait), NULL, "wait for the job the request starts"},
+    [CTL_OPT_WAIT_TIMEOUT] = {"wait-timeout", 0, OPT_SECONDS, AT(wait_timeout_s), "SECONDS",
                               "give up waiting for a job after SECONDS (default 3600)"},
-    [CTL_OPT_AUDIT_USER] = {"user", 0, true, "NAME", "only what NAME did"},
-    [CTL_OPT_TENANT] = {"tenant", 0, true, "ID", "only what concerns this tenant"},
-    [CTL_OPT_KIND] = {"kind", 0, true, "KIND", "only this kind of object"},
-    [CTL_OPT_SINCE] = {"since", 0, true, "RFC3339", "only from this time on"},
+    [CTL_OPT_AUDIT_USER] = {"user", 0, OPT_STRING, AT(audit_user), "NAME", "only what NAME did"},
+    [CTL_OPT_TENANT] = {"tenant", 0, OPT_STRING, AT(tenant), "ID",
+                        "only what concerns this tenant"},
+    [CTL_OPT_KIND] = {"kind", 0, OPT_STRING, AT(kind), "KIND", "only this kind of object"},
+    [CTL_OPT_SINCE] = {"since", 0, OPT_STRING, AT(since), "RFC3339", "only from this time on"},
 };
+
+#undef AT
 
 #define GLOBAL_OPTS (CTL_OPT_BIT(CTL_OPT_N_GLOBAL) - 1u)
 
@@ -99,128 +122,80 @@ static int option_find(const char *name, size_t len, char short_name, bool after
     return -1;
 }
 
-/* Stores the value of option id; returns 0 or a usage error. */
+/* Parses an If-Match value: 7, "7" (as an ETag is printed) or *. */
+static int if_match_parse(const char *v, long *out)
+{
+    char buf[32];
+    size_t len = strlen(v);
+    double num;
+    if (strcmp(v, "*") == 0) {
+        *out = -1;
+        return 0;
+    }
+    if (len >= 2 && len < sizeof(buf) && v[0] == '"' && v[len - 1] == '"') {
+        memcpy(buf, v + 1, len - 2);
+        buf[len - 2] = '\0';
+    } else if (len < sizeof(buf)) {
+        memcpy(buf, v, len + 1);
+    } else {
+        return -1;
+    }
+    if (parse_number(buf, 1, 9e15, &num) != 0 || num != (long)num) {
+        return -1;
+    }
+    *out = (long)num;
+    return 0;
+}
+
+/* Stores the value of option id where the table says; 0 or a usage error. */
 static int option_store(struct ctl_opts *o, int id, const char *v, char *err, size_t n)
 {
+    const struct option_def *d = &options[id];
+    void *slot = (char *)o + d->offset;
     double num;
-    switch (id) {
-        case CTL_OPT_ENDPOINTS:
-            o->endpoints = v;
-            break;
-        case CTL_OPT_USER:
-            o->user = v;
-            break;
-        case CTL_OPT_PASSWORD_FILE:
-            o->password_file = v;
-            break;
-        case CTL_OPT_CONFIG:
-            o->config = v;
-            break;
-        case CTL_OPT_TOKEN:
-            o->token = v;
-            break;
-        case CTL_OPT_TOKEN_FILE:
-            o->token_file = v;
-            break;
-        case CTL_OPT_OUTPUT:
-            if (strcmp(v, "table") == 0) {
-                o->output = CTL_OUTPUT_TABLE;
-            } else if (strcmp(v, "json") == 0) {
-                o->output = CTL_OUTPUT_JSON;
-            } else {
+    switch (d->kind) {
+        case OPT_STRING:
+            *(const char **)slot = v;
+            return 0;
+        case OPT_FLAG:
+            *(bool *)slot = true;
+            return 0;
+        case OPT_SECONDS:
+            if (parse_number(v, 0.001, 1e7, &num) != 0) {
+                return usage(err, n, "--%s must be a number of seconds, not '%s'", d->name, v);
+            }
+            *(double *)slot = num;
+            return 0;
+        case OPT_OUTPUT:
+            if (strcmp(v, "table") != 0 && strcmp(v, "json") != 0) {
                 return usage(err, n, "-o must be table or json, not '%s'", v);
             }
+            o->output = v[0] == 't' ? CTL_OUTPUT_TABLE : CTL_OUTPUT_JSON;
             o->output_set = true;
-            break;
-        case CTL_OPT_TIMEOUT:
-            if (parse_number(v, 0.001, 86400, &num) != 0) {
-                return usage(err, n, "--timeout must be a number of seconds, not '%s'", v);
-            }
-            o->timeout_s = num;
-            break;
-        case CTL_OPT_HELP:
-            o->help = true;
-            break;
-        case CTL_OPT_FILTER: {
-            const char *eq = strchr(v, '=');
-            if (eq == NULL || eq == v) {
+            return 0;
+        case OPT_FILTER:
+            if (strchr(v, '=') == NULL || v[0] == '=') {
                 return usage(err, n, "--filter takes KEY=VALUE, not '%s'", v);
             }
             if (o->nfilters == CTL_MAX_FILTERS) {
                 return usage(err, n, "too many --filter options (at most %d)", CTL_MAX_FILTERS);
             }
             o->filters[o->nfilters++] = v;
-            break;
-        }
-        case CTL_OPT_LIMIT:
+            return 0;
+        case OPT_LIMIT:
             if (parse_number(v, 1, 1000000, &num) != 0 || num != (long)num) {
                 return usage(err, n, "--limit must be a whole number from 1 on, not '%s'", v);
             }
             o->limit = (long)num;
-            break;
-        case CTL_OPT_CURSOR:
-            o->cursor = v;
-            break;
-        case CTL_OPT_ALL:
-            o->all = true;
-            break;
-        case CTL_OPT_FILE:
-            o->file = v;
-            break;
-        case CTL_OPT_IF_MATCH: {
-            /* Takes 7, "7" (as an ETag is printed) or *. */
-            char buf[32];
-            size_t len = strlen(v);
-            if (strcmp(v, "*") == 0) {
-                o->if_match = -1;
-                break;
-            }
-            if (len >= 2 && len < sizeof(buf) && v[0] == '"' && v[len - 1] == '"') {
-                memcpy(buf, v + 1, len - 2);
-                buf[len - 2] = '\0';
-            } else if (len < sizeof(buf)) {
-                memcpy(buf, v, len + 1);
-            } else {
-                buf[0] = '\0';
-            }
-            if (parse_number(buf, 1, 9e15, &num) != 0 || num != (long)num) {
+            return 0;
+        case OPT_IF_MATCH:
+            if (if_match_parse(v, &o->if_match) != 0) {
                 return usage(err, n,
                              "--if-match takes a revision (a whole number >= 1) or *, not '%s'", v);
             }
-            o->if_match = (long)num;
-            break;
-        }
-        case CTL_OPT_CASCADE:
-            o->cascade = true;
-            break;
-        case CTL_OPT_FORCE:
-            o->force = true;
-            break;
-        case CTL_OPT_WAIT:
-            o->wait = true;
-            break;
-        case CTL_OPT_WAIT_TIMEOUT:
-            if (parse_number(v, 0.001, 1e7, &num) != 0) {
-                return usage(err, n, "--wait-timeout must be a number of seconds, not '%s'", v);
-            }
-            o->wait_timeout_s = num;
-            break;
-        case CTL_OPT_AUDIT_USER:
-            o->audit_user = v;
-            break;
-        case CTL_OPT_TENANT:
-            o->tenant = v;
-            break;
-        case CTL_OPT_KIND:
-            o->kind = v;
-            break;
-        case CTL_OPT_SINCE:
-            o->since = v;
-            break;
-        default:
-            return usage(err, n, "unhandled option %s", options[id].name);
+            return 0;
     }
-    return 0;
+    return usage(err, n, "unhandled option --%s", d->name);
 }
 
 /* Finds the verb of a resource from the positional words. */
@@ -317,12 +292,13 @@ int ctl_opts_parse(struct ctl_opts *o, int argc, char **argv, char *err, size_t 
         if (id < 0) {
             return usage(err, n, "unknown option '%s' (see cairnctl --help)", a);
         }
-        if (options[id].has_arg && value == NULL) {
+        bool has_arg = options[id].kind != OPT_FLAG;
+        if (has_arg && value == NULL) {
             if (i + 1 >= argc) {
                 return usage(err, n, "option '%s' needs a value", a);
             }
             value = argv[++i];
-        } else if (!options[id].has_arg && value != NULL) {
+        } else if (!has_arg && value != NULL) {
             return usage(err, n, "option '%s' takes no value", a);
         }
         o->seen |= CTL_OPT_BIT(id);

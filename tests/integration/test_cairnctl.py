@@ -13,12 +13,14 @@ run has its own empty HOME, so nothing of the machine's user leaks in."""
 
 import json
 import os
+import select
 import shutil
 import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -105,6 +107,40 @@ class CairnctlTest(harness.ClusterTestCase):
         proc = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                               timeout=RUN_TIMEOUT_S, env=e)
         return Run(proc)
+
+    def ctl_tty(self, *args):
+        """Runs cairnctl (as the administrator) with stderr on a pseudo
+        terminal; returns (exit code, what the terminal got)."""
+        import pty
+        master, slave = pty.openpty()
+        e = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+        e["HOME"] = self.home
+        argv = [CAIRNCTL, "--endpoints", self.endpoints, "--token", self.cluster.token] + list(args)
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=slave, env=e)
+        finally:
+            os.close(slave)
+        got = b""
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                ready, _, _ = select.select([master], [], [], 0.5)
+                if not ready:
+                    continue
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the terminal's last writer is gone
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            rc = proc.wait(max(deadline - time.monotonic(), 1.0))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            os.close(master)
+        return rc, got.decode("utf-8", "replace")
 
     def ok(self, *args, **kw):
         r = self.ctl(*args, **kw)
@@ -362,6 +398,11 @@ class CairnctlTest(harness.ClusterTestCase):
         self.assertEqual(r.rc, 8, r)
         self.assertIn(r.json()["state"], ("cancelled", "failed"))
         self.assertIn("cairnctl: job %s %s" % (job, r.json()["state"]), r.err)
+        # On a terminal: a progress bar redrawn in place.
+        rc, screen = self.ctl_tty("job", "wait", job)
+        self.assertEqual(rc, 8, screen)
+        self.assertIn("\rjob %s [" % job, screen)
+        self.assertRegex(screen, r"\] \d+/1 (cancelled|failed)")
         # --wait on a write polls the job it started.
         r = self.ctl("service", "create", "-f", "-", "--wait", "--wait-timeout", "1",
                      stdin=service("fw2"))

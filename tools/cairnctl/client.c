@@ -147,18 +147,10 @@ static size_t body_cb(char *data, size_t size, size_t nmemb, void *arg)
     struct ctl_response *r = arg;
     size_t n = size * nmemb;
     if (r->sink_fd >= 0 && r->status >= 200 && r->status < 300) {
-        size_t off = 0;
-        while (off < n) {
-            ssize_t w = write(r->sink_fd, data + off, n - off);
-            if (w < 0 && errno == EINTR) {
-                continue;
-            }
-            if (w <= 0) {
-                r->sink_failed = true;
-                r->sink_errno = errno;
-                return 0; /* aborts the transfer */
-            }
-            off += (size_t)w;
+        if (ctl_write_all(r->sink_fd, data, n) != 0) {
+            r->sink_failed = true;
+            r->sink_errno = errno;
+            return 0; /* aborts the transfer */
         }
         return n;
     }

@@ -585,49 +585,37 @@ static int backup_check(struct ctl *ctl, int fd, off_t size, const char *name)
 static int run_backup(struct ctl *ctl)
 {
     const char *file = ctl->opts.file;
+    char err[1024];
+    struct ctl_atomic a;
     if (file == NULL || strcmp(file, "-") == 0) {
         return ctl_fail(ctl, CTL_EXIT_USAGE, "give the file to write with -f FILE");
     }
-    size_t n = strlen(file) + 16;
-    char *tmp = malloc(n);
-    if (tmp == NULL) {
-        return ctl_fail(ctl, CTL_EXIT_USAGE, "out of memory");
-    }
-    snprintf(tmp, n, "%s.tmpXXXXXX", file);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int rv = ctl_fail(ctl, CTL_EXIT_USAGE, "%s: %s", tmp, strerror(errno));
-        free(tmp);
-        return rv;
+    int rv = ctl_atomic_open(&a, file, err, sizeof(err));
+    if (rv != 0) {
+        return ctl_fail(ctl, rv, "%s", err);
     }
     struct ctl_response r;
     ctl_response_init(&r);
-    r.sink_fd = fd;
-    int rv = call(ctl, "GET", ctl->opts.res->path, NULL, 0, &r);
+    r.sink_fd = a.fd;
+    rv = call(ctl, "GET", ctl->opts.res->path, NULL, 0, &r);
     if (rv == 0 && r.sink_failed) {
-        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "write %s: %s", tmp, strerror(r.sink_errno));
+        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "write %s: %s", a.tmp, strerror(r.sink_errno));
     } else if (rv == 0 && r.status >= 300) {
         rv = ctl_fail_response(ctl, &r);
     }
-    off_t size = lseek(fd, 0, SEEK_END);
+    off_t size = lseek(a.fd, 0, SEEK_END);
     if (rv == 0 && strcmp(r.checksum, "crc32c-trailer") == 0) {
-        rv = backup_check(ctl, fd, size, r.endpoint);
-    }
-    if (rv == 0 && fsync(fd) != 0) {
-        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "fsync %s: %s", tmp, strerror(errno));
-    }
-    close(fd);
-    if (rv == 0 && rename(tmp, file) != 0) {
-        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "rename %s to %s: %s", tmp, file, strerror(errno));
+        rv = backup_check(ctl, a.fd, size, r.endpoint);
     }
     if (rv != 0) {
-        unlink(tmp);
+        ctl_atomic_abort(&a);
+    } else if (ctl_atomic_commit(&a, 0600, err, sizeof(err)) != 0) {
+        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "%s", err);
     } else if (ctl->opts.output == CTL_OUTPUT_TABLE) {
         fprintf(ctl->out, "backup written to %s (%lld bytes) from %s\n", file, (long long)size,
                 r.endpoint);
     }
     ctl_response_close(&r);
-    free(tmp);
     return rv;
 }
 

@@ -99,59 +99,101 @@ static void parents_make(const char *path)
     free(copy);
 }
 
-int ctl_file_write_atomic(const char *path, const char *data, size_t len, int mode, char *err,
-                          size_t errlen)
+int ctl_write_all(int fd, const void *data, size_t len)
 {
-    parents_make(path);
-    size_t n = strlen(path) + 16;
-    char *tmp = malloc(n);
-    if (tmp == NULL) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return CTL_EXIT_USAGE;
-    }
-    snprintf(tmp, n, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-        free(tmp);
-        return CTL_EXIT_USAGE;
-    }
-    const char *step = "write";
+    const char *p = data;
     size_t off = 0;
     while (off < len) {
-        ssize_t w = write(fd, data + off, len - off);
+        ssize_t w = write(fd, p + off, len - off);
         if (w < 0 && errno == EINTR) {
             continue;
         }
         if (w <= 0) {
-            goto err_after_open;
+            if (w == 0) {
+                errno = EIO;
+            }
+            return -1;
         }
         off += (size_t)w;
     }
-    step = "chmod";
-    if (fchmod(fd, (mode_t)mode) != 0) {
-        goto err_after_open;
-    }
-    step = "fsync";
-    if (fsync(fd) != 0) {
-        goto err_after_open;
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) {
-        snprintf(err, errlen, "rename %s to %s: %s", tmp, path, strerror(errno));
-        unlink(tmp);
-        free(tmp);
+    return 0;
+}
+
+int ctl_atomic_open(struct ctl_atomic *a, const char *path, char *err, size_t errlen)
+{
+    size_t n = strlen(path) + 16;
+    a->path = path;
+    a->tmp = malloc(n);
+    if (a->tmp == NULL) {
+        snprintf(err, errlen, "%s: out of memory", path);
         return CTL_EXIT_USAGE;
     }
-    free(tmp);
+    snprintf(a->tmp, n, "%s.tmpXXXXXX", path);
+    a->fd = mkstemp(a->tmp);
+    if (a->fd < 0) {
+        snprintf(err, errlen, "%s: %s", a->tmp, strerror(errno));
+        free(a->tmp);
+        a->tmp = NULL;
+        return CTL_EXIT_USAGE;
+    }
+    return 0;
+}
+
+void ctl_atomic_abort(struct ctl_atomic *a)
+{
+    if (a->tmp != NULL) {
+        close(a->fd);
+        unlink(a->tmp);
+        free(a->tmp);
+        a->tmp = NULL;
+    }
+}
+
+int ctl_atomic_commit(struct ctl_atomic *a, int mode, char *err, size_t errlen)
+{
+    const char *step = "chmod";
+    if (fchmod(a->fd, (mode_t)mode) != 0) {
+        goto err;
+    }
+    step = "fsync";
+    if (fsync(a->fd) != 0) {
+        goto err;
+    }
+    step = "close";
+    int rv = close(a->fd);
+    a->fd = -1;
+    if (rv != 0) {
+        goto err;
+    }
+    step = "rename to the final name";
+    if (rename(a->tmp, a->path) != 0) {
+        goto err;
+    }
+    free(a->tmp);
+    a->tmp = NULL;
     return 0;
 
-err_after_open:
-    snprintf(err, errlen, "%s %s: %s", step, tmp, strerror(errno));
-    close(fd);
-    unlink(tmp);
-    free(tmp);
+err:
+    snprintf(err, errlen, "%s %s: %s", step, a->tmp, strerror(errno));
+    ctl_atomic_abort(a);
     return CTL_EXIT_USAGE;
+}
+
+int ctl_file_write_atomic(const char *path, const char *data, size_t len, int mode, char *err,
+                          size_t errlen)
+{
+    struct ctl_atomic a;
+    parents_make(path);
+    int rv = ctl_atomic_open(&a, path, err, errlen);
+    if (rv != 0) {
+        return rv;
+    }
+    if (ctl_write_all(a.fd, data, len) != 0) {
+        snprintf(err, errlen, "write %s: %s", a.tmp, strerror(errno));
+        ctl_atomic_abort(&a);
+        return CTL_EXIT_USAGE;
+    }
+    return ctl_atomic_commit(&a, mode, err, errlen);
 }
 
 /* Trims blanks at both ends, in place. */

@@ -241,6 +241,24 @@ char *ctl_default_token_path(void);
 /* Reads a whole file ("-": stdin) into a NUL-terminated buffer (free()). */
 int ctl_file_read(const char *path, char **text, size_t *len, char *err, size_t errlen);
 
+/* Writes all of data to fd (retrying short writes); 0, or -1 with errno. */
+int ctl_write_all(int fd, const void *data, size_t len);
+
+/*
+ * An atomic write: a temporary file beside the final one, which appears
+ * whole (fsync'ed, renamed) on commit or not at all.
+ */
+struct ctl_atomic {
+    int fd;           /* the temporary file, written by the caller */
+    char *tmp;        /* its name (owned) */
+    const char *path; /* the final name (borrowed) */
+};
+int ctl_atomic_open(struct ctl_atomic *a, const char *path, char *err, size_t errlen);
+/* Sets the mode, fsyncs, closes and renames; on failure, as abort. */
+int ctl_atomic_commit(struct ctl_atomic *a, int mode, char *err, size_t errlen);
+/* Closes and removes the temporary file. A no-op after commit. */
+void ctl_atomic_abort(struct ctl_atomic *a);
+
 /*
  * Writes data to path atomically (a temporary file in the same folder,
  * fsync, rename) with the given mode, making missing parent folders 0700.

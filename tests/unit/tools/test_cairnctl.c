@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -391,6 +393,70 @@ static void test_creds(void **state)
     rmdir(dir);
 }
 
+/* The number of entries in dir besides . and .. */
+static int entries(const char *dir)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_atomic_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/cairnctl-atomic-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128], err[256];
+    snprintf(path, sizeof(path), "%s/out", dir);
+
+    /* Aborted: nothing is left. */
+    struct ctl_atomic a;
+    assert_int_equal(ctl_atomic_open(&a, path, err, sizeof(err)), 0);
+    assert_int_equal(ctl_write_all(a.fd, "half", 4), 0);
+    assert_int_equal(entries(dir), 1);
+    ctl_atomic_abort(&a);
+    ctl_atomic_abort(&a);
+    assert_int_equal(entries(dir), 0);
+
+    /* Committed: the whole file under its name, with the mode, alone. */
+    assert_int_equal(ctl_atomic_open(&a, path, err, sizeof(err)), 0);
+    assert_int_equal(ctl_write_all(a.fd, "whole", 5), 0);
+    assert_int_equal(ctl_atomic_commit(&a, 0640, err, sizeof(err)), 0);
+    ctl_atomic_abort(&a);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0640);
+    assert_int_equal(st.st_size, 5);
+    assert_int_equal(entries(dir), 1);
+
+    /* Replaced whole, parents made. */
+    char deep[160];
+    snprintf(deep, sizeof(deep), "%s/a/b/token", dir);
+    assert_int_equal(ctl_file_write_atomic(deep, "t\n", 2, 0600, err, sizeof(err)), 0);
+    char *text;
+    size_t len;
+    assert_int_equal(ctl_file_read(deep, &text, &len, err, sizeof(err)), 0);
+    assert_string_equal(text, "t\n");
+    free(text);
+
+    /* A folder that cannot be made: an error naming the file. */
+    assert_int_equal(ctl_atomic_open(&a, "/nonexistent/x/out", err, sizeof(err)), CTL_EXIT_USAGE);
+    assert_non_null(strstr(err, "/nonexistent/x/out.tmp"));
+
+    unlink(deep);
+    snprintf(deep, sizeof(deep), "%s/a/b", dir);
+    rmdir(deep);
+    snprintf(deep, sizeof(deep), "%s/a", dir);
+    rmdir(deep);
+    unlink(path);
+    rmdir(dir);
+}
+
 static void test_endpoints(void **state)
 {
     (void)state;
@@ -489,6 +555,7 @@ int main(void)
         cmocka_unit_test(test_json_path),
         cmocka_unit_test(test_config),
         cmocka_unit_test(test_creds),
+        cmocka_unit_test(test_atomic_files),
         cmocka_unit_test(test_endpoints),
         cmocka_unit_test(test_query),
         cmocka_unit_test(test_jobs),

@@ -7,6 +7,7 @@
  * login`; at each level a token wins over a user name and password.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +210,58 @@ static char *trim(char *s)
     return s;
 }
 
+/* The string keys of the config file and where they go. */
+static const struct {
+    const char *key;
+    size_t offset;
+} config_keys[] = {
+    {"endpoints", offsetof(struct ctl_config, endpoints)},
+    {"user", offsetof(struct ctl_config, user)},
+    {"password", offsetof(struct ctl_config, password)},
+    {"password_file", offsetof(struct ctl_config, password_file)},
+    {"token", offsetof(struct ctl_config, token)},
+    {"token_file", offsetof(struct ctl_config, token_file)},
+    {"output", offsetof(struct ctl_config, output)},
+};
+
+/* Sets one key; returns 0 or CTL_EXIT_USAGE with err (where: FILE:LINE). */
+static int config_set(struct ctl_config *cfg, const char *key, const char *value, const char *where,
+                      char *err, size_t errlen)
+{
+    if (strcmp(key, "timeout") == 0) {
+        char *end;
+        double t = strtod(value, &end);
+        if (end == value || *end != '\0' || t <= 0 || t > 86400) {
+            snprintf(err, errlen, "%s: timeout must be a number of seconds", where);
+            return CTL_EXIT_USAGE;
+        }
+        cfg->timeout_s = t;
+        return 0;
+    }
+    if (strcmp(key, "output") == 0 && strcmp(value, "table") != 0 && strcmp(value, "json") != 0) {
+        snprintf(err, errlen, "%s: output must be table or json", where);
+        return CTL_EXIT_USAGE;
+    }
+    for (size_t i = 0; i < sizeof(config_keys) / sizeof(config_keys[0]); i++) {
+        if (strcmp(key, config_keys[i].key) == 0) {
+            char **slot = (char **)((char *)cfg + config_keys[i].offset);
+            char *copy = strdup(value);
+            if (copy == NULL) {
+                snprintf(err, errlen, "%s: out of memory", where);
+                return CTL_EXIT_USAGE;
+            }
+            free(*slot);
+            *slot = copy;
+            return 0;
+        }
+    }
+    snprintf(err, errlen,
+             "%s: unknown key '%s' (known: endpoints, user, password, password_file, token, "
+             "token_file, output, timeout)",
+             where, key);
+    return CTL_EXIT_USAGE;
+}
+
 int ctl_config_parse(struct ctl_config *cfg, const char *name, const char *text, char *err,
                      size_t errlen)
 {
@@ -239,46 +292,12 @@ int ctl_config_parse(struct ctl_config *cfg, const char *name, const char *text,
         *eq = '\0';
         char *key = trim(s);
         char *value = trim(eq + 1);
-        char **slot = NULL;
-        if (strcmp(key, "endpoints") == 0) {
-            slot = &cfg->endpoints;
-        } else if (strcmp(key, "user") == 0) {
-            slot = &cfg->user;
-        } else if (strcmp(key, "password") == 0) {
-            slot = &cfg->password;
-        } else if (strcmp(key, "password_file") == 0) {
-            slot = &cfg->password_file;
-        } else if (strcmp(key, "token") == 0) {
-            slot = &cfg->token;
-        } else if (strcmp(key, "token_file") == 0) {
-            slot = &cfg->token_file;
-        } else if (strcmp(key, "output") == 0) {
-            if (strcmp(value, "table") != 0 && strcmp(value, "json") != 0) {
-                snprintf(err, errlen, "%s:%d: output must be table or json", name, lineno);
-                rv = CTL_EXIT_USAGE;
-                break;
-            }
-            slot = &cfg->output;
-        } else if (strcmp(key, "timeout") == 0) {
-            char *end;
-            double t = strtod(value, &end);
-            if (end == value || *end != '\0' || t <= 0 || t > 86400) {
-                snprintf(err, errlen, "%s:%d: timeout must be a number of seconds", name, lineno);
-                rv = CTL_EXIT_USAGE;
-                break;
-            }
-            cfg->timeout_s = t;
-            continue;
-        } else {
-            snprintf(err, errlen,
-                     "%s:%d: unknown key '%s' (known: endpoints, user, password, password_file, "
-                     "token, token_file, output, timeout)",
-                     name, lineno, key);
-            rv = CTL_EXIT_USAGE;
+        char where[256];
+        snprintf(where, sizeof(where), "%s:%d", name, lineno);
+        rv = config_set(cfg, key, value, where, err, errlen);
+        if (rv != 0) {
             break;
         }
-        free(*slot);
-        *slot = strdup(value);
     }
     free(copy);
     return rv;

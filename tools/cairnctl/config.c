@@ -323,8 +323,12 @@ int ctl_config_load(struct ctl_config *cfg, const char *path, bool required, cha
     free(text);
     if (rv != 0) {
         ctl_config_close(cfg);
+        return rv;
     }
-    return rv;
+    struct stat st;
+    cfg->exposed = (cfg->password != NULL || cfg->token != NULL) && stat(path, &st) == 0 &&
+                   (st.st_mode & 077) != 0;
+    return 0;
 }
 
 void ctl_config_close(struct ctl_config *cfg)

@@ -200,6 +200,7 @@ struct ctl_config {
     char *token_file;
     char *output;
     double timeout_s;
+    bool exposed; /* it holds a password or token and others may read it */
 };
 
 /*

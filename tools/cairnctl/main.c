@@ -69,6 +69,12 @@ int main(int argc, char **argv)
     char *default_config = ctl_default_config_path();
     const char *config = first_of(ctl.opts.config, env("CAIRN_CONFIG"), default_config);
     rv = ctl_config_load(&ctl.cfg, config, config != default_config, err, sizeof(err));
+    if (rv == 0 && ctl.cfg.exposed) {
+        fprintf(stderr,
+                "cairnctl: warning: %s holds a password or token and others may read it "
+                "(chmod 600 %s)\n",
+                config, config);
+    }
     free(default_config);
     if (rv != 0) {
         fprintf(stderr, "cairnctl: %s\n", err);

@@ -317,6 +317,21 @@ static void test_config(void **state)
                      CTL_EXIT_USAGE);
     ctl_config_close(&cfg);
 
+    /* A file holding a secret that others may read is flagged. */
+    char conf[] = "/tmp/cairnctl-conf-XXXXXX";
+    int fd = mkstemp(conf);
+    assert_true(fd >= 0);
+    assert_int_equal(ctl_write_all(fd, "password = pw\n", 14), 0);
+    close(fd);
+    assert_int_equal(ctl_config_load(&cfg, conf, true, err, sizeof(err)), 0);
+    assert_false(cfg.exposed);
+    ctl_config_close(&cfg);
+    chmod(conf, 0644);
+    assert_int_equal(ctl_config_load(&cfg, conf, true, err, sizeof(err)), 0);
+    assert_true(cfg.exposed);
+    ctl_config_close(&cfg);
+    unlink(conf);
+
     /* A missing default file is fine, a missing named one is not. */
     assert_int_equal(ctl_config_load(&cfg, "/nonexistent/c.conf", false, err, sizeof(err)), 0);
     assert_int_equal(ctl_config_load(&cfg, "/nonexistent/c.conf", true, err, sizeof(err)),

@@ -96,6 +96,7 @@ static const struct {
     {CAIRN_ENOTLEADER, {503, "unavailable"}},
     {CAIRN_ETIMEDOUT, {503, "unavailable"}},
     {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
+    {CAIRN_EFORBIDDEN, {403, "forbidden"}},
     {CAIRN_ESHUTDOWN, {503, "unavailable"}},
 };
 
@@ -500,15 +501,21 @@ int api_propose(struct api_req *req, const struct store_command *cmd, struct sto
     return 0;
 }
 
-void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
-                      enum store_kind kind)
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller)
 {
     memset(cmd, 0, sizeof *cmd);
     cmd->version = STORE_COMMAND_VERSION;
     cmd->op = op;
     cmd->kind = kind;
     cmd->time_ms = cairn_wall_ms();
-    cmd->caller = req->authenticated ? req->who.username : NULL;
+    cmd->caller = caller;
+}
+
+void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
+                      enum store_kind kind)
+{
+    api_command_init_as(cmd, op, kind, req->authenticated ? req->who.username : NULL);
 }
 
 int api_list_params(struct api_req *req, size_t *limit, const char **cursor)
@@ -626,6 +633,7 @@ static const struct route routes[] = {
     {"/readyz", {{"GET", api_readyz, 0, NULL, NULL}}},
     {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL, NULL}}},
+    {"/api/v1/auth/password", {{"POST", api_auth_password, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL, NULL}}},
     {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL, NULL}}},
     {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL, NULL}}},
@@ -675,6 +683,7 @@ static const struct route routes[] = {
       {"DELETE", api_service_delete, 0, NULL, &api_service_resource}}},
     {"/api/v1/jobs", {{"GET", api_resource_list, 0, job_list_params, &api_job_resource}}},
     {"/api/v1/jobs/*", {{"GET", api_resource_get, 0, read_params, &api_job_resource}}},
+    {"/api/v1/imports", {{"POST", api_imports_post, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/jobs/*/cancel", {{"POST", api_job_cancel, 0, NULL, NULL}}},
 };
 
@@ -872,6 +881,13 @@ int api_create(struct http_server *srv, struct store *store, const struct api_ba
     if (api->cfg.session_ttl_ms == 0) {
         api->cfg.session_ttl_ms = API_SESSION_TTL_MS;
     }
+    if (api->backend.is_leader != NULL && api_jobs_start(api, &api->jobs) != 0) {
+        api_throttle_destroy(api->throttle);
+        pthread_mutex_destroy(&api->kdf_mu);
+        pthread_cond_destroy(&api->kdf_cv);
+        free(api);
+        return CAIRN_ENOMEM;
+    }
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(srv, route_prefixes[i], dispatch_cb, api);
     }
@@ -889,6 +905,7 @@ void api_destroy(struct api *api)
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(api->srv, route_prefixes[i], NULL, NULL);
     }
+    api_jobs_stop(api->jobs);
     api_throttle_destroy(api->throttle);
     pthread_mutex_destroy(&api->kdf_mu);
     pthread_cond_destroy(&api->kdf_cv);

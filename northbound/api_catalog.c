@@ -265,24 +265,25 @@ bool api_template_offered(struct api *api, const struct store_object *tmpl, cons
     return offered;
 }
 
-static int template_build(struct api_req *req, const struct store_object *old, struct api_build *b)
+static int template_build(struct api *api, const struct store_object *old, struct api_build *b,
+                          struct api_error *err)
 {
     const json_t *params = json_object_get(b->stored, "parameters");
-    struct api_error err;
 
     if (old != NULL) {
         json_t *prev = json_loadb(old->body, old->body_len, 0, NULL);
         bool published = template_published(prev);
         json_decref(prev);
         if (published) {
-            return api_problem(req, 409, "template-immutable", NULL, NULL,
-                               "template %s is published and cannot change; create a new "
-                               "version",
-                               old->id);
+            return api_error_set(err, 409, "template-immutable", NULL,
+                                 "template %s is published and cannot change; create a new "
+                                 "version",
+                                 old->id);
         }
     }
-    if (params != NULL && params_schema_check(params, &err) != 0) {
-        return api_error_send(req, &err);
+    (void)api;
+    if (params != NULL && params_schema_check(params, err) != 0) {
+        return CAIRN_EINVAL;
     }
     json_object_set_new(b->stored, "state", json_string("draft"));
     snprintf(b->name, sizeof b->name, "%s@%s",

@@ -724,6 +724,17 @@ static const struct api_field login_fields[] = {
 const struct api_schema api_login_schema = {login_fields,
                                             sizeof login_fields / sizeof login_fields[0]};
 
+/* A user's change of its own password. */
+static const struct api_field password_change_fields[] = {
+    {"current_password", API_JSON_STRING, API_FIELD_REQUIRED | API_FIELD_WRITEONLY, 1, 1024, NULL,
+     NULL},
+    {"new_password", API_JSON_STRING, API_FIELD_REQUIRED | API_FIELD_WRITEONLY, API_PASSWORD_MIN,
+     API_PASSWORD_MAX, NULL, NULL},
+};
+
+const struct api_schema api_password_change_schema = {
+    password_change_fields, sizeof password_change_fields / sizeof password_change_fields[0]};
+
 /* Sites. */
 
 static const struct api_field address_fields[] = {
@@ -868,6 +879,8 @@ static const struct api_schema progress_schema = {
 
 static const struct api_field task_fields[] = {
     {"device_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"item", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"object_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"state", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"message", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"diff", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},

@@ -27,6 +27,7 @@
 struct mg_connection;
 struct api_throttle;
 struct api_resource;
+struct api_jobs;
 
 /* User names: 1..64 of a-z 0-9 . _ - (the store's unique name of a user). */
 #define API_USERNAME_MAX 64
@@ -62,6 +63,7 @@ struct api {
     pthread_cond_t kdf_cv;                   /* signalled when a hash finishes */
     unsigned kdf_running;                    /* password hashes running now */
     char dummy_hash[API_PASSWORD_HASH_SIZE]; /* verified for unknown users; "" until needed */
+    struct api_jobs *jobs;                   /* the job runner, or NULL */
 };
 
 /* The authenticated caller of a request. */
@@ -222,6 +224,11 @@ void api_request_id_fresh(char request_id[API_REQUEST_ID_SIZE]);
 void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
                       enum store_kind kind);
 
+/* The same for work no request asked for: caller names who it acts for
+ * (the user a job runs for), or NULL. */
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller);
+
 /* Checks a list's limit and cursor parameters (cursor: a uuid); returns 0
  * or the status answered. */
 #define API_LIST_LIMIT_DEFAULT 100
@@ -367,6 +374,7 @@ extern const struct api_schema api_tenant_schema;
 extern const struct api_schema api_member_schema;
 extern const struct api_schema api_user_schema;
 extern const struct api_schema api_login_schema;
+extern const struct api_schema api_password_change_schema;
 
 /* Quotas of a tenant: the JSON field and the store kind it limits. */
 struct api_quota {
@@ -468,6 +476,9 @@ int api_users_create(struct api_req *req);
 int api_user_get(struct api_req *req);
 int api_user_replace(struct api_req *req);
 int api_user_delete(struct api_req *req);
+/* POST /api/v1/auth/password: the caller changes its own password (the
+ * current one verified, throttled like logins); its other sessions end. */
+int api_auth_password(struct api_req *req);
 
 /* api_cluster.c ---------------------------------------------------------- */
 
@@ -516,8 +527,9 @@ struct api_resource {
     /* Completes b for a create (old NULL) or a replace of old: the unique
      * name, refs, server-set fields; checks what the table cannot. Runs
      * after the read point, so what it reads holds at apply (the write is
-     * pinned). Returns 0 or the status answered. May be NULL. */
-    int (*build)(struct api_req *req, const struct store_object *old, struct api_build *b);
+     * pinned). Returns 0, or CAIRN_EINVAL with err filled. May be NULL. */
+    int (*build)(struct api *api, const struct store_object *old, struct api_build *b,
+                 struct api_error *err);
     /* Adds server fields to the answer's form of o (the body, with id and
      * revisions set); 0 or CAIRN_ENOMEM. May be NULL. */
     int (*decorate)(const struct store_object *o, json_t *body);
@@ -590,6 +602,12 @@ int api_services_post(struct api_req *req);
 int api_service_put(struct api_req *req);
 int api_service_delete(struct api_req *req);
 int api_job_cancel(struct api_req *req);
+/* POST /api/v1/imports: a bulk import of sites and devices, run as a job. */
+int api_imports_post(struct api_req *req);
+
+/* jobs.c: the job runner thread (see there). */
+int api_jobs_start(struct api *api, struct api_jobs **out);
+void api_jobs_stop(struct api_jobs *j);
 
 /* The handlers (req->resource says which resource). */
 int api_resource_list(struct api_req *req);

@@ -22,12 +22,11 @@
 #include <sodium.h>
 
 /* "TENANT/NAME" of a scoped object whose field names it uniquely. */
-static int scoped_name(struct api_req *req, struct api_build *b, const char *field)
+static int scoped_name(struct api_build *b, const char *field, struct api_error *err)
 {
     const char *value = json_string_value(json_object_get(b->stored, field));
     if (value == NULL) {
-        return api_problem(req, 400, "missing-field", field, NULL, "field \"%s\" is required",
-                           field);
+        return api_error_set(err, 400, "missing-field", field, "field \"%s\" is required", field);
     }
     snprintf(b->name, sizeof b->name, "%s/%s", b->tenant, value);
     return 0;
@@ -35,12 +34,14 @@ static int scoped_name(struct api_req *req, struct api_build *b, const char *fie
 
 /* Sites ------------------------------------------------------------------ */
 
-static int site_build(struct api_req *req, const struct store_object *old, struct api_build *b)
+static int site_build(struct api *api, const struct store_object *old, struct api_build *b,
+                      struct api_error *err)
 {
     const json_t *links = json_object_get(b->stored, "wan_links");
     size_t i;
     const json_t *link;
 
+    (void)api;
     (void)old;
     json_array_foreach(links, i, link)
     {
@@ -49,13 +50,13 @@ static int site_build(struct api_req *req, const struct store_object *old, struc
                            json_object_get(json_array_get(links, j), "name"))) {
                 char field[64];
                 snprintf(field, sizeof field, "wan_links[%zu].name", i);
-                return api_problem(req, 422, "invalid-field", field, NULL,
-                                   "WAN link name \"%s\" is used twice; name each link once",
-                                   json_string_value(json_object_get(link, "name")));
+                return api_error_set(err, 422, "invalid-field", field,
+                                     "WAN link name \"%s\" is used twice; name each link once",
+                                     json_string_value(json_object_get(link, "name")));
             }
         }
     }
-    return scoped_name(req, b, "name");
+    return scoped_name(b, "name", err);
 }
 
 static const char *const site_filters[] = {"name", "role", NULL};
@@ -94,13 +95,15 @@ static void activation_code(char out[ACTIVATION_GROUPS * (ACTIVATION_GROUP + 1)]
     sodium_memzero(rnd, sizeof rnd);
 }
 
-static int device_build(struct api_req *req, const struct store_object *old, struct api_build *b)
+static int device_build(struct api *api, const struct store_object *old, struct api_build *b,
+                        struct api_error *err)
 {
     json_t *mgmt = json_object_get(b->stored, "management");
     json_t *creds = json_object_get(b->stored, "credentials");
     json_t *prev = NULL;
     int rc;
 
+    (void)api;
     if (mgmt != NULL && json_object_get(mgmt, "port") == NULL) {
         json_object_set_new(mgmt, "port", json_integer(830)); /* NETCONF over SSH */
     }
@@ -120,8 +123,8 @@ static int device_build(struct api_req *req, const struct store_object *old, str
         /* Server-set fields stay; so does a password not sent again. */
         prev = json_loadb(old->body, old->body_len, 0, NULL);
         if (prev == NULL) {
-            return api_problem(req, 500, "internal", NULL, NULL,
-                               "device %s: unreadable stored body", old->id);
+            return api_error_set(err, 500, "internal", NULL, "device %s: unreadable stored body",
+                                 old->id);
         }
         json_object_set(b->stored, "activation_code", json_object_get(prev, "activation_code"));
         json_object_set(b->stored, "status", json_object_get(prev, "status"));
@@ -132,7 +135,7 @@ static int device_build(struct api_req *req, const struct store_object *old, str
             }
         }
     }
-    rc = scoped_name(req, b, "serial");
+    rc = scoped_name(b, "serial", err);
     json_decref(prev);
     return rc;
 }

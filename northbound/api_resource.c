@@ -424,8 +424,8 @@ int api_resource_create(struct api_req *req, const struct api_resource *r, struc
         return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
     }
     rc = create_scope(req, r, &b);
-    if (rc == 0 && r->build != NULL) {
-        rc = r->build(req, NULL, &b);
+    if (rc == 0 && r->build != NULL && r->build(req->api, NULL, &b, &err) != 0) {
+        rc = api_error_send(req, &err);
     }
     if (rc == 0) {
         cairn_uuid(id);
@@ -539,7 +539,11 @@ static int change_by_build(struct api_req *req, const struct store_object *old, 
                            void *arg)
 {
     const struct api_resource *r = arg;
-    return r->build != NULL ? r->build(req, old, b) : 0;
+    struct api_error err;
+    if (r->build != NULL && r->build(req->api, old, b, &err) != 0) {
+        return api_error_send(req, &err);
+    }
+    return 0;
 }
 
 int api_resource_replace(struct api_req *req, const struct api_resource *r,

@@ -34,16 +34,16 @@
 /* Services --------------------------------------------------------------- */
 
 /* The template a service of tenant may use, or the status answered. */
-static int service_template(struct api_req *req, const char *tenant, const char *id,
-                            json_t **schema, const char **type_out, json_t **tmpl_body)
+static int service_template(struct api *api, const char *tenant, const char *id, json_t **schema,
+                            const char **type_out, json_t **tmpl_body, struct api_error *err)
 {
     struct store_object t;
-    int rv = store_object_get(req->api->store, STORE_KIND_TEMPLATE, id, &t);
-    bool offered = rv == 0 && api_template_offered(req->api, &t, tenant);
+    int rv = store_object_get(api->store, STORE_KIND_TEMPLATE, id, &t);
+    bool offered = rv == 0 && api_template_offered(api, &t, tenant);
 
     if (rv != 0 && rv != CAIRN_ENOTFOUND) {
-        return api_problem(req, 500, "internal", NULL, NULL, "read template %s: %s", id,
-                           cairn_strerror(rv));
+        return api_error_set(err, 500, "internal", NULL, "read template %s: %s", id,
+                             cairn_strerror(rv));
     }
     if (offered) {
         *tmpl_body = json_loadb(t.body, t.body_len, 0, NULL);
@@ -52,11 +52,11 @@ static int service_template(struct api_req *req, const char *tenant, const char 
         store_object_release(&t);
     }
     if (!offered) {
-        return api_problem(req, 422, "invalid-reference", "template_id", NULL,
-                           "no published template with id %s is offered to this tenant", id);
+        return api_error_set(err, 422, "invalid-reference", "template_id",
+                             "no published template with id %s is offered to this tenant", id);
     }
     if (*tmpl_body == NULL) {
-        return api_problem(req, 500, "internal", NULL, NULL, "template %s: unreadable body", id);
+        return api_error_set(err, 500, "internal", NULL, "template %s: unreadable body", id);
     }
     *schema = json_object_get(*tmpl_body, "parameters");
     *type_out = json_string_value(json_object_get(*tmpl_body, "type"));
@@ -64,14 +64,15 @@ static int service_template(struct api_req *req, const char *tenant, const char 
 }
 
 /* Every target device exists in the tenant (missing and hidden alike). */
-static int service_targets(struct api_req *req, const char *tenant, const json_t *ids)
+static int service_targets(struct api *api, const char *tenant, const json_t *ids,
+                           struct api_error *err)
 {
     size_t i;
     const json_t *id;
     json_array_foreach(ids, i, id)
     {
         struct store_object d;
-        int rv = store_object_get(req->api->store, STORE_KIND_DEVICE, json_string_value(id), &d);
+        int rv = store_object_get(api->store, STORE_KIND_DEVICE, json_string_value(id), &d);
         bool ok = rv == 0 && d.tenant != NULL && strcmp(d.tenant, tenant) == 0;
         if (rv == 0) {
             store_object_release(&d);
@@ -79,15 +80,16 @@ static int service_targets(struct api_req *req, const char *tenant, const json_t
         if (!ok) {
             char field[64];
             snprintf(field, sizeof field, "targets.device_ids[%zu]", i);
-            return api_problem(req, 422, "invalid-reference", field, NULL,
-                               "no device with id %s in the service's tenant",
-                               json_string_value(id));
+            return api_error_set(err, 422, "invalid-reference", field,
+                                 "no device with id %s in the service's tenant",
+                                 json_string_value(id));
         }
     }
     return 0;
 }
 
-static int service_build(struct api_req *req, const struct store_object *old, struct api_build *b)
+static int service_build(struct api *api, const struct store_object *old, struct api_build *b,
+                         struct api_error *err)
 {
     const char *tmpl_id = json_string_value(json_object_get(b->stored, "template_id"));
     json_t *params = json_object_get(b->stored, "parameters");
@@ -96,24 +98,23 @@ static int service_build(struct api_req *req, const struct store_object *old, st
     json_t *prev = NULL;
     const char *type = NULL;
     char job_id[CAIRN_UUID_SIZE];
-    struct api_error err;
     json_int_t generation = 1;
     int rc;
 
     if (old != NULL) {
         prev = json_loadb(old->body, old->body_len, 0, NULL);
         if (prev == NULL) {
-            return api_problem(req, 500, "internal", NULL, NULL,
-                               "service %s: unreadable stored body", old->id);
+            return api_error_set(err, 500, "internal", NULL, "service %s: unreadable stored body",
+                                 old->id);
         }
         generation = json_integer_value(json_object_get(prev, "generation")) + 1;
         if (strcmp(json_string_value(json_object_get(prev, "desired_state")), "deleted") == 0) {
             json_decref(prev);
-            return api_problem(req, 409, "service-deleting", NULL, NULL,
-                               "service %s is being deleted", old->id);
+            return api_error_set(err, 409, "service-deleting", NULL, "service %s is being deleted",
+                                 old->id);
         }
     }
-    rc = service_template(req, b->tenant, tmpl_id, &schema, &type, &tmpl_body);
+    rc = service_template(api, b->tenant, tmpl_id, &schema, &type, &tmpl_body, err);
     if (rc == 0 && params == NULL) {
         params = json_object();
         json_object_set_new(b->stored, "parameters", params);
@@ -122,12 +123,13 @@ static int service_build(struct api_req *req, const struct store_object *old, st
         schema = json_object();
         json_object_set_new(tmpl_body, "parameters", schema); /* owned by tmpl_body */
     }
-    if (rc == 0 && api_template_params_check(schema, params, &err) != 0) {
-        rc = api_error_send(req, &err);
+    if (rc == 0) {
+        rc = api_template_params_check(schema, params, err);
     }
     if (rc == 0) {
-        rc = service_targets(req, b->tenant,
-                             json_object_get(json_object_get(b->stored, "targets"), "device_ids"));
+        rc = service_targets(api, b->tenant,
+                             json_object_get(json_object_get(b->stored, "targets"), "device_ids"),
+                             err);
     }
     if (rc == 0) {
         snprintf(b->name, sizeof b->name, "%s/%s", b->tenant,

@@ -348,6 +348,96 @@ class ResourcesTest(harness.ClusterTestCase):
             self.c.start(leader)
             self.c.wait_ready()
 
+    # Bulk import
+
+    def import_body(self, tenant, n_sites, n_devices):
+        return {"tenant_id": tenant,
+                "sites": [{"name": "site-%d" % i, "role": "spoke"} for i in range(n_sites)],
+                "devices": [{"site": "site-%d" % (i % n_sites), "serial": "SN%06d" % i,
+                             "family": "srx"} for i in range(n_devices)]}
+
+    def wait_job(self, node, location, timeout=120):
+        def ended():
+            job = self.get(node, location).json
+            return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+        return wait_for(ended, timeout, "job %s to end" % location)
+
+    def count_devices(self, tenant, node=1):
+        n, cursor = 0, None
+        for _ in range(100):
+            q = "/api/v1/devices?limit=1000&tenant_id=" + tenant
+            page = self.get(node, q + ("&cursor=" + cursor if cursor else "")).json
+            n += len(page["items"])
+            cursor = page["next_cursor"]
+            if not cursor:
+                return n
+        raise AssertionError("too many pages")
+
+    def test_import(self):
+        t = self.tenant(quotas={"devices": 4})
+        r = self.post(3, "/api/v1/imports", self.import_body(t, 2, 6), 202)
+        self.assertEqual(r.json["type"], "import")
+        job = self.wait_job(2, r.header("location"))
+        self.assertEqual(job["state"], "failed", job)
+        self.assertEqual(job["progress"], {"done": 8, "total": 8})
+        states = [x["state"] for x in job["tasks"]]
+        self.assertEqual(states, ["succeeded"] * 6 + ["failed"] * 2)
+        self.assertIn("quota", job["tasks"][7]["message"])
+        self.assertEqual(job["tasks"][2]["item"], "devices[0]")
+        d = self.get(1, "/api/v1/devices/" + job["tasks"][2]["object_id"]).json
+        self.assertEqual(d["serial"], "SN000000")
+        self.assertEqual(self.count_devices(t), 4)
+        # Bad input of any kind: refused whole, nothing written.
+        other = self.tenant()
+        for body, status, field in [
+                ({"tenant_id": other, "devices": [{"site": "nowhere", "serial": "A",
+                                                   "family": "srx"}]}, 422, "devices[0].site"),
+                ({"tenant_id": other, "sites": [{"name": "a", "role": "hub"},
+                                                {"name": "a", "role": "hub"}]}, 422,
+                 "sites[1].name"),
+                ({"tenant_id": other, "sites": [{"name": "a", "role": "core"}]}, 422,
+                 "sites[0].role"),
+                ({"tenant_id": other, "sites": "a"}, 400, "sites"),
+                ({"tenant_id": other}, 422, "sites"),
+                ({"tenant_id": MISSING, "sites": [{"name": "a", "role": "hub"}]}, 422,
+                 "tenant_id")]:
+            r = self.c.request(1, "POST", "/api/v1/imports", body=body)
+            assert_problem(self, r, status, field=field, msg=str(body))
+        self.assertEqual(self.get(1, "/api/v1/jobs?tenant_id=" + other).json["items"], [])
+        self.assertEqual(self.get(1, "/api/v1/sites?tenant_id=" + other).json["items"], [])
+
+    def test_import_cancel(self):
+        t = self.tenant()
+        r = self.post(1, "/api/v1/imports", self.import_body(t, 10, 3000), 202)
+        location = r.header("location")
+        c = self.c.request(2, "POST", location + "/cancel")
+        job = self.wait_job(3, location)
+        if c.status == 409:
+            self.assertEqual(job["state"], "succeeded")  # it ended before the cancel
+        else:
+            self.assertEqual(c.status, 200, c)
+            self.assertEqual(job["state"], "cancelled", job)
+        done = sum(1 for x in job["tasks"] if x["state"] == "succeeded" and
+                   x["item"].startswith("devices"))
+        self.assertEqual(self.count_devices(t), done)
+
+    def test_import_resumes_after_leader_kill(self):
+        t = self.tenant()
+        leader = self.c.leader()
+        follower = self.c.followers(leader)[0]
+        r = self.post(follower, "/api/v1/imports", self.import_body(t, 5, 1500), 202)
+        location = r.header("location")
+        wait_for(lambda: self.get(follower, location).json["progress"]["done"] > 0, 60,
+                 "the import to make progress")
+        self.c.kill(leader)
+        try:
+            job = self.wait_job(follower, location)
+            self.assertEqual(job["state"], "succeeded", job["message"])
+            self.assertEqual(self.count_devices(t, follower), 1500)
+        finally:
+            self.c.start(leader)
+            self.c.wait_ready()
+
     # Isolation
 
     def test_tenant_isolation_on_every_route(self):

@@ -414,6 +414,38 @@ class CairnctlTest(harness.ClusterTestCase):
         self.ok("tenant", "delete", tid, "--cascade")
         self.fails(3, "site", "get", site["id"])
 
+    def test_import_waits_for_its_job(self):
+        tid = self.cluster.must_create_tenant(1, quotas={"devices": 2})["id"]
+
+        def import_body(n_devices):
+            site = unique_name("s")
+            return json.dumps({
+                "tenant_id": tid, "sites": [{"name": site, "role": "spoke"}],
+                "devices": [{"site": site, "serial": "CRN%s" % unique_name("x")[2:].upper(),
+                             "family": "nfx"} for _ in range(n_devices)]})
+
+        # A job that succeeds: --wait exits 0 and prints the final job.
+        r = self.ctl("import", "create", "-f", "-", "--wait", "-o", "json",
+                     stdin=import_body(2))
+        self.assertEqual(r.rc, 0, r)
+        job = r.json()
+        self.assertEqual(job["state"], "succeeded")
+        self.assertEqual(job["progress"], {"done": 3, "total": 3})
+        self.assertIn("job %s: succeeded 3/3" % job["id"], r.err)
+        devices = self.ok("device", "list", "--filter", "tenant_id=" + tid, "-o", "json").json()
+        self.assertEqual(len(devices["items"]), 2)
+        # A job that fails as it applies (the device quota is full): exit 8,
+        # with the job's own account of it.
+        r = self.ctl("import", "create", "-f", "-", "--wait", stdin=import_body(1))
+        self.assertEqual(r.rc, 8, r)
+        self.assertRegex(r.err.splitlines()[-1], r"^cairnctl: job [0-9a-f-]+ failed")
+        # Refused before anything is written: 422 naming the item (2).
+        bad = json.loads(import_body(1))
+        bad["devices"][0]["site"] = "no-such-site"
+        line = self.fails(2, "import", "create", "-f", "-", stdin=json.dumps(bad))
+        self.assertIn("devices[0].site", line)
+        self.ok("tenant", "delete", tid, "--cascade")
+
     def test_backup(self):
         folder = tempfile.mkdtemp(dir=self.home)
         out = os.path.join(folder, "cluster.bak")

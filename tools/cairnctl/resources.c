@@ -118,6 +118,8 @@ const struct ctl_resource ctl_resources[] = {
      false, "the service catalog"},
     {"service", "/api/v1/services", NULL, "items", service_columns, CTL_VERBS_CRUD, true,
      "service instances (writes run as jobs)"},
+    {"import", "/api/v1/imports", NULL, NULL, NULL, V(CREATE), true,
+     "bulk import of a tenant's sites and devices (runs as a job)"},
     {"job", "/api/v1/jobs", NULL, "items", job_columns, V(LIST) | V(GET) | V(WAIT) | V(CANCEL),
      false, "long-running operations"},
     {"audit", "/api/v1/audit", NULL, "items", audit_columns, V(AUDIT), false,

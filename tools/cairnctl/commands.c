@@ -3,9 +3,9 @@
  * pages through a resource's list_path, `get`/`replace`/`delete` work on
  * PATH/ID, `create` posts a JSON body to PATH, so every REST resource that
  * follows the API's conventions works as soon as its row exists in
- * resources.c. Writes of asynchronous resources (services) answer 202 with
- * the Location of a job, which `--wait` (and `job wait`) polls until it
- * ends.
+ * resources.c. Writes of asynchronous resources (services, imports)
+ * answer 202 with the Location of a job, which `--wait` (and `job wait`)
+ * polls until it ends.
  */
 #include <errno.h>
 #include <stdarg.h>

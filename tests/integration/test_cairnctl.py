@@ -5,8 +5,9 @@ and deleted through the CLI and checked through the API; -o json output
 parses; --if-match, --cascade, --filter and --all do what they say; a bad
 body gives the server's problem as one line and exit 2; every documented
 exit code comes from the situation it names; credentials from flags,
-environment and config file; fail-over past a dead port, a paused node and a
-killed node.
+environment and config file; fail-over past a dead port, a paused node, a
+node answering 503 and a killed leader; jobs waited for to success and
+failure; backups written atomically and checked.
 
 One cluster serves every test; the last test kills a node. Each cairnctl
 run has its own empty HOME, so nothing of the machine's user leaks in."""
@@ -471,6 +472,21 @@ class CairnctlTest(harness.ClusterTestCase):
         dead = ",".join("http://127.0.0.1:%d" % dead_port() for _ in range(2))
         line = self.fails(5, "tenant", "list", endpoints=dead)
         self.assertIn("no endpoint answered", line)
+
+    def test_failover_past_503(self):
+        # A second cluster without quorum: its last node answers 503 to
+        # every request (it cannot check our token with a leader).
+        with harness.Cluster(3, name="cairnctl-503") as other:
+            other.kill(2)
+            other.kill(3)
+            lone = other.url(1)
+            wait_for(lambda: other.get(1, "/api/v1/tenants", token=self.cluster.token,
+                                       timeout=10).status == 503,
+                     30, "the node without quorum to answer 503")
+            line = self.fails(5, "tenant", "list", endpoints=lone)
+            self.assertIn("503 unavailable", line)
+            r = self.ok("cluster", "status", endpoints="%s,%s" % (lone, self.cluster.url(2)))
+            self.assertTrue(r.out.startswith("answered by node 2"), r)
 
     def test_zz_failover(self):
         c = self.cluster

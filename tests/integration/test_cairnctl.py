@@ -4,8 +4,8 @@ logout revokes it; tenants and users are created, listed, read, replaced
 and deleted through the CLI and checked through the API; -o json output
 parses; --if-match, --cascade, --filter and --all do what they say; a bad
 body gives the server's problem as one line and exit 2; every documented
-exit code comes from the situation it names; credentials from flags,
-environment and config file; fail-over past a dead port, a paused node, a
+exit code but 7 (a 5xx, unit-tested) comes from the situation it names;
+credentials from flags, environment and config file; fail-over past a dead port, a paused node, a
 node answering 503 and a killed leader; jobs waited for to success and
 failure; backups written atomically and checked.
 

@@ -5,9 +5,10 @@ and deleted through the CLI and checked through the API; -o json output
 parses; --if-match, --cascade, --filter and --all do what they say; a bad
 body gives the server's problem as one line and exit 2; every documented
 exit code but 7 (a 5xx, unit-tested) comes from the situation it names;
-credentials from flags, environment and config file; fail-over past a dead port, a paused node, a
-node answering 503 and a killed leader; jobs waited for to success and
-failure; backups written atomically and checked.
+credentials from flags, environment and config file; fail-over past a
+dead port, a paused node, a node answering 503 and a killed leader; jobs
+waited for to success and failure; backups written atomically and
+checked.
 
 One cluster serves every test; the last test kills a node. Each cairnctl
 run has its own empty HOME, so nothing of the machine's user leaks in."""

@@ -17,13 +17,12 @@ node 1."""
 
 import os
 import sys
-import unittest
 import uuid
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Cluster, assert_problem, unique_name, wait_for  # noqa: E402
+from harness import assert_problem, unique_name, wait_for  # noqa: E402
 
 PASSWORD = "a-long-enough-password"
 LOGIN = "/api/v1/auth/login"
@@ -31,14 +30,13 @@ LOGIN = "/api/v1/auth/login"
 MISSING = "deadbeef-0000-4000-8000-00000000abcd"
 
 
-class AuthTest(unittest.TestCase):
-    cluster = None
+class AuthTest(harness.ClusterTestCase):
+    NAME = "auth"
     answers = []  # every (method, path, body bytes) any test received
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(3, name="auth")
-        cls.cluster.__enter__()
+        super().setUpClass()
         original = cls.cluster.request
 
         def recording(node, method, path, **kw):
@@ -47,17 +45,6 @@ class AuthTest(unittest.TestCase):
             return r
 
         cls.cluster.request = recording
-
-    @classmethod
-    def tearDownClass(cls):
-        failed = getattr(cls, "failed", False)
-        cls.cluster.__exit__(AssertionError if failed else None, None, None)
-
-    def run(self, result=None):
-        result = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            type(self).failed = True
-        return result
 
     # Helpers
 

@@ -18,36 +18,19 @@ cluster, each written through one node and read through the others:
 
 import os
 import sys
-import unittest
 import uuid
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Cluster, assert_problem, unique_name, wait_for  # noqa: E402
+from harness import assert_problem, unique_name, wait_for  # noqa: E402
 
 PASSWORD = "a-long-enough-password"
 MISSING = "deadbeef-0000-4000-8000-00000000abcd"
 
 
-class ResourcesTest(unittest.TestCase):
-    cluster = None
-
-    @classmethod
-    def setUpClass(cls):
-        cls.cluster = Cluster(3, name="resources")
-        cls.cluster.__enter__()
-
-    @classmethod
-    def tearDownClass(cls):
-        failed = getattr(cls, "failed", False)
-        cls.cluster.__exit__(AssertionError if failed else None, None, None)
-
-    def run(self, result=None):
-        result = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            type(self).failed = True
-        return result
+class ResourcesTest(harness.ClusterTestCase):
+    NAME = "resources"
 
     @property
     def c(self):

@@ -9,7 +9,7 @@
  * every route under /api/v1 but the login authenticates its caller (401),
  * so that nothing about the API, not even which routes exist, is told to a
  * client without a valid token. Only then does a resource handler
- * (api_tenants.c, api_users.c, api_auth.c, api_cluster.c) see the request,
+ * (api_tenants.c, api_users.c, api_auth.c, api_cluster.c, api_ownership.c) see the request,
  * so each handler authorizes, validates fields and talks to the store and
  * the backend, nothing else.
  *
@@ -616,6 +616,7 @@ static const struct route routes[] = {
     {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL}}},
     {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
     {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
+    {"/api/v1/cluster/ownership", {{"GET", api_ownership_get, 0, read_params}}},
     {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
     {"/api/v1/tenants",
      {{"GET", api_tenants_list, 0, list_params}, {"POST", api_tenants_create, METHOD_BODY, NULL}}},

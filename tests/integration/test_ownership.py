@@ -130,6 +130,7 @@ class OwnershipTest(unittest.TestCase):
             # period and commits only the old leader down
             old = c.leader()
             rest = [k for k in all3 if k != old]
+            t0 = time.monotonic()
             c.kill(old)
             seen = []
 
@@ -147,6 +148,9 @@ class OwnershipTest(unittest.TestCase):
                 v5 = wait_for(only_old_down, DECISION_BOUND_S + 10, "old leader committed down")
             except _Wrong as e:
                 self.fail(str(e))
+            log("handoff decision: SIGKILL leader %d -> down committed by the new leader on "
+                "nodes %s: %.0f ms (election + liveness_down_ms of grace); reason: %s"
+                % (old, rest, (time.monotonic() - t0) * 1000, v5["reason"]))
             self.assertEqual(v5["live"], rest)
 
     def test_single_node(self):

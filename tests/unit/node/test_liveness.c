@@ -54,8 +54,9 @@ static void put_record(struct fix *f, const uint64_t *down, size_t n_down)
         memcpy(s.previous, prev.nodes, prev.n * sizeof prev.nodes[0]);
         s.n_previous = prev.n;
     }
-    memcpy(s.down, down, n_down * sizeof *down);
-    s.n_down = n_down;
+    for (size_t i = 0; i < n_down; i++) {
+        s.down[s.n_down++] = down[i];
+    }
     assert_int_equal(ring_state_format(&s, &body), 0);
     cmd.body = body;
     cmd.body_len = strlen(body);

@@ -157,6 +157,7 @@ void owner_stats(struct owner *o, struct owner_stats *out)
     out->epoch = o->epoch;
     out->leased = leased(o, now);
     out->lease_remaining_ms = out->leased ? o->lease_until - now : 0;
+    out->lease_until_ms = o->lease_until;
     out->epoch_changes = o->epoch_changes;
     out->handoffs_in = o->handoffs_in;
     out->handoffs_out = o->handoffs_out;

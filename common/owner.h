@@ -66,6 +66,7 @@ struct owner_stats {
     uint64_t epoch;              /* applied epoch (0: no record yet) */
     bool leased;                 /* the lease holds now */
     uint64_t lease_remaining_ms; /* 0 if it does not */
+    uint64_t lease_until_ms;     /* cairn_now_ms when it runs out (0: never leased) */
     uint64_t epoch_changes;      /* epochs installed since start */
     uint64_t handoffs_in;        /* devices gained since start */
     uint64_t handoffs_out;       /* devices lost since start */

@@ -382,11 +382,16 @@ static void tick(struct liveness *l)
     if (!owner_lease_check(n->owner, now)) {
         owner_stats(n->owner, &st);
         if (st.lease_lapses > l->lapses_logged) {
+            /* When it ran out, on the wall clock, so that logs of several
+             * nodes on one machine can be compared (the tests do). */
+            int64_t expired_at = cairn_wall_ms() - (int64_t)(now - st.lease_until_ms);
             l->lapses_logged = st.lease_lapses;
             CAIRN_WARN(
                 "msg=\"ownership lease expired: driving no devices until a leader "
-                "confirms this node\" epoch=%llu lapses=%llu",
-                (unsigned long long)st.epoch, (unsigned long long)st.lease_lapses);
+                "confirms this node\" epoch=%llu lapses=%llu expired_ms_ago=%llu "
+                "expired_at_ms=%lld",
+                (unsigned long long)st.epoch, (unsigned long long)st.lease_lapses,
+                (unsigned long long)(now - st.lease_until_ms), (long long)expired_at);
         }
     }
     node_view(n, &v);
@@ -396,9 +401,10 @@ static void tick(struct liveness *l)
         l->leader_since = now;
         l->leader_term = v.term;
     }
-    if (heartbeat_send(l, &v, now)) {
-        owner_lease_extend(n->owner, now);
+    if (!heartbeat_send(l, &v, now)) {
+        return; /* a leader that could not confirm itself decides nothing */
     }
+    owner_lease_extend(n->owner, now);
     if (v.state == CONSENSUS_LEADER) {
         leader_decide(l, &v, cairn_now_ms());
     }

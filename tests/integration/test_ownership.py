@@ -11,7 +11,9 @@ Prints the handoff decision time (SIGKILL -> down committed and the
 ownership recomputed on every survivor); docs/benchmarks.md records it.
 """
 
+import datetime
 import os
+import re
 import sys
 import time
 import unittest
@@ -31,6 +33,17 @@ PATH = "/api/v1/cluster/ownership"
 # Liveness deadline for a decision: the threshold, a heartbeat, a commit,
 # and room for a loaded 2-core machine. Never a timing assertion beyond it.
 DECISION_BOUND_S = DOWN_MS / 1000.0 + 8.0
+
+
+def read_log(c, node):
+    with open(os.path.join(c.node_dir(node), "cairnd.log")) as f:
+        return f.read()
+
+
+def ts_ms(ts):
+    """Milliseconds since the epoch of a log line's ts=... (UTC)."""
+    t = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return int(t.replace(tzinfo=datetime.timezone.utc).timestamp() * 1000)
 
 
 def ownership(c, node, stale=False):
@@ -120,8 +133,18 @@ class OwnershipTest(unittest.TestCase):
                              "the resumed node answering")
             log("resumed node %d's own view: %r" % (zombie, after))
             self.assertGreaterEqual(after["lease_lapses"], before["lease_lapses"] + 1)
-            with open(os.path.join(c.node_dir(zombie), "cairnd.log")) as f:
-                self.assertIn("ownership lease expired", f.read())
+            # Its lease ran out before the leader committed it down (both
+            # from the nodes' logs, on this machine's one wall clock).
+            expired = [int(m.group(1)) for m in re.finditer(
+                r'ownership lease expired.* expired_at_ms=(\d+)', read_log(c, zombie))]
+            self.assertTrue(expired, "node %d logged no lease expiry" % zombie)
+            committed = [ts_ms(m.group(1)) for k in rest for m in re.finditer(
+                r'^ts=(\S+) .*ownership decision committed" epoch=%d down=%d '
+                % (v3["epoch"], zombie), read_log(c, k), re.M)]
+            self.assertEqual(len(committed), 1, "the down decision of epoch %d" % v3["epoch"])
+            log("node %d's lease ran out %d ms before it was committed down"
+                % (zombie, committed[0] - expired[-1]))
+            self.assertLess(expired[-1], committed[0])
             v4 = wait_for(lambda: agreed(c, all3, [], v3["epoch"] + 1), 30,
                           "node %d committed up after SIGCONT" % zombie)
             self.check_counts(v4)

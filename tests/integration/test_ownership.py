@@ -5,7 +5,8 @@ node agrees on the epoch and the ring, the node is committed up again once
 it is back and caught up; a SIGSTOPped follower is committed down and, once
 resumed, reports that its lease had run out (it drove nothing meanwhile); a
 new leader gives everyone a grace period instead of marking them down; a
-1-node cluster owns everything with a stable epoch.
+node added or removed changes the ring (a new epoch); a 1-node cluster owns
+everything with a stable epoch.
 
 Prints the handoff decision time (SIGKILL -> down committed and the
 ownership recomputed on every survivor); docs/benchmarks.md records it.
@@ -175,6 +176,19 @@ class OwnershipTest(unittest.TestCase):
                 "nodes %s: %.0f ms (election + liveness_down_ms of grace); reason: %s"
                 % (old, rest, (time.monotonic() - t0) * 1000, v5["reason"]))
             self.assertEqual(v5["live"], rest)
+
+    def test_membership_changes(self):
+        with Cluster(3, settings=SETTINGS, name="ownership-members") as c:
+            v0 = wait_for(lambda: agreed(c, [1, 2, 3], []), 30, "a first ownership record")
+            new = c.add()
+            v1 = wait_for(lambda: agreed(c, [1, 2, 3, new], [], v0["epoch"] + 1), 30,
+                          "node %d in the ring" % new)
+            self.assertEqual(v1["live"], [1, 2, 3, new])
+            self.assertEqual(v1["reason"], "members changed")
+            c.remove(new)
+            v2 = wait_for(lambda: agreed(c, [1, 2, 3], [], v1["epoch"] + 1), 30,
+                          "node %d out of the ring" % new)
+            self.assertEqual([m["id"] for m in v2["members"]], [1, 2, 3])
 
     def test_single_node(self):
         with Cluster(1, settings=SETTINGS, name="ownership1") as c:

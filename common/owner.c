@@ -10,6 +10,9 @@
 
 #include "cairn.h"
 
+/* Epoch changes within one handoff wait that are tracked exactly. */
+#define OWNER_MAX_SINCE 8
+
 struct watcher {
     owner_change_cb cb;
     void *arg;
@@ -18,11 +21,19 @@ struct watcher {
 struct owner {
     uint64_t self;
     uint64_t lease_ms;
+    uint64_t handoff_wait_ms; /* rule 5 */
     pthread_mutex_t mu;
-    struct ring ring;     /* live members of the applied epoch */
-    uint64_t epoch;       /* applied epoch */
-    uint64_t lease_until; /* cairn_now_ms; 0: never leased */
-    bool lapse_counted;   /* the current expiry was counted */
+    struct ring ring; /* live members of the applied epoch */
+    /* Rule 5: while a wait is open, the rings that were in force since it
+     * opened; a device is driven before the wait ends only by a node that
+     * owned it in every one of them. n_since > OWNER_MAX_SINCE: too many
+     * to track, nothing moved is driven until the wait ends. */
+    struct ring since[OWNER_MAX_SINCE];
+    size_t n_since;
+    uint64_t settle_until; /* cairn_now_ms end of the wait (0: none open) */
+    uint64_t epoch;        /* applied epoch */
+    uint64_t lease_until;  /* cairn_now_ms; 0: never leased */
+    bool lapse_counted;    /* the current expiry was counted */
     uint64_t epoch_changes;
     uint64_t handoffs_in;
     uint64_t handoffs_out;
@@ -31,7 +42,7 @@ struct owner {
     size_t n_watchers;
 };
 
-int owner_create(uint64_t self_id, uint64_t lease_ms, struct owner **out)
+int owner_create(uint64_t self_id, uint64_t lease_ms, uint64_t handoff_wait_ms, struct owner **out)
 {
     struct owner *o = calloc(1, sizeof *o);
     if (o == NULL) {
@@ -39,6 +50,7 @@ int owner_create(uint64_t self_id, uint64_t lease_ms, struct owner **out)
     }
     o->self = self_id;
     o->lease_ms = lease_ms;
+    o->handoff_wait_ms = handoff_wait_ms;
     pthread_mutex_init(&o->mu, NULL);
     *out = o;
     return 0;
@@ -53,21 +65,64 @@ void owner_destroy(struct owner *o)
     free(o);
 }
 
+/* Rule 5: does the change from s's previous live set to live take devices
+ * from a node that may still be driving them (one not committed down)? */
+static bool needs_wait(const struct ring_state *s, const struct ring *live)
+{
+    if (s->n_previous == 0) {
+        return false; /* the first record ever: nobody drove anything before */
+    }
+    for (size_t i = 0; i < live->n; i++) {
+        if (!ring_list_has(s->previous, s->n_previous, live->nodes[i])) {
+            return true; /* a node came back or joined: it takes from live ones */
+        }
+    }
+    for (size_t i = 0; i < s->n_previous; i++) {
+        if (!ring_contains(live, s->previous[i]) &&
+            !ring_list_has(s->down, s->n_down, s->previous[i])) {
+            return true; /* removed, not silent: its lease may still hold */
+        }
+    }
+    return false;
+}
+
 void owner_update(struct owner *o, const struct ring_state *s, uint64_t gained, uint64_t lost)
 {
     struct watcher w[OWNER_MAX_WATCHERS];
-    struct ring r;
-    uint64_t old;
+    struct ring r, prev;
+    uint64_t old, now = cairn_now_ms();
+    bool wait;
     size_t n;
 
-    if (ring_state_live(s, &r) != 0) {
+    if (ring_state_live(s, &r) != 0 || ring_state_previous(s, &prev) != 0) {
         return; /* ring_state_parse bounds the lists: cannot happen */
     }
+    wait = needs_wait(s, &r);
     pthread_mutex_lock(&o->mu);
     old = o->epoch;
     if (s->epoch == old) {
         pthread_mutex_unlock(&o->mu);
         return;
+    }
+    if (o->settle_until != 0 && now < o->settle_until) {
+        /* A wait is open: the ring going out of force joins the ones a
+         * device must have kept its owner in. */
+        if (o->n_since < OWNER_MAX_SINCE) {
+            o->since[o->n_since] = o->ring;
+        }
+        o->n_since++;
+        if (wait) {
+            o->settle_until = now + o->handoff_wait_ms;
+        }
+    } else if (wait) {
+        /* The first record this node installs has no ring of its own
+         * before it: the record's previous live set is the one in force. */
+        o->since[0] = old == 0 ? prev : o->ring;
+        o->n_since = 1;
+        o->settle_until = now + o->handoff_wait_ms;
+    } else {
+        o->settle_until = 0;
+        o->n_since = 0;
     }
     o->ring = r;
     o->epoch = s->epoch;
@@ -114,12 +169,28 @@ bool owner_lease_check(struct owner *o, uint64_t now_ms)
     return ok;
 }
 
+/* Rule 5: this node owned device_id in every ring since the wait opened.
+ * Called with mu held. */
+static bool kept(struct owner *o, const char *device_id)
+{
+    if (o->n_since > OWNER_MAX_SINCE) {
+        return false;
+    }
+    for (size_t i = 0; i < o->n_since; i++) {
+        if (ring_owner_of(&o->since[i], device_id) != o->self) {
+            return false;
+        }
+    }
+    return true;
+}
+
 bool owner_owns(struct owner *o, const char *device_id, uint64_t *epoch)
 {
+    uint64_t now = cairn_now_ms();
     bool owns;
     pthread_mutex_lock(&o->mu);
-    owns =
-        leased(o, cairn_now_ms()) && o->epoch != 0 && ring_owner_of(&o->ring, device_id) == o->self;
+    owns = leased(o, now) && o->epoch != 0 && ring_owner_of(&o->ring, device_id) == o->self &&
+           (now >= o->settle_until || kept(o, device_id));
     if (owns && epoch != NULL) {
         *epoch = o->epoch;
     }
@@ -158,6 +229,7 @@ void owner_stats(struct owner *o, struct owner_stats *out)
     out->leased = leased(o, now);
     out->lease_remaining_ms = out->leased ? o->lease_until - now : 0;
     out->lease_until_ms = o->lease_until;
+    out->settling_ms = now < o->settle_until ? o->settle_until - now : 0;
     out->epoch_changes = o->epoch_changes;
     out->handoffs_in = o->handoffs_in;
     out->handoffs_out = o->handoffs_out;

@@ -17,6 +17,15 @@
  *      so a node cut off stops acting before anyone else starts.
  *   4. Before committing a job's result the caller checks
  *      owner_epoch_current(epoch): still leased and no newer epoch applied.
+ *   5. A lease is renewed only while this node has applied the leader's
+ *      current epoch (liveness.c), so a node that lags behind an epoch stops
+ *      within ownership_lease_ms of its commit. Hence a device moving away
+ *      from a node that is not committed down (a node came back or joined,
+ *      a member was removed) is taken over only handoff_wait_ms (lease +
+ *      margin) after the new owner installed that epoch: until then the new
+ *      owner drives only devices it also owned in the last settled ring.
+ *      Devices of a node committed down move at once (its lease ran out
+ *      before the down was committed).
  *
  * Threads: any. owner_update runs on one thread at a time (the node's
  * liveness thread); watchers are called on that thread, without the lock.
@@ -37,7 +46,8 @@ typedef void (*owner_change_cb)(void *arg, uint64_t old_epoch, uint64_t new_epoc
 /* Most watchers. */
 #define OWNER_MAX_WATCHERS 8
 
-int owner_create(uint64_t self_id, uint64_t lease_ms, struct owner **out);
+/* lease_ms: ownership_lease_ms; handoff_wait_ms: rule 5's wait. */
+int owner_create(uint64_t self_id, uint64_t lease_ms, uint64_t handoff_wait_ms, struct owner **out);
 void owner_destroy(struct owner *o); /* NULL is a no-op */
 
 /* Installs the record s (its epoch field set). gained/lost: devices this
@@ -67,6 +77,8 @@ struct owner_stats {
     bool leased;                 /* the lease holds now */
     uint64_t lease_remaining_ms; /* 0 if it does not */
     uint64_t lease_until_ms;     /* cairn_now_ms when it runs out (0: never leased) */
+    uint64_t settling_ms;        /* rule 5: time left before devices taken from
+                                  * live nodes may be driven (0: none) */
     uint64_t epoch_changes;      /* epochs installed since start */
     uint64_t handoffs_in;        /* devices gained since start */
     uint64_t handoffs_out;       /* devices lost since start */

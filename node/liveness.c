@@ -8,8 +8,10 @@
  *      it knows (heartbeat_send); the leader confirms its leadership with a
  *      read index (a raft barrier, shared by concurrent callers) and only
  *      then records the heartbeat (node_liveness_heard) and answers 200;
- *   2. on that 200 the follower extends its lease to the time it *sent*
- *      the heartbeat + ownership_lease_ms (owner_lease_extend);
+ *   2. on that 200, which carries the leader's current ownership epoch,
+ *      the follower extends its lease to the time it *sent* the heartbeat
+ *      + ownership_lease_ms (owner_lease_extend), provided it has applied
+ *      that epoch itself (a node behind an epoch is not leased);
  *   3. the leader renews its own lease with a read index too (none is
  *      needed when it is the only voter: nobody else can lead);
  *   4. a node that cannot renew stops owning anything when the lease runs
@@ -310,8 +312,16 @@ static void leader_decide(struct liveness *l, const struct consensus_status *v, 
 
 /* --- the heartbeat ------------------------------------------------------- */
 
+/* The epoch a node must have applied to have its lease renewed now: the
+ * record in this (confirmed leader's) store. */
+static uint64_t current_epoch(struct node *n)
+{
+    struct ring_state rec;
+    return record_read(n, &rec) == 0 ? rec.epoch : 0;
+}
+
 int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t deadline_ms,
-                        char *errmsg, size_t size)
+                        uint64_t *epoch, char *errmsg, size_t size)
 {
     struct liveness *l = n->liveness;
     uint64_t index;
@@ -335,17 +345,21 @@ int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t 
         l->heard[i].applied = applied;
     }
     pthread_mutex_unlock(&l->mu);
+    *epoch = current_epoch(n);
     return 0;
 }
 
-/* Steps 1-3: returns true if a leader confirmed this node's contact. */
-static bool heartbeat_send(struct liveness *l, const struct consensus_status *v, uint64_t now)
+/* Steps 1-3: returns true if a leader confirmed this node's contact, with
+ * *epoch the ownership epoch the node must have applied to be leased. */
+static bool heartbeat_send(struct liveness *l, const struct consensus_status *v, uint64_t now,
+                           uint64_t *epoch)
 {
     struct node *n = l->n;
     char err[CAIRN_ERRMSG_SIZE], address[64], body[96];
     uint64_t deadline = now + n->cfg.ownership_lease_ms / 2;
     struct cairn_buf resp;
     int status = 0, rv;
+    bool ok;
 
     if (v->state == CONSENSUS_LEADER) {
         size_t voters = 0;
@@ -353,10 +367,12 @@ static bool heartbeat_send(struct liveness *l, const struct consensus_status *v,
         for (size_t i = 0; i < v->n_members; i++) {
             voters += v->members[i].role == CONSENSUS_VOTER;
         }
-        if (voters <= 1) {
-            return true;
+        if (voters > 1 &&
+            node_leader_read_index(n, false, deadline, &index, err, sizeof err) != 0) {
+            return false;
         }
-        return node_leader_read_index(n, false, deadline, &index, err, sizeof err) == 0;
+        *epoch = current_epoch(n);
+        return true;
     }
     if (v->leader_id == 0 || node_api_address(n, v->leader_id, address, sizeof address) != 0) {
         return false;
@@ -366,8 +382,16 @@ static bool heartbeat_send(struct liveness *l, const struct consensus_status *v,
     cairn_buf_init(&resp);
     rv = peer_call(n->peers, address, "POST", "/internal/v1/heartbeat", "application/json", body,
                    strlen(body), deadline, &status, &resp, err, sizeof err);
+    ok = rv == 0 && status == 200;
+    if (ok) {
+        json_t *doc = resp.data != NULL ? json_loadb(resp.data, resp.len, 0, NULL) : NULL;
+        json_t *e = json_object_get(doc, "epoch");
+        ok = json_is_integer(e) && json_integer_value(e) >= 0;
+        *epoch = ok ? (uint64_t)json_integer_value(e) : 0;
+        json_decref(doc);
+    }
     cairn_buf_close(&resp);
-    return rv == 0 && status == 200;
+    return ok;
 }
 
 static void tick(struct liveness *l)
@@ -375,7 +399,7 @@ static void tick(struct liveness *l)
     struct node *n = l->n;
     struct consensus_status v;
     struct owner_stats st;
-    uint64_t now = cairn_now_ms();
+    uint64_t now = cairn_now_ms(), epoch = 0;
 
     /* Step 4, made visible: the first tick after a pause finds the lease
      * gone before anything renews it. */
@@ -401,10 +425,15 @@ static void tick(struct liveness *l)
         l->leader_since = now;
         l->leader_term = v.term;
     }
-    if (!heartbeat_send(l, &v, now)) {
+    if (!heartbeat_send(l, &v, now, &epoch)) {
         return; /* a leader that could not confirm itself decides nothing */
     }
-    owner_lease_extend(n->owner, now);
+    /* Step 2, only with the leader's epoch applied (owner.h, rule 5). */
+    refresh(l);
+    owner_stats(n->owner, &st);
+    if (st.epoch >= epoch) {
+        owner_lease_extend(n->owner, now);
+    }
     if (v.state == CONSENSUS_LEADER) {
         leader_decide(l, &v, cairn_now_ms());
     }
@@ -440,7 +469,8 @@ int node_liveness_start(struct node *n, char *errmsg, size_t size)
         cairn_errmsg_set(errmsg, size, "out of memory");
         return CAIRN_ENOMEM;
     }
-    rv = owner_create(n->cfg.node_id, n->cfg.ownership_lease_ms, &n->owner);
+    rv = owner_create(n->cfg.node_id, n->cfg.ownership_lease_ms,
+                      (uint64_t)n->cfg.ownership_lease_ms + CONFIG_OWNERSHIP_MARGIN_MS, &n->owner);
     if (rv != 0) {
         free(l);
         cairn_errmsg_set(errmsg, size, "out of memory");
@@ -522,6 +552,7 @@ int node_liveness_ownership(void *data, struct api_ownership *out, char *errmsg,
     out->handoffs_in = st.handoffs_in;
     out->handoffs_out = st.handoffs_out;
     out->lease_lapses = st.lease_lapses;
+    out->settling_ms = st.settling_ms;
     rv = record_read(n, &rec);
     if (rv == CAIRN_ENOTFOUND) {
         return 0; /* no record yet: epoch 0, nobody owns anything */

@@ -137,9 +137,10 @@ int node_liveness_start(struct node *n, char *errmsg, size_t size);
 void node_liveness_stop(struct node *n);
 void node_liveness_destroy(struct node *n);
 /* The leader's half of a heartbeat from node id (rpc.c): confirms the
- * leadership with a read index, then records it. */
+ * leadership with a read index, then records it; *epoch is the ownership
+ * epoch the sender must have applied to renew its lease. */
 int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t deadline_ms,
-                        char *errmsg, size_t size);
+                        uint64_t *epoch, char *errmsg, size_t size);
 /* The API backend's ownership (api.h). */
 int node_liveness_ownership(void *data, struct api_ownership *out, char *errmsg, size_t size);
 

@@ -8,8 +8,9 @@
  *   GET    /internal/v1/status       -> JSON view of this node
  *   POST   /internal/v1/members      JSON {id, raft_address, api_address}
  *   DELETE /internal/v1/members/{id}
- *   POST   /internal/v1/heartbeat    JSON {id, applied}: renews the sender's
- *                                     ownership lease (liveness.c)
+ *   POST   /internal/v1/heartbeat    JSON {id, applied} -> {epoch}: renews
+ *                                     the sender's ownership lease if it has
+ *                                     applied that epoch (liveness.c)
  *
  * A node that is not the leader answers 421 so the caller looks for the
  * leader again; other failures answer JSON {"code": CAIRN_E*, "message"}.
@@ -185,6 +186,8 @@ static int handle_heartbeat(struct mg_connection *conn, struct node *n)
     struct cairn_buf body;
     char err[CAIRN_ERRMSG_SIZE] = "";
     json_int_t id = 0, applied = -1;
+    uint64_t epoch = 0;
+    char answer[48];
     json_t *doc;
     int rv;
 
@@ -198,11 +201,13 @@ static int handle_heartbeat(struct mg_connection *conn, struct node *n)
         return reply_error(conn, CAIRN_EINVAL, "bad heartbeat body: want {\"id\", \"applied\"}");
     }
     json_decref(doc);
-    rv = node_liveness_heard(n, (uint64_t)id, (uint64_t)applied, rpc_deadline(n), err, sizeof err);
+    rv = node_liveness_heard(n, (uint64_t)id, (uint64_t)applied, rpc_deadline(n), &epoch, err,
+                             sizeof err);
     if (rv != 0) {
         return reply_error(conn, rv, err);
     }
-    http_reply(conn, 200, "application/json", NULL, "{}", 2);
+    snprintf(answer, sizeof answer, "{\"epoch\":%llu}", (unsigned long long)epoch);
+    http_reply(conn, 200, "application/json", NULL, answer, strlen(answer));
     return 200;
 }
 

@@ -69,6 +69,8 @@ struct api_ownership {
     uint64_t handoffs_in;   /* devices it took over since it started */
     uint64_t handoffs_out;  /* devices it handed over since it started */
     uint64_t lease_lapses;  /* times its lease was found expired */
+    uint64_t settling_ms;   /* time left before it may drive devices taken
+                             * from nodes not committed down (0: none) */
 };
 
 /* What the node provides to the API. deadline_ms is on cairn_now_ms()'s

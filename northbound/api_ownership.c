@@ -51,7 +51,7 @@ static json_t *ownership_json(const struct api_ownership *o)
     }
     return json_pack(
         "{s:I, s:o, s:s, s:o, s:o, s:o, s:I, s:{s:I, s:o}, s:{s:I, s:I, s:b, s:I, s:I, s:I, s:I, "
-        "s:I}}",
+        "s:I, s:I}}",
         "epoch", (json_int_t)o->epoch, "changed_at",
         changed[0] != '\0' ? json_string(changed) : json_null(), "reason", o->reason, "members",
         nodes, "live", ids_json(o, true), "down", ids_json(o, false), "devices",
@@ -59,7 +59,8 @@ static json_t *ownership_json(const struct api_ownership *o)
         "node", "id", (json_int_t)o->node_id, "epoch", (json_int_t)o->applied_epoch, "leased",
         o->leased, "lease_remaining_ms", (json_int_t)o->lease_remaining_ms, "epoch_changes",
         (json_int_t)o->epoch_changes, "handoffs_in", (json_int_t)o->handoffs_in, "handoffs_out",
-        (json_int_t)o->handoffs_out, "lease_lapses", (json_int_t)o->lease_lapses);
+        (json_int_t)o->handoffs_out, "lease_lapses", (json_int_t)o->lease_lapses, "settling_ms",
+        (json_int_t)o->settling_ms);
 }
 
 int api_ownership_get(struct api_req *req)

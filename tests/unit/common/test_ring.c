@@ -259,13 +259,14 @@ static void watch_cb(void *arg, uint64_t old_epoch, uint64_t new_epoch)
 
 static void test_owner_lease_and_epoch(void **state)
 {
-    struct ring_state s = {.members = {1}, .n_members = 1, .epoch = 5};
+    struct ring_state s = {
+        .members = {1}, .n_members = 1, .previous = {1}, .n_previous = 1, .epoch = 5};
     struct owner *o;
     struct owner_stats st;
     struct seen seen = {0};
     uint64_t epoch = 0, now;
     (void)state;
-    assert_int_equal(owner_create(1, 60000, &o), 0);
+    assert_int_equal(owner_create(1, 60000, 60500, &o), 0);
     assert_int_equal(owner_watch(o, watch_cb, &seen), 0);
     /* No record and no lease: owns nothing. */
     assert_false(owner_owns(o, "d1", &epoch));
@@ -302,17 +303,105 @@ static void test_owner_lease_and_epoch(void **state)
 
 static void test_owner_lease_expires(void **state)
 {
-    struct ring_state s = {.members = {1}, .n_members = 1, .epoch = 2};
+    struct ring_state s = {
+        .members = {1}, .n_members = 1, .previous = {1}, .n_previous = 1, .epoch = 2};
     struct owner *o;
     uint64_t now = cairn_now_ms();
     (void)state;
-    assert_int_equal(owner_create(1, 100, &o), 0);
+    assert_int_equal(owner_create(1, 100, 600, &o), 0);
     owner_update(o, &s, 0, 0);
     owner_lease_extend(o, now - 100); /* ran out just now */
     assert_false(owner_owns(o, "d1", NULL));
     assert_false(owner_epoch_current(o, 2));
     owner_lease_extend(o, now);
     assert_true(owner_owns(o, "d1", NULL));
+    owner_destroy(o);
+}
+
+/* A device that ring a gives to x and ring b to y. */
+static const char *device_moving(const uint64_t *a, size_t na, uint64_t x, const uint64_t *b,
+                                 size_t nb, uint64_t y)
+{
+    struct ring ra, rb;
+    assert_int_equal(ring_init(&ra, a, na), 0);
+    assert_int_equal(ring_init(&rb, b, nb), 0);
+    for (size_t i = 0; i < MAX_DEVICES; i++) {
+        if (ring_owner_of(&ra, devices[i]) == x && ring_owner_of(&rb, devices[i]) == y) {
+            return devices[i];
+        }
+    }
+    fail_msg("no device moves from %llu to %llu", (unsigned long long)x, (unsigned long long)y);
+    return NULL;
+}
+
+/* Installs a record of members {1,2,3} with down and previous. */
+static void install(struct owner *o, uint64_t epoch, const uint64_t *members, size_t n_members,
+                    const uint64_t *down, size_t n_down, const uint64_t *prev, size_t n_prev)
+{
+    struct ring_state s;
+    memset(&s, 0, sizeof s);
+    memcpy(s.members, members, n_members * sizeof *members);
+    s.n_members = n_members;
+    for (size_t i = 0; i < n_down; i++) {
+        s.down[s.n_down++] = down[i];
+    }
+    memcpy(s.previous, prev, n_prev * sizeof *prev);
+    s.n_previous = n_prev;
+    s.epoch = epoch;
+    owner_update(o, &s, 0, 0);
+}
+
+/* owner.h rule 5: devices of a node committed down move at once; devices
+ * taken from a node that may still drive them (it is back, or removed
+ * without being silent) only after the handoff wait. */
+static void test_owner_handoff_wait(void **state)
+{
+    const uint64_t all[] = {1, 2, 3}, w1[] = {2, 3}, w2[] = {1, 3}, two = 2, one = 1;
+    struct owner *o;
+    struct owner_stats st;
+    const char *d;
+    (void)state;
+
+    /* Node 1's view: node 2 committed down, its devices are 1's at once. */
+    assert_int_equal(owner_create(1, 60000, 60500, &o), 0);
+    install(o, 1, all, 3, NULL, 0, all, 3);
+    owner_lease_extend(o, cairn_now_ms());
+    d = device_moving(all, 3, 2, w2, 2, 1);
+    assert_false(owner_owns(o, d, NULL));
+    install(o, 2, all, 3, &two, 1, all, 3);
+    assert_true(owner_owns(o, d, NULL));
+    owner_stats(o, &st);
+    assert_int_equal(st.settling_ms, 0);
+    /* Node 2 back: d goes back to 2 at once (1 stops), and what 1 keeps it
+     * keeps. */
+    install(o, 3, all, 3, NULL, 0, w2, 2);
+    assert_false(owner_owns(o, d, NULL));
+    assert_true(owner_owns(o, device_moving(all, 3, 1, all, 3, 1), NULL));
+    /* Node 2 removed while alive, inside the wait node 2's return opened:
+     * d, which node 2 may be driving since epoch 3, waits; a device 1 owned
+     * throughout does not. */
+    install(o, 4, w2, 2, NULL, 0, all, 3);
+    owner_stats(o, &st);
+    assert_true(st.settling_ms > 60000 - 1000);
+    assert_int_equal(ring_owner_of(&st.ring, d), 1);
+    assert_false(owner_owns(o, d, NULL));
+    assert_true(owner_owns(o, device_moving(all, 3, 1, w2, 2, 1), NULL));
+    owner_destroy(o);
+
+    /* Node 1's view when it comes back itself: nothing until the wait is
+     * over, then its share (polled, bounded). */
+    assert_int_equal(owner_create(1, 60000, 50, &o), 0);
+    install(o, 5, all, 3, &one, 1, all, 3);
+    owner_lease_extend(o, cairn_now_ms());
+    install(o, 6, all, 3, NULL, 0, w1, 2);
+    d = device_moving(w1, 2, 2, all, 3, 1);
+    assert_false(owner_owns(o, d, NULL));
+    uint64_t deadline = cairn_now_ms() + 5000;
+    while (!owner_owns(o, d, NULL) && cairn_now_ms() < deadline) {
+    }
+    assert_true(owner_owns(o, d, NULL));
+    owner_stats(o, &st);
+    assert_int_equal(st.settling_ms, 0);
     owner_destroy(o);
 }
 
@@ -327,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_state_round_trip),
         cmocka_unit_test(test_owner_lease_and_epoch),
         cmocka_unit_test(test_owner_lease_expires),
+        cmocka_unit_test(test_owner_handoff_wait),
     };
     return cmocka_run_group_tests(tests, setup_devices, NULL);
 }

@@ -596,6 +596,14 @@ static bool backend_ready(void *data, char *why, size_t size)
     return true;
 }
 
+static bool backend_is_leader(void *data)
+{
+    struct node *n = data;
+    struct consensus_status v;
+    node_view(n, &v);
+    return v.state == CONSENSUS_LEADER;
+}
+
 void node_backend_init(struct node *n, struct api_backend *b)
 {
     b->data = n;
@@ -605,4 +613,5 @@ void node_backend_init(struct node *n, struct api_backend *b)
     b->member_add = backend_member_add;
     b->member_remove = backend_member_remove;
     b->ready = backend_ready;
+    b->is_leader = backend_is_leader;
 }

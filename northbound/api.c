@@ -96,6 +96,7 @@ static const struct {
     {CAIRN_ENOTLEADER, {503, "unavailable"}},
     {CAIRN_ETIMEDOUT, {503, "unavailable"}},
     {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
+    {CAIRN_EFORBIDDEN, {403, "forbidden"}},
     {CAIRN_ESHUTDOWN, {503, "unavailable"}},
 };
 
@@ -500,15 +501,21 @@ int api_propose(struct api_req *req, const struct store_command *cmd, struct sto
     return 0;
 }
 
-void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
-                      enum store_kind kind)
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller)
 {
     memset(cmd, 0, sizeof *cmd);
     cmd->version = STORE_COMMAND_VERSION;
     cmd->op = op;
     cmd->kind = kind;
     cmd->time_ms = cairn_wall_ms();
-    cmd->caller = req->authenticated ? req->who.username : NULL;
+    cmd->caller = caller;
+}
+
+void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
+                      enum store_kind kind)
+{
+    api_command_init_as(cmd, op, kind, req->authenticated ? req->who.username : NULL);
 }
 
 int api_list_params(struct api_req *req, size_t *limit, const char **cursor)
@@ -588,8 +595,9 @@ void api_time_format(int64_t ms, char out[API_TIME_SIZE])
 struct route_method {
     const char *method;
     int (*handler)(struct api_req *req);
-    unsigned flags;            /* METHOD_* */
-    const char *const *params; /* allowed query parameters, or NULL */
+    unsigned flags;                      /* METHOD_* */
+    const char *const *params;           /* allowed query parameters, or NULL */
+    const struct api_resource *resource; /* for the generic handlers, or NULL */
 };
 
 #define ROUTE_METHODS_MAX 4
@@ -604,32 +612,80 @@ static const char *const list_params[] = {"consistency", "limit", "cursor", "nam
 static const char *const user_list_params[] = {"consistency", "limit",     "cursor",
                                                "name",        "tenant_id", NULL};
 static const char *const cascade_params[] = {"cascade", NULL};
+static const char *const site_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                               "name",        "role",  NULL};
+static const char *const device_list_params[] = {"consistency", "limit",  "cursor", "tenant_id",
+                                                 "site_id",     "serial", "family", "desired_state",
+                                                 "name",        NULL};
+static const char *const template_list_params[] = {"consistency", "limit", "cursor", "name",
+                                                   "version",     "type",  "state",  NULL};
+static const char *const service_list_params[] = {"consistency",   "limit", "cursor",
+                                                  "tenant_id",     "name",  "template_id",
+                                                  "desired_state", "type",  NULL};
+static const char *const job_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                              "type",        "state", NULL};
 
 /* The one route that needs no token. */
 #define LOGIN_PATH "/api/v1/auth/login"
 
 static const struct route routes[] = {
-    {"/healthz", {{"GET", api_healthz, 0, NULL}}},
-    {"/readyz", {{"GET", api_readyz, 0, NULL}}},
-    {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL}}},
-    {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL}}},
-    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL}}},
-    {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
-    {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
-    {"/api/v1/cluster/ownership", {{"GET", api_ownership_get, 0, read_params}}},
-    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
+    {"/healthz", {{"GET", api_healthz, 0, NULL, NULL}}},
+    {"/readyz", {{"GET", api_readyz, 0, NULL, NULL}}},
+    {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL, NULL}}},
+    {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL, NULL}}},
+    {"/api/v1/auth/password", {{"POST", api_auth_password, METHOD_BODY, NULL, NULL}}},
+    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL, NULL}}},
+    {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL, NULL}}},
+    {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL, NULL}}},
+    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL, NULL}}},
+    {"/api/v1/cluster/ownership", {{"GET", api_ownership_get, 0, read_params, NULL}}},
     {"/api/v1/tenants",
-     {{"GET", api_tenants_list, 0, list_params}, {"POST", api_tenants_create, METHOD_BODY, NULL}}},
+     {{"GET", api_tenants_list, 0, list_params, NULL},
+      {"POST", api_tenants_create, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/tenants/*",
-     {{"GET", api_tenant_get, 0, read_params},
-      {"PUT", api_tenant_replace, METHOD_BODY, NULL},
-      {"DELETE", api_tenant_delete, 0, cascade_params}}},
+     {{"GET", api_tenant_get, 0, read_params, NULL},
+      {"PUT", api_tenant_replace, METHOD_BODY, NULL, NULL},
+      {"DELETE", api_tenant_delete, 0, cascade_params, NULL}}},
     {"/api/v1/users",
-     {{"GET", api_users_list, 0, user_list_params}, {"POST", api_users_create, METHOD_BODY, NULL}}},
+     {{"GET", api_users_list, 0, user_list_params, NULL},
+      {"POST", api_users_create, METHOD_BODY, NULL, NULL}}},
     {"/api/v1/users/*",
-     {{"GET", api_user_get, 0, read_params},
-      {"PUT", api_user_replace, METHOD_BODY, NULL},
-      {"DELETE", api_user_delete, 0, NULL}}},
+     {{"GET", api_user_get, 0, read_params, NULL},
+      {"PUT", api_user_replace, METHOD_BODY, NULL, NULL},
+      {"DELETE", api_user_delete, 0, NULL, NULL}}},
+    {"/api/v1/sites",
+     {{"GET", api_resource_list, 0, site_list_params, &api_site_resource},
+      {"POST", api_resource_post, METHOD_BODY, NULL, &api_site_resource}}},
+    {"/api/v1/sites/*",
+     {{"GET", api_resource_get, 0, read_params, &api_site_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_site_resource},
+      {"DELETE", api_resource_delete, 0, cascade_params, &api_site_resource}}},
+    {"/api/v1/devices",
+     {{"GET", api_resource_list, 0, device_list_params, &api_device_resource},
+      {"POST", api_resource_post, METHOD_BODY, NULL, &api_device_resource}}},
+    {"/api/v1/devices/*",
+     {{"GET", api_resource_get, 0, read_params, &api_device_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_device_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_device_resource}}},
+    {"/api/v1/templates",
+     {{"GET", api_resource_list, 0, template_list_params, &api_template_resource},
+      {"POST", api_resource_post, METHOD_BODY, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*",
+     {{"GET", api_resource_get, 0, read_params, &api_template_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_template_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*/publish", {{"POST", api_template_publish, 0, NULL, NULL}}},
+    {"/api/v1/services",
+     {{"GET", api_resource_list, 0, service_list_params, &api_service_resource},
+      {"POST", api_services_post, METHOD_BODY, NULL, &api_service_resource}}},
+    {"/api/v1/services/*",
+     {{"GET", api_resource_get, 0, read_params, &api_service_resource},
+      {"PUT", api_service_put, METHOD_BODY, NULL, &api_service_resource},
+      {"DELETE", api_service_delete, 0, NULL, &api_service_resource}}},
+    {"/api/v1/jobs", {{"GET", api_resource_list, 0, job_list_params, &api_job_resource}}},
+    {"/api/v1/jobs/*", {{"GET", api_resource_get, 0, read_params, &api_job_resource}}},
+    {"/api/v1/imports", {{"POST", api_imports_post, METHOD_BODY, NULL, NULL}}},
+    {"/api/v1/jobs/*/cancel", {{"POST", api_job_cancel, 0, NULL, NULL}}},
 };
 
 /* What is registered with the HTTP server: each covers its own path and
@@ -729,6 +785,7 @@ static int serve(struct api_req *req, const struct route_method *m, const char *
     if (api_query_parse(req, query, m->params, &err) != 0) {
         return api_error_send(req, &err);
     }
+    req->resource = m->resource;
     if ((m->flags & METHOD_BODY) != 0) {
         rc = body_prepare(req);
         if (rc != 0) {
@@ -825,6 +882,13 @@ int api_create(struct http_server *srv, struct store *store, const struct api_ba
     if (api->cfg.session_ttl_ms == 0) {
         api->cfg.session_ttl_ms = API_SESSION_TTL_MS;
     }
+    if (api->backend.is_leader != NULL && api_jobs_start(api, &api->jobs) != 0) {
+        api_throttle_destroy(api->throttle);
+        pthread_mutex_destroy(&api->kdf_mu);
+        pthread_cond_destroy(&api->kdf_cv);
+        free(api);
+        return CAIRN_ENOMEM;
+    }
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(srv, route_prefixes[i], dispatch_cb, api);
     }
@@ -842,6 +906,7 @@ void api_destroy(struct api *api)
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(api->srv, route_prefixes[i], NULL, NULL);
     }
+    api_jobs_stop(api->jobs);
     api_throttle_destroy(api->throttle);
     pthread_mutex_destroy(&api->kdf_mu);
     pthread_cond_destroy(&api->kdf_cv);

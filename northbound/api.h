@@ -99,6 +99,9 @@ struct api_backend {
     /* True when the node is a member with a known leader and has applied up
      * to its commit index; otherwise why says what is missing. */
     bool (*ready)(void *data, char *why, size_t why_size);
+    /* True while this node is the raft leader (a cheap local look). The
+     * job runner acts only there; NULL: this node runs no jobs. */
+    bool (*is_leader)(void *data);
     /* Fills *out from the local store (the caller establishes the read
      * point first) and the node's own ownership view. */
     int (*ownership)(void *data, struct api_ownership *out, char *errmsg, size_t errmsg_size);

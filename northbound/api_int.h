@@ -26,6 +26,8 @@
 
 struct mg_connection;
 struct api_throttle;
+struct api_resource;
+struct api_jobs;
 
 /* User names: 1..64 of a-z 0-9 . _ - (the store's unique name of a user). */
 #define API_USERNAME_MAX 64
@@ -61,6 +63,7 @@ struct api {
     pthread_cond_t kdf_cv;                   /* signalled when a hash finishes */
     unsigned kdf_running;                    /* password hashes running now */
     char dummy_hash[API_PASSWORD_HASH_SIZE]; /* verified for unknown users; "" until needed */
+    struct api_jobs *jobs;                   /* the job runner, or NULL */
 };
 
 /* The authenticated caller of a request. */
@@ -92,8 +95,9 @@ struct api_req {
         const char *value;
     } params[API_MAX_PARAMS]; /* query parameters, pointing into query */
     size_t n_params;
-    bool authenticated;       /* who is valid */
-    struct api_principal who; /* the caller, once authenticated */
+    const struct api_resource *resource; /* the route's resource, for the generic handlers */
+    bool authenticated;                  /* who is valid */
+    struct api_principal who;            /* the caller, once authenticated */
 };
 
 /* A request that failed validation, before anything is sent. */
@@ -220,6 +224,11 @@ void api_request_id_fresh(char request_id[API_REQUEST_ID_SIZE]);
 void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
                       enum store_kind kind);
 
+/* The same for work no request asked for: caller names who it acts for
+ * (the user a job runs for), or NULL. */
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller);
+
 /* Checks a list's limit and cursor parameters (cursor: a uuid); returns 0
  * or the status answered. */
 #define API_LIST_LIMIT_DEFAULT 100
@@ -277,7 +286,10 @@ enum api_json {
     API_JSON_INTEGER,
     API_JSON_BOOLEAN,
     API_JSON_OBJECT,
-    API_JSON_ARRAY, /* of strings: max items, each checked by format */
+    API_JSON_ARRAY,  /* of strings (each checked by format) or, with object set, of
+                      * objects (each checked by that table); max items */
+    API_JSON_NUMBER, /* integer or fraction, from min to max */
+    API_JSON_ANY,    /* any JSON value; the resource checks it (template parameters) */
 };
 
 /* Checks a string's format; on failure writes what is expected into why. */
@@ -320,6 +332,11 @@ int api_validate(const struct api_schema *schema, const json_t *body, struct api
  * memory. */
 json_t *api_schema_project(const struct api_schema *schema, const json_t *src);
 
+/* Like api_schema_project, but with the read-only fields too (an answer's
+ * form of a stored body that holds server-set fields): every field but
+ * write-only ones. */
+json_t *api_schema_render(const struct api_schema *schema, const json_t *src);
+
 /* "a string", "an integer", ... as used in messages. */
 const char *api_json_type_name(const json_t *value);
 
@@ -332,10 +349,32 @@ bool api_format_uuid(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_username(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_role(const char *s, size_t len, char *why, size_t why_size);
 
+bool api_format_site_role(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_wan_type(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_device_family(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_device_state(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_template_type(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_service_state(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_drift_policy(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_ipv4(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_ipv4_prefix(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_host(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_serial(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_version(const char *s, size_t len, char *why, size_t why_size);
+
+/* Most devices one service may target. */
+#define API_SERVICE_TARGETS_MAX 10000
+
+extern const struct api_schema api_site_schema;
+extern const struct api_schema api_device_schema;
+extern const struct api_schema api_template_schema;
+extern const struct api_schema api_service_schema;
+extern const struct api_schema api_job_schema;
 extern const struct api_schema api_tenant_schema;
 extern const struct api_schema api_member_schema;
 extern const struct api_schema api_user_schema;
 extern const struct api_schema api_login_schema;
+extern const struct api_schema api_password_change_schema;
 
 /* Quotas of a tenant: the JSON field and the store kind it limits. */
 struct api_quota {
@@ -437,6 +476,9 @@ int api_users_create(struct api_req *req);
 int api_user_get(struct api_req *req);
 int api_user_replace(struct api_req *req);
 int api_user_delete(struct api_req *req);
+/* POST /api/v1/auth/password: the caller changes its own password (the
+ * current one verified, throttled like logins); its other sessions end. */
+int api_auth_password(struct api_req *req);
 
 /* api_cluster.c ---------------------------------------------------------- */
 
@@ -454,5 +496,133 @@ int api_cluster_authorize(struct api_req *req, enum rbac_action action, const ch
 /* api_ownership.c -------------------------------------------------------- */
 
 int api_ownership_get(struct api_req *req);
+
+/* api_resource.c --------------------------------------------------------- */
+
+/* What a create or replace will write, as the generic handlers and a
+ * resource's build hook assemble it. */
+struct api_build {
+    json_t *stored;                  /* the body to store (owned) */
+    char name[129];                  /* unique name within the kind, "" for none */
+    char tenant[CAIRN_UUID_SIZE];    /* scope, "" for none */
+    enum store_kind parent_kind;     /* 0 for none (a replace keeps the parent) */
+    char parent_id[CAIRN_UUID_SIZE]; /* the parent, at create */
+    struct store_ref refs[STORE_MAX_REFS];
+    char ref_ids[STORE_MAX_REFS][CAIRN_UUID_SIZE];
+    size_t n_refs;
+};
+
+/* Adds a reference that must exist when the command applies. */
+void api_build_ref(struct api_build *b, enum store_kind kind, const char *id);
+
+enum api_scope_from {
+    API_SCOPE_NONE,   /* the provider's (templates) */
+    API_SCOPE_FIELD,  /* "tenant_id" in the body; the parent is the tenant */
+    API_SCOPE_PARENT, /* parent_field names the parent, whose tenant it inherits */
+};
+
+/* One kind of stored object served by the generic handlers. */
+struct api_resource {
+    enum store_kind kind;
+    const char *noun; /* "site", in messages */
+    const char *path; /* "/api/v1/sites" */
+    const struct api_schema *schema;
+    enum api_scope_from scope_from;
+    const char *parent_field;    /* API_SCOPE_PARENT: "site_id"; also a list filter */
+    enum store_kind parent_kind; /* API_SCOPE_PARENT */
+    const char *parent_noun;     /* API_SCOPE_PARENT: "site" */
+    const char *const *filters;  /* top-level string fields a list filters on exactly */
+    bool cascade;                /* DELETE takes ?cascade=true (it has children) */
+    /* Completes b for a create (old NULL) or a replace of old: the unique
+     * name, refs, server-set fields; checks what the table cannot. Runs
+     * after the read point, so what it reads holds at apply (the write is
+     * pinned). Returns 0, or CAIRN_EINVAL with err filled. May be NULL. */
+    int (*build)(struct api *api, const struct store_object *old, struct api_build *b,
+                 struct api_error *err);
+    /* Adds server fields to the answer's form of o (the body, with id and
+     * revisions set); 0 or CAIRN_ENOMEM. May be NULL. */
+    int (*decorate)(const struct store_object *o, json_t *body);
+    /* False if the caller may not know o exists (beyond rbac_decide). */
+    bool (*visible)(struct api_req *req, const struct store_object *o);
+    /* 0 if o may be deleted now, else the status answered. May be NULL. */
+    int (*deletable)(struct api_req *req, const struct store_object *o);
+};
+
+extern const struct api_resource api_site_resource;
+extern const struct api_resource api_device_resource;
+extern const struct api_resource api_template_resource;
+extern const struct api_resource api_service_resource;
+extern const struct api_resource api_job_resource;
+
+/* The resource of kind, or NULL. */
+const struct api_resource *api_resource_of(enum store_kind kind);
+
+/* The answer's form of a stored object of r. NULL if its body is
+ * unreadable or memory ran out. */
+json_t *api_resource_json(const struct api_resource *r, const struct store_object *o);
+
+/* The answer's form of any stored object a client may see, by its kind;
+ * NULL for kinds never shown (sessions, members, settings). */
+json_t *api_object_json(const struct store_object *o);
+
+/* Reads the object of the path at a read point (linearizable for writes)
+ * and checks the caller's right to do action on it. Returns 0 with *o
+ * filled (release it), or the status answered (404 for missing or hidden,
+ * 403, 400 for a bad id). */
+int api_resource_load(struct api_req *req, const struct api_resource *r, enum rbac_action action,
+                      struct store_object *o);
+
+/* The steps of the generic handlers, for resources that answer otherwise
+ * (202 with a job): each returns 0 with a successful *res, or the status
+ * answered. */
+int api_resource_create(struct api_req *req, const struct api_resource *r,
+                        struct store_result *res);
+int api_resource_replace(struct api_req *req, const struct api_resource *r,
+                         struct store_result *res);
+int api_resource_remove(struct api_req *req, const struct api_resource *r,
+                        struct store_result *res);
+/* A read-check-write of the path's object: change edits b (whose stored
+ * body starts as a copy of changes, or of the stored body if changes is
+ * NULL) after the object was read and authorized for action; the write is
+ * pinned to the read and retried on a race. */
+int api_resource_update(struct api_req *req, const struct api_resource *r, enum rbac_action action,
+                        const json_t *changes,
+                        int (*change)(struct api_req *req, const struct store_object *old,
+                                      struct api_build *b, void *arg),
+                        void *arg, struct store_result *res);
+/* Answers a create: status (201, 202), Location, the object as stored. */
+int api_resource_created(struct api_req *req, const struct api_resource *r,
+                         const struct store_result *res, int status, const char *extra_headers);
+
+/* api_catalog.c: validates a service's parameters against a template's
+ * parameter schema, filling in defaults (0 or CAIRN_EINVAL with err). */
+int api_template_params_check(const json_t *schema, json_t *params, struct api_error *err);
+/* True if tmpl is published and offered to tenant (public, or named in the
+ * tenant's allowed_templates). */
+bool api_template_offered(struct api *api, const struct store_object *tmpl, const char *tenant);
+int api_template_publish(struct api_req *req);
+
+/* api_services.c: queues a job (state queued, one task per device id) with
+ * the given id; 0 with *res filled or the status answered. */
+int api_job_queue(struct api_req *req, const char *job_id, const char *type,
+                  enum store_kind target_kind, const char *target_id, const char *tenant,
+                  const json_t *device_ids, struct store_result *res);
+int api_services_post(struct api_req *req);
+int api_service_put(struct api_req *req);
+int api_service_delete(struct api_req *req);
+int api_job_cancel(struct api_req *req);
+/* POST /api/v1/imports: a bulk import of sites and devices, run as a job. */
+int api_imports_post(struct api_req *req);
+
+/* jobs.c: the job runner thread (see there). */
+int api_jobs_start(struct api *api, struct api_jobs **out);
+void api_jobs_stop(struct api_jobs *j);
+
+/* The handlers (req->resource says which resource). */
+int api_resource_list(struct api_req *req);
+int api_resource_post(struct api_req *req);
+int api_resource_get(struct api_req *req);
+int api_resource_put(struct api_req *req);
+int api_resource_delete(struct api_req *req);
 
 #endif /* CAIRN_API_INT_H */

@@ -51,6 +51,9 @@ enum store_kind {
     STORE_KIND_SYSTEM = 'y',   /* cluster-wide settings (id = setting name) */
 };
 
+/* "tenant", "site", ... for a kind; NULL for an unknown one. */
+const char *store_kind_name(uint64_t kind);
+
 /* Most references one command may require to exist (see refs). */
 #define STORE_MAX_REFS 16
 /* Most per-kind quotas one tenant may carry (see limits). */

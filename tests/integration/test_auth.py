@@ -102,6 +102,33 @@ class AuthTest(unittest.TestCase):
         # Other tokens are unaffected.
         self.assertEqual(self.c.get(1, "/api/v1/tenants").status, 200)
 
+    def test_password_change(self):
+        t = self.make_tenant()
+        user = self.make_user("tenant_operator", tenant_id=t["id"])
+        other = self.login_as(user)
+        token = self.login_as(user)
+        path = "/api/v1/auth/password"
+        new = "another-long-password"
+        r = self.c.request(1, "POST", path, token=token,
+                           body={"current_password": "wrong-password!", "new_password": new})
+        assert_problem(self, r, 422, field="current_password")
+        r = self.c.request(1, "POST", path, token=token,
+                           body={"current_password": PASSWORD, "new_password": "short"})
+        assert_problem(self, r, 422, field="new_password")
+        r = self.c.request(1, "POST", path, token=token,
+                           body={"current_password": PASSWORD, "new_password": new})
+        self.assertEqual(r.status, 204, r)
+        # The changing session lives on; the other one ended everywhere.
+        self.assertEqual(self.status(3, "GET", "/api/v1/auth/whoami", token), 200)
+        for k in (1, 2, 3):
+            wait_for(lambda: self.status(k, "GET", "/api/v1/auth/whoami", other) == 401, 10,
+                     "the other session to end on node %d" % k)
+        self.assertEqual(self.c.login(1, user["username"], PASSWORD).status, 401)
+        self.c.must_login(1, user["username"], new)
+        self.assertEqual(self.c.request(1, "POST", path, auth=False,
+                                        body={"current_password": new,
+                                              "new_password": PASSWORD}).status, 401)
+
     def test_login_answer(self):
         r = self.c.login(1, self.c.admin["username"], self.c.admin["password"])
         self.assertEqual(r.status, 200, r)

@@ -225,6 +225,13 @@ static int record_propose(struct node *n, const struct ring_state *next, uint64_
     return rv;
 }
 
+/* Milliseconds from then to now; 0 if then is later (a heartbeat recorded
+ * by an HTTP thread after this thread read the clock). */
+static uint64_t elapsed(uint64_t now, uint64_t then)
+{
+    return then < now ? now - then : 0;
+}
+
 /* Steps 5-7 of the file comment. */
 static void leader_decide(struct liveness *l, const struct consensus_status *v, uint64_t now)
 {
@@ -263,13 +270,13 @@ static void leader_decide(struct liveness *l, const struct consensus_status *v, 
         if (id == n->cfg.node_id) {
             is_down = false;
         } else if (!was_down) {
-            is_down = now - last > n->cfg.liveness_down_ms; /* step 5 */
+            is_down = elapsed(now, last) > n->cfg.liveness_down_ms; /* step 5 */
             if (is_down) {
                 snprintf(next.reason, sizeof next.reason, "node %llu silent for %llu ms",
-                         (unsigned long long)id, (unsigned long long)(now - last));
+                         (unsigned long long)id, (unsigned long long)elapsed(now, last));
             }
         } else {
-            is_down = !(h.at_ms != 0 && now - h.at_ms <= n->cfg.ownership_lease_ms &&
+            is_down = !(h.at_ms != 0 && elapsed(now, h.at_ms) <= n->cfg.ownership_lease_ms &&
                         h.applied + LIVENESS_CATCHUP_ENTRIES >= v->commit_index); /* step 6 */
             if (!is_down) {
                 snprintf(next.reason, sizeof next.reason,
@@ -408,14 +415,14 @@ static void tick(struct liveness *l)
         if (st.lease_lapses > l->lapses_logged) {
             /* When it ran out, on the wall clock, so that logs of several
              * nodes on one machine can be compared (the tests do). */
-            int64_t expired_at = cairn_wall_ms() - (int64_t)(now - st.lease_until_ms);
+            int64_t expired_at = cairn_wall_ms() - (int64_t)elapsed(now, st.lease_until_ms);
             l->lapses_logged = st.lease_lapses;
             CAIRN_WARN(
                 "msg=\"ownership lease expired: driving no devices until a leader "
                 "confirms this node\" epoch=%llu lapses=%llu expired_ms_ago=%llu "
                 "expired_at_ms=%lld",
                 (unsigned long long)st.epoch, (unsigned long long)st.lease_lapses,
-                (unsigned long long)(now - st.lease_until_ms), (long long)expired_at);
+                (unsigned long long)elapsed(now, st.lease_until_ms), (long long)expired_at);
         }
     }
     node_view(n, &v);

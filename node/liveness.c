@@ -269,6 +269,10 @@ static void leader_decide(struct liveness *l, const struct consensus_status *v, 
         bool is_down;
         if (id == n->cfg.node_id) {
             is_down = false;
+            if (was_down) {
+                snprintf(next.reason, sizeof next.reason, "node %llu leads",
+                         (unsigned long long)id);
+            }
         } else if (!was_down) {
             is_down = elapsed(now, last) > n->cfg.liveness_down_ms; /* step 5 */
             if (is_down) {

@@ -344,17 +344,26 @@ int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t 
         return rv;
     }
     pthread_mutex_lock(&l->mu);
-    size_t i;
-    for (i = 0; i < l->n_heard && l->heard[i].id != id; i++) {
+    /* Its slot, a free one, or (full: ids of removed nodes pile up) the
+     * one heard from longest ago. */
+    size_t slot = l->n_heard;
+    for (size_t i = 0; i < l->n_heard; i++) {
+        if (l->heard[i].id == id) {
+            slot = i;
+            break;
+        }
     }
-    if (i == l->n_heard && l->n_heard < CONFIG_MAX_MEMBERS) {
+    if (slot == CONFIG_MAX_MEMBERS) {
+        slot = 0;
+        for (size_t i = 1; i < l->n_heard; i++) {
+            slot = l->heard[i].at_ms < l->heard[slot].at_ms ? i : slot;
+        }
+    } else if (slot == l->n_heard) {
         l->n_heard++;
     }
-    if (i < l->n_heard) {
-        l->heard[i].id = id;
-        l->heard[i].at_ms = cairn_now_ms();
-        l->heard[i].applied = applied;
-    }
+    l->heard[slot].id = id;
+    l->heard[slot].at_ms = cairn_now_ms();
+    l->heard[slot].applied = applied;
     pthread_mutex_unlock(&l->mu);
     *epoch = current_epoch(n);
     return 0;

@@ -121,6 +121,10 @@ static const struct key keys[] = {
     /* Event streams hold an HTTP worker each; they get workers of their
      * own on top of http_threads. */
     {"event_streams_max", UINT(event_streams_max, 1, 4096, "64")},
+    /* Device ownership (liveness.c): checked together below. */
+    {"liveness_heartbeat_ms", UINT(liveness_heartbeat_ms, 20, 60000, "250")},
+    {"ownership_lease_ms", UINT(ownership_lease_ms, 100, 600000, "2000")},
+    {"liveness_down_ms", UINT(liveness_down_ms, 200, 3600000, "3000")},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -371,6 +375,22 @@ int config_parse(const char *name, const char *text, struct config *cfg, char *e
         cairn_errmsg_set(errmsg, errmsg_size,
                          "%s: heartbeat_timeout_ms: must be at most half of election_timeout_ms",
                          name);
+        return CAIRN_EINVAL;
+    }
+    if (cfg->liveness_heartbeat_ms * 3 > cfg->ownership_lease_ms) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "%s: liveness_heartbeat_ms: must be at most a third of "
+                         "ownership_lease_ms (%u), so that a lease is renewed before it runs out",
+                         name, cfg->ownership_lease_ms);
+        return CAIRN_EINVAL;
+    }
+    if (cfg->liveness_down_ms < cfg->ownership_lease_ms + CONFIG_OWNERSHIP_MARGIN_MS) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "%s: liveness_down_ms: must be at least ownership_lease_ms + %u ms "
+                         "(%u), so that a silent node stops driving its devices before others "
+                         "take them over",
+                         name, CONFIG_OWNERSHIP_MARGIN_MS,
+                         cfg->ownership_lease_ms + CONFIG_OWNERSHIP_MARGIN_MS);
         return CAIRN_EINVAL;
     }
     if (strcmp(cfg->raft_address, cfg->api_address) == 0) {

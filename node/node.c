@@ -13,6 +13,9 @@
  *   5. register the API and internal RPC routes, and open HTTP;
  *   6. start the admin bootstrap thread if a password file is configured
  *      (bootstrap.c).
+ * Between 4 and 5 the liveness thread starts (liveness.c: leases,
+ * committed liveness, this node's ownership view); it stops before the
+ * loop does and is freed once HTTP has stopped.
  * Shutdown (node_destroy): mark shutting down (waiters give up), queue
  * OP_STOP (the loop closes raft, failing what is in flight, then its
  * handles, and the thread ends), join, join the bootstrap thread, remove
@@ -672,7 +675,12 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     if (rv != 0) {
         goto err_after_http;
     }
+    rv = node_liveness_start(n, errmsg, size);
+    if (rv != 0) {
+        goto err_after_loop;
+    }
     node_backend_init(n, &backend);
+    backend.ownership = node_liveness_ownership;
     n->backend_ready = backend.ready;
     backend.ready = node_ready;
     memset(&acfg, 0, sizeof acfg);
@@ -683,7 +691,7 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     rv = api_create(n->http, n->store, &backend, &acfg, &n->api);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, size, "register API routes: %s", cairn_strerror(rv));
-        goto err_after_loop;
+        goto err_after_liveness;
     }
     node_rpc_register(n);
     http_server_open(n->http);
@@ -697,10 +705,13 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
 err_after_api:
     http_server_route(n->http, "/internal/v1/", NULL, NULL);
     api_destroy(n->api);
+err_after_liveness:
+    node_liveness_stop(n);
 err_after_loop:
     loop_stop(n);
 err_after_http:
     http_server_destroy(n->http);
+    node_liveness_destroy(n);
 err_after_peers:
     peer_pool_destroy(n->peers);
 err_after_store:
@@ -725,11 +736,13 @@ void node_destroy(struct node *n)
     /* Raft first: closing it fails every operation in flight, which wakes
      * the HTTP handlers waiting on them, so stopping HTTP does not wait for
      * their deadlines. */
+    node_liveness_stop(n);
     loop_stop(n);
     node_bootstrap_stop(n);
     api_destroy(n->api);
     http_server_route(n->http, API_PREFIX, not_serving_cb, n);
     http_server_destroy(n->http);
+    node_liveness_destroy(n);
     peer_pool_destroy(n->peers);
     store_destroy(n->store);
     close(n->lock_fd);

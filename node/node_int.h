@@ -17,6 +17,7 @@
 #include "consensus.h"
 #include "http.h"
 #include "node.h"
+#include "owner.h"
 #include "peer.h"
 #include "store.h"
 
@@ -90,6 +91,10 @@ struct node {
     atomic_bool bootstrap_done; /* the admin user is confirmed (or needs no bootstrap) */
     /* backend.c's readiness check, which node.c's adds the bootstrap to. */
     bool (*backend_ready)(void *data, char *why, size_t why_size);
+
+    /* Device ownership (liveness.c): the thread and this node's view. */
+    struct liveness *liveness;
+    struct owner *owner;
 };
 
 /* node.c */
@@ -125,6 +130,20 @@ int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address
                            size_t size);
 int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
                               size_t size);
+
+/* liveness.c: start creates n->owner and the liveness thread; stop joins
+ * the thread (before the loop stops); destroy frees both (after HTTP
+ * stopped, since the heartbeat route uses them). */
+int node_liveness_start(struct node *n, char *errmsg, size_t size);
+void node_liveness_stop(struct node *n);
+void node_liveness_destroy(struct node *n);
+/* The leader's half of a heartbeat from node id (rpc.c): confirms the
+ * leadership with a read index, then records it; *epoch is the ownership
+ * epoch the sender must have applied to renew its lease. */
+int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t deadline_ms,
+                        uint64_t *epoch, char *errmsg, size_t size);
+/* The API backend's ownership (api.h). */
+int node_liveness_ownership(void *data, struct api_ownership *out, char *errmsg, size_t size);
 
 /* rpc.c */
 void node_rpc_register(struct node *n);

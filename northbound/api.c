@@ -9,7 +9,7 @@
  * every route under /api/v1 but the login authenticates its caller (401),
  * so that nothing about the API, not even which routes exist, is told to a
  * client without a valid token. Only then does a resource handler
- * (api_tenants.c, api_users.c, api_auth.c, api_cluster.c) see the request,
+ * (api_tenants.c, api_users.c, api_auth.c, api_cluster.c, api_ownership.c) see the request,
  * so each handler authorizes, validates fields and talks to the store and
  * the backend, nothing else.
  *
@@ -646,6 +646,9 @@ static const struct api_route routes[] = {
        &api_member_schema}}},
     {"/api/v1/cluster/members/*",
      {{"DELETE", api_member_remove, 0, NULL, NULL, "Remove a node from the cluster"}}},
+    {"/api/v1/cluster/ownership",
+     {{"GET", api_ownership_get, 0, read_params, NULL,
+       "Device ownership: epoch, live nodes, devices per node, movements"}}},
     {"/api/v1/tenants",
      {{"GET", api_tenants_list, API_METHOD_LIST, list_params, NULL, "List tenants", NULL,
        &api_tenant_schema},

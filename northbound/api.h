@@ -52,6 +52,38 @@ struct api_raft_status {
     bool leader;             /* this node leads */
 };
 
+/* Device ownership as the answering node computes it from the committed
+ * ownership record (GET /api/v1/cluster/ownership). */
+#define API_OWNERSHIP_MAX_NODES   32
+#define API_OWNERSHIP_MOVED_SHOWN 20
+struct api_ownership_node {
+    uint64_t id;
+    bool live;        /* not committed down */
+    uint64_t devices; /* devices it owns in this epoch */
+};
+struct api_ownership {
+    uint64_t epoch;     /* store revision of the record; 0: none yet */
+    int64_t changed_ms; /* wall clock of the last change */
+    char reason[128];   /* why the leader made it */
+    struct api_ownership_node nodes[API_OWNERSHIP_MAX_NODES];
+    size_t n_nodes;
+    uint64_t devices;                               /* device objects counted */
+    uint64_t moved;                                 /* changed owner at the last epoch */
+    char moved_ids[API_OWNERSHIP_MOVED_SHOWN][129]; /* the first of them, in id order */
+    size_t n_moved_ids;
+    /* The answering node's own view. */
+    uint64_t node_id;
+    uint64_t applied_epoch; /* the epoch its owner view installed */
+    bool leased;            /* it may drive devices now */
+    uint64_t lease_remaining_ms;
+    uint64_t epoch_changes; /* epochs installed since it started */
+    uint64_t handoffs_in;   /* devices it took over since it started */
+    uint64_t handoffs_out;  /* devices it handed over since it started */
+    uint64_t lease_lapses;  /* times its lease was found expired */
+    uint64_t settling_ms;   /* time left before it may drive devices taken
+                             * from nodes not committed down (0: none) */
+};
+
 /* What the node provides to the API. deadline_ms is on cairn_now_ms()'s
  * clock. Each returns 0 or a CAIRN_E* code, with errmsg for the user. */
 struct api_backend {
@@ -88,6 +120,9 @@ struct api_backend {
     /* True while this node is the raft leader (a cheap local look). The
      * job runner acts only there; NULL: this node runs no jobs. */
     bool (*is_leader)(void *data);
+    /* Fills *out from the local store (the caller establishes the read
+     * point first) and the node's own ownership view. */
+    int (*ownership)(void *data, struct api_ownership *out, char *errmsg, size_t errmsg_size);
 };
 
 struct api_config {

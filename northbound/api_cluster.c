@@ -23,9 +23,8 @@ static int not_implemented(struct api_req *req, const char *what)
                        what);
 }
 
-/* Checks the caller's right to do action on the cluster; returns 0 or the
- * status answered. id names the member of a membership change, or NULL. */
-static int authorize(struct api_req *req, enum rbac_action action, const char *id)
+/* Checks the caller's right to do action on the cluster (api_int.h). */
+int api_cluster_authorize(struct api_req *req, enum rbac_action action, const char *id)
 {
     struct rbac_principal p = api_rbac_principal(req);
     switch (rbac_decide(&p, action, STORE_KIND_MEMBER, NULL)) {
@@ -94,7 +93,7 @@ int api_cluster_get(struct api_req *req)
     json_t *obj;
     int rv;
 
-    rv = authorize(req, RBAC_READ, NULL);
+    rv = api_cluster_authorize(req, RBAC_READ, NULL);
     if (rv != 0) {
         return rv;
     }
@@ -137,7 +136,7 @@ int api_members_add(struct api_req *req)
     uint64_t id;
     int rv;
 
-    rv = authorize(req, RBAC_CREATE, NULL);
+    rv = api_cluster_authorize(req, RBAC_CREATE, NULL);
     if (rv != 0) {
         return rv;
     }
@@ -171,7 +170,7 @@ int api_member_remove(struct api_req *req)
     uint64_t id;
     int rv;
 
-    rv = authorize(req, RBAC_DELETE, req->path_id);
+    rv = api_cluster_authorize(req, RBAC_DELETE, req->path_id);
     if (rv != 0) {
         return rv;
     }

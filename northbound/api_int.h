@@ -598,6 +598,15 @@ int api_readyz(struct api_req *req);
 int api_cluster_get(struct api_req *req);
 int api_members_add(struct api_req *req);
 int api_member_remove(struct api_req *req);
+/* Checks the caller's right to do action on the cluster (SP roles read it,
+ * SP admins change it, tenant users get the 404 of a route that does not
+ * exist); returns 0 or the status answered. id names the member of a
+ * membership change, or NULL. */
+int api_cluster_authorize(struct api_req *req, enum rbac_action action, const char *id);
+
+/* api_ownership.c -------------------------------------------------------- */
+
+int api_ownership_get(struct api_req *req);
 
 /* api_resource.c --------------------------------------------------------- */
 

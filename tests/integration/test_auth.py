@@ -163,7 +163,7 @@ class AuthTest(harness.ClusterTestCase):
             ("GET", "/api/v1/users/" + MISSING), ("PUT", "/api/v1/users/" + MISSING),
             ("DELETE", "/api/v1/users/" + MISSING),
             ("GET", "/api/v1/cluster"), ("POST", "/api/v1/cluster/members"),
-            ("DELETE", "/api/v1/cluster/members/3"),
+            ("DELETE", "/api/v1/cluster/members/3"), ("GET", "/api/v1/cluster/ownership"),
             ("POST", "/api/v1/auth/logout"), ("GET", "/api/v1/auth/whoami"),
             ("GET", "/api/v1/no-such-route"), ("GET", "/api/v1"),
         ]
@@ -245,6 +245,7 @@ class AuthTest(harness.ClusterTestCase):
              lambda: "/api/v1/users/" + self.make_user("tenant_operator", b)["id"], None,
              (204, 403, 404, 404)),
             ("read cluster", "GET", "/api/v1/cluster", None, (200, 200, 404, 404)),
+            ("read ownership", "GET", "/api/v1/cluster/ownership", None, (200, 200, 404, 404)),
             ("add member", "POST", "/api/v1/cluster/members",
              lambda: {"id": 99, "raft_address": "nowhere", "api_address": "127.0.0.1:1"},
              (422, 403, 404, 404)),

@@ -185,6 +185,7 @@ int store_open(const char *dir, struct store **out, char *errmsg, size_t errmsg_
     s->audit_kept = STORE_AUDIT_KEPT;
     s->cascade_max = STORE_CASCADE_MAX;
     s->audit_scan_max = STORE_AUDIT_SCAN_MAX;
+    s->version_max = STORE_COMMAND_VERSION;
     atomic_init(&s->applied, s->db.applied);
     atomic_init(&s->revision, s->db.revision);
     *out = s;
@@ -215,6 +216,20 @@ void store_destroy(struct store *s)
 uint64_t store_applied_index(struct store *s)
 {
     return atomic_load(&s->applied);
+}
+
+int store_command_version_limit(struct store *s, unsigned max)
+{
+    if (max < 1 || max > STORE_COMMAND_VERSION) {
+        return CAIRN_EINVAL;
+    }
+    s->version_max = max;
+    return 0;
+}
+
+unsigned store_command_version_max(struct store *s)
+{
+    return s->version_max;
 }
 
 uint64_t store_revision(struct store *s)

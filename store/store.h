@@ -83,6 +83,11 @@ enum store_op {
  * expiry and the audit fields, and STORE_OP_AUDIT. Both are decoded. */
 #define STORE_COMMAND_VERSION 2
 
+/* The command versions that every Cairn build reads, including the builds
+ * that did not yet record their versions in their member record: a voter
+ * whose record names no version is assumed to read 1..this. */
+#define STORE_COMMAND_VERSION_BASELINE 2
+
 /* A command, as the proposer builds it. Strings are borrowed. */
 struct store_command {
     unsigned version;       /* STORE_COMMAND_VERSION */
@@ -122,6 +127,14 @@ int store_command_encode(const struct store_command *cmd, void **out, size_t *ou
 int store_command_decode(const void *buf, size_t len, struct store_command *cmd, char *errmsg,
                          size_t errmsg_size);
 
+/* The version field of an encoded command, without decoding the rest:
+ * CAIRN_EMALFORMED if there is none to read. Any thread. */
+int store_command_version(const void *buf, size_t len, uint64_t *version);
+
+/* The lowest command version able to carry cmd: 2 if it uses a version 2
+ * field or STORE_OP_AUDIT, else 1. */
+unsigned store_command_version_needed(const struct store_command *cmd);
+
 /* The outcome of applying one command; what the proposer reports. */
 struct store_result {
     int status;          /* 0 or a CAIRN_E* code (ENOTFOUND, EEXIST, ...) */
@@ -148,11 +161,23 @@ void store_destroy(struct store *s);
  * Otherwise the change, the new applied index and the new revision go into
  * one WriteBatch. A command that cannot be decoded or fails its checks
  * changes nothing but the applied index, and *result says why.
+ * A command of a version newer than store_command_version_max is not
+ * applied at all: CAIRN_EUNSUPPORTED, nothing written, errmsg "command
+ * version N is newer than this build (1..M): upgrade this node"; the node
+ * must stop applying (another node may read it, so skipping it would make
+ * the replicas diverge).
  * *result points into the store and stays valid until the next apply.
  * Returns non-zero only for a storage failure (errmsg says which), after
  * which the node must stop. */
 int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
                 const struct store_result **result, char *errmsg, size_t errmsg_size);
+
+/* The newest command version this store applies: STORE_COMMAND_VERSION
+ * unless lowered (1..STORE_COMMAND_VERSION, else CAIRN_EINVAL) to make a
+ * node behave like an older build (debug_command_version_max, tests).
+ * Set it before the first apply. */
+int store_command_version_limit(struct store *s, unsigned max);
+unsigned store_command_version_max(struct store *s);
 
 /* Highest applied raft index and the global revision; any thread. */
 uint64_t store_applied_index(struct store *s);

@@ -99,6 +99,7 @@ struct store {
     uint64_t audit_kept;   /* audit records kept */
     size_t cascade_max;    /* objects one delete may remove */
     size_t audit_scan_max; /* records one audit query examines */
+    unsigned version_max;  /* newest command version applied (store_command_version_max) */
 };
 
 /* db.c: the database on disk. */

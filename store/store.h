@@ -318,4 +318,38 @@ int store_snapshot_restore(struct store *s, const void *buf, size_t len, char *e
 /* The applied index recorded in a snapshot buffer, without restoring it. */
 int store_snapshot_index(const void *buf, size_t len, uint64_t *index);
 
+/* Backups: a snapshot in the same packed form, streamed from a checkpoint
+ * of its own, so that several may run beside raft's snapshots and none
+ * holds the database in memory. */
+struct store_backup;
+
+/* Takes a checkpoint (dir/backup-N) at the current applied index. Loop
+ * thread (like apply, so that the index and revision are the checkpoint's
+ * own); a checkpoint costs a memtable flush and hard links. */
+int store_backup_begin(struct store *s, struct store_backup **out, char *errmsg,
+                       size_t errmsg_size);
+
+/* Size of the packed form, and the applied index and revision it holds. */
+uint64_t store_backup_size(const struct store_backup *b);
+uint64_t store_backup_index(const struct store_backup *b);
+uint64_t store_backup_revision(const struct store_backup *b);
+
+/* Produces the next up to cap bytes of the packed form (*n < cap only at
+ * the end). One thread at a time, any thread. */
+int store_backup_read(struct store_backup *b, void *buf, size_t cap, size_t *n, char *errmsg,
+                      size_t errmsg_size);
+
+/* Removes the checkpoint and frees; NULL is a no-op. Any thread. */
+void store_backup_end(struct store_backup *b);
+
+/* Creates the store directory dir (which must not exist: CAIRN_EEXIST)
+ * from the backup in file, for a new cluster: the applied index goes back
+ * to 0 (the new raft log starts at 1) and the old cluster's member records
+ * are dropped; objects and revisions stay. The file is checked whole first:
+ * CAIRN_ECORRUPT for a truncated or damaged one, CAIRN_EUNSUPPORTED for a
+ * newer format. On failure nothing is left. *index and *revision are the
+ * backup's. Before the store is opened. */
+int store_seed(const char *dir, const char *file, uint64_t *index, uint64_t *revision, char *errmsg,
+               size_t errmsg_size);
+
 #endif /* CAIRN_STORE_H */

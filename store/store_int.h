@@ -95,12 +95,16 @@ struct store {
     struct store_result result; /* outcome of the last apply */
     unsigned fail_writes;       /* tests: fail this many next batch writes */
     /* Bounds, set by store_open to the STORE_* defaults; tests lower them. */
-    uint64_t changes_kept; /* revisions kept in the change log */
-    uint64_t audit_kept;   /* audit records kept */
-    size_t cascade_max;    /* objects one delete may remove */
-    size_t audit_scan_max; /* records one audit query examines */
-    unsigned version_max;  /* newest command version applied (store_command_version_max) */
+    uint64_t changes_kept;    /* revisions kept in the change log */
+    uint64_t audit_kept;      /* audit records kept */
+    size_t cascade_max;       /* objects one delete may remove */
+    size_t audit_scan_max;    /* records one audit query examines */
+    unsigned version_max;     /* newest command version applied (store_command_version_max) */
+    _Atomic uint64_t backups; /* backups begun: names each one's checkpoint */
 };
+
+/* Backups' checkpoints are dir/backup-N; store_open removes leftovers. */
+#define STORE_BACKUP_PREFIX "backup-"
 
 /* db.c: the database on disk. */
 

@@ -288,6 +288,30 @@ static int backend_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, 
     return leader_call(data, &c, deadline_ms);
 }
 
+/* --- backup -------------------------------------------------------------- */
+
+static int backend_backup(void *data, uint64_t deadline_ms, struct store_backup **out, char *errmsg,
+                          size_t size)
+{
+    struct node *n = data;
+    struct op *op;
+    int rv = backend_read_barrier(data, deadline_ms, errmsg, size);
+    if (rv != 0) {
+        return rv;
+    }
+    op = node_op_new(n, OP_BACKUP);
+    if (op == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    rv = submit_wait(n, op, deadline_ms, errmsg, size);
+    if (rv == 0) {
+        *out = op->backup;
+        op->backup = NULL;
+    }
+    node_op_unref(op);
+    return rv;
+}
+
 /* --- membership ---------------------------------------------------------- */
 
 static int member_record(struct node *n, enum store_op op, uint64_t id, const char *raft_address,
@@ -604,5 +628,6 @@ void node_backend_init(struct node *n, struct api_backend *b)
     b->cluster_status = backend_cluster_status;
     b->member_add = backend_member_add;
     b->member_remove = backend_member_remove;
+    b->backup = backend_backup;
     b->ready = backend_ready;
 }

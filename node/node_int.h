@@ -21,7 +21,15 @@
 #include "store.h"
 
 /* Work submitted to the loop thread. */
-enum op_type { OP_APPLY = 1, OP_BARRIER, OP_MEMBER_ADD, OP_MEMBER_REMOVE, OP_TRANSFER, OP_STOP };
+enum op_type {
+    OP_APPLY = 1,
+    OP_BARRIER,
+    OP_MEMBER_ADD,
+    OP_MEMBER_REMOVE,
+    OP_TRANSFER,
+    OP_BACKUP,
+    OP_STOP
+};
 
 /* One submitted operation. Two references: the waiting thread's and the
  * loop's; whoever drops the last frees it, so a waiter that gives up at its
@@ -37,10 +45,11 @@ struct op {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
-    int status;                 /* outcome, CAIRN_E* */
-    uint64_t index;             /* OP_APPLY, OP_BARRIER: raft index */
-    struct store_result result; /* OP_APPLY */
-    char message[256];          /* failure detail */
+    int status;                  /* outcome, CAIRN_E* */
+    uint64_t index;              /* OP_APPLY, OP_BARRIER: raft index */
+    struct store_result result;  /* OP_APPLY */
+    struct store_backup *backup; /* OP_BACKUP: the waiter takes it (else freed with the op) */
+    char message[256];           /* failure detail */
     atomic_int refs;
     struct op *next;
 };

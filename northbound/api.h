@@ -64,6 +64,11 @@ struct api_backend {
     /* Removes a node from the configuration. */
     int (*member_remove)(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
                          size_t errmsg_size);
+    /* Opens a backup of the replicated state that reflects every write
+     * acknowledged before the call (a read index first); the caller streams
+     * it with store_backup_read and frees it with store_backup_end. */
+    int (*backup)(void *data, uint64_t deadline_ms, struct store_backup **out, char *errmsg,
+                  size_t errmsg_size);
     /* True when the node is a member with a known leader and has applied up
      * to its commit index; otherwise why says what is missing. */
     bool (*ready)(void *data, char *why, size_t why_size);

@@ -5,8 +5,10 @@
  * the store: they are the backend's (node/) business, and this file only
  * turns requests into backend calls and their results into JSON.
  *
- * Access: SP roles read the cluster, SP admins change its membership;
- * tenant users are answered as if these routes did not exist (404).
+ * Access: SP roles read the cluster, SP admins change its membership and
+ * take backups (GET /api/v1/cluster/backup streams one: a consistent copy
+ * of the replicated state, see docs/backup.md); tenant users are answered
+ * as if these routes did not exist (404).
  */
 #include "api_int.h"
 
@@ -14,7 +16,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <civetweb.h>
+
 #define MEMBERS_PATH "/api/v1/cluster/members"
+
+/* Bytes of a backup read and sent at a time. */
+#define API_BACKUP_CHUNK (256 * 1024)
 
 /* Answers a route whose backend operation this node does not provide. */
 static int not_implemented(struct api_req *req, const char *what)
@@ -23,24 +30,26 @@ static int not_implemented(struct api_req *req, const char *what)
                        what);
 }
 
-/* Checks the caller's right to do action on the cluster; returns 0 or the
- * status answered. id names the member of a membership change, or NULL. */
-static int authorize(struct api_req *req, enum rbac_action action, const char *id)
+/* Checks the caller's right to do action on kind (members: the cluster's
+ * membership; system: backups); returns 0 or the status answered. id names
+ * the member of a membership change, or NULL; what says what a forbidden
+ * write would have done ("change the cluster's membership"). */
+static int authorize(struct api_req *req, enum rbac_action action, enum store_kind kind,
+                     const char *id, const char *what)
 {
     struct rbac_principal p = api_rbac_principal(req);
-    switch (rbac_decide(&p, action, STORE_KIND_MEMBER, NULL)) {
+    switch (rbac_decide(&p, action, kind, NULL)) {
         case RBAC_ALLOW:
             return 0;
         case RBAC_FORBIDDEN:
             if (action == RBAC_READ) {
                 break;
             }
-            return api_forbidden(req, STORE_KIND_MEMBER, id, NULL,
-                                 "role %s may not change the cluster's membership",
-                                 rbac_role_name(p.role));
+            return api_forbidden(req, kind, id, NULL, "role %s may not %s", rbac_role_name(p.role),
+                                 what);
         case RBAC_HIDDEN:
             if (action != RBAC_READ) {
-                api_audit_refusal(req, STORE_KIND_MEMBER, id, NULL, CAIRN_ENOTFOUND,
+                api_audit_refusal(req, kind, id, NULL, CAIRN_ENOTFOUND,
                                   "hidden: %s %s: not visible to role %s", req->method, req->path,
                                   rbac_role_name(p.role));
             }
@@ -50,6 +59,8 @@ static int authorize(struct api_req *req, enum rbac_action action, const char *i
     return api_problem(req, 403, "forbidden", NULL, NULL, "role %s may not read the cluster",
                        rbac_role_name(p.role));
 }
+
+#define MEMBERSHIP "change the cluster's membership"
 
 int api_healthz(struct api_req *req)
 {
@@ -94,7 +105,7 @@ int api_cluster_get(struct api_req *req)
     json_t *obj;
     int rv;
 
-    rv = authorize(req, RBAC_READ, NULL);
+    rv = authorize(req, RBAC_READ, STORE_KIND_MEMBER, NULL, "read the cluster");
     if (rv != 0) {
         return rv;
     }
@@ -137,7 +148,7 @@ int api_members_add(struct api_req *req)
     uint64_t id;
     int rv;
 
-    rv = authorize(req, RBAC_CREATE, NULL);
+    rv = authorize(req, RBAC_CREATE, STORE_KIND_MEMBER, NULL, MEMBERSHIP);
     if (rv != 0) {
         return rv;
     }
@@ -171,7 +182,7 @@ int api_member_remove(struct api_req *req)
     uint64_t id;
     int rv;
 
-    rv = authorize(req, RBAC_DELETE, req->path_id);
+    rv = authorize(req, RBAC_DELETE, STORE_KIND_MEMBER, req->path_id, MEMBERSHIP);
     if (rv != 0) {
         return rv;
     }
@@ -190,4 +201,83 @@ int api_member_remove(struct api_req *req)
     }
     http_reply(req->conn, 204, NULL, NULL, NULL, 0);
     return 204;
+}
+
+/* Streams the backup b as the answer; the length is known before the first
+ * byte, the checksum is the body's last four bytes (CRC-32C of the rest).
+ * A failure after the headers can only cut the body short, which the
+ * client sees against Content-Length and the checksum. */
+static int backup_stream(struct api_req *req, struct store_backup *b)
+{
+    char num[32];
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    char *chunk;
+    size_t n = 0;
+    uint64_t sent = 0;
+    int rv = 0;
+
+    chunk = malloc(API_BACKUP_CHUNK);
+    if (chunk == NULL) {
+        return api_problem(req, 503, "unavailable", NULL, "Retry-After: 1\r\n",
+                           "backup: out of memory");
+    }
+    mg_response_header_start(req->conn, 200);
+    mg_response_header_add(req->conn, "Content-Type", "application/octet-stream", -1);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)store_backup_size(b));
+    mg_response_header_add(req->conn, "Content-Length", num, -1);
+    mg_response_header_add(req->conn, "Cache-Control", "no-store", -1);
+    mg_response_header_add(req->conn, "Content-Disposition",
+                           "attachment; filename=\"cairn.backup\"", -1);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)store_backup_revision(b));
+    mg_response_header_add(req->conn, "X-Cairn-Revision", num, -1);
+    snprintf(num, sizeof num, "%llu", (unsigned long long)store_backup_index(b));
+    mg_response_header_add(req->conn, "X-Cairn-Applied-Index", num, -1);
+    mg_response_header_add(req->conn, "X-Cairn-Checksum", "crc32c-trailer", -1);
+    mg_response_header_send(req->conn);
+    /* Bounded by the size: every round sends at least one byte or stops. */
+    while (sent < store_backup_size(b)) {
+        rv = store_backup_read(b, chunk, API_BACKUP_CHUNK, &n, errmsg, sizeof errmsg);
+        if (rv != 0 || n == 0) {
+            CAIRN_ERROR("msg=\"backup cut short\" sent=%llu error=\"%s\"", (unsigned long long)sent,
+                        rv != 0 ? errmsg : "no more bytes");
+            break;
+        }
+        if (mg_write(req->conn, chunk, n) != (int)n) {
+            CAIRN_WARN("msg=\"backup: client went away\" sent=%llu", (unsigned long long)sent);
+            break;
+        }
+        sent += n;
+    }
+    free(chunk);
+    if (sent == store_backup_size(b)) {
+        CAIRN_INFO("msg=\"backup sent\" index=%llu revision=%llu bytes=%llu caller=%s",
+                   (unsigned long long)store_backup_index(b),
+                   (unsigned long long)store_backup_revision(b), (unsigned long long)sent,
+                   req->who.username);
+    }
+    return 200;
+}
+
+int api_cluster_backup(struct api_req *req)
+{
+    const struct api_backend *b = &req->api->backend;
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    struct store_backup *backup = NULL;
+    int rv;
+
+    rv = authorize(req, RBAC_CREATE, STORE_KIND_SYSTEM, "backup", "take backups of the cluster");
+    if (rv != 0) {
+        return rv;
+    }
+    if (b->backup == NULL) {
+        return not_implemented(req, "backups");
+    }
+    rv = b->backup(b->data, req->deadline_ms, &backup, errmsg, sizeof errmsg);
+    if (rv != 0) {
+        cairn_errmsg_wrap(errmsg, sizeof errmsg, "backup");
+        return api_fail(req, rv, errmsg, NULL);
+    }
+    rv = backup_stream(req, backup);
+    store_backup_end(backup);
+    return rv;
 }

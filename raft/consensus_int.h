@@ -62,6 +62,7 @@ struct consensus {
     bool transport_ready; /* raft_uv_tcp_init done */
     bool raft_ready;      /* raft_init done */
     bool closing;
+    bool compact_first; /* cfg.compact_first, until the first snapshot */
     /* Proposals waiting for their callback. */
     struct proposal *pending;
     /* Read barriers: callers queued for the next barrier, and the callers

@@ -14,6 +14,11 @@
  * applied index may be lower: barrier and configuration entries do not
  * reach it.
  *
+ * A store seeded from a backup (consensus_config.compact_first) is
+ * snapshotted after the first entry, with no trailing log, so that a node
+ * that joins later is sent that snapshot instead of a log from index 1
+ * that lacks the seeded state.
+ *
  * restore: called at start-up with the latest local snapshot and when a
  * leader installs one. The store keeps its own state when it is already at
  * or past the snapshot. On success the FSM owns and frees buf->base.
@@ -34,6 +39,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     size_t len = 0;
 
     *result = NULL;
+    if (c->compact_first && c->r->legacy.snapshot_index > 0) {
+        /* The seeded state is in a persisted snapshot and the log before it
+         * is gone (libraft truncates when it records the snapshot, with the
+         * trailing count of that moment): back to the configured rhythm. */
+        c->compact_first = false;
+        raft_set_snapshot_threshold(c->r, c->cfg.snapshot_threshold);
+        raft_set_snapshot_trailing(c->r, c->cfg.snapshot_trailing);
+    }
     /* An unframed entry reaches the store as an empty command, which it
      * rejects as malformed without touching state (but the index moves). */
     if (consensus_entry_decode(buf, &payload, &len) != 0) {

@@ -38,6 +38,7 @@ struct call {
     const char *api_address;
     uint64_t index;
     struct store_result *res;
+    bool force; /* member removal: skip the quorum check */
 };
 
 /* How long one forwarded attempt may take before the loop re-checks who
@@ -400,10 +401,73 @@ int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address
     return rv;
 }
 
-int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
-                              size_t size)
+static void peer_status(struct node *n, struct api_member_status *m, uint64_t deadline_ms);
+
+/* Refuses (CAIRN_ECONFLICT) to remove the last voter, and, unless force,
+ * a voter without which fewer voters than a quorum of the new
+ * configuration answer now: the cluster would stop taking writes. This
+ * node (the leader) counts as answering; the others are asked for their
+ * status, for at most a second in all. Non-voters never count toward a
+ * quorum: removing one is always safe. */
+static int removal_check(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
+                         char *errmsg, size_t size)
+{
+    struct consensus_status v;
+    unsigned voters = 0, reachable = 0, quorum;
+    bool voter = false;
+    uint64_t peer_deadline = cairn_now_ms() + 1000;
+
+    if (peer_deadline > deadline_ms) {
+        peer_deadline = deadline_ms;
+    }
+    node_view(n, &v);
+    for (size_t i = 0; i < v.n_members; i++) {
+        struct api_member_status m = {.id = v.members[i].id};
+        if (v.members[i].role != CONSENSUS_VOTER) {
+            continue;
+        }
+        if (m.id == id) {
+            voter = true;
+            continue;
+        }
+        voters++;
+        if (m.id == n->cfg.node_id || force) {
+            reachable++;
+        } else if (node_api_address(n, m.id, m.api_address, sizeof m.api_address) == 0) {
+            peer_status(n, &m, peer_deadline);
+            reachable += m.reachable;
+        }
+    }
+    if (!voter) {
+        return 0;
+    }
+    if (voters == 0) {
+        cairn_errmsg_set(errmsg, size,
+                         "node %llu is the last voter: a cluster without voters cannot decide "
+                         "anything",
+                         (unsigned long long)id);
+        return CAIRN_ECONFLICT;
+    }
+    quorum = voters / 2 + 1;
+    if (reachable < quorum) {
+        cairn_errmsg_set(errmsg, size,
+                         "without node %llu the cluster has %u voters, of which %u answer now: "
+                         "fewer than the quorum of %u; bring voters back first, or pass "
+                         "force=true to remove it anyway",
+                         (unsigned long long)id, voters, reachable, quorum);
+        return CAIRN_ECONFLICT;
+    }
+    return 0;
+}
+
+int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
+                              char *errmsg, size_t size)
 {
     int rv;
+    rv = removal_check(n, id, force, deadline_ms, errmsg, size);
+    if (rv != 0) {
+        return rv;
+    }
     if (id == n->cfg.node_id) {
         /* The leader removes itself by first handing leadership over; the
          * caller's retry loop then forwards the removal to the new
@@ -415,7 +479,9 @@ int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms,
     if (rv == CAIRN_ENOTFOUND) {
         cairn_errmsg_set(errmsg, size, "node %llu is not a member", (unsigned long long)id);
     } else if (rv == CAIRN_ECONFLICT) {
-        cairn_errmsg_set(errmsg, size, "refusing to remove node %llu: it is the last voter",
+        cairn_errmsg_set(errmsg, size,
+                         "node %llu is the last voter: a cluster without voters cannot decide "
+                         "anything",
                          (unsigned long long)id);
     }
     if (rv == 0) {
@@ -433,7 +499,7 @@ static int add_local(struct node *n, struct call *c, uint64_t deadline_ms)
 
 static int remove_local(struct node *n, struct call *c, uint64_t deadline_ms)
 {
-    return node_leader_member_remove(n, c->id, deadline_ms, c->errmsg, c->errmsg_size);
+    return node_leader_member_remove(n, c->id, c->force, deadline_ms, c->errmsg, c->errmsg_size);
 }
 
 static int change_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
@@ -448,7 +514,8 @@ static int change_remote(struct node *n, struct call *c, const char *address, ui
         snprintf(body, sizeof body, "{\"id\":%llu,\"raft_address\":\"%s\",\"api_address\":\"%s\"}",
                  (unsigned long long)c->id, c->raft_address, c->api_address);
     } else {
-        snprintf(path, sizeof path, "/internal/v1/members/%llu", (unsigned long long)c->id);
+        snprintf(path, sizeof path, "/internal/v1/members/%llu%s", (unsigned long long)c->id,
+                 c->force ? "?force=true" : "");
     }
     cairn_buf_init(&resp);
     rv = peer_call(n->peers, address, c->raft_address != NULL ? "POST" : "DELETE", path,
@@ -475,14 +542,15 @@ static int backend_member_add(void *data, uint64_t id, const char *raft_address,
     return leader_call(data, &c, deadline_ms);
 }
 
-static int backend_member_remove(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
-                                 size_t size)
+static int backend_member_remove(void *data, uint64_t id, bool force, uint64_t deadline_ms,
+                                 char *errmsg, size_t size)
 {
     struct call c = {.local = remove_local,
                      .remote = change_remote,
                      .errmsg = errmsg,
                      .errmsg_size = size,
-                     .id = id};
+                     .id = id,
+                     .force = force};
     return leader_call(data, &c, deadline_ms);
 }
 

@@ -131,8 +131,10 @@ int node_leader_read_index(struct node *n, bool forwarded, uint64_t deadline_ms,
 int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address,
                            const char *api_address, uint64_t deadline_ms, char *errmsg,
                            size_t size);
-int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
-                              size_t size);
+/* Refuses (CAIRN_ECONFLICT, errmsg says why) to remove the last voter or,
+ * unless force, a voter without which fewer voters than a quorum answer. */
+int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
+                              char *errmsg, size_t size);
 
 /* rpc.c */
 void node_rpc_register(struct node *n);

@@ -604,6 +604,7 @@ static const char *const list_params[] = {"consistency", "limit", "cursor", "nam
 static const char *const user_list_params[] = {"consistency", "limit",     "cursor",
                                                "name",        "tenant_id", NULL};
 static const char *const cascade_params[] = {"cascade", NULL};
+static const char *const force_params[] = {"force", NULL};
 
 /* The one route that needs no token. */
 #define LOGIN_PATH "/api/v1/auth/login"
@@ -616,7 +617,7 @@ static const struct route routes[] = {
     {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL}}},
     {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
     {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
-    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
+    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, force_params}}},
     {"/api/v1/cluster/backup", {{"GET", api_cluster_backup, 0, NULL}}},
     {"/api/v1/tenants",
      {{"GET", api_tenants_list, 0, list_params}, {"POST", api_tenants_create, METHOD_BODY, NULL}}},

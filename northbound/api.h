@@ -61,8 +61,10 @@ struct api_backend {
     /* Adds a node (as spare, caught up, then promoted to voter). */
     int (*member_add)(void *data, uint64_t id, const char *raft_address, const char *api_address,
                       uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
-    /* Removes a node from the configuration. */
-    int (*member_remove)(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
+    /* Removes a node from the configuration. CAIRN_ECONFLICT if id is the
+     * last voter, or (unless force) if fewer voters of the new
+     * configuration than its quorum answer now. */
+    int (*member_remove)(void *data, uint64_t id, bool force, uint64_t deadline_ms, char *errmsg,
                          size_t errmsg_size);
     /* Opens a backup of the replicated state that reflects every write
      * acknowledged before the call (a read index first); the caller streams

@@ -179,6 +179,7 @@ int api_member_remove(struct api_req *req)
 {
     const struct api_backend *b = &req->api->backend;
     char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    bool force = false;
     uint64_t id;
     int rv;
 
@@ -194,7 +195,17 @@ int api_member_remove(struct api_req *req)
         return api_problem(req, 400, "invalid-field", "id", NULL,
                            "the member id in the path must be a node id from 1 to 2^63-1");
     }
-    rv = b->member_remove(b->data, id, req->deadline_ms, errmsg, sizeof errmsg);
+    rv = api_bool_param(req, "force", &force);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = b->member_remove(b->data, id, force, req->deadline_ms, errmsg, sizeof errmsg);
+    if (rv == CAIRN_ECONFLICT) {
+        /* Its own type: a script tells "unsafe, retry with force" apart
+         * from other conflicts. */
+        return api_problem(req, 409, "unsafe-membership-change", NULL, NULL,
+                           "remove member %llu: %s", (unsigned long long)id, errmsg);
+    }
     if (rv != 0) {
         cairn_errmsg_wrap(errmsg, sizeof errmsg, "remove member %llu", (unsigned long long)id);
         return api_fail(req, rv, errmsg, NULL);

@@ -152,17 +152,32 @@ int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwar
                         uint64_t deadline_ms, uint64_t *index, struct store_result *res,
                         char *errmsg, size_t size)
 {
-    struct op *op = node_op_new(n, OP_APPLY);
+    struct op *op;
+    void *encoded = NULL;
+    size_t encoded_len = 0;
     int rv;
+
+    /* At the cluster's command version, or refused (versions.c). */
+    rv = node_versions_encode(n, cmd, len, &encoded, &encoded_len, errmsg, size);
+    if (rv != 0) {
+        return rv;
+    }
+    if (encoded != NULL) {
+        cmd = encoded;
+        len = encoded_len;
+    }
+    op = node_op_new(n, OP_APPLY);
     if (op == NULL || (op->buf = malloc(len > 0 ? len : 1)) == NULL) {
         if (op != NULL) {
             node_op_unref(op);
             node_op_unref(op);
         }
+        free(encoded);
         return CAIRN_ENOMEM;
     }
     memcpy(op->buf, cmd, len);
     op->len = len;
+    free(encoded);
     op->nudge = forwarded;
     rv = submit_wait(n, op, deadline_ms, errmsg, size);
     if (rv == 0) {
@@ -244,6 +259,12 @@ static int backend_propose(void *data, const void *cmd, size_t len, uint64_t dea
                      .len = len,
                      .res = res};
     return leader_call(data, &c, deadline_ms);
+}
+
+int node_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
+                 struct store_result *res, char *errmsg, size_t size)
+{
+    return backend_propose(n, cmd, len, deadline_ms, res, errmsg, size);
 }
 
 /* --- read barrier -------------------------------------------------------- */
@@ -623,12 +644,14 @@ static int backend_cluster_status(void *data, uint64_t deadline_ms, struct api_c
     struct node *n = data;
     struct consensus_status v;
     uint64_t peer_deadline;
+    uint64_t lowest;
 
     node_view(n, &v);
     memset(out, 0, sizeof *out);
     out->node_id = n->cfg.node_id;
     out->leader_id = v.leader_id;
     out->term = v.term;
+    out->command_version = node_cluster_version(n, &lowest);
     out->members = calloc(v.n_members > 0 ? v.n_members : 1, sizeof *out->members);
     if (out->members == NULL) {
         return CAIRN_ENOMEM;
@@ -644,6 +667,8 @@ static int backend_cluster_status(void *data, uint64_t deadline_ms, struct api_c
         snprintf(m->raft_address, sizeof m->raft_address, "%s", v.members[i].address);
         snprintf(m->role, sizeof m->role, "%s", role_name(v.members[i].role));
         snprintf(m->state, sizeof m->state, "unavailable");
+        m->command_version_max = m->id == n->cfg.node_id ? store_command_version_max(n->store)
+                                                         : node_member_version(n, m->id);
         if (node_api_address(n, m->id, m->api_address, sizeof m->api_address) != 0) {
             m->api_address[0] = '\0';
         }

@@ -657,6 +657,11 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     if (rv != 0) {
         goto err_after_lock;
     }
+    if (cfg->debug_command_version_max != 0) {
+        store_command_version_limit(n->store, cfg->debug_command_version_max);
+        CAIRN_WARN("msg=\"debug: acting as a build that applies command versions 1..%u\"",
+                   cfg->debug_command_version_max);
+    }
     rv = peer_pool_create(cfg->cluster_secret, &n->peers);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, size, "out of memory");

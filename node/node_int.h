@@ -136,6 +136,26 @@ int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address
 int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
                               char *errmsg, size_t size);
 
+/* Proposes an encoded command through the leader (forwarding it from a
+ * follower) and waits until it is applied here; the API's propose. */
+int node_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
+                 struct store_result *res, char *errmsg, size_t size);
+
+/* versions.c: command versions across the cluster (see its header). */
+/* The lowest command version the voters apply; *lowest names one voter
+ * that applies no more. */
+unsigned node_cluster_version(struct node *n, uint64_t *lowest);
+/* The newest version member id published, or the baseline. */
+unsigned node_member_version(struct node *n, uint64_t id);
+/* Leader: re-encodes cmd at the lowest version that carries it into *out
+ * (malloc'ed; NULL if cmd is fine as is), or refuses it with
+ * CAIRN_EUNSUPPORTED if that is above the cluster version. */
+int node_versions_encode(struct node *n, const void *cmd, size_t len, void **out, size_t *out_len,
+                         char *errmsg, size_t size);
+/* Writes this node's member record with its addresses and the newest
+ * command version it applies. */
+int node_versions_publish(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
+
 /* rpc.c */
 void node_rpc_register(struct node *n);
 

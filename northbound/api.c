@@ -67,6 +67,8 @@ static const struct {
     {"not-ready", "Not ready"},
     {"not-implemented", "Not implemented"},
     {"internal", "Internal error"},
+    {"unsafe-membership-change", "Membership change would leave the cluster without quorum"},
+    {"cluster-version", "The cluster's command version is too old for this write"},
 };
 
 static const char *problem_title(const char *type)
@@ -97,6 +99,7 @@ static const struct {
     {CAIRN_ETIMEDOUT, {503, "unavailable"}},
     {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
     {CAIRN_ESHUTDOWN, {503, "unavailable"}},
+    {CAIRN_EUNSUPPORTED, {409, "cluster-version"}},
 };
 
 struct api_status api_status_of(int code)

@@ -30,13 +30,15 @@ struct api_member_status {
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;
-    uint64_t last_index; /* last index in its raft log */
+    uint64_t last_index;          /* last index in its raft log */
+    unsigned command_version_max; /* newest command version it applies (published) */
 };
 
 struct api_cluster_status {
     uint64_t node_id;                  /* the answering node */
     uint64_t leader_id;                /* 0 if no leader is known */
     uint64_t term;                     /* the answering node's term */
+    unsigned command_version;          /* lowest command version the voters apply */
     struct api_member_status *members; /* malloc'ed; free() it */
     size_t n_members;
 };

@@ -89,12 +89,13 @@ int api_readyz(struct api_req *req)
 
 static json_t *member_json(const struct api_member_status *m, uint64_t leader_id)
 {
-    return json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:b}", "id",
+    return json_pack("{s:I, s:s, s:s, s:s, s:b, s:s, s:I, s:I, s:I, s:I, s:b, s:I}", "id",
                      (json_int_t)m->id, "raft_address", m->raft_address, "api_address",
                      m->api_address, "role", m->role, "reachable", m->reachable, "state", m->state,
                      "term", (json_int_t)m->term, "commit_index", (json_int_t)m->commit_index,
                      "applied_index", (json_int_t)m->applied_index, "last_index",
-                     (json_int_t)m->last_index, "leader", leader_id != 0 && m->id == leader_id);
+                     (json_int_t)m->last_index, "leader", leader_id != 0 && m->id == leader_id,
+                     "command_version_max", (json_int_t)m->command_version_max);
 }
 
 int api_cluster_get(struct api_req *req)
@@ -128,11 +129,13 @@ int api_cluster_get(struct api_req *req)
             members = NULL;
         }
     }
-    obj = members == NULL
-              ? NULL
-              : json_pack("{s:I, s:o, s:I, s:o}", "node_id", (json_int_t)st.node_id, "leader_id",
-                          st.leader_id != 0 ? json_integer((json_int_t)st.leader_id) : json_null(),
-                          "term", (json_int_t)st.term, "members", members);
+    obj =
+        members == NULL
+            ? NULL
+            : json_pack("{s:I, s:o, s:I, s:I, s:o}", "node_id", (json_int_t)st.node_id, "leader_id",
+                        st.leader_id != 0 ? json_integer((json_int_t)st.leader_id) : json_null(),
+                        "term", (json_int_t)st.term, "command_version",
+                        (json_int_t)st.command_version, "members", members);
     free(st.members);
     return api_reply_json(req, 200, obj, NULL);
 }

@@ -63,6 +63,7 @@ struct consensus {
     bool raft_ready;      /* raft_init done */
     bool closing;
     bool compact_first; /* cfg.compact_first, until the first snapshot */
+    bool compact_taken; /* a snapshot was taken (fsm_snapshot) */
     /* Proposals waiting for their callback. */
     struct proposal *pending;
     /* Read barriers: callers queued for the next barrier, and the callers

@@ -39,13 +39,18 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     size_t len = 0;
 
     *result = NULL;
-    if (c->compact_first && c->r->legacy.snapshot_index > 0) {
-        /* The seeded state is in a persisted snapshot and the log before it
-         * is gone (libraft truncates when it records the snapshot, with the
-         * trailing count of that moment): back to the configured rhythm. */
+    if (c->compact_first && c->compact_taken && !c->r->legacy.snapshot_taking) {
+        /* The first snapshot is persisted and the log before it is gone:
+         * libraft 0.22's legacy layer truncates in its put callback, with
+         * the trailing count of that moment, after snapshot_finalize, so the
+         * count may only change now. Back to the configured rhythm. */
         c->compact_first = false;
         raft_set_snapshot_threshold(c->r, c->cfg.snapshot_threshold);
         raft_set_snapshot_trailing(c->r, c->cfg.snapshot_trailing);
+        CAIRN_INFO(
+            "msg=\"restored state snapshotted: configured snapshot rhythm\" "
+            "threshold=%u trailing=%u",
+            c->cfg.snapshot_threshold, c->cfg.snapshot_trailing);
     }
     /* An unframed entry reaches the store as an empty command, which it
      * rejects as malformed without touching state (but the index moves). */
@@ -97,6 +102,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     (*bufs)[0].base = data;
     (*bufs)[0].len = len;
     *n_bufs = 1;
+    c->compact_taken = true;
     CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu", (unsigned long long)applied, len);
     return 0;
 }

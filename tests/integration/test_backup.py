@@ -92,6 +92,11 @@ class RestoredCluster(Cluster):
         self.token = auth["Authorization"].split(" ", 1)[1]
 
 
+def read_log(c, node):
+    with open(os.path.join(c.node_dir(node), "cairnd.log"), errors="replace") as f:
+        return f.read()
+
+
 def run_cairnd(args):
     exe = os.path.join(lc.bin_dir(), "cairnd")
     return subprocess.run([exe] + args, capture_output=True, text=True, timeout=60)
@@ -241,6 +246,11 @@ class BackupTest(unittest.TestCase):
                 self.assertEqual(sorted(m["id"] for m in info["members"]), [1, 2, 3])
                 for m in info["members"]:
                     self.assertEqual("http://" + m["api_address"], b.url(m["id"]), info)
+            # Each restored node snapshotted the seeded state once, then went
+            # back to the configured snapshot rhythm (not one per entry).
+            for k in (1, 2, 3):
+                wait_for(lambda: "configured snapshot rhythm" in read_log(b, k), 20,
+                         "node %d to leave the first-snapshot mode" % k)
             # It takes writes, at revisions after the backup's.
             t = b.must_create_tenant(2, "after-restore")
             self.assertGreater(int(b.get(1, "/api/v1/tenants/" + t["id"]).header("etag")

@@ -246,6 +246,7 @@ void consensus_destroy(struct consensus *c)
     }
     assert(!c->raft_ready);
     assert(c->pending == NULL);
+    store_backup_end(c->snap);
     free(c);
 }
 

@@ -22,8 +22,9 @@
  * store_command_encode); nothing non-deterministic happens in apply: ids,
  * clocks and request ids come from the proposer.
  *
- * Threads: store_apply, store_snapshot_take, store_snapshot_restore are
- * called on one thread at a time (the node's loop thread). Reads (get, list,
+ * Threads: store_apply, store_snapshot_take, store_snapshot_restore and
+ * store_backup_begin are called on one thread at a time (the node's loop
+ * thread). Reads (get, list,
  * the index/revision getters) may be called from any thread concurrently,
  * also while a restore replaces the database (they wait for it).
  */

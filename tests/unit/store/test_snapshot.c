@@ -1,8 +1,9 @@
 /*
  * Snapshot tests: take and restore between stores, a local state that is
  * ahead, corrupt, truncated and hostile snapshots, recovery from a crash at
- * each step of a restore, and a reader thread running through applies and
- * restores.
+ * each step of a restore, a reader thread running through applies and
+ * restores, and backups: streamed in pieces, seeding a new store
+ * (store_seed), damaged files refused.
  */
 #include "helpers.h"
 

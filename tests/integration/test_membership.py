@@ -143,10 +143,15 @@ class MembershipTest(unittest.TestCase):
             # {leader, 3} cannot commit until node 3 is back, so the answer
             # is 204 or 503 at the request's deadline, never the 409.
             self.assertIn(r.status, (204, 503), r)
+            # As an operator would: stop the removed node (else it may win an
+            # election against the uncommitted change once node 3 is back).
+            c.stop(victim)
             c.start(3, wait="healthy")
-            # Whatever configuration wins once node 3 is back (the removed
-            # node may still campaign), the cluster serves again.
-            for k in (leader, 3):
+            want = sorted([leader, 3])
+            for k in want:
+                wait_for(lambda: sorted(self.members(c, k)) == want, 60,
+                         "node %d to list members %s" % (k, want), interval=0.2)
+            for k in want:
                 c.create_until_ok(k, 60)
 
 

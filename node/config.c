@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cairn.h"
+#include "store.h"
 
 enum key_type { KEY_STRING, KEY_UINT, KEY_U64, KEY_MEMBER };
 
@@ -113,6 +114,7 @@ static const struct key keys[] = {
     /* A deliberately broken mode for the chaos checker's own test: serve
      * reads asked to be linearizable from local state, as stale reads. */
     {"debug_stale_reads", UINT(debug_stale_reads, 0, 1, "0")},
+    {"debug_command_version_max", UINT(debug_command_version_max, 0, STORE_COMMAND_VERSION, "0")},
     /* The first SP administrator (see bootstrap.c); never a default
      * password: without a password file no user is created. */
     {"admin_user", STR(admin_user, false, "admin", check_user)},

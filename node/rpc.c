@@ -7,7 +7,7 @@
  *   POST   /internal/v1/readindex    -> 8-byte big-endian read index
  *   GET    /internal/v1/status       -> JSON view of this node
  *   POST   /internal/v1/members      JSON {id, raft_address, api_address}
- *   DELETE /internal/v1/members/{id}
+ *   DELETE /internal/v1/members/{id}[?force=true]
  *   POST   /internal/v1/heartbeat    JSON {id, applied} -> {epoch}: renews
  *                                     the sender's ownership lease if it has
  *                                     applied that epoch (liveness.c)
@@ -167,18 +167,22 @@ static int handle_member_add(struct mg_connection *conn, struct node *n)
 
 static int handle_member_remove(struct mg_connection *conn, struct node *n, const char *id_s)
 {
+    const char *query = mg_get_request_info(conn)->query_string;
+    bool force = query != NULL && strcmp(query, "force=true") == 0;
     char err[CAIRN_ERRMSG_SIZE] = "";
     uint64_t id;
     int rv;
     if (cairn_parse_u64(id_s, &id) != 0 || id == 0) {
         return reply_error(conn, CAIRN_EINVAL, "bad member id");
     }
-    rv = node_leader_member_remove(n, id, rpc_deadline(n), err, sizeof err);
+    rv = node_leader_member_remove(n, id, force, rpc_deadline(n), err, sizeof err);
     if (rv != 0) {
         return reply_error(conn, rv, err);
     }
-    http_reply(conn, 204, NULL, NULL, NULL, 0);
-    return 204;
+    /* 200 with a body, not 204: peer.c reads only Content-Length framing,
+     * which a 204 does not carry. */
+    http_reply(conn, 200, "application/json", NULL, "{}", 2);
+    return 200;
 }
 
 static int handle_heartbeat(struct mg_connection *conn, struct node *n)

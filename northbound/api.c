@@ -70,6 +70,8 @@ static const struct {
     {"not-ready", "Not ready"},
     {"not-implemented", "Not implemented"},
     {"internal", "Internal error"},
+    {"unsafe-membership-change", "Membership change would leave the cluster without quorum"},
+    {"cluster-version", "The cluster's command version is too old for this write"},
 };
 
 static const char *problem_title(const char *type)
@@ -101,6 +103,7 @@ static const struct {
     {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
     {CAIRN_EFORBIDDEN, {403, "forbidden"}},
     {CAIRN_ESHUTDOWN, {503, "unavailable"}},
+    {CAIRN_EUNSUPPORTED, {409, "cluster-version"}},
 };
 
 struct api_status api_status_of(int code)
@@ -616,6 +619,7 @@ static const char *const job_list_params[] = {"consistency", "limit", "cursor", 
 static const char *const audit_params[] = {"consistency", "limit", "cursor", "user", "tenant",
                                            "kind",        "since", "until",  NULL};
 static const char *const events_params[] = {"from_revision", NULL};
+static const char *const force_params[] = {"force", NULL};
 
 /* The one route that needs no token. */
 #define LOGIN_PATH "/api/v1/auth/login"
@@ -645,7 +649,10 @@ static const struct api_route routes[] = {
      {{"POST", api_members_add, METHOD_BODY, NULL, NULL, "Add a node to the cluster",
        &api_member_schema}}},
     {"/api/v1/cluster/members/*",
-     {{"DELETE", api_member_remove, 0, NULL, NULL, "Remove a node from the cluster"}}},
+     {{"DELETE", api_member_remove, 0, force_params, NULL, "Remove a node from the cluster"}}},
+    {"/api/v1/cluster/backup",
+     {{"GET", api_cluster_backup, 0, NULL, NULL,
+       "A consistent backup of the replicated state (application/octet-stream)"}}},
     {"/api/v1/cluster/ownership",
      {{"GET", api_ownership_get, 0, read_params, NULL,
        "Device ownership: epoch, live nodes, devices per node, movements"}}},

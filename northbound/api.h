@@ -30,13 +30,15 @@ struct api_member_status {
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;
-    uint64_t last_index; /* last index in its raft log */
+    uint64_t last_index;          /* last index in its raft log */
+    unsigned command_version_max; /* newest command version it applies (published) */
 };
 
 struct api_cluster_status {
     uint64_t node_id;                  /* the answering node */
     uint64_t leader_id;                /* 0 if no leader is known */
     uint64_t term;                     /* the answering node's term */
+    unsigned command_version;          /* lowest command version the voters apply */
     struct api_member_status *members; /* malloc'ed; free() it */
     size_t n_members;
 };
@@ -104,9 +106,16 @@ struct api_backend {
     /* Adds a node (as spare, caught up, then promoted to voter). */
     int (*member_add)(void *data, uint64_t id, const char *raft_address, const char *api_address,
                       uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
-    /* Removes a node from the configuration. */
-    int (*member_remove)(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
+    /* Removes a node from the configuration. CAIRN_ECONFLICT if id is the
+     * last voter, or (unless force) if fewer voters of the new
+     * configuration than its quorum answer now. */
+    int (*member_remove)(void *data, uint64_t id, bool force, uint64_t deadline_ms, char *errmsg,
                          size_t errmsg_size);
+    /* Opens a backup of the replicated state that reflects every write
+     * acknowledged before the call (a read index first); the caller streams
+     * it with store_backup_read and frees it with store_backup_end. */
+    int (*backup)(void *data, uint64_t deadline_ms, struct store_backup **out, char *errmsg,
+                  size_t errmsg_size);
     /* True when the node is a member with a known leader and has applied up
      * to its commit index; otherwise why says what is missing. */
     bool (*ready)(void *data, char *why, size_t why_size);

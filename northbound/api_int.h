@@ -598,11 +598,14 @@ int api_readyz(struct api_req *req);
 int api_cluster_get(struct api_req *req);
 int api_members_add(struct api_req *req);
 int api_member_remove(struct api_req *req);
-/* Checks the caller's right to do action on the cluster (SP roles read it,
- * SP admins change it, tenant users get the 404 of a route that does not
- * exist); returns 0 or the status answered. id names the member of a
- * membership change, or NULL. */
-int api_cluster_authorize(struct api_req *req, enum rbac_action action, const char *id);
+/* Checks the caller's right to do action on the cluster's kind (members:
+ * its membership; system: backups): SP roles read it, SP admins change it,
+ * tenant users get the 404 of a route that does not exist. id names the
+ * member of a membership change, or NULL; what says what a forbidden write
+ * would have done. Returns 0 or the status answered. */
+int api_cluster_authorize(struct api_req *req, enum rbac_action action, enum store_kind kind,
+                          const char *id, const char *what);
+int api_cluster_backup(struct api_req *req);
 
 /* api_ownership.c -------------------------------------------------------- */
 

@@ -70,7 +70,7 @@ int api_ownership_get(struct api_req *req)
     struct api_ownership *o;
     int rv;
 
-    rv = api_cluster_authorize(req, RBAC_READ, NULL);
+    rv = api_cluster_authorize(req, RBAC_READ, STORE_KIND_MEMBER, NULL, "read the cluster");
     if (rv != 0) {
         return rv;
     }

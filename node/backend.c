@@ -740,6 +740,17 @@ static bool backend_is_leader(void *data)
     return v.state == CONSENSUS_LEADER;
 }
 
+static uint64_t backend_device_owner(void *data, const char *device_id)
+{
+    struct node *n = data;
+    struct owner_stats st;
+    if (n->owner == NULL) {
+        return 0;
+    }
+    owner_stats(n->owner, &st);
+    return st.epoch != 0 ? ring_owner_of(&st.ring, device_id) : 0;
+}
+
 void node_backend_init(struct node *n, struct api_backend *b)
 {
     b->data = n;
@@ -753,4 +764,5 @@ void node_backend_init(struct node *n, struct api_backend *b)
     b->wait_applied = backend_wait_applied;
     b->raft_status = backend_raft_status;
     b->is_leader = backend_is_leader;
+    b->device_owner = backend_device_owner;
 }

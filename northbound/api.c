@@ -1065,7 +1065,7 @@ int api_check_path_id(struct api_req *req, const char *noun, const char *collect
 }
 
 int api_answer_written(struct api_req *req, int status, enum store_kind kind,
-                       json_t *(*to_json)(const struct store_object *o),
+                       json_t *(*to_json)(struct api *api, const struct store_object *o),
                        const struct store_result *res, const char *extra_headers)
 {
     struct store_object o;
@@ -1075,7 +1075,7 @@ int api_answer_written(struct api_req *req, int status, enum store_kind kind,
     int rv = store_object_get(req->api->store, kind, res->id, &o);
 
     if (rv == 0) {
-        obj = to_json(&o);
+        obj = to_json(req->api, &o);
         etag = o.mod_rev;
         store_object_release(&o);
     } else if (rv == CAIRN_ENOTFOUND) {
@@ -1092,12 +1092,13 @@ int api_answer_written(struct api_req *req, int status, enum store_kind kind,
     return api_reply_json(req, status, obj, headers);
 }
 
-int api_list_render(const struct store_list *list, json_t *(*to_json)(const struct store_object *o),
+int api_list_render(struct api *api, const struct store_list *list,
+                    json_t *(*to_json)(struct api *api, const struct store_object *o),
                     json_t *items, json_t **next)
 {
     int rv = 0;
     for (size_t i = 0; i < list->n && rv == 0; i++) {
-        json_t *obj = to_json(&list->items[i]);
+        json_t *obj = to_json(api, &list->items[i]);
         rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
     }
     if (rv == 0 && list->more && list->n > 0) {

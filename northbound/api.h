@@ -129,6 +129,9 @@ struct api_backend {
     /* True while this node is the raft leader (a cheap local look). The
      * job runner acts only there; NULL: this node runs no jobs. */
     bool (*is_leader)(void *data);
+    /* The node that owns device_id in the epoch this node applied (0 if
+     * none is known yet). Cheap and local; NULL: devices show no owner. */
+    uint64_t (*device_owner)(void *data, const char *device_id);
     /* Fills *out from the local store (the caller establishes the read
      * point first) and the node's own ownership view. */
     int (*ownership)(void *data, struct api_ownership *out, char *errmsg, size_t errmsg_size);

@@ -529,7 +529,7 @@ static int answer_session(struct api_req *req, const struct store_object *user, 
 {
     char expires_at[API_TIME_SIZE];
     json_t *obj = json_object();
-    json_t *u = api_user_json(user);
+    json_t *u = api_user_json(req->api, user);
 
     api_time_format(expires_ms, expires_at);
     if (obj == NULL || u == NULL ||

@@ -128,7 +128,7 @@ static int event_send(struct api_req *req, const struct store_change *c, bool wi
     int rv = CAIRN_ENOMEM;
 
     if (data != NULL && !c->deleted) {
-        json_t *obj = api_object_json(&c->object);
+        json_t *obj = api_object_json(req->api, &c->object);
         if (obj == NULL || json_object_set_new(data, "object", obj) != 0) {
             json_decref(data);
             data = NULL;

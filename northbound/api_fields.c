@@ -812,6 +812,7 @@ static const struct api_field device_fields[] = {
     {"drift_policy", API_JSON_STRING, 0, 1, 16, api_format_drift_policy, NULL},
     {"activation_code", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"status", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"owner", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
 };

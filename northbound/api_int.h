@@ -194,13 +194,14 @@ int api_check_path_id(struct api_req *req, const char *noun, const char *collect
  * and X-Cairn-Revision. If it is already gone again (a concurrent delete),
  * the answer still names its id and revisions. */
 int api_answer_written(struct api_req *req, int status, enum store_kind kind,
-                       json_t *(*to_json)(const struct store_object *o),
+                       json_t *(*to_json)(struct api *api, const struct store_object *o),
                        const struct store_result *res, const char *extra_headers);
 
 /* Appends every object of list, rendered by to_json, to the items array,
  * and sets *next to the cursor of the following page (the last id) when
  * more follow. Returns 0 or CAIRN_ENOMEM. */
-int api_list_render(const struct store_list *list, json_t *(*to_json)(const struct store_object *o),
+int api_list_render(struct api *api, const struct store_list *list,
+                    json_t *(*to_json)(struct api *api, const struct store_object *o),
                     json_t *items, json_t **next);
 
 /* Finds the route of path and method as a request would: 0 if it exists,
@@ -496,7 +497,7 @@ int api_auth_whoami(struct api_req *req);
 /* api_tenants.c ---------------------------------------------------------- */
 
 /* The answer's form of a stored tenant (quotas from its limits). */
-json_t *api_tenant_json(const struct store_object *o);
+json_t *api_tenant_json(struct api *api, const struct store_object *o);
 
 int api_tenants_list(struct api_req *req);
 int api_tenants_create(struct api_req *req);
@@ -507,7 +508,7 @@ int api_tenant_delete(struct api_req *req);
 /* api_users.c ------------------------------------------------------------ */
 
 /* The answer's form of a stored user: never its password hash. */
-json_t *api_user_json(const struct store_object *o);
+json_t *api_user_json(struct api *api, const struct store_object *o);
 
 /* A user's fields from its stored body: role, tenant ("" for none),
  * disabled, and a borrowed pointer to the password hash (NULL if absent).
@@ -655,7 +656,7 @@ struct api_resource {
                  struct api_error *err);
     /* Adds server fields to the answer's form of o (the body, with id and
      * revisions set); 0 or CAIRN_ENOMEM. May be NULL. */
-    int (*decorate)(const struct store_object *o, json_t *body);
+    int (*decorate)(struct api *api, const struct store_object *o, json_t *body);
     /* False if the caller may not know o exists (beyond rbac_decide). */
     bool (*visible)(struct api_req *req, const struct store_object *o);
     /* 0 if o may be deleted now, else the status answered. May be NULL. */
@@ -672,12 +673,14 @@ extern const struct api_resource api_job_resource;
 const struct api_resource *api_resource_of(enum store_kind kind);
 
 /* The answer's form of a stored object of r. NULL if its body is
- * unreadable or memory ran out. */
-json_t *api_resource_json(const struct api_resource *r, const struct store_object *o);
+ * unreadable or memory ran out. api (for server fields such as a device's
+ * owner) may be NULL. */
+json_t *api_resource_json(struct api *api, const struct api_resource *r,
+                          const struct store_object *o);
 
 /* The answer's form of any stored object a client may see, by its kind;
  * NULL for kinds never shown (sessions, members, settings). */
-json_t *api_object_json(const struct store_object *o);
+json_t *api_object_json(struct api *api, const struct store_object *o);
 
 /* Reads the object of the path at a read point (linearizable for writes)
  * and checks the caller's right to do action on it. Returns 0 with *o

@@ -140,6 +140,18 @@ static int device_build(struct api *api, const struct store_object *old, struct 
     return rc;
 }
 
+/* The node that drives the device in the epoch this node applied. */
+static int device_decorate(struct api *api, const struct store_object *o, json_t *body)
+{
+    uint64_t owner = api != NULL && api->backend.device_owner != NULL
+                         ? api->backend.device_owner(api->backend.data, o->id)
+                         : 0;
+    return json_object_set_new(body, "owner",
+                               owner != 0 ? json_integer((json_int_t)owner) : json_null()) == 0
+               ? 0
+               : CAIRN_ENOMEM;
+}
+
 static const char *const device_filters[] = {"serial", "family", "desired_state", "name", NULL};
 
 const struct api_resource api_device_resource = {
@@ -153,4 +165,5 @@ const struct api_resource api_device_resource = {
     .parent_noun = "site",
     .filters = device_filters,
     .build = device_build,
+    .decorate = device_decorate,
 };

@@ -51,7 +51,8 @@ const struct api_resource *api_resource_of(enum store_kind kind)
     return NULL;
 }
 
-json_t *api_resource_json(const struct api_resource *r, const struct store_object *o)
+json_t *api_resource_json(struct api *api, const struct api_resource *r,
+                          const struct store_object *o)
 {
     json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
     json_t *out = NULL;
@@ -66,24 +67,24 @@ json_t *api_resource_json(const struct api_resource *r, const struct store_objec
     json_object_set_new(body, "id", json_string(o->id));
     json_object_set_new(body, "create_revision", json_integer((json_int_t)o->create_rev));
     json_object_set_new(body, "mod_revision", json_integer((json_int_t)o->mod_rev));
-    if (r->decorate == NULL || r->decorate(o, body) == 0) {
+    if (r->decorate == NULL || r->decorate(api, o, body) == 0) {
         out = api_schema_render(r->schema, body);
     }
     json_decref(body);
     return out;
 }
 
-json_t *api_object_json(const struct store_object *o)
+json_t *api_object_json(struct api *api, const struct store_object *o)
 {
     const struct api_resource *r;
     switch (o->kind) {
         case STORE_KIND_TENANT:
-            return api_tenant_json(o);
+            return api_tenant_json(api, o);
         case STORE_KIND_USER:
-            return api_user_json(o);
+            return api_user_json(api, o);
         default:
             r = api_resource_of(o->kind);
-            return r != NULL ? api_resource_json(r, o) : NULL;
+            return r != NULL ? api_resource_json(api, r, o) : NULL;
     }
 }
 
@@ -161,7 +162,7 @@ int api_resource_get(struct api_req *req)
         return rc;
     }
     revision = store_revision(req->api->store);
-    obj = api_resource_json(r, &o);
+    obj = api_resource_json(req->api, r, &o);
     snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n",
              (unsigned long long)o.mod_rev, (unsigned long long)revision);
     store_object_release(&o);
@@ -258,7 +259,7 @@ int api_resource_list(struct api_req *req)
             if (decide(req, r, RBAC_READ, o) != RBAC_ALLOW || !filters_match(req, r, o)) {
                 continue;
             }
-            json_t *obj = api_resource_json(r, o);
+            json_t *obj = api_resource_json(req->api, r, o);
             rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
         }
         more = list.more;

@@ -61,11 +61,13 @@ int api_user_fields(const struct store_object *o, json_t **doc, struct api_user_
     return 0;
 }
 
-json_t *api_user_json(const struct store_object *o)
+json_t *api_user_json(struct api *api, const struct store_object *o)
 {
     json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
     json_t *fields;
     json_t *out;
+
+    (void)api; /* tenants and users show no server fields */
 
     if (body == NULL) {
         return NULL;
@@ -519,7 +521,7 @@ int api_user_get(struct api_req *req)
         store_object_release(&o);
         return rc;
     }
-    obj = api_user_json(&o);
+    obj = api_user_json(req->api, &o);
     snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n",
              (unsigned long long)o.mod_rev, (unsigned long long)revision);
     store_object_release(&o);
@@ -539,7 +541,7 @@ static int list_by_name(struct api_req *req, const char *name, const char *tenan
         rv = store_object_get(req->api->store, STORE_KIND_USER, id, &o);
         if (rv == 0) {
             if (tenant == NULL || (o.tenant != NULL && strcmp(o.tenant, tenant) == 0)) {
-                json_t *obj = api_user_json(&o);
+                json_t *obj = api_user_json(req->api, &o);
                 rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
             }
             store_object_release(&o);
@@ -599,7 +601,7 @@ int api_users_list(struct api_req *req)
         q.now_ms = cairn_wall_ms();
         rv = store_object_query(req->api->store, &q, &list);
         if (rv == 0) {
-            rv = api_list_render(&list, api_user_json, items, &next);
+            rv = api_list_render(req->api, &list, api_user_json, items, &next);
             revision = list.revision;
             store_list_release(&list);
         }

@@ -147,6 +147,11 @@ class ResourcesTest(harness.ClusterTestCase):
         self.assertNotIn("password", d["credentials"])
         got = self.get(2, "/api/v1/devices/" + d["id"])
         self.assertNotIn(b"device-secret", got.body)
+        # Its owner: one live node, the same on every node of one epoch.
+        def owners():
+            seen = {self.get(k, "/api/v1/devices/" + d["id"]).json["owner"] for k in (1, 2, 3)}
+            return seen if len(seen) == 1 and None not in seen else None
+        self.assertIn(wait_for(owners, 30, "one owner on every node").pop(), (1, 2, 3))
         self.assertEqual(got.header("etag"), '"%d"' % d["mod_revision"])
         # A replace keeps the activation code and the write-only password.
         r = self.c.request(1, "PUT", "/api/v1/devices/" + d["id"], body={

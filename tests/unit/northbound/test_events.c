@@ -199,7 +199,7 @@ static void test_kinds(void **state)
     session.id = "abc";
     session.body = "{}";
     session.body_len = 2;
-    assert_null(api_object_json(&session));
+    assert_null(api_object_json(NULL, &session));
 }
 
 /* --- the stream over a socket ------------------------------------------------- */

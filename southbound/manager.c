@@ -476,6 +476,8 @@ static int op_adopt(struct run *r)
     }
     free(r->d->base_json);
     r->d->base_json = strdup(r->config);
+    free(r->d->intended_json); /* adopted: the device is in sync by definition */
+    r->d->intended_json = NULL;
     r->res.config_json = r->config;
     if (r->j->op == SB_OP_ONBOARD) {
         snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", sb_session_fingerprint(r->d->sess));

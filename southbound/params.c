@@ -196,7 +196,7 @@ static int check_value(const json_t *schema, const json_t *v, const char *where,
         return fail(errmsg, size, where, msg);
     }
     if (type && strcmp(type, type_name(v))) {
-        snprintf(msg, sizeof(msg), "must be %s %s, not %s", strcmp(type, "integer") ? "a" : "an",
+        snprintf(msg, sizeof(msg), "must be %s %s, not %s", strchr("aeiou", type[0]) ? "an" : "a",
                  type, type_name(v));
         return fail(errmsg, size, where, msg);
     }

@@ -102,6 +102,9 @@ int sb_schema_check_modules(const struct lyd_node *tree, const char *const *mods
     {
         const char *name = n->schema ? n->schema->module->name : "?";
         const char *const *m;
+        if (n->flags & LYD_DEFAULT) {
+            continue; /* only implicit defaults: nothing is configured */
+        }
         for (m = mods; *m && strcmp(*m, name); m++) {
         }
         if (!*m) {
@@ -224,7 +227,7 @@ static const struct lyd_node *top_match(const struct lyd_node *tree, const struc
     const struct lyd_node *n;
     LY_LIST_FOR(tree, n)
     {
-        if (n->schema == like->schema) {
+        if (n->schema == like->schema && !(n->flags & LYD_DEFAULT)) {
             return n;
         }
     }
@@ -244,6 +247,7 @@ static int edit_add(struct ly_ctx *ctx, struct lyd_node **edit, const struct lyd
     } else if (lyd_new_inner(NULL, changed->schema->module, changed->schema->name, 0, &node)) {
         return CAIRN_ENOMEM;
     }
+    node->flags &= ~LYD_DEFAULT; /* printed even when empty */
     if (lyd_new_meta(ctx, node, NULL, "ietf-netconf:operation", want ? "replace" : "remove", 0,
                      NULL) ||
         lyd_insert_sibling(*edit, node, edit)) {

@@ -41,10 +41,20 @@
 
 static pthread_once_t client_once = PTHREAD_ONCE_INIT;
 
+/* libnetconf2's own messages go to the debug log: every failure that
+ * matters reaches the caller as an error chain, and connecting to a device
+ * with YANG library 1.1 always logs a failed <get-schema>. */
+static void nc_log_cb(const struct nc_session *session, NC_VERB_LEVEL level, const char *msg)
+{
+    CAIRN_DEBUG("msg=\"libnetconf2: %s\" session=%u level=%d", msg,
+                session ? nc_session_get_id(session) : 0, (int)level);
+}
+
 static void client_init(void)
 {
     nc_client_init();
     nc_verbosity(NC_VERB_ERROR);
+    nc_set_print_clb_session(nc_log_cb);
 }
 
 /* Connects a TCP socket to host:port within timeout_ms. */

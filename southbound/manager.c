@@ -609,9 +609,11 @@ static bool job_run(struct run *r)
 
 static void *worker_main(void *arg)
 {
+    static uint32_t log_opts = LY_LOSTORE_LAST; /* libyang errors are returned, not printed */
     struct worker *w = arg;
     struct sb_manager *m = w->m;
 
+    ly_temp_log_options(&log_opts);
     pthread_mutex_lock(&m->mu);
     while (!m->stop) {
         struct device *d;

@@ -7,7 +7,7 @@
  *  2. lock candidate;
  *  3. discard-changes (candidate := running);
  *  4. edit-config on candidate, with the cairn-fencing epoch;
- *  5. validate candidate;
+ *  5. validate candidate (when the device has :validate:1.1);
  *  6. commit confirmed with a timeout: running changes, rollback armed;
  *  7. commit: confirms;
  *  8. unlock.
@@ -24,6 +24,9 @@
 #include <string.h>
 
 #include "session.h"
+
+#define CAP_ROLLBACK "urn:ietf:params:netconf:capability:rollback-on-error:1.0"
+#define CAP_VALIDATE "urn:ietf:params:netconf:capability:validate:1.1"
 
 static const char *const step_names[] = {
     [SB_STEP_NONE] = "none",
@@ -103,13 +106,16 @@ int sb_session_push(struct sb_session *s, const struct lyd_node *intended,
     }
     if (!rv) {
         step = SB_STEP_EDIT;
-        rv = session_call(s,
-                          nc_rpc_edit(NC_DATASTORE_CANDIDATE, NC_RPC_EDIT_DFLTOP_MERGE,
-                                      NC_RPC_EDIT_TESTOPT_UNKNOWN, NC_RPC_EDIT_ERROPT_ROLLBACK,
-                                      res->edit, NC_PARAMTYPE_CONST),
-                          "edit-config candidate", NULL, errmsg, size);
+        rv = session_call(
+            s,
+            nc_rpc_edit(NC_DATASTORE_CANDIDATE, NC_RPC_EDIT_DFLTOP_MERGE,
+                        NC_RPC_EDIT_TESTOPT_UNKNOWN,
+                        nc_session_cpblt(s->nc, CAP_ROLLBACK) ? NC_RPC_EDIT_ERROPT_ROLLBACK
+                                                              : NC_RPC_EDIT_ERROPT_UNKNOWN,
+                        res->edit, NC_PARAMTYPE_CONST),
+            "edit-config candidate", NULL, errmsg, size);
     }
-    if (!rv) {
+    if (!rv && nc_session_cpblt(s->nc, CAP_VALIDATE)) {
         step = SB_STEP_DEVICE_VALIDATE;
         rv = session_call(s, nc_rpc_validate(NC_DATASTORE_CANDIDATE, NULL, NC_PARAMTYPE_CONST),
                           "validate candidate", NULL, errmsg, size);

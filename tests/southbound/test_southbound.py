@@ -272,7 +272,15 @@ class ManagerTest(unittest.TestCase):
     def test_5_fault_slow_and_timeout(self):
         self.sim.command("fault dev5 slow 200")
         t0 = time.monotonic()
-        self.ok(self.drv.run("dev5", "push", FW2))
+        slow = self.drv.cmd("submit dev5 push " + FW2)["first_seq"]
+        # Nothing blocks the caller, and other devices go on meanwhile.
+        st = self.drv.cmd("status dev5")["status"]
+        self.assertTrue(st["busy"] or st["queued"] == 1)
+        self.assertLess(time.monotonic() - t0, 0.5)
+        quick = self.drv.cmd("submit dev10 dry-run " + FW)["first_seq"]
+        self.ok(self.drv.wait(quick, 1, 30)[0])
+        self.assertNotIn(slow, self.drv.results)
+        self.ok(self.drv.wait(slow, 1, 30)[0])
         self.assertGreaterEqual(time.monotonic() - t0, 7 * 0.2)  # seven RPCs
         # Slower than the manager's 2 s RPC timeout: the job fails, the
         # session is dropped, the device is left clean.

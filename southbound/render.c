@@ -58,98 +58,115 @@ static void set(struct out *o, const char *value, const char *fmt, ...)
     }
 }
 
-/* Sets a leaf from an optional string member. */
-static void set_str(struct out *o, const json_t *obj, const char *key, const char *base,
-                    const char *leaf)
+/* How a JSON member becomes a leaf: a string or integer sets its value, a
+ * boolean sets true/false (or, for an `empty` leaf, creates it when true),
+ * an array of strings adds leaf-list entries. */
+struct field {
+    const char *key;  /* JSON member */
+    const char *leaf; /* YANG leaf or leaf-list below the entry */
+    bool empty;       /* the leaf has type empty */
+};
+
+/* Sets every member of obj that `fields` (ended by a NULL key) maps. */
+static void set_fields(struct out *o, const json_t *obj, const char *base,
+                       const struct field *fields)
 {
-    const char *v = json_string_value(json_object_get(obj, key));
-    if (v) {
-        set(o, v, "%s/%s", base, leaf);
+    const struct field *f;
+    for (f = fields; f->key; f++) {
+        const json_t *v = json_object_get(obj, f->key), *item;
+        char num[32];
+        size_t i;
+        if (json_is_string(v)) {
+            set(o, json_string_value(v), "%s/%s", base, f->leaf);
+        } else if (json_is_integer(v)) {
+            snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
+            set(o, num, "%s/%s", base, f->leaf);
+        } else if (json_is_boolean(v) && f->empty) {
+            if (json_is_true(v)) {
+                set(o, NULL, "%s/%s", base, f->leaf);
+            }
+        } else if (json_is_boolean(v)) {
+            set(o, json_is_true(v) ? "true" : "false", "%s/%s", base, f->leaf);
+        } else if (json_is_array(v)) {
+            json_array_foreach(v, i, item)
+            {
+                set(o, NULL, "%s/%s[.='%s']", base, f->leaf, json_string_value(item));
+            }
+        }
     }
 }
 
-/* Sets a leaf from an optional integer member. */
-static void set_int(struct out *o, const json_t *obj, const char *key, const char *base,
-                    const char *leaf)
+/* Adds one list entry keyed by name per element of arr, with its fields. */
+static void set_entries(struct out *o, const json_t *arr, const char *list,
+                        const struct field *fields)
 {
-    const json_t *v = json_object_get(obj, key);
-    char num[32];
-    if (json_is_integer(v)) {
-        snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(v));
-        set(o, num, "%s/%s", base, leaf);
-    }
-}
-
-/* Sets a boolean leaf from an optional boolean member. */
-static void set_bool(struct out *o, const json_t *obj, const char *key, const char *base,
-                     const char *leaf)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (json_is_boolean(v)) {
-        set(o, json_is_true(v) ? "true" : "false", "%s/%s", base, leaf);
-    }
-}
-
-/* Adds each string of an optional array member as a leaf-list entry. */
-static void set_list(struct out *o, const json_t *obj, const char *key, const char *base,
-                     const char *leaf)
-{
-    const json_t *v;
+    const json_t *item;
+    char base[200];
     size_t i;
-    json_array_foreach(json_object_get(obj, key), i, v)
+    json_array_foreach(arr, i, item)
     {
-        set(o, NULL, "%s/%s[.='%s']", base, leaf, json_string_value(v));
+        snprintf(base, sizeof(base), "%s[name='%s']", list,
+                 json_string_value(json_object_get(item, "name")));
+        set(o, NULL, "%s", base);
+        set_fields(o, item, base, fields);
     }
 }
+
+static const struct field zone_fields[] = {{"interfaces", "interface", false}, {0}};
+static const struct field policy_fields[] = {
+    {"from_zone", "from-zone", false},
+    {"to_zone", "to-zone", false},
+    {"source_prefix", "source-prefix", false},
+    {"destination_prefix", "destination-prefix", false},
+    {"protocol", "protocol", false},
+    {"port", "destination-port", false},
+    {"action", "action", false},
+    {"log", "log", false},
+    {0},
+};
+static const struct field nat_fields[] = {
+    {"type", "type", false},
+    {"egress_interface", "egress-interface", false},
+    {"match_prefix", "match-prefix", false},
+    {"match_port", "match-port", false},
+    {"masquerade", "masquerade", true},
+    {"translated_address", "translated-address", false},
+    {"translated_port", "translated-port", false},
+    {0},
+};
+static const struct field vnf_fields[] = {
+    {"image", "image", false},
+    {"vcpus", "vcpus", false},
+    {"memory_mb", "memory-mb", false},
+    {"interfaces", "attached-interface", false},
+    {"admin_state", "admin-state", false},
+    {0},
+};
+static const struct field ipsec_fields[] = {
+    {"local_interface", "local-interface", false},
+    {"pre_shared_key", "pre-shared-key", false},
+    {"ike_proposal", "ike-proposal", false},
+    {0},
+};
+static const struct field ipsec_peer_fields[] = {{"address", "peer", false},
+                                                 {"prefixes", "protected-prefix", false},
+                                                 {0}};
+static const struct field overlay_fields[] = {{"encapsulation", "encapsulation", false}, {0}};
+static const struct field vxlan_fields[] = {{"vni", "vni", false}, {0}};
+static const struct field overlay_peer_fields[] = {{"address", "destination", false}, {0}};
 
 static void render_firewall(struct out *o, const json_t *p, const struct sb_target *t)
 {
-    const json_t *z, *r;
-    char base[160];
-    size_t i;
     (void)t;
-    json_array_foreach(json_object_get(p, "zones"), i, z)
-    {
-        snprintf(base, sizeof(base), "/cairn-cpe-security:security/zone[name='%s']",
-                 json_string_value(json_object_get(z, "name")));
-        set(o, NULL, "%s", base);
-        set_list(o, z, "interfaces", base, "interface");
-    }
-    json_array_foreach(json_object_get(p, "rules"), i, r)
-    {
-        snprintf(base, sizeof(base), "/cairn-cpe-security:security/policy[name='%s']",
-                 json_string_value(json_object_get(r, "name")));
-        set_str(o, r, "from_zone", base, "from-zone");
-        set_str(o, r, "to_zone", base, "to-zone");
-        set_str(o, r, "source_prefix", base, "source-prefix");
-        set_str(o, r, "destination_prefix", base, "destination-prefix");
-        set_str(o, r, "protocol", base, "protocol");
-        set_int(o, r, "port", base, "destination-port");
-        set_str(o, r, "action", base, "action");
-        set_bool(o, r, "log", base, "log");
-    }
+    set_entries(o, json_object_get(p, "zones"), "/cairn-cpe-security:security/zone", zone_fields);
+    set_entries(o, json_object_get(p, "rules"), "/cairn-cpe-security:security/policy",
+                policy_fields);
 }
 
 static void render_nat(struct out *o, const json_t *p, const struct sb_target *t)
 {
-    const json_t *r;
-    char base[160];
-    size_t i;
     (void)t;
-    json_array_foreach(json_object_get(p, "rules"), i, r)
-    {
-        snprintf(base, sizeof(base), "/cairn-cpe-nat:nat/rule[name='%s']",
-                 json_string_value(json_object_get(r, "name")));
-        set_str(o, r, "type", base, "type");
-        set_str(o, r, "egress_interface", base, "egress-interface");
-        set_str(o, r, "match_prefix", base, "match-prefix");
-        set_int(o, r, "match_port", base, "match-port");
-        if (json_is_true(json_object_get(r, "masquerade"))) {
-            set(o, NULL, "%s/masquerade", base);
-        }
-        set_str(o, r, "translated_address", base, "translated-address");
-        set_int(o, r, "translated_port", base, "translated-port");
-    }
+    set_entries(o, json_object_get(p, "rules"), "/cairn-cpe-nat:nat/rule", nat_fields);
 }
 
 /* The target's own entry in a service's "sites", or NULL. */
@@ -180,11 +197,8 @@ static void render_vpn(struct out *o, const json_t *p, const struct sb_target *t
         }
         snprintf(base, sizeof(base), "/cairn-cpe-tunnels:tunnels/ipsec[name='%s-%s']", name,
                  json_string_value(json_object_get(s, "site")));
-        set_str(o, p, "local_interface", base, "local-interface");
-        set_str(o, s, "address", base, "peer");
-        set_str(o, p, "pre_shared_key", base, "pre-shared-key");
-        set_str(o, p, "ike_proposal", base, "ike-proposal");
-        set_list(o, s, "prefixes", base, "protected-prefix");
+        set_fields(o, p, base, ipsec_fields);
+        set_fields(o, s, base, ipsec_peer_fields);
     }
 }
 
@@ -194,7 +208,7 @@ static void render_sdwan(struct out *o, const json_t *p, const struct sb_target 
 {
     const json_t *s, *self = own_site(p, t);
     const char *name = json_string_value(json_object_get(p, "name"));
-    const char *encap = json_string_value(json_object_get(p, "encapsulation"));
+    bool vxlan = !strcmp(json_string_value(json_object_get(p, "encapsulation")), "vxlan");
     const char *role = self ? json_string_value(json_object_get(self, "role"))
                             : (t->site_role ? t->site_role : "spoke");
     const json_t *local_as = self && json_object_get(self, "as") ? json_object_get(self, "as")
@@ -219,13 +233,13 @@ static void render_sdwan(struct out *o, const json_t *p, const struct sb_target 
         }
         snprintf(base, sizeof(base), "/cairn-cpe-tunnels:tunnels/overlay[name='%s-%s']", name,
                  json_string_value(json_object_get(s, "site")));
-        set(o, encap, "%s/encapsulation", base);
+        set_fields(o, p, base, overlay_fields);
+        if (vxlan) {
+            set_fields(o, p, base, vxlan_fields); /* a vni is valid for VXLAN only */
+        }
+        set_fields(o, s, base, overlay_peer_fields);
         if (t->site_address) {
             set(o, t->site_address, "%s/source", base);
-        }
-        set_str(o, s, "address", base, "destination");
-        if (!strcmp(encap, "vxlan")) {
-            set_int(o, p, "vni", base, "vni");
         }
         snprintf(base, sizeof(base), "/cairn-cpe-routing:routing/bgp/neighbor[address='%s']",
                  json_string_value(json_object_get(s, "address")));
@@ -239,9 +253,6 @@ static void render_sdwan(struct out *o, const json_t *p, const struct sb_target 
 
 static void render_vnf(struct out *o, const json_t *p, const struct sb_target *t)
 {
-    const json_t *v;
-    char base[160];
-    size_t i;
     if (!t->model || strncmp(t->model, "ucpe", 4)) {
         cairn_errmsg_set(o->errmsg, o->size,
                          "device model %s cannot host VNFs: target a universal CPE (ucpe-*)",
@@ -249,16 +260,7 @@ static void render_vnf(struct out *o, const json_t *p, const struct sb_target *t
         o->rv = CAIRN_EINVAL;
         return;
     }
-    json_array_foreach(json_object_get(p, "instances"), i, v)
-    {
-        snprintf(base, sizeof(base), "/cairn-cpe-vnf:vnfs/instance[name='%s']",
-                 json_string_value(json_object_get(v, "name")));
-        set_str(o, v, "image", base, "image");
-        set_int(o, v, "vcpus", base, "vcpus");
-        set_int(o, v, "memory_mb", base, "memory-mb");
-        set_list(o, v, "interfaces", base, "attached-interface");
-        set_str(o, v, "admin_state", base, "admin-state");
-    }
+    set_entries(o, json_object_get(p, "instances"), "/cairn-cpe-vnf:vnfs/instance", vnf_fields);
 }
 
 static const struct {

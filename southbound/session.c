@@ -7,7 +7,9 @@
  * with select() and aborts the process once a descriptor passes 1024, and
  * it reads known_hosts. Here:
  *  1. tcp_connect: a non-blocking connect polled with a deadline, and
- *     TCP_NODELAY (without it a get-config takes ~40 ms, not ~4);
+ *     TCP_NODELAY (without it a get-config takes ~40 ms, not ~4); libssh
+ *     never closes a descriptor it is given, so the session closes it
+ *     after libssh and libnetconf2 are done (sb_session_close);
  *  2. ssh_connect on that descriptor; the server's host key is hashed
  *     (SHA-256) and compared with the pinned fingerprint, or pinned when
  *     none was given; a mismatch ends here with CAIRN_EPRECONDITION;
@@ -176,12 +178,14 @@ static int ssh_open(struct sb_session *s, const struct sb_connect *c, ssh_sessio
         rv = CAIRN_EPRECONDITION;
         goto err_after_new;
     }
+    s->fd = fd;
     *out = ssh;
     return 0;
 
 err_after_new:
     ssh_disconnect(ssh);
-    ssh_free(ssh); /* closes fd */
+    ssh_free(ssh);
+    close(fd); /* libssh never closes a descriptor it was given */
     assert(rv != 0);
     return rv;
 }
@@ -371,6 +375,7 @@ int sb_session_open(struct ly_ctx *ctx, const struct sb_connect *conn, struct sb
         return CAIRN_ENOMEM;
     }
     s->ctx = ctx;
+    s->fd = -1;
     s->timeout_ms = conn->timeout_ms ? conn->timeout_ms : 10000;
     rv = ssh_open(s, conn, &ssh, errmsg, size);
     if (rv) {
@@ -418,6 +423,9 @@ void sb_session_close(struct sb_session *s)
     }
     if (s->nc) {
         nc_session_free(s->nc, NULL);
+    }
+    if (s->fd >= 0) {
+        close(s->fd); /* after libssh is done with it */
     }
     for (i = 0; s->caps && s->caps[i]; i++) {
         free(s->caps[i]);

@@ -12,6 +12,7 @@
 struct sb_session {
     struct ly_ctx *ctx;                    /* parses replies; not owned */
     struct nc_session *nc;                 /* libnetconf2 session (owns the SSH session) */
+    int fd;                                /* its TCP socket: libssh never closes it */
     bool alive;                            /* false once the transport failed */
     unsigned timeout_ms;                   /* each RPC's send and reply deadline */
     char fingerprint[SB_FINGERPRINT_SIZE]; /* the server's host key */

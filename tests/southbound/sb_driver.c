@@ -11,7 +11,7 @@
  *                             JSON: {"services":[{"id","type","parameters"}]}
  *   submit-all OP [JSON]      the same for every device, in order
  *   status ID                 prints {"status":...}
- *   stats                     prints {"stats":...}: threads, sessions, RSS
+ *   stats                     prints {"stats":...}: threads, sessions, RSS, fds
  *   quit
  * Every job result is printed as one JSON line {"result":...} from the
  * worker thread that produced it; every command answers one JSON line.
@@ -180,9 +180,10 @@ static long rss_kb(void)
     return kb;
 }
 
-static int thread_count(void)
+/* Entries in a /proc/self directory: threads (task) or descriptors (fd). */
+static int proc_count(const char *dir)
 {
-    DIR *d = opendir("/proc/self/task");
+    DIR *d = opendir(dir);
     struct dirent *e;
     int n = 0;
     while (d && (e = readdir(d))) {
@@ -283,9 +284,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(cmd, "status") && n == 1) {
             status(m, a[0]);
         } else if (!strcmp(cmd, "stats")) {
-            emit(json_pack("{s{si si sI sI}}", "stats", "threads", thread_count(), "workers",
-                           (int)sb_manager_threads(m), "sessions",
-                           (json_int_t)sb_manager_sessions(m), "rss_kb", (json_int_t)rss_kb()));
+            emit(json_pack("{s{si si sI sI si}}", "stats", "threads", proc_count("/proc/self/task"),
+                           "workers", (int)sb_manager_threads(m), "sessions",
+                           (json_int_t)sb_manager_sessions(m), "rss_kb", (json_int_t)rss_kb(),
+                           "fds", proc_count("/proc/self/fd")));
         } else if (!strcmp(cmd, "quit")) {
             break;
         } else {

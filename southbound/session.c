@@ -316,17 +316,20 @@ static const char *leaf_at(const struct lyd_node *data, const char *path)
     return v ? v : "";
 }
 
-/* Step 5: modules from the YANG library, facts from system-state. */
+/* Step 5: modules from the YANG library and facts from system-state, in
+ * one <get> with an XPath union. */
 static int discover(struct sb_session *s, char *errmsg, size_t size)
 {
+    static const char filter[] =
+        "/ietf-yang-library:yang-library/module-set/module/name"
+        " | /cairn-cpe-system:system-state";
     struct lyd_node *data = NULL;
     struct ly_set *set = NULL;
     uint32_t i;
     int rv;
 
-    rv = session_data(
-        s, nc_rpc_get("/ietf-yang-library:yang-library", NC_WD_UNKNOWN, NC_PARAMTYPE_CONST),
-        "get yang-library", &data, errmsg, size);
+    rv = session_data(s, nc_rpc_get(filter, NC_WD_UNKNOWN, NC_PARAMTYPE_CONST),
+                      "get yang-library and system-state", &data, errmsg, size);
     if (rv) {
         return rv;
     }
@@ -338,17 +341,6 @@ static int discover(struct sb_session *s, char *errmsg, size_t size)
         }
     }
     ly_set_free(set, NULL);
-    lyd_free_all(data);
-    if (!s->modules) {
-        cairn_errmsg_set(errmsg, size, "the device's YANG library lists no modules");
-        return CAIRN_EUNSUPPORTED;
-    }
-    rv = session_data(
-        s, nc_rpc_get("/cairn-cpe-system:system-state", NC_WD_UNKNOWN, NC_PARAMTYPE_CONST),
-        "get system-state", &data, errmsg, size);
-    if (rv) {
-        return rv;
-    }
     snprintf(s->facts.serial, sizeof(s->facts.serial), "%s",
              leaf_at(data, "/cairn-cpe-system:system-state/serial-number"));
     snprintf(s->facts.model, sizeof(s->facts.model), "%s",
@@ -356,6 +348,10 @@ static int discover(struct sb_session *s, char *errmsg, size_t size)
     snprintf(s->facts.software, sizeof(s->facts.software), "%s",
              leaf_at(data, "/cairn-cpe-system:system-state/software-version"));
     lyd_free_all(data);
+    if (!s->modules || !s->modules[0]) {
+        cairn_errmsg_set(errmsg, size, "the device's YANG library lists no modules");
+        return CAIRN_EUNSUPPORTED;
+    }
     return 0;
 }
 

@@ -364,6 +364,8 @@ static void test_diff_and_edit(void **state)
     json_decref(svc.parameters);
 }
 
+int manager_tests(void); /* test_manager.c */
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -378,5 +380,6 @@ int main(void)
         cmocka_unit_test(test_check_modules),
         cmocka_unit_test(test_diff_and_edit),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    int failed = cmocka_run_group_tests_name("schema and renderers", tests, setup, teardown);
+    return failed + manager_tests();
 }

@@ -16,6 +16,14 @@
  *
  * Errors are CAIRN_E* codes; the text is written into a caller's errmsg
  * buffer (CAIRN_ERRMSG_SIZE bytes is enough) as a chain of causes.
+ *
+ * Threads: schema, renderer and session functions may be called from any
+ * thread, but they block (a session waits on the network) and a session
+ * is used by one thread at a time; a libyang context may be read by many
+ * threads while none modifies it (connecting a session modifies it). The
+ * manager's functions may be called from any thread and never block on a
+ * device; its callback runs on a worker thread. Never call them from the
+ * libuv loop thread with a device in the path: use the manager.
  */
 #ifndef SOUTHBOUND_H
 #define SOUTHBOUND_H

@@ -127,6 +127,12 @@ static const struct key keys[] = {
     {"liveness_heartbeat_ms", UINT(liveness_heartbeat_ms, 20, 60000, "250")},
     {"ownership_lease_ms", UINT(ownership_lease_ms, 100, 600000, "2000")},
     {"liveness_down_ms", UINT(liveness_down_ms, 200, 3600000, "3000")},
+    /* Devices (devices.c, the southbound). */
+    {"southbound_threads", UINT(southbound_threads, 1, 256, "8")},
+    {"device_timeout_ms", UINT(device_timeout_ms, 100, 600000, "10000")},
+    {"confirm_timeout_s", UINT(confirm_timeout_s, 1, 3600, "60")},
+    {"drift_interval_s", UINT(drift_interval_s, 0, 86400, "300")},
+    {"yang_dir", STR(yang_dir, false, "", NULL)},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])

@@ -46,6 +46,11 @@ struct config {
     unsigned liveness_heartbeat_ms;     /* how often a node renews its lease with the leader */
     unsigned ownership_lease_ms;        /* a node drives devices this long after a leader contact */
     unsigned liveness_down_ms;          /* silence after which the leader commits a node down */
+    unsigned southbound_threads;        /* device worker threads */
+    unsigned device_timeout_ms;         /* connect and each NETCONF RPC */
+    unsigned confirm_timeout_s;         /* confirmed commit: rollback unless confirmed in time */
+    unsigned drift_interval_s;          /* owned devices are checked this often; 0: never */
+    char yang_dir[4096];                /* the CPE YANG modules; "": the built-in location */
 };
 
 /* liveness_down_ms must exceed ownership_lease_ms by at least this much, so

@@ -104,6 +104,9 @@ struct node {
     /* Device ownership (liveness.c): the thread and this node's view. */
     struct liveness *liveness;
     struct owner *owner;
+
+    /* The device controller (devices.c). */
+    struct node_devices *devices;
 };
 
 /* node.c */
@@ -175,6 +178,11 @@ int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t 
                         uint64_t *epoch, char *errmsg, size_t size);
 /* The API backend's ownership (api.h). */
 int node_liveness_ownership(void *data, struct api_ownership *out, char *errmsg, size_t size);
+
+/* devices.c: the device controller; start after liveness (it needs
+ * n->owner), stop before the loop stops (its writes go through it). */
+int node_devices_start(struct node *n, char *errmsg, size_t size);
+void node_devices_stop(struct node *n);
 
 /* rpc.c */
 void node_rpc_register(struct node *n);

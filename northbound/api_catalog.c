@@ -18,8 +18,8 @@
  *
  * The parameter schema: {"NAME": {"type": T, "required": bool, "default":
  * V, "description": S, "min": N, "max": N, "enum": [S...]}}, where T is
- * string, integer, boolean, ipv4, ipv4-prefix, port, string-list or
- * object. api_template_params_check validates a service's parameters
+ * string, integer, boolean, ipv4, ipv4-prefix, port, string-list, list
+ * (an array of anything, such as firewall rules) or object. api_template_params_check validates a service's parameters
  * against it and fills in defaults.
  */
 #include "api_int.h"
@@ -32,7 +32,8 @@
 #define PARAMS_MAX 64
 
 static const char *const param_types[] = {
-    "string", "integer", "boolean", "ipv4", "ipv4-prefix", "port", "string-list", "object", NULL,
+    "string", "integer", "boolean", "ipv4", "ipv4-prefix", "port", "string-list", "list", "object",
+    NULL,
 };
 
 static bool format_param_type(const char *s, size_t len, char *why, size_t why_size)
@@ -43,7 +44,7 @@ static bool format_param_type(const char *s, size_t len, char *why, size_t why_s
         }
     }
     snprintf(why, why_size,
-             "must be one of string, integer, boolean, ipv4, ipv4-prefix, port, string-list, "
+             "must be one of string, integer, boolean, ipv4, ipv4-prefix, port, string-list, list, "
              "object");
     return false;
 }
@@ -106,6 +107,10 @@ static bool param_value_ok(const json_t *spec, const json_t *value, char *why, s
     if (strcmp(type, "object") == 0) {
         snprintf(why, why_size, "must be an object");
         return json_is_object(value);
+    }
+    if (strcmp(type, "list") == 0) {
+        snprintf(why, why_size, "must be an array");
+        return json_is_array(value);
     }
     if (strcmp(type, "string-list") == 0) {
         size_t i;

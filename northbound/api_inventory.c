@@ -126,8 +126,15 @@ static int device_build(struct api *api, const struct store_object *old, struct 
             return api_error_set(err, 500, "internal", NULL, "device %s: unreadable stored body",
                                  old->id);
         }
-        json_object_set(b->stored, "activation_code", json_object_get(prev, "activation_code"));
-        json_object_set(b->stored, "status", json_object_get(prev, "status"));
+        /* Server fields, and what the device management layer recorded. */
+        static const char *const kept[] = {"activation_code", "status", "host_key", "base_config",
+                                           "intended_config"};
+        for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++) {
+            json_t *v = json_object_get(prev, kept[i]);
+            if (v != NULL) {
+                json_object_set(b->stored, kept[i], v);
+            }
+        }
         if (creds != NULL && json_object_get(creds, "password") == NULL) {
             json_t *pw = json_object_get(json_object_get(prev, "credentials"), "password");
             if (pw != NULL) {

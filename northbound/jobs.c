@@ -70,7 +70,9 @@ static bool runnable(const char *body, size_t len)
     json_t *doc = json_loadb(body, len, 0, NULL);
     const char *type = json_string_value(json_object_get(doc, "type"));
     const char *state = json_string_value(json_object_get(doc, "state"));
-    bool ok = type != NULL && state != NULL && strcmp(type, "import") == 0 &&
+    bool ok = type != NULL && state != NULL &&
+              (strcmp(type, "import") == 0 || strcmp(type, "service-deploy") == 0 ||
+               strcmp(type, "service-delete") == 0) &&
               (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0);
     json_decref(doc);
     return ok;
@@ -160,6 +162,21 @@ static int follow(struct api_jobs *j)
     }
     store_change_list_release(&changes);
     return 0;
+}
+
+/* True if job id is an import (else a service job). */
+static bool job_is_import(struct api_jobs *j, const char *id)
+{
+    struct store_object o;
+    bool import = false;
+    if (store_object_get(j->api->store, STORE_KIND_JOB, id, &o) == 0) {
+        json_t *body = json_loadb(o.body, o.body_len, 0, NULL);
+        const char *type = json_string_value(json_object_get(body, "type"));
+        import = type != NULL && strcmp(type, "import") == 0;
+        json_decref(body);
+        store_object_release(&o);
+    }
+    return import;
 }
 
 /* A job being run: its id, its body as last written, the revision of that
@@ -275,6 +292,9 @@ static void tally(const json_t *body, size_t *done, size_t *failed)
 static void finish(struct run *r, bool cancelled)
 {
     size_t done, failed, total = json_array_size(json_object_get(r->body, "tasks"));
+    const char *type = json_string_value(json_object_get(r->body, "type"));
+    bool import = type != NULL && strcmp(type, "import") == 0;
+    const char *noun = import ? "items" : "devices";
     size_t i;
     json_t *t;
 
@@ -293,14 +313,17 @@ static void finish(struct run *r, bool cancelled)
     if (cancelled) {
         json_object_set_new(r->body, "state", json_string("cancelled"));
         json_object_set_new(r->body, "message",
-                            json_sprintf("cancelled after %zu of %zu items", done, total));
+                            json_sprintf("cancelled after %zu of %zu %s", done, total, noun));
     } else if (failed > 0) {
         json_object_set_new(r->body, "state", json_string("failed"));
-        json_object_set_new(r->body, "message",
-                            json_sprintf("%zu of %zu items failed; see the tasks", failed, total));
+        json_object_set_new(
+            r->body, "message",
+            json_sprintf("%zu of %zu %s failed; see the tasks", failed, total, noun));
     } else {
         json_object_set_new(r->body, "state", json_string("succeeded"));
-        json_object_set_new(r->body, "message", json_sprintf("%zu items imported", total));
+        json_object_set_new(
+            r->body, "message",
+            json_sprintf("%zu %s %s", total, noun, import ? "imported" : "configured"));
     }
     set_time(r->body, "finished_at");
 }
@@ -526,6 +549,152 @@ static void run_import(struct api_jobs *j, const char *id)
     json_decref(r.body);
 }
 
+/* The outcome a device recorded for job id (status.jobs), or NULL. */
+static json_t *device_outcome(struct api *api, const char *device, const char *job, bool *gone)
+{
+    struct store_object o;
+    json_t *body;
+    json_t *out;
+    *gone = store_object_get(api->store, STORE_KIND_DEVICE, device, &o) == CAIRN_ENOTFOUND;
+    if (*gone) {
+        return NULL;
+    }
+    body = json_loadb(o.body, o.body_len, 0, NULL);
+    store_object_release(&o);
+    out =
+        json_incref(json_object_get(json_object_get(json_object_get(body, "status"), "jobs"), job));
+    json_decref(body);
+    return out;
+}
+
+/* The end of a service job: the service records what is realized where
+ * (if the job is still its latest), and a deleted service whose devices
+ * are clean goes. */
+static void service_finish(struct run *r)
+{
+    const json_t *target = json_object_get(r->body, "target");
+    const char *sid = json_string_value(json_object_get(target, "id"));
+    const char *type = json_string_value(json_object_get(r->body, "type"));
+    bool ok = strcmp(json_string_value(json_object_get(r->body, "state")), "succeeded") == 0;
+    char request_id[API_REQUEST_ID_SIZE];
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    struct store_command cmd;
+    struct store_result res;
+    struct store_object o;
+    json_t *body;
+    char *text = NULL;
+    size_t i;
+    json_t *t;
+
+    if (sid == NULL || store_object_get(r->j->api->store, STORE_KIND_SERVICE, sid, &o) != 0) {
+        return;
+    }
+    body = json_loadb(o.body, o.body_len, 0, NULL);
+    if (body == NULL || strcmp(json_string_value(json_object_get(body, "job_id")) != NULL
+                                   ? json_string_value(json_object_get(body, "job_id"))
+                                   : "",
+                               r->id) != 0) {
+        json_decref(body);
+        store_object_release(&o);
+        return; /* a newer write of the service has its own job */
+    }
+    api_request_id_fresh(request_id);
+    if (strcmp(type, "service-delete") == 0 && ok) {
+        command_init(r, &cmd, STORE_OP_DELETE, STORE_KIND_SERVICE);
+    } else {
+        json_t *real = json_object();
+        json_array_foreach(json_object_get(r->body, "tasks"), i, t)
+        {
+            json_object_set(real, json_string_value(json_object_get(t, "device_id")),
+                            json_object_get(t, "state"));
+        }
+        json_object_set_new(body, "realization", real);
+        text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
+        command_init(r, &cmd, STORE_OP_UPDATE, STORE_KIND_SERVICE);
+        cmd.name = o.name;
+        cmd.body = text;
+        cmd.body_len = text != NULL ? strlen(text) : 0;
+    }
+    cmd.id = sid;
+    cmd.if_match = o.mod_rev;
+    cmd.request_id = request_id;
+    cmd.fingerprint = api_fnv1a(API_FNV_OFFSET, request_id, strlen(request_id));
+    cmd.tenant = o.tenant;
+    if (cmd.op == STORE_OP_DELETE || text != NULL) {
+        api_propose_quiet(r->j->api, &cmd, cairn_now_ms() + RUNNER_WRITE_MS, &res, errmsg,
+                          sizeof errmsg);
+    }
+    free(text);
+    json_decref(body);
+    store_object_release(&o);
+}
+
+/* One look at a service job: the outcomes its devices recorded become its
+ * tasks; it ends when every task has one (or was cancelled). The owners of
+ * the devices do the work (node/devices.c). */
+static void poll_device_job(struct api_jobs *j, const char *id)
+{
+    struct run r;
+    bool cancel = false;
+    bool changed = false;
+    size_t open = 0;
+    size_t i;
+    json_t *task;
+
+    memset(&r, 0, sizeof r);
+    r.j = j;
+    snprintf(r.id, sizeof r.id, "%s", id);
+    if (run_load(&r) != 0) {
+        json_decref(r.body);
+        active_remove(j, id);
+        return;
+    }
+    if (strcmp(json_string_value(json_object_get(r.body, "state")), "queued") == 0) {
+        json_object_set_new(r.body, "state", json_string("running"));
+        set_time(r.body, "started_at");
+        changed = true;
+    }
+    cancel = json_is_true(json_object_get(r.body, "cancel_requested"));
+    json_array_foreach(json_object_get(r.body, "tasks"), i, task)
+    {
+        const char *s = json_string_value(json_object_get(task, "state"));
+        const char *device = json_string_value(json_object_get(task, "device_id"));
+        bool gone = false;
+        json_t *out;
+        if (s == NULL || device == NULL ||
+            (strcmp(s, "queued") != 0 && strcmp(s, "running") != 0)) {
+            continue;
+        }
+        out = device_outcome(j->api, device, id, &gone);
+        if (gone) {
+            json_object_set_new(task, "state", json_string("failed"));
+            json_object_set_new(task, "message", json_string("the device was deleted"));
+            changed = true;
+        } else if (out != NULL) {
+            json_object_set(task, "state", json_object_get(out, "state"));
+            json_object_set(task, "message", json_object_get(out, "message"));
+            if (json_string_length(json_object_get(out, "diff")) > 0) {
+                json_object_set(task, "diff", json_object_get(out, "diff"));
+            }
+            changed = true;
+        } else {
+            open++;
+        }
+        json_decref(out);
+    }
+    if (open == 0 || cancel) {
+        if (checkpoint(&r, true, &cancel) == 0) {
+            CAIRN_INFO("msg=\"job ended\" job=%s state=%s", r.id,
+                       json_string_value(json_object_get(r.body, "state")));
+            service_finish(&r);
+            active_remove(j, id);
+        }
+    } else if (changed && cairn_now_ms() - r.written_ms >= PROGRESS_MS) {
+        checkpoint(&r, false, &cancel);
+    }
+    json_decref(r.body);
+}
+
 static void *runner_main(void *arg)
 {
     struct api_jobs *j = arg;
@@ -543,7 +712,11 @@ static void *runner_main(void *arg)
         for (size_t i = 0; j->leading && i < j->n_active && !runner_stopping(j); i++) {
             char id[CAIRN_UUID_SIZE];
             snprintf(id, sizeof id, "%s", j->active[i]);
-            run_import(j, id);
+            if (job_is_import(j, id)) {
+                run_import(j, id);
+            } else {
+                poll_device_job(j, id);
+            }
         }
         pthread_mutex_lock(&j->mu);
         clock_gettime(CLOCK_MONOTONIC, &until);

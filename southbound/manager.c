@@ -265,6 +265,35 @@ int sb_manager_device_set(struct sb_manager *m, const char *id, const struct sb_
     return rv;
 }
 
+int sb_manager_device_configs(struct sb_manager *m, const char *id, const char *base_json,
+                              const char *intended_json)
+{
+    struct device *d;
+    int rv = 0;
+    pthread_mutex_lock(&m->mu);
+    d = device_find(m, id);
+    if (d == NULL) {
+        rv = CAIRN_ENOTFOUND;
+    } else if (d->st.busy) {
+        rv = CAIRN_EBUSY; /* the worker owns these fields while it runs */
+    } else {
+        char *b = base_json != NULL ? strdup(base_json) : NULL;
+        char *i = intended_json != NULL ? strdup(intended_json) : NULL;
+        if ((base_json != NULL && b == NULL) || (intended_json != NULL && i == NULL)) {
+            free(b);
+            free(i);
+            rv = CAIRN_ENOMEM;
+        } else {
+            free(d->base_json);
+            free(d->intended_json);
+            d->base_json = b;
+            d->intended_json = i;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return rv;
+}
+
 int sb_manager_device_status(struct sb_manager *m, const char *id, struct sb_device_status *out)
 {
     struct device *d;
@@ -465,7 +494,18 @@ static int ensure_session(struct run *r)
 static int op_adopt(struct run *r)
 {
     struct lyd_node *running = NULL;
-    int rv = sb_session_get_running(r->d->sess, &running, r->msg, sizeof(r->msg));
+    int rv;
+
+    if (r->j->op == SB_OP_ONBOARD && r->d->base_json != NULL) {
+        /* Known already (sb_manager_device_configs: another owner adopted
+         * it): reconnecting does not adopt what services pushed since. */
+        snprintf(r->fingerprint, sizeof(r->fingerprint), "%s", sb_session_fingerprint(r->d->sess));
+        r->facts = *sb_session_facts(r->d->sess);
+        r->res.fingerprint = r->fingerprint;
+        r->res.facts = &r->facts;
+        return 0;
+    }
+    rv = sb_session_get_running(r->d->sess, &running, r->msg, sizeof(r->msg));
     if (!rv) {
         rv = sb_schema_print_json(running, &r->config);
     }
@@ -521,6 +561,14 @@ static int op_push(struct run *r)
         rv = sb_schema_check_modules(intended, sb_session_modules(r->d->sess), r->msg,
                                      sizeof(r->msg));
     }
+    if (!rv && r->j->op == SB_OP_PUSH && m->cfg.fence != NULL &&
+        !m->cfg.fence(m->cfg.cb_data, r->d->id, &po.epoch)) {
+        /* Checked at the last moment, and the epoch it gives is the one
+         * the edit carries: a node that lost the device writes nothing. */
+        cairn_errmsg_set(r->msg, sizeof(r->msg),
+                         "this node does not own the device in the current epoch");
+        rv = CAIRN_EPRECONDITION;
+    }
     if (!rv) {
         rv = sb_session_push(r->d->sess, intended, &po, &pr, r->msg, sizeof(r->msg));
         r->res.step = pr.failed_step;
@@ -533,6 +581,7 @@ static int op_push(struct run *r)
         free(r->d->intended_json);
         r->d->intended_json = NULL;
         rv = sb_schema_print_json(intended, &r->d->intended_json);
+        r->res.intended_json = r->d->intended_json;
     }
     sb_push_result_free(&pr);
     lyd_free_all(intended);

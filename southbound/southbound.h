@@ -240,6 +240,7 @@ struct sb_result {
     const char *fingerprint;      /* onboard: the pinned host key */
     const struct sb_facts *facts; /* onboard: facts, NULL otherwise */
     const char *config_json;      /* onboard/sync-from: the adopted config (libyang JSON) */
+    const char *intended_json;    /* push: the intended config now on the device, else NULL */
     unsigned attempts;            /* connection attempts this job made */
 };
 
@@ -257,6 +258,11 @@ struct sb_manager_config {
     unsigned job_deadline_ms; /* a job waits this long for a connection (default 30000) */
     sb_result_cb cb;          /* called on a worker thread for every job */
     void *cb_data;            /* passed to cb */
+    /* Optional fencing: called on the worker right before a push writes
+     * to the device; false fails the job (CAIRN_EPRECONDITION) without a
+     * write, true sets *epoch, which the edit carries instead of
+     * cfg.epoch. */
+    bool (*fence)(void *cb_data, const char *device_id, uint64_t *epoch);
 };
 
 struct sb_device_status {
@@ -290,6 +296,14 @@ int sb_manager_device_set(struct sb_manager *m, const char *id, const struct sb_
  * once, on a worker thread, unless this returns an error. Any thread. */
 int sb_manager_submit(struct sb_manager *m, const char *device_id, enum sb_op op,
                       const struct sb_service *services, size_t nservices, void *job_data);
+
+/* Gives a device the adopted base config and the last pushed intended
+ * config (libyang JSON, either NULL) that another node recorded: an
+ * onboarding then keeps that base instead of adopting running, and drift
+ * is checked against the intended one. CAIRN_EBUSY while a job of the
+ * device runs, CAIRN_ENOTFOUND for an unknown device. Any thread. */
+int sb_manager_device_configs(struct sb_manager *m, const char *id, const char *base_json,
+                              const char *intended_json);
 
 /* Copies a device's status. CAIRN_ENOTFOUND for an unknown device. */
 int sb_manager_device_status(struct sb_manager *m, const char *id, struct sb_device_status *out);

@@ -554,37 +554,22 @@ static void consider(struct node_devices *c, const struct store_object *o)
     json_decref(body);
 }
 
+static int consider_cb(const struct store_object *o, void *arg)
+{
+    consider(arg, o);
+    return 0;
+}
+
 /* Every device, at start and at each new epoch. */
 static int scan_devices(struct node_devices *c)
 {
-    char after[CAIRN_UUID_SIZE] = "";
     uint64_t revision = 0;
-    for (;;) {
-        struct store_list list;
-        bool more;
-        int rv =
-            store_object_list(c->n->store, STORE_KIND_DEVICE, after[0] ? after : NULL, 500, &list);
-        if (rv != 0) {
-            return rv;
-        }
-        if (revision == 0) {
-            revision = list.revision;
-        }
-        for (size_t i = 0; i < list.n; i++) {
-            snprintf(after, sizeof after, "%s", list.items[i].id);
-            consider(c, &list.items[i]);
-        }
-        more = list.more;
-        store_list_release(&list);
-        if (!more) {
-            break;
-        }
-    }
-    if (!c->scanned) {
+    int rv = store_object_foreach(c->n->store, STORE_KIND_DEVICE, consider_cb, c, &revision);
+    if (rv == 0 && !c->scanned) {
         c->revision = revision;
         c->scanned = true;
     }
-    return 0;
+    return rv;
 }
 
 static bool service_job(const json_t *body)
@@ -612,32 +597,20 @@ static void active_set(struct node_devices *c, const char *id, bool on)
     }
 }
 
+static int scan_job(const struct store_object *o, void *arg)
+{
+    json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
+    if (service_job(body)) {
+        active_set(arg, o->id, true);
+    }
+    json_decref(body);
+    return 0;
+}
+
 static int scan_jobs(struct node_devices *c)
 {
-    char after[CAIRN_UUID_SIZE] = "";
     c->n_active = 0;
-    for (;;) {
-        struct store_list list;
-        bool more;
-        int rv =
-            store_object_list(c->n->store, STORE_KIND_JOB, after[0] ? after : NULL, 500, &list);
-        if (rv != 0) {
-            return rv;
-        }
-        for (size_t i = 0; i < list.n; i++) {
-            json_t *body = json_loadb(list.items[i].body, list.items[i].body_len, 0, NULL);
-            snprintf(after, sizeof after, "%s", list.items[i].id);
-            if (service_job(body)) {
-                active_set(c, list.items[i].id, true);
-            }
-            json_decref(body);
-        }
-        more = list.more;
-        store_list_release(&list);
-        if (!more) {
-            return 0;
-        }
-    }
+    return store_object_foreach(c->n->store, STORE_KIND_JOB, scan_job, c, NULL);
 }
 
 /* Follows the change log: devices to look at, jobs to run. */

@@ -101,38 +101,20 @@ static void active_remove(struct api_jobs *j, const char *id)
     }
 }
 
-/* Finds every runnable job: a scan of all jobs, remembering its revision. */
+static int scan_one(const struct store_object *o, void *arg)
+{
+    if (runnable(o->body, o->body_len)) {
+        active_add(arg, o->id);
+    }
+    return 0;
+}
+
+/* Finds every runnable job: a scan of all jobs, remembering its revision
+ * (every later change is in the change log). */
 static int scan(struct api_jobs *j)
 {
-    char after[CAIRN_UUID_SIZE] = "";
-    struct store_list list;
-    uint64_t revision = 0;
-
     j->n_active = 0;
-    for (;;) {
-        int rv =
-            store_object_list(j->api->store, STORE_KIND_JOB, after[0] ? after : NULL, 500, &list);
-        if (rv != 0) {
-            return rv;
-        }
-        if (revision == 0) {
-            revision = list.revision;
-        }
-        for (size_t i = 0; i < list.n; i++) {
-            snprintf(after, sizeof after, "%s", list.items[i].id);
-            if (runnable(list.items[i].body, list.items[i].body_len)) {
-                active_add(j, list.items[i].id);
-            }
-        }
-        bool more = list.more;
-        store_list_release(&list);
-        if (!more) {
-            break;
-        }
-    }
-    /* Pages read at later revisions saw at least this much. */
-    j->revision = revision;
-    return 0;
+    return store_object_foreach(j->api->store, STORE_KIND_JOB, scan_one, j, &j->revision);
 }
 
 /* Follows the change log: jobs that became runnable or ended. */
@@ -477,28 +459,43 @@ static int import_item(struct run *r, size_t i, const json_t *item, bool device,
     return 0;
 }
 
+/* Starts a look at job id: loads it into *r (a job that vanished leaves
+ * the active set) and marks a queued one running. Returns false if there
+ * is nothing to do; *started says whether it was queued. */
+static bool run_open(struct api_jobs *j, const char *id, struct run *r, bool *started)
+{
+    memset(r, 0, sizeof *r);
+    r->j = j;
+    snprintf(r->id, sizeof r->id, "%s", id);
+    if (run_load(r) != 0) {
+        json_decref(r->body);
+        active_remove(j, id);
+        return false;
+    }
+    *started = strcmp(json_string_value(json_object_get(r->body, "state")), "queued") == 0;
+    if (*started) {
+        json_object_set_new(r->body, "state", json_string("running"));
+        set_time(r->body, "started_at");
+    }
+    return true;
+}
+
 /* Runs one import job from where it stands. */
 static void run_import(struct api_jobs *j, const char *id)
 {
     struct run r;
     bool cancel = false;
+    bool started;
     const json_t *input;
     size_t n_sites;
     size_t i;
     json_t *task;
     int rv;
 
-    memset(&r, 0, sizeof r);
-    r.j = j;
-    snprintf(r.id, sizeof r.id, "%s", id);
-    if (run_load(&r) != 0) {
-        json_decref(r.body);
-        active_remove(j, id);
+    if (!run_open(j, id, &r, &started)) {
         return;
     }
-    if (strcmp(json_string_value(json_object_get(r.body, "state")), "queued") == 0) {
-        json_object_set_new(r.body, "state", json_string("running"));
-        set_time(r.body, "started_at");
+    if (started) {
         rv = run_write(&r);
         if (rv == CAIRN_EPRECONDITION) {
             json_decref(r.body);
@@ -641,18 +638,8 @@ static void poll_device_job(struct api_jobs *j, const char *id)
     size_t i;
     json_t *task;
 
-    memset(&r, 0, sizeof r);
-    r.j = j;
-    snprintf(r.id, sizeof r.id, "%s", id);
-    if (run_load(&r) != 0) {
-        json_decref(r.body);
-        active_remove(j, id);
+    if (!run_open(j, id, &r, &changed)) {
         return;
-    }
-    if (strcmp(json_string_value(json_object_get(r.body, "state")), "queued") == 0) {
-        json_object_set_new(r.body, "state", json_string("running"));
-        set_time(r.body, "started_at");
-        changed = true;
     }
     cancel = json_is_true(json_object_get(r.body, "cancel_requested"));
     json_array_foreach(json_object_get(r.body, "tasks"), i, task)

@@ -573,3 +573,32 @@ int store_count(struct store *s, const char *tenant, enum store_kind kind, uint6
     rocksdb_free(val);
     return rv;
 }
+
+int store_object_foreach(struct store *s, enum store_kind kind,
+                         int (*cb)(const struct store_object *o, void *arg), void *arg,
+                         uint64_t *revision)
+{
+    char after[STORE_ID_MAX + 1] = "";
+    bool first = true;
+    for (;;) {
+        struct store_list list;
+        bool more;
+        int rv = store_object_list(s, kind, after[0] != '\0' ? after : NULL, 500, &list);
+        if (rv != 0) {
+            return rv;
+        }
+        if (first && revision != NULL) {
+            *revision = list.revision;
+        }
+        first = false;
+        for (size_t i = 0; i < list.n && rv == 0; i++) {
+            snprintf(after, sizeof after, "%s", list.items[i].id);
+            rv = cb(&list.items[i], arg);
+        }
+        more = list.more;
+        store_list_release(&list);
+        if (rv != 0 || !more) {
+            return rv;
+        }
+    }
+}

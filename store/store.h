@@ -228,6 +228,14 @@ int store_object_list(struct store *s, enum store_kind kind, const char *after, 
                       struct store_list *out);
 void store_list_release(struct store_list *l);
 
+/* Calls cb for every object of kind in id order, a page at a time (each
+ * page from one snapshot); stops at the first non-zero return of cb and
+ * returns it. *revision (may be NULL) gets the revision of the first page:
+ * every change after it is in the change log. Any thread. */
+int store_object_foreach(struct store *s, enum store_kind kind,
+                         int (*cb)(const struct store_object *o, void *arg), void *arg,
+                         uint64_t *revision);
+
 /* A filtered page: objects of kind, optionally only those scoped to tenant
  * and/or children of one parent, in id order after `after`. */
 struct store_query {

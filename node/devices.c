@@ -695,6 +695,43 @@ static size_t services_of(struct node_devices *c, const char *tenant, const char
     return n;
 }
 
+/* A task for a device this node owns but cannot drive (unmanaged, or no
+ * address or credentials): it fails at once, saying why, rather than
+ * waiting for ever. */
+static void unmanageable(struct node_devices *c, const char *device, const char *job,
+                         uint64_t epoch)
+{
+    struct store_object o;
+    struct outcome out;
+    json_t *body;
+    const char *state;
+
+    if (store_object_get(c->n->store, STORE_KIND_DEVICE, device, &o) != 0) {
+        return; /* gone: the job runner fails the task */
+    }
+    body = json_loadb(o.body, o.body_len, 0, NULL);
+    state = str_of(body, "desired_state");
+    memset(&out, 0, sizeof out);
+    snprintf(out.device, sizeof out.device, "%s", device);
+    snprintf(out.job, sizeof out.job, "%s", job);
+    out.op = SB_OP_PUSH;
+    out.epoch = epoch;
+    out.rv = CAIRN_EPRECONDITION;
+    out.step = SB_STEP_CONNECT;
+    if (state != NULL && strcmp(state, "managed") != 0) {
+        out.message = strdup("the device is unmanaged (desired_state); nothing was pushed");
+    } else if (str_of(json_object_get(body, "management"), "host") == NULL ||
+               str_of(json_object_get(body, "credentials"), "password") == NULL) {
+        out.message = strdup("the device has no management address or credentials");
+    }
+    json_decref(body);
+    store_object_release(&o);
+    if (out.message != NULL && dev_get(c, device, true) != NULL) {
+        record(c, &out); /* marks the job handled here */
+        free(out.message);
+    }
+}
+
 #define SERVICES_PER_DEVICE_MAX 64
 
 /* Submits the pushes of one service job for the devices this node owns. */
@@ -724,9 +761,14 @@ static void dispatch_job(struct node_devices *c, const char *job_id)
         json_t *keep;
         size_t n;
 
-        if (d == NULL || !d->registered || d->inflight || dev_done(d, job_id) ||
+        if (device == NULL ||
             strcmp(str_of(task, "state") != NULL ? str_of(task, "state") : "", "queued") != 0 ||
+            (d != NULL && (d->inflight || dev_done(d, job_id))) ||
             !owner_owns(c->n->owner, device, &epoch)) {
+            continue;
+        }
+        if (d == NULL || !d->registered) {
+            unmanageable(c, device, job_id, epoch);
             continue;
         }
         keep = json_array();

@@ -16,6 +16,7 @@
 #include "node_int.h"
 
 #include <endian.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,7 +275,9 @@ static int read_local(struct node *n, struct call *c, uint64_t deadline_ms)
     return node_leader_read_index(n, false, deadline_ms, &c->index, c->errmsg, c->errmsg_size);
 }
 
-static int read_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
+/* One POST /internal/v1/readindex to the leader at address. */
+static int readindex_call(struct node *n, const char *address, uint64_t deadline_ms,
+                          uint64_t *index, char *errmsg, size_t size)
 {
     struct cairn_buf resp;
     uint64_t be;
@@ -283,17 +286,74 @@ static int read_remote(struct node *n, struct call *c, const char *address, uint
 
     cairn_buf_init(&resp);
     rv = peer_call(n->peers, address, "POST", "/internal/v1/readindex", NULL, NULL, 0, deadline_ms,
-                   &status, &resp, c->errmsg, c->errmsg_size);
+                   &status, &resp, errmsg, size);
     if (rv == 0 && status != 200) {
-        rv = remote_error(status, &resp, c->errmsg, c->errmsg_size);
+        rv = remote_error(status, &resp, errmsg, size);
     } else if (rv == 0 && resp.len != sizeof be) {
+        cairn_errmsg_set(errmsg, size, "garbled read index from leader %s", address);
         rv = CAIRN_EMALFORMED;
     } else if (rv == 0) {
         memcpy(&be, resp.data, sizeof be);
-        c->index = be64toh(be);
+        *index = be64toh(be);
     }
     cairn_buf_close(&resp);
+    return rv;
+}
+
+/* A follower's linearizable read point, shared: concurrent reads share one
+ * readindex call, as concurrent reads on the leader share one barrier.
+ *   1. A read notes the number of the next call to start (ri_started + 1):
+ *      a call already out may have reached the leader before a write this
+ *      reader has seen completed, so only a later one will do.
+ *   2. If no call is out, the read makes that call itself (read_remote
+ *      drops the lock meanwhile); otherwise it waits for calls to finish.
+ *   3. Once a call numbered at least that high has finished, its outcome is
+ *      the read's: its index (then wait to apply it) or its error, which
+ *      leader_call handles as for a call of its own (retry on a new leader
+ *      or until the deadline).
+ * Invariant: at most one call is out (ri_inflight), so calls finish in the
+ * order they started and ri_done only grows. Any leader's read index is a
+ * valid point: it comes from a barrier that leader committed in its term,
+ * after the call started. */
+static int read_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
+{
+    struct timespec ts;
+    uint64_t need, index = 0;
+    int rv = 0;
+
+    node_abs_deadline(deadline_ms, &ts);
+    pthread_mutex_lock(&n->rimu);
+    need = n->ri_started + 1;
+    while (n->ri_done < need && rv == 0) {
+        if (!n->ri_inflight) {
+            char err[sizeof n->ri_errmsg] = "";
+            uint64_t mine = ++n->ri_started;
+            n->ri_inflight = true;
+            pthread_mutex_unlock(&n->rimu);
+            rv = readindex_call(n, address, deadline_ms, &index, err, sizeof err);
+            pthread_mutex_lock(&n->rimu);
+            n->ri_inflight = false;
+            n->ri_done = mine;
+            n->ri_status = rv;
+            n->ri_index = index;
+            snprintf(n->ri_errmsg, sizeof n->ri_errmsg, "%s", err);
+            pthread_cond_broadcast(&n->ricv);
+            rv = 0;
+        } else if (pthread_cond_timedwait(&n->ricv, &n->rimu, &ts) == ETIMEDOUT &&
+                   n->ri_done < need) {
+            rv = CAIRN_ETIMEDOUT;
+        }
+    }
     if (rv == 0) {
+        rv = n->ri_status;
+        index = n->ri_index;
+        if (rv != 0) {
+            cairn_errmsg_set(c->errmsg, c->errmsg_size, "%s", n->ri_errmsg);
+        }
+    }
+    pthread_mutex_unlock(&n->rimu);
+    if (rv == 0) {
+        c->index = index;
         rv = node_wait_applied(n, c->index, deadline_ms);
     }
     return rv;

@@ -42,20 +42,25 @@
 /* The REST API's routes (api.c registers its handler on the same prefix). */
 #define API_PREFIX "/api/v1"
 
+void node_cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
 struct op *node_op_new(struct node *n, enum op_type type)
 {
     struct op *op = calloc(1, sizeof *op);
-    pthread_condattr_t attr;
     if (op == NULL) {
         return NULL;
     }
     op->type = type;
     op->node = n;
     pthread_mutex_init(&op->mu, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&op->cv, &attr);
-    pthread_condattr_destroy(&attr);
+    node_cond_init(&op->cv);
     atomic_init(&op->refs, 2);
     return op;
 }
@@ -72,7 +77,7 @@ void node_op_unref(struct op *op)
     free(op);
 }
 
-static void abs_deadline(uint64_t deadline_ms, struct timespec *ts)
+void node_abs_deadline(uint64_t deadline_ms, struct timespec *ts)
 {
     ts->tv_sec = (time_t)(deadline_ms / 1000);
     ts->tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
@@ -118,7 +123,7 @@ int node_op_wait(struct node *n, struct op *op, uint64_t deadline_ms)
     int rv;
     (void)n;
     /* cairn_now_ms and the condvar both use CLOCK_MONOTONIC. */
-    abs_deadline(deadline_ms, &ts);
+    node_abs_deadline(deadline_ms, &ts);
     pthread_mutex_lock(&op->mu);
     while (!op->done) {
         if (pthread_cond_timedwait(&op->cv, &op->mu, &ts) == ETIMEDOUT) {
@@ -143,7 +148,7 @@ void node_view(struct node *n, struct consensus_status *out)
 void node_view_wait(struct node *n, uint64_t deadline_ms)
 {
     struct timespec ts;
-    abs_deadline(deadline_ms, &ts);
+    node_abs_deadline(deadline_ms, &ts);
     pthread_mutex_lock(&n->vmu);
     if (!n->shutting_down) {
         pthread_cond_timedwait(&n->vcv, &n->vmu, &ts);
@@ -155,7 +160,7 @@ int node_wait_applied(struct node *n, uint64_t index, uint64_t deadline_ms)
 {
     struct timespec ts;
     int rv = 0;
-    abs_deadline(deadline_ms, &ts);
+    node_abs_deadline(deadline_ms, &ts);
     pthread_mutex_lock(&n->vmu);
     while (n->view.applied_index < index) {
         if (n->shutting_down) {
@@ -625,7 +630,6 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     struct api_backend backend;
     struct api_config acfg;
     struct http_config hcfg;
-    pthread_condattr_t attr;
     char path[4200];
     int rv;
 
@@ -639,10 +643,9 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     pthread_mutex_init(&n->smu, NULL);
     pthread_cond_init(&n->scv, NULL);
     pthread_mutex_init(&n->vmu, NULL);
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&n->vcv, &attr);
-    pthread_condattr_destroy(&attr);
+    node_cond_init(&n->vcv);
+    pthread_mutex_init(&n->rimu, NULL);
+    node_cond_init(&n->ricv);
 
     /* Busy ports are found before anything is written to the data dir. */
     if (cairn_listen_check(cfg->raft_address, errmsg, size) == CAIRN_EIO ||
@@ -771,5 +774,7 @@ void node_destroy(struct node *n)
     pthread_cond_destroy(&n->scv);
     pthread_mutex_destroy(&n->vmu);
     pthread_cond_destroy(&n->vcv);
+    pthread_mutex_destroy(&n->rimu);
+    pthread_cond_destroy(&n->ricv);
     free(n);
 }

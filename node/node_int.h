@@ -94,6 +94,18 @@ struct node {
     uint64_t leader_changes;   /* times a new leader became known (for /metrics) */
     atomic_bool shutting_down; /* set once, at node_destroy */
 
+    /* Follower read points (backend.c, read_remote): one
+     * /internal/v1/readindex call in flight serves every read that arrived
+     * before it was sent. Guarded by rimu; calls are numbered from 1. */
+    pthread_mutex_t rimu;
+    pthread_cond_t ricv;
+    bool ri_inflight;    /* a call is out */
+    uint64_t ri_started; /* number of the last call started */
+    uint64_t ri_done;    /* number of the last call finished */
+    int ri_status;       /* its outcome */
+    uint64_t ri_index;   /* its read index, if ri_status is 0 */
+    char ri_errmsg[256]; /* its failure detail */
+
     /* The first administrator's creation (bootstrap.c). */
     pthread_t bootstrap_thread;
     bool bootstrap_started;
@@ -119,6 +131,10 @@ int node_submit(struct node *n, struct op *op);
 int node_op_wait(struct node *n, struct op *op, uint64_t deadline_ms);
 /* Copies the published view. */
 void node_view(struct node *n, struct consensus_status *out);
+/* The CLOCK_MONOTONIC time of deadline_ms, for pthread_cond_timedwait on a
+ * condition variable made with node_cond_init. */
+void node_abs_deadline(uint64_t deadline_ms, struct timespec *ts);
+void node_cond_init(pthread_cond_t *cv);
 /* Waits until the view changes or until deadline. */
 void node_view_wait(struct node *n, uint64_t deadline_ms);
 /* Waits until raft's applied index here is at least index. */

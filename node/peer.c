@@ -21,6 +21,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define POOL_SIZE 64
@@ -193,6 +194,33 @@ static int send_all(int fd, const char *p, size_t len, uint64_t deadline_ms)
     return 0;
 }
 
+/* Sends head and body; with one sendmsg when the socket takes it all (the
+ * usual case), so a forwarded request is one segment rather than two. */
+static int send_request(int fd, const char *head, size_t head_len, const void *body, size_t len,
+                        uint64_t deadline_ms)
+{
+    struct iovec iov[2] = {{.iov_base = (void *)head, .iov_len = head_len},
+                           {.iov_base = (void *)body, .iov_len = len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = len > 0 ? 2 : 1};
+    ssize_t w;
+    do {
+        w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        return CAIRN_EUNAVAILABLE;
+    }
+    if (w < 0) {
+        w = 0;
+    }
+    /* What the socket did not take goes out piecewise. */
+    if ((size_t)w < head_len) {
+        int rv = send_all(fd, head + w, head_len - (size_t)w, deadline_ms);
+        return rv != 0 || len == 0 ? rv : send_all(fd, body, len, deadline_ms);
+    }
+    w -= (ssize_t)head_len;
+    return (size_t)w < len ? send_all(fd, (const char *)body + w, len - (size_t)w, deadline_ms) : 0;
+}
+
 /* Reads more bytes into b; CAIRN_EUNAVAILABLE on EOF. */
 static int recv_some(int fd, struct cairn_buf *b, uint64_t deadline_ms)
 {
@@ -259,10 +287,7 @@ static int exchange(int fd, const char *req, size_t req_len, const void *body, s
     size_t head_len, content_length = 0;
     int rv;
 
-    rv = send_all(fd, req, req_len, deadline_ms);
-    if (rv == 0 && len > 0) {
-        rv = send_all(fd, body, len, deadline_ms);
-    }
+    rv = send_request(fd, req, req_len, body, len, deadline_ms);
     if (rv != 0) {
         return rv;
     }

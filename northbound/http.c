@@ -42,6 +42,9 @@ struct http_server {
 /* Problem types are URIs in this namespace (RFC 9457 §3.1.1). */
 #define PROBLEM_TYPE_PREFIX "urn:cairn:problem:"
 
+/* "Sun, 06 Nov 1994 08:49:37 GMT" and its NUL, with room to spare. */
+#define HTTP_DATE_SIZE 40
+
 /* civetweb must be initialised once per process, before any mg_start; it is
  * never un-initialised (other servers may still be running). */
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
@@ -90,12 +93,26 @@ static int not_found_cb(struct mg_connection *conn, void *data)
                         "no resource at %s; the API lives under /api/v1", ri->local_uri);
 }
 
+/* Marks the connection to be closed after this answer. civetweb keeps that
+ * flag to itself, so it is also recorded in the connection's user data,
+ * where http_reply reads it to announce "Connection: close". civetweb reuses a
+ * connection object for the next socket, so every request starts unmarked
+ * (begin_request_cb). */
+static char closing_mark;
+
+static void close_after_reply(struct mg_connection *conn)
+{
+    mg_disable_connection_keep_alive(conn);
+    mg_set_user_connection_data(conn, &closing_mark);
+}
+
 /* Until the server is opened, answers every request 503 "starting": a node
  * listens before its routes are registered, and a client (or a peer
  * forwarding to it) must not read "no such resource" into that moment. */
 static int begin_request_cb(struct mg_connection *conn)
 {
     const struct http_server *srv = mg_get_user_data(mg_get_context(conn));
+    mg_set_user_connection_data(conn, NULL);
     if (srv == NULL || atomic_load(&srv->open)) {
         return 0;
     }
@@ -372,7 +389,7 @@ int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b)
 
     if (ri->content_length > 0 && (unsigned long long)ri->content_length > max) {
         /* The body stays unread, so the connection cannot be reused. */
-        mg_disable_connection_keep_alive(conn);
+        close_after_reply(conn);
         return CAIRN_ETOOBIG;
     }
     /* A Content-Length body ends after its length; a chunked one (length
@@ -391,20 +408,20 @@ int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b)
         }
         got = mg_read(conn, chunk, want);
         if (got < 0) {
-            mg_disable_connection_keep_alive(conn);
+            close_after_reply(conn);
             return CAIRN_EIO;
         }
         if (got == 0) {
             if (ri->content_length >= 0) {
                 /* The client closed before sending all it announced. */
-                mg_disable_connection_keep_alive(conn);
+                close_after_reply(conn);
                 return CAIRN_EIO;
             }
             break;
         }
         total += (size_t)got;
         if (total > max) {
-            mg_disable_connection_keep_alive(conn);
+            close_after_reply(conn);
             return CAIRN_ETOOBIG;
         }
         rv = cairn_buf_append(b, chunk, (size_t)got);
@@ -435,34 +452,120 @@ static bool has_header(const char *lines, const char *name)
     return false;
 }
 
+/* True if the comma-separated header value list holds token (any case). */
+static bool header_has_token(const char *value, const char *token)
+{
+    size_t len = strlen(token);
+    const char *p = value;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t' || *p == ',') {
+            p++;
+        }
+        if (strncasecmp(p, token, len) == 0 &&
+            (p[len] == '\0' || p[len] == ',' || p[len] == ' ' || p[len] == '\t')) {
+            return true;
+        }
+        p += strcspn(p, ",");
+    }
+    return false;
+}
+
+/* The Connection header civetweb would send, by the rule civetweb then
+ * applies to the connection (should_keep_alive in civetweb 1.15): keep-alive
+ * is on for this server; a 401 closes; a request's Connection header
+ * decides, else HTTP/1.1 keeps the connection. */
+static bool reply_keeps_alive(const struct mg_connection *conn, int status)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *h = mg_get_header(conn, "Connection");
+    if (status == 401 || mg_get_user_connection_data(conn) == &closing_mark) {
+        return false;
+    }
+    if (h != NULL) {
+        return header_has_token(h, "keep-alive");
+    }
+    return ri->http_version != NULL && strcmp(ri->http_version, "1.1") == 0;
+}
+
+/* An IMF-fixdate (RFC 9110 §5.6.7), in the C locale whatever the process's. */
+static void imf_date(char out[HTTP_DATE_SIZE])
+{
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(out, HTTP_DATE_SIZE, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7],
+             tm.tm_mday, months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+             tm.tm_sec);
+}
+
+/* The whole response goes out in one mg_write (one send on the socket):
+ * civetweb's mg_response_header_send writes the status line and every
+ * header with its own mg_printf, each a send(2) of its own, which cost
+ * about 20,000 instructions and eight system calls per answer. The
+ * headers are those civetweb sent (Date, Connection), so clients see the
+ * same answer. The handler's return value (the status) is what civetweb
+ * logs and keys its keep-alive rule on. */
 int http_reply(struct mg_connection *conn, int status, const char *content_type,
                const char *extra_headers, const void *body, size_t len)
 {
-    char length[32];
-    mg_response_header_start(conn, status);
-    if (content_type != NULL) {
-        mg_response_header_add(conn, "Content-Type", content_type, -1);
-    }
+    char head[512], length[48] = "", date[HTTP_DATE_SIZE], tail[128];
+    bool is_head = strcmp(mg_get_request_info(conn)->request_method, "HEAD") == 0;
+    size_t extra_len = extra_headers != NULL ? strlen(extra_headers) : 0;
+    bool extra_crlf = extra_len > 0 && (extra_len < 2 || extra_headers[extra_len - 1] != '\n');
+    size_t body_len = is_head ? 0 : len;
+    int head_len, tail_len;
+    size_t total;
+    char *out, *p;
+    int rv = 0;
+
     /* A 204 or 304 has no body and must not announce one (RFC 9110 §8.6). */
     if (status != 204 && status != 304) {
-        snprintf(length, sizeof length, "%zu", len);
-        mg_response_header_add(conn, "Content-Length", length, -1);
+        snprintf(length, sizeof length, "Content-Length: %zu\r\n", len);
     }
-    if (extra_headers == NULL || !has_header(extra_headers, "Cache-Control")) {
-        mg_response_header_add(conn, "Cache-Control", "no-store", -1);
+    head_len = snprintf(head, sizeof head, "HTTP/1.1 %d %s\r\n%s%s%s%s%s", status,
+                        http_status_text(status), content_type != NULL ? "Content-Type: " : "",
+                        content_type != NULL ? content_type : "",
+                        content_type != NULL ? "\r\n" : "", length,
+                        extra_headers == NULL || !has_header(extra_headers, "Cache-Control")
+                            ? "Cache-Control: no-store\r\n"
+                            : "");
+    imf_date(date);
+    tail_len = snprintf(tail, sizeof tail, "Date: %s\r\nConnection: %s\r\n\r\n", date,
+                        reply_keeps_alive(conn, status) ? "keep-alive" : "close");
+    if (head_len < 0 || (size_t)head_len >= sizeof head || tail_len < 0 ||
+        (size_t)tail_len >= sizeof tail) {
+        return CAIRN_EINVAL; /* a content type no handler uses */
     }
-    if (extra_headers != NULL && extra_headers[0] != '\0') {
-        mg_response_header_add_lines(conn, extra_headers);
+    total = (size_t)head_len + extra_len + (extra_crlf ? 2 : 0) + (size_t)tail_len + body_len;
+    out = malloc(total);
+    if (out == NULL) {
+        return CAIRN_ENOMEM;
     }
-    mg_response_header_send(conn);
+    p = out;
+    memcpy(p, head, (size_t)head_len);
+    p += head_len;
+    if (extra_len > 0) {
+        memcpy(p, extra_headers, extra_len);
+        p += extra_len;
+    }
+    if (extra_crlf) {
+        memcpy(p, "\r\n", 2);
+        p += 2;
+    }
+    memcpy(p, tail, (size_t)tail_len);
+    p += tail_len;
+    if (body_len > 0) {
+        memcpy(p, body, body_len);
+    }
     /* A HEAD answer has the headers of the full answer and no body. */
-    if (strcmp(mg_get_request_info(conn)->request_method, "HEAD") == 0) {
-        return 0;
+    if (mg_write(conn, out, total) != (int)total) {
+        rv = CAIRN_EIO;
     }
-    if (len > 0 && mg_write(conn, body, len) != (int)len) {
-        return CAIRN_EIO;
-    }
-    return 0;
+    free(out);
+    return rv;
 }
 
 /* Replaces bytes that are not valid UTF-8 with '?', in place, so that text

@@ -323,7 +323,9 @@ static int skip(struct store_mp *r, unsigned depth)
             break;
         }
         case STORE_MP_ARRAY:
-            take(r, 1, &p);
+            if (!take(r, 1, &p)) {
+                return CAIRN_EMALFORMED;
+            }
             if ((p[0] & 0xf0) == 0x90) {
                 count = p[0] & 0x0f;
             } else if (!take_be(r, p[0] == 0xdc ? 2 : 4, &count)) {
@@ -332,7 +334,9 @@ static int skip(struct store_mp *r, unsigned depth)
             break;
         default:
             /* ext8/16/32: a length, a type byte, the data; or 0xc1. */
-            take(r, 1, &p);
+            if (!take(r, 1, &p)) {
+                return CAIRN_EMALFORMED;
+            }
             if (p[0] < 0xc7 || p[0] > 0xc9 || !take_be(r, (size_t)1 << (p[0] - 0xc7), &n) ||
                 n > SIZE_MAX - 1 || !take(r, (size_t)n + 1, &p)) {
                 return CAIRN_EMALFORMED;

@@ -56,6 +56,7 @@ struct options {
     char token[256];
     const char *login_file;
     unsigned timeout_ms;
+    uint64_t requests; /* > 0: stop after this many requests, not a duration */
 };
 
 /* Log-linear histogram of microseconds. */
@@ -304,6 +305,7 @@ struct shared {
     char **ids;   /* Cairn: ids of objects to read */
     size_t n_ids;
     atomic_bool stop;
+    atomic_uint_fast64_t claimed; /* requests started, with --requests */
 };
 
 struct worker {
@@ -388,7 +390,11 @@ static void *worker_main(void *arg)
     struct worker *w = arg;
     const struct options *opt = w->sh->opt;
     for (uint64_t seq = 0; !atomic_load(&w->sh->stop); seq++) {
-        uint64_t start = now_us();
+        uint64_t start;
+        if (opt->requests > 0 && atomic_fetch_add(&w->sh->claimed, 1) >= opt->requests) {
+            break;
+        }
+        start = now_us();
         int status = do_op(w, opt->op, seq, NULL, 0);
         if (status >= 200 && status <= 299) {
             hist_record(&w->hist, now_us() - start);
@@ -478,6 +484,8 @@ static void usage(FILE *out)
             "  --login FILE            log in with {\"username\",\"password\"} from FILE\n"
             "  --token TOKEN           bearer token for Cairn\n"
             "  --timeout-ms MS         per-request timeout (default 10000)\n"
+            "  --requests N            send N requests in all, then stop (instead of\n"
+            "                          --duration; for profiling with a fixed amount of work)\n"
             "Connections are spread over the URLs round-robin.\n");
 }
 
@@ -528,6 +536,8 @@ static int parse_args(int argc, char **argv, struct options *opt)
             opt->login_file = v;
         } else if (strcmp(a, "--token") == 0) {
             snprintf(opt->token, sizeof opt->token, "%s", v);
+        } else if (strcmp(a, "--requests") == 0) {
+            opt->requests = strtoull(v, NULL, 10);
         } else if (strcmp(a, "--timeout-ms") == 0) {
             opt->timeout_ms = (unsigned)strtoul(v, NULL, 10);
         } else {
@@ -593,10 +603,11 @@ int main(int argc, char **argv)
             break;
         }
     }
-    while (now_us() - start < (uint64_t)(opt.duration_s * 1e6)) {
+    while (opt.requests == 0 && now_us() - start < (uint64_t)(opt.duration_s * 1e6)) {
         nanosleep(&nap, NULL);
     }
-    atomic_store(&sh.stop, true);
+    /* With --requests the workers stop by themselves once all are claimed. */
+    atomic_store(&sh.stop, opt.requests == 0);
     memset(&all, 0, sizeof all);
     for (unsigned i = 0; i < opt.concurrency; i++) {
         pthread_join(workers[i].thread, NULL);

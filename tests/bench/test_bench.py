@@ -16,10 +16,10 @@ from harness import Cluster, lc  # noqa: E402
 
 
 class BenchTest(unittest.TestCase):
-    def run_bench(self, c, op):
+    def run_bench(self, c, op, amount=("--duration", "2")):
         bench = os.path.join(lc.bin_dir(), "cairn-bench")
         cmd = [bench, "--url", ",".join(c.url(n) for n in (1, 2, 3)), "--op", op,
-               "--concurrency", "4", "--duration", "2", "--keys", "20"]
+               "--concurrency", "4", "--keys", "20", *amount]
         admin = os.path.join(c.dir, "admin.json")
         if os.path.exists(admin):
             cmd += ["--login", admin]
@@ -38,6 +38,11 @@ class BenchTest(unittest.TestCase):
             r = self.run_bench(c, "read")
             harness.log("bench smoke: write %.0f/s, read %.0f/s" % (w["throughput"],
                                                                      r["throughput"]))
+            # --requests: exactly that many, over all connections, then stop
+            # (what tools/profile-callgrind counts instructions over).
+            for op in ("write", "read"):
+                res = self.run_bench(c, op, ("--requests", "37"))
+                self.assertEqual(res["ok"], 37, res)
 
     def test_usage_errors(self):
         bench = os.path.join(lc.bin_dir(), "cairn-bench")

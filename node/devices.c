@@ -40,14 +40,15 @@
 
 #include "southbound.h"
 
-#define TICK_MS         200
-#define WRITE_MS        5000
-#define CHANGES_PAGE    1000
-#define BUCKETS         4096
-#define JOBS_KEPT       8    /* outcomes of jobs kept in a device's status */
-#define DIFF_KEPT       8192 /* bytes of a diff kept in a status */
-#define ACTIVE_JOBS_MAX 256
-#define CALLER          "system:devices"
+#define TICK_MS           200
+#define WRITE_MS          5000
+#define CHANGES_PAGE      1000
+#define BUCKETS           4096
+#define JOBS_KEPT         8    /* outcomes of jobs kept in a device's status */
+#define DIFF_KEPT         8192 /* bytes of a diff kept in a status */
+#define ACTIVE_JOBS_MAX   256
+#define CALLER            "system:devices"
+#define LAST_SEEN_STEP_MS 60000 /* status.last_seen is refreshed this often */
 
 /* What the controller knows of one device. */
 struct dev {
@@ -315,8 +316,12 @@ static void apply_outcome(json_t *body, const struct outcome *o)
         json_object_set_new(body, "status", status);
     }
     json_object_set_new(status, "reachable", json_boolean(reached));
-    if (reached) {
+    if (reached && cairn_wall_ms() - json_integer_value(json_object_get(status, "last_seen_ms")) >=
+                       LAST_SEEN_STEP_MS) {
+        /* Coarse on purpose: a record written for every exchange would
+         * cost a raft entry per drift check. */
         set_now(status, "last_seen");
+        json_object_set_new(status, "last_seen_ms", json_integer(cairn_wall_ms()));
     }
     set_alarm(status, "unreachable", !reached);
     if (o->rv != 0) {
@@ -380,8 +385,15 @@ static void apply_outcome(json_t *body, const struct outcome *o)
             if (o->rv == 0) {
                 json_t *drift =
                     json_pack("{s:b, s:o}", "detected", o->changed, "diff", truncated(o->diff));
-                set_now(drift, "checked_at");
-                json_object_set_new(status, "drift", drift);
+                json_t *prev = json_object_get(status, "drift");
+                if (json_equal(json_object_get(prev, "detected"),
+                               json_object_get(drift, "detected")) &&
+                    json_equal(json_object_get(prev, "diff"), json_object_get(drift, "diff"))) {
+                    json_decref(drift); /* no news: the record stays as it is */
+                } else {
+                    set_now(drift, "since");
+                    json_object_set_new(status, "drift", drift);
+                }
                 set_alarm(status, "drift", o->changed);
             }
             break;
@@ -423,8 +435,14 @@ static void record(struct node_devices *c, struct outcome *o)
         }
         body = json_loadb(obj.body, obj.body_len, 0, NULL);
         if (body != NULL) {
+            json_t *before = json_deep_copy(body);
             apply_outcome(body, o);
-            rv = write_body(c, &obj, body, &res);
+            if (json_equal(before, body)) {
+                res.status = 0; /* nothing new to record */
+            } else {
+                rv = write_body(c, &obj, body, &res);
+            }
+            json_decref(before);
             json_decref(body);
         }
         store_object_release(&obj);

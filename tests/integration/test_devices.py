@@ -1,0 +1,260 @@
+#!/usr/bin/env python3
+"""Device management end to end: a 3-node cluster and one cairn-devsim
+serving 200 simulated CPEs.
+
+- Onboarding: 200 devices bulk-imported are onboarded by their owners
+  (spread over the three nodes): facts recorded, host key pinned.
+- Deployment: a firewall-policy service to every device: the job succeeds,
+  and every device's running config (read from the simulator's control
+  socket, and for a sample with Debian's python3-ncclient) holds the
+  policy; every accepted write carried the ownership epoch.
+- Faults: a device that rejects the commit fails its task (the job says
+  which device and why) and is left with no lock, no pending commit and a
+  clean candidate; a device that drops every session fails its task; the
+  job fails, counting them.
+- Drift: a change behind the controller's back is reported (status.drift,
+  alarm) and, under the "reconcile" policy, undone.
+- Handoff: a deployment started right before the SIGKILL of a node
+  completes (the survivors own, reconnect and finish its devices); when the
+  node comes back, its devices move back to it.
+"""
+
+import os
+import sys
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "devsim"))
+import harness  # noqa: E402
+from harness import Cluster, unique_name, wait_for  # noqa: E402
+from test_devsim import PASSWORD, USER, Devsim  # noqa: E402
+
+N_DEVICES = 200
+SETTINGS = {
+    "liveness_heartbeat_ms": "100",
+    "ownership_lease_ms": "1000",
+    "liveness_down_ms": "2000",
+    "drift_interval_s": "1",
+    "device_timeout_ms": "5000",
+    "confirm_timeout_s": "30",
+}
+POLICY_PARAMS = {"zones": [{"name": "trust", "interfaces": []},
+                           {"name": "untrust", "interfaces": []}]}
+
+
+def rules(name, port):
+    return [{"name": name, "from_zone": "trust", "to_zone": "untrust", "protocol": "tcp",
+             "port": port, "action": "permit"}]
+
+
+class DevicesTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.sim = Devsim(N_DEVICES)
+        try:
+            cls.c = Cluster(3, settings=SETTINGS, name="devices")
+            cls.c.__enter__()
+        except BaseException:
+            cls.sim.stop()
+            raise
+        cls.failed = False
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.c.__exit__(AssertionError if cls.failed else None, None, None)
+        finally:
+            cls.sim.stop()
+
+    def run(self, result=None):
+        result = super().run(result)
+        if result is not None and (result.failures or result.errors):
+            type(self).failed = True
+        return result
+
+    # Helpers
+
+    def req(self, method, path, node=None, status=None, **kw):
+        node = node or self.c.live_nodes()[0]
+        r = self.c.request(node, method, path, **kw)
+        if status is not None:
+            self.assertEqual(r.status, status, r)
+        return r
+
+    def devices(self, node=None):
+        out, cursor = [], None
+        for _ in range(100):
+            q = "/api/v1/devices?limit=1000&tenant_id=" + self.tenant
+            page = self.req("GET", q + ("&cursor=" + cursor if cursor else ""), node, 200).json
+            out += page["items"]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return out
+        raise AssertionError("too many pages")
+
+    def wait_job(self, location, timeout=120):
+        def ended():
+            job = self.req("GET", location, status=200).json
+            return job if job["state"] in ("succeeded", "failed", "cancelled") else None
+        return wait_for(ended, timeout, "job %s to end" % location, interval=0.2)
+
+    def running(self, dev):
+        return "\n".join(self.sim.command("config %s running" % dev))
+
+    def by_serial(self):
+        return {d["serial"]: d for d in self.devices()}
+
+    def service(self, name, devices, port):
+        body = {"tenant_id": self.tenant, "name": name, "template_id": self.template,
+                "parameters": dict(POLICY_PARAMS, rules=rules(name, port)),
+                "targets": {"device_ids": devices}}
+        r = self.req("POST", "/api/v1/services", body=body, status=202)
+        return r.json, r.header("location")
+
+    def replace_service(self, svc, devices, port, node=None):
+        body = {"name": svc["name"], "template_id": self.template,
+                "parameters": dict(POLICY_PARAMS, rules=rules(svc["name"], port)),
+                "targets": {"device_ids": devices}}
+        r = self.req("PUT", "/api/v1/services/" + svc["id"], node, body=body, status=202)
+        return r.header("location")
+
+    # The tests run in name order: a_ onboards, the others build on it.
+
+    def test_a_onboard_all(self):
+        t = self.c.must_create_tenant(1, unique_name("dev"))
+        type(self).tenant = t["id"]
+        body = {"tenant_id": t["id"], "sites": [{"name": "hq", "role": "hub"}],
+                "devices": [{"site": "hq", "serial": "CRN%08d" % i, "family": "ucpe",
+                             "management": {"host": "127.0.0.1",
+                                            "port": self.sim.base_port + i},
+                             "credentials": {"username": USER, "password": PASSWORD}}
+                            for i in range(N_DEVICES)]}
+        r = self.req("POST", "/api/v1/imports", 2, 202, body=body)
+        self.assertEqual(self.wait_job(r.header("location"))["state"], "succeeded")
+
+        def onboarded():
+            ds = self.devices()
+            return ds if all(d["status"].get("state") == "onboarded" for d in ds) else None
+        ds = wait_for(onboarded, 120, "every device onboarded", interval=0.5)
+        self.assertEqual(len(ds), N_DEVICES)
+        owners = {d["owner"] for d in ds}
+        self.assertEqual(owners, {1, 2, 3})
+        for d in ds:
+            self.assertTrue(d["status"]["reachable"])
+            self.assertEqual(d["status"]["facts"]["serial"], d["serial"])
+            self.assertTrue(d["status"]["last_seen"])
+            self.assertNotIn("password", d["credentials"])
+        # Templates: a firewall policy, published.
+        tmpl = self.req("POST", "/api/v1/templates", status=201, body={
+            "name": unique_name("fw"), "version": "1.0.0", "type": "firewall-policy",
+            "public": True, "parameters": {"zones": {"type": "list"},
+                                           "rules": {"type": "list", "required": True}}}).json
+        self.req("POST", "/api/v1/templates/%s/publish" % tmpl["id"], status=200)
+        type(self).template = tmpl["id"]
+
+    def test_b_deploy_to_all(self):
+        ds = self.devices()
+        svc, location = self.service("web", [d["id"] for d in ds], 443)
+        job = self.wait_job(location)
+        self.assertEqual(job["state"], "succeeded", job.get("message"))
+        self.assertEqual(job["progress"], {"done": N_DEVICES, "total": N_DEVICES})
+        epoch = self.req("GET", "/api/v1/cluster/ownership", status=200).json["epoch"]
+        for i in range(N_DEVICES):
+            cfg = self.running("dev%d" % i)
+            self.assertIn("<name>web</name>", cfg, "dev%d" % i)
+            self.assertIn("<destination-port>443</destination-port>", cfg)
+            edits = [row for row in self.sim.log("dev%d" % i) if row[2] == "edit-config"]
+            self.assertTrue(edits, "dev%d got no edit" % i)
+            self.assertTrue(all(row[4] is not None and 0 < row[4] <= epoch for row in edits),
+                            edits)
+        # An independent NETCONF client sees the same.
+        for i in (0, N_DEVICES // 2, N_DEVICES - 1):
+            with self.sim.connect(i) as m:
+                xml = m.get_config("running").data_xml
+                self.assertIn("<name>web</name>", xml)
+        svc = self.req("GET", "/api/v1/services/" + svc["id"], status=200).json
+        self.assertEqual(set(svc["realization"].values()), {"succeeded"})
+        type(self).svc = svc
+
+    def test_c_faults(self):
+        ds = self.by_serial()
+        reject, refuse = ds["CRN%08d" % 5], ds["CRN%08d" % 6]
+        ok = ds["CRN%08d" % 7]
+        self.sim.command("fault dev5 reject-commit")
+        self.sim.command("fault dev6 drop")
+        try:
+            svc, location = self.service("faulty", [reject["id"], refuse["id"], ok["id"]], 8443)
+            job = self.wait_job(location, timeout=180)
+        finally:
+            self.sim.command("clear dev5")
+            self.sim.command("clear dev6")
+        self.assertEqual(job["state"], "failed")
+        self.assertIn("2 of 3", job["message"])
+        tasks = {t["device_id"]: t for t in job["tasks"]}
+        self.assertEqual(tasks[ok["id"]]["state"], "succeeded")
+        self.assertEqual(tasks[reject["id"]]["state"], "failed")
+        self.assertIn("commit", tasks[reject["id"]]["message"])
+        self.assertEqual(tasks[refuse["id"]]["state"], "failed")
+        # Nothing half-applied: no lock, no pending commit, candidate clean,
+        # and the rejected policy is not running.
+        status = dict(kv.split("=", 1) for kv in " ".join(self.sim.command("status dev5")).split())
+        for key in ("lock-running", "lock-candidate", "candidate-dirty", "confirm-pending"):
+            self.assertEqual(status[key], "0", status)
+        self.assertNotIn("<name>faulty</name>", self.running("dev5"))
+        self.assertIn("<name>faulty</name>", self.running("dev7"))
+        d = self.req("GET", "/api/v1/devices/" + reject["id"], status=200).json
+        self.assertIn("commit-failed", d["status"]["alarms"])
+
+    def test_d_drift(self):
+        ds = self.by_serial()
+        watched, fixed = ds["CRN%08d" % 10], ds["CRN%08d" % 11]
+        body = {k: fixed[k] for k in ("site_id", "serial", "family", "management")}
+        body["credentials"] = {"username": USER}
+        body["drift_policy"] = "reconcile"
+        self.req("PUT", "/api/v1/devices/" + fixed["id"], status=200, body=body)
+        self.sim.command("drift dev10")
+        self.sim.command("drift dev11")
+
+        def drifted():
+            d = self.req("GET", "/api/v1/devices/" + watched["id"], status=200).json
+            drift = d["status"].get("drift") or {}
+            return d if drift.get("detected") else None
+        d = wait_for(drifted, 60, "dev10's drift to be reported", interval=0.3)
+        self.assertIn("drift", d["status"]["alarms"])
+        self.assertIn("location", d["status"]["drift"]["diff"])
+        # The reconcile policy puts the intended config back.
+        wait_for(lambda: "drift-" not in self.running("dev11"), 60,
+                 "dev11's drift to be undone", interval=0.3)
+        self.assertIn("drift-", self.running("dev10"))
+
+    def test_e_handoff(self):
+        ds = self.devices()
+        before = {d["id"]: d["owner"] for d in ds}
+        leader = self.c.leader()
+        victim = [k for k in (1, 2, 3) if k != leader][0]
+        moved = [i for i, o in before.items() if o == victim]
+        self.assertTrue(moved)
+        survivor = [k for k in (1, 2, 3) if k not in (victim,)][0]
+        location = self.replace_service(self.svc, [d["id"] for d in ds], 9443, node=survivor)
+        self.c.kill(victim)
+        try:
+            job = self.wait_job(location, timeout=240)
+            self.assertEqual(job["state"], "succeeded", job.get("message"))
+            after = {d["id"]: d["owner"] for d in self.devices(survivor)}
+            self.assertTrue(all(after[i] != victim for i in moved))
+            for i in range(N_DEVICES):
+                self.assertIn("<destination-port>9443</destination-port>",
+                              self.running("dev%d" % i), "dev%d" % i)
+        finally:
+            self.c.start(victim)
+            self.c.wait_ready()
+        # Back: its devices move back to it.
+        wait_for(lambda: all(d["owner"] == before[d["id"]] for d in self.devices(survivor)), 60,
+                 "the devices to move back", interval=0.5)
+
+
+if __name__ == "__main__":
+    harness.run()

@@ -124,6 +124,7 @@ int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address
                            size_t size);
 int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
                               size_t size);
+int node_leader_transfer(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
 
 /* rpc.c */
 void node_rpc_register(struct node *n);

@@ -178,6 +178,18 @@ static int handle_member_remove(struct mg_connection *conn, struct node *n, cons
     return 204;
 }
 
+static int handle_transfer(struct mg_connection *conn, struct node *n)
+{
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    int rv = node_leader_transfer(n, rpc_deadline(n), err, sizeof err);
+    if (rv != 0) {
+        return reply_error(conn, rv, err);
+    }
+    /* A body, for peer_call's Content-Length framing. */
+    http_reply(conn, 200, "application/json", NULL, "{}", 2);
+    return 200;
+}
+
 static int rpc_handler(struct mg_connection *conn, void *data)
 {
     struct node *n = data;
@@ -201,6 +213,9 @@ static int rpc_handler(struct mg_connection *conn, void *data)
     }
     if (strcmp(path, "/internal/v1/members") == 0 && strcmp(method, "POST") == 0) {
         return handle_member_add(conn, n);
+    }
+    if (strcmp(path, "/internal/v1/leader/transfer") == 0 && strcmp(method, "POST") == 0) {
+        return handle_transfer(conn, n);
     }
     if (strncmp(path, members, strlen(members)) == 0 && strcmp(method, "DELETE") == 0) {
         return handle_member_remove(conn, n, path + strlen(members));

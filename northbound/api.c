@@ -617,6 +617,7 @@ static const struct route routes[] = {
     {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
     {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
     {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
+    {"/api/v1/cluster/leader/transfer", {{"POST", api_leader_transfer, 0, NULL}}},
     {"/api/v1/tenants",
      {{"GET", api_tenants_list, 0, list_params}, {"POST", api_tenants_create, METHOD_BODY, NULL}}},
     {"/api/v1/tenants/*",

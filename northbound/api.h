@@ -64,6 +64,9 @@ struct api_backend {
     /* Removes a node from the configuration. */
     int (*member_remove)(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
                          size_t errmsg_size);
+    /* Makes the leader hand leadership to another voter (the most caught
+     * up) and returns once it has; for a rolling restart. */
+    int (*leader_transfer)(void *data, uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
     /* True when the node is a member with a known leader and has applied up
      * to its commit index; otherwise why says what is missing. */
     bool (*ready)(void *data, char *why, size_t why_size);
@@ -83,7 +86,7 @@ struct api;
 /* Registers the API's routes on srv. backend is copied; srv and store are
  * borrowed and must outlive the api. propose and read_barrier are
  * required (CAIRN_EINVAL otherwise); a NULL cluster_status, member_add,
- * member_remove or ready makes its route answer 501. */
+ * member_remove, leader_transfer or ready makes its route answer 501. */
 int api_create(struct http_server *srv, struct store *store, const struct api_backend *backend,
                const struct api_config *cfg, struct api **out);
 

@@ -445,5 +445,6 @@ int api_readyz(struct api_req *req);
 int api_cluster_get(struct api_req *req);
 int api_members_add(struct api_req *req);
 int api_member_remove(struct api_req *req);
+int api_leader_transfer(struct api_req *req);
 
 #endif /* CAIRN_API_INT_H */

@@ -442,6 +442,7 @@ static int change_remote(struct node *n, struct call *c, const char *address, ui
     if (c->local == transfer_local) {
         snprintf(path, sizeof path, "/internal/v1/leader/transfer");
     } else if (c->raft_address != NULL) {
+        snprintf(path, sizeof path, "/internal/v1/members");
         snprintf(body, sizeof body, "{\"id\":%llu,\"raft_address\":\"%s\",\"api_address\":\"%s\"}",
                  (unsigned long long)c->id, c->raft_address, c->api_address);
     } else {

@@ -64,9 +64,10 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 # Depends: the runtime libraries, computed by dpkg-shlibdeps from the
 # binaries (libraft2 from bookworm-backports, libuv1, librocksdb7.8, ...),
-# plus passwd for useradd in the postinst.
+# plus passwd for useradd in the postinst and libraft0 >= 0.22.1 (older
+# libraft can overwrite committed entries; see docs/design.md).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "passwd, libraft0 (>= 0.22.1)")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${CAIRN_PACKAGING_DIR}/postinst ${CAIRN_PACKAGING_DIR}/prerm ${CAIRN_PACKAGING_DIR}/postrm)
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)

@@ -174,8 +174,10 @@ static int handle_member_remove(struct mg_connection *conn, struct node *n, cons
     if (rv != 0) {
         return reply_error(conn, rv, err);
     }
-    http_reply(conn, 204, NULL, NULL, NULL, 0);
-    return 204;
+    /* 200 with a body, not 204: peer.c reads only Content-Length framing,
+     * which a 204 does not carry. */
+    http_reply(conn, 200, "application/json", NULL, "{}", 2);
+    return 200;
 }
 
 static int handle_transfer(struct mg_connection *conn, struct node *n)
@@ -185,7 +187,8 @@ static int handle_transfer(struct mg_connection *conn, struct node *n)
     if (rv != 0) {
         return reply_error(conn, rv, err);
     }
-    /* A body, for peer_call's Content-Length framing. */
+    /* 200 with a body, not 204: peer.c reads only Content-Length framing,
+     * which a 204 does not carry. */
     http_reply(conn, 200, "application/json", NULL, "{}", 2);
     return 200;
 }

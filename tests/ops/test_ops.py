@@ -16,7 +16,10 @@ cluster's REST API:
     through all nodes: every acknowledged write is read back afterwards,
     and the longest gap between two acknowledged writes is reported; a
     re-run: changed=0;
- 6. backup.yml saves a backup on the controller (when the node serves
+ 6. backup.yml saves a backup on the controller, and
+ 7. deploy-medium.yml -e cairn_restore_from=BACKUP makes a new cluster
+    (three more hosts) from it that serves the same objects at the same
+    revisions; a re-run: changed=0 (6 and 7 only when the build serves
     GET /api/v1/cluster/backup).
 
     test_ops.py BUILD_DIR    (ctest passes it; ansible-playbook must be on PATH)
@@ -153,8 +156,8 @@ class OpsTest(unittest.TestCase):
         os.makedirs(base, exist_ok=True)
         self.dir = tempfile.mkdtemp(prefix="run-", dir=base)
         self.hosts = {}
-        ports = free_ports(8)
-        for k in (1, 2, 3, 4):
+        ports = free_ports(14)
+        for k in range(1, 8):
             root = os.path.join(self.dir, "node%d" % k)
             self.hosts[k] = {
                 "ansible_connection": "local",
@@ -386,7 +389,24 @@ class OpsTest(unittest.TestCase):
             self.playbook("backup.yml", inv3, "-e", "cairn_backup_dir=" + backups)
             files = os.listdir(backups)
             self.assertEqual(len(files), 1, repr(files))
-            self.assertGreater(os.path.getsize(os.path.join(backups, files[0])), 0)
+            backup = os.path.join(backups, files[0])
+            self.assertGreater(os.path.getsize(backup), 0)
+
+            # 7. a new cluster (nodes 5-7) restored from that backup
+            restored = (5, 6, 7)
+            inv_r = self.inventory(restored, initial=restored, cairn_cluster_id="ops-restored")
+            self.playbook("deploy-medium.yml", inv_r, "-e", "cairn_restore_from=" + backup)
+            token_r = self.login(5)
+            wait_for(lambda: self.voters(6, token_r) == [5, 6, 7], 30, "the restored cluster")
+            status, got = call(self.api_port(6), "GET", "/api/v1/tenants/" + doc["id"],
+                               token=token_r)
+            self.assertEqual((status, got.get("name"), got.get("mod_revision")),
+                             (200, "ops-1", doc["mod_revision"]), "ops-1 in the restored cluster")
+            _, tid, name = writer.acked[-1]
+            status, got = call(self.api_port(7), "GET", "/api/v1/tenants/" + tid, token=token_r)
+            self.assertEqual((status, got.get("name")), (200, name), "the last write, restored")
+            self.playbook("deploy-medium.yml", inv_r, "-e", "cairn_restore_from=" + backup,
+                          expect_changed=0)
 
         self.ok = True
 

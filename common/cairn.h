@@ -34,7 +34,8 @@
     X(CAIRN_ETOOBIG, "too big")                                           \
     X(CAIRN_ECONFLICT, "conflict with the current state")                 \
     X(CAIRN_EIDEMPOTENCY, "idempotency key reused with a different body") \
-    X(CAIRN_EUNAVAILABLE, "peer unavailable")
+    X(CAIRN_EUNAVAILABLE, "peer unavailable")                             \
+    X(CAIRN_EFORBIDDEN, "forbidden")
 
 enum {
     CAIRN_OK = 0,

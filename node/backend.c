@@ -38,6 +38,7 @@ struct call {
     const char *api_address;
     uint64_t index;
     struct store_result *res;
+    bool force; /* member removal: skip the quorum check */
 };
 
 /* How long one forwarded attempt may take before the loop re-checks who
@@ -151,17 +152,32 @@ int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwar
                         uint64_t deadline_ms, uint64_t *index, struct store_result *res,
                         char *errmsg, size_t size)
 {
-    struct op *op = node_op_new(n, OP_APPLY);
+    struct op *op;
+    void *encoded = NULL;
+    size_t encoded_len = 0;
     int rv;
+
+    /* At the cluster's command version, or refused (versions.c). */
+    rv = node_versions_encode(n, cmd, len, &encoded, &encoded_len, errmsg, size);
+    if (rv != 0) {
+        return rv;
+    }
+    if (encoded != NULL) {
+        cmd = encoded;
+        len = encoded_len;
+    }
+    op = node_op_new(n, OP_APPLY);
     if (op == NULL || (op->buf = malloc(len > 0 ? len : 1)) == NULL) {
         if (op != NULL) {
             node_op_unref(op);
             node_op_unref(op);
         }
+        free(encoded);
         return CAIRN_ENOMEM;
     }
     memcpy(op->buf, cmd, len);
     op->len = len;
+    free(encoded);
     op->nudge = forwarded;
     rv = submit_wait(n, op, deadline_ms, errmsg, size);
     if (rv == 0) {
@@ -245,6 +261,12 @@ static int backend_propose(void *data, const void *cmd, size_t len, uint64_t dea
     return leader_call(data, &c, deadline_ms);
 }
 
+int node_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
+                 struct store_result *res, char *errmsg, size_t size)
+{
+    return backend_propose(n, cmd, len, deadline_ms, res, errmsg, size);
+}
+
 /* --- read barrier -------------------------------------------------------- */
 
 static int read_local(struct node *n, struct call *c, uint64_t deadline_ms)
@@ -286,6 +308,30 @@ static int backend_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, 
     struct call c = {
         .local = read_local, .remote = read_remote, .errmsg = errmsg, .errmsg_size = size};
     return leader_call(data, &c, deadline_ms);
+}
+
+/* --- backup -------------------------------------------------------------- */
+
+static int backend_backup(void *data, uint64_t deadline_ms, struct store_backup **out, char *errmsg,
+                          size_t size)
+{
+    struct node *n = data;
+    struct op *op;
+    int rv = backend_read_barrier(data, deadline_ms, errmsg, size);
+    if (rv != 0) {
+        return rv;
+    }
+    op = node_op_new(n, OP_BACKUP);
+    if (op == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    rv = submit_wait(n, op, deadline_ms, errmsg, size);
+    if (rv == 0) {
+        *out = op->backup;
+        op->backup = NULL;
+    }
+    node_op_unref(op);
+    return rv;
 }
 
 /* --- membership ---------------------------------------------------------- */
@@ -376,10 +422,73 @@ int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address
     return rv;
 }
 
-int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
-                              size_t size)
+static void peer_status(struct node *n, struct api_member_status *m, uint64_t deadline_ms);
+
+/* Refuses (CAIRN_ECONFLICT) to remove the last voter, and, unless force,
+ * a voter without which fewer voters than a quorum of the new
+ * configuration answer now: the cluster would stop taking writes. This
+ * node (the leader) counts as answering; the others are asked for their
+ * status, for at most a second in all. Non-voters never count toward a
+ * quorum: removing one is always safe. */
+static int removal_check(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
+                         char *errmsg, size_t size)
+{
+    struct consensus_status v;
+    unsigned voters = 0, reachable = 0, quorum;
+    bool voter = false;
+    uint64_t peer_deadline = cairn_now_ms() + 1000;
+
+    if (peer_deadline > deadline_ms) {
+        peer_deadline = deadline_ms;
+    }
+    node_view(n, &v);
+    for (size_t i = 0; i < v.n_members; i++) {
+        struct api_member_status m = {.id = v.members[i].id};
+        if (v.members[i].role != CONSENSUS_VOTER) {
+            continue;
+        }
+        if (m.id == id) {
+            voter = true;
+            continue;
+        }
+        voters++;
+        if (m.id == n->cfg.node_id || force) {
+            reachable++;
+        } else if (node_api_address(n, m.id, m.api_address, sizeof m.api_address) == 0) {
+            peer_status(n, &m, peer_deadline);
+            reachable += m.reachable;
+        }
+    }
+    if (!voter) {
+        return 0;
+    }
+    if (voters == 0) {
+        cairn_errmsg_set(errmsg, size,
+                         "node %llu is the last voter: a cluster without voters cannot decide "
+                         "anything",
+                         (unsigned long long)id);
+        return CAIRN_ECONFLICT;
+    }
+    quorum = voters / 2 + 1;
+    if (reachable < quorum) {
+        cairn_errmsg_set(errmsg, size,
+                         "without node %llu the cluster has %u voters, of which %u answer now: "
+                         "fewer than the quorum of %u; bring voters back first, or pass "
+                         "force=true to remove it anyway",
+                         (unsigned long long)id, voters, reachable, quorum);
+        return CAIRN_ECONFLICT;
+    }
+    return 0;
+}
+
+int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
+                              char *errmsg, size_t size)
 {
     int rv;
+    rv = removal_check(n, id, force, deadline_ms, errmsg, size);
+    if (rv != 0) {
+        return rv;
+    }
     if (id == n->cfg.node_id) {
         /* The leader removes itself by first handing leadership over; the
          * caller's retry loop then forwards the removal to the new
@@ -391,7 +500,9 @@ int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms,
     if (rv == CAIRN_ENOTFOUND) {
         cairn_errmsg_set(errmsg, size, "node %llu is not a member", (unsigned long long)id);
     } else if (rv == CAIRN_ECONFLICT) {
-        cairn_errmsg_set(errmsg, size, "refusing to remove node %llu: it is the last voter",
+        cairn_errmsg_set(errmsg, size,
+                         "node %llu is the last voter: a cluster without voters cannot decide "
+                         "anything",
                          (unsigned long long)id);
     }
     if (rv == 0) {
@@ -429,7 +540,7 @@ static int add_local(struct node *n, struct call *c, uint64_t deadline_ms)
 
 static int remove_local(struct node *n, struct call *c, uint64_t deadline_ms)
 {
-    return node_leader_member_remove(n, c->id, deadline_ms, c->errmsg, c->errmsg_size);
+    return node_leader_member_remove(n, c->id, c->force, deadline_ms, c->errmsg, c->errmsg_size);
 }
 
 static int change_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
@@ -446,7 +557,8 @@ static int change_remote(struct node *n, struct call *c, const char *address, ui
         snprintf(body, sizeof body, "{\"id\":%llu,\"raft_address\":\"%s\",\"api_address\":\"%s\"}",
                  (unsigned long long)c->id, c->raft_address, c->api_address);
     } else {
-        snprintf(path, sizeof path, "/internal/v1/members/%llu", (unsigned long long)c->id);
+        snprintf(path, sizeof path, "/internal/v1/members/%llu%s", (unsigned long long)c->id,
+                 c->force ? "?force=true" : "");
     }
     cairn_buf_init(&resp);
     rv = peer_call(n->peers, address,
@@ -474,14 +586,15 @@ static int backend_member_add(void *data, uint64_t id, const char *raft_address,
     return leader_call(data, &c, deadline_ms);
 }
 
-static int backend_member_remove(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
-                                 size_t size)
+static int backend_member_remove(void *data, uint64_t id, bool force, uint64_t deadline_ms,
+                                 char *errmsg, size_t size)
 {
     struct call c = {.local = remove_local,
                      .remote = change_remote,
                      .errmsg = errmsg,
                      .errmsg_size = size,
-                     .id = id};
+                     .id = id,
+                     .force = force};
     return leader_call(data, &c, deadline_ms);
 }
 
@@ -561,12 +674,14 @@ static int backend_cluster_status(void *data, uint64_t deadline_ms, struct api_c
     struct node *n = data;
     struct consensus_status v;
     uint64_t peer_deadline;
+    uint64_t lowest;
 
     node_view(n, &v);
     memset(out, 0, sizeof *out);
     out->node_id = n->cfg.node_id;
     out->leader_id = v.leader_id;
     out->term = v.term;
+    out->command_version = node_cluster_version(n, &lowest);
     out->members = calloc(v.n_members > 0 ? v.n_members : 1, sizeof *out->members);
     if (out->members == NULL) {
         return CAIRN_ENOMEM;
@@ -582,6 +697,8 @@ static int backend_cluster_status(void *data, uint64_t deadline_ms, struct api_c
         snprintf(m->raft_address, sizeof m->raft_address, "%s", v.members[i].address);
         snprintf(m->role, sizeof m->role, "%s", role_name(v.members[i].role));
         snprintf(m->state, sizeof m->state, "unavailable");
+        m->command_version_max = m->id == n->cfg.node_id ? store_command_version_max(n->store)
+                                                         : node_member_version(n, m->id);
         if (node_api_address(n, m->id, m->api_address, sizeof m->api_address) != 0) {
             m->api_address[0] = '\0';
         }
@@ -626,6 +743,44 @@ static bool backend_ready(void *data, char *why, size_t size)
     return true;
 }
 
+static int backend_wait_applied(void *data, uint64_t index, uint64_t deadline_ms)
+{
+    return node_wait_applied(data, index + 1, deadline_ms);
+}
+
+static void backend_raft_status(void *data, struct api_raft_status *out)
+{
+    struct node *n = data;
+    pthread_mutex_lock(&n->vmu);
+    out->term = n->view.term;
+    out->commit_index = n->view.commit_index;
+    out->applied_index = n->view.applied_index;
+    out->last_index = n->view.last_index;
+    out->leader_id = n->view.leader_id;
+    out->leader_changes = n->leader_changes;
+    out->leader = n->view.state == CONSENSUS_LEADER;
+    pthread_mutex_unlock(&n->vmu);
+}
+
+static bool backend_is_leader(void *data)
+{
+    struct node *n = data;
+    struct consensus_status v;
+    node_view(n, &v);
+    return v.state == CONSENSUS_LEADER;
+}
+
+static uint64_t backend_device_owner(void *data, const char *device_id)
+{
+    struct node *n = data;
+    struct owner_stats st;
+    if (n->owner == NULL) {
+        return 0;
+    }
+    owner_stats(n->owner, &st);
+    return st.epoch != 0 ? ring_owner_of(&st.ring, device_id) : 0;
+}
+
 void node_backend_init(struct node *n, struct api_backend *b)
 {
     b->data = n;
@@ -635,5 +790,10 @@ void node_backend_init(struct node *n, struct api_backend *b)
     b->member_add = backend_member_add;
     b->member_remove = backend_member_remove;
     b->leader_transfer = backend_leader_transfer;
+    b->backup = backend_backup;
     b->ready = backend_ready;
+    b->wait_applied = backend_wait_applied;
+    b->raft_status = backend_raft_status;
+    b->is_leader = backend_is_leader;
+    b->device_owner = backend_device_owner;
 }

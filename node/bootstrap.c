@@ -19,6 +19,10 @@
  * see node.c), so that whoever waits for a new cluster to be ready can log
  * in at once instead of racing the bootstrap (and the login throttle).
  *
+ * Then (with or without an admin to create) the same thread publishes
+ * this node's command versions in its member record once the node is a
+ * caught-up member (versions.c), retrying the same way.
+ *
  * The loop ends at shutdown at the latest: node_destroy sets
  * shutting_down, which wakes node_view_wait and fails backend calls, and
  * joins the thread (node_bootstrap_stop) after the loop thread stopped.
@@ -41,9 +45,8 @@ static void pause_until(struct node *n, uint64_t deadline_ms)
     }
 }
 
-static void *bootstrap_main(void *arg)
+static void admin_bootstrap(struct node *n)
 {
-    struct node *n = arg;
     const char *user = n->cfg.admin_user;
     char errmsg[CAIRN_ERRMSG_SIZE];
     struct consensus_status v;
@@ -78,6 +81,46 @@ static void *bootstrap_main(void *arg)
     }
     /* The password is not needed any more. */
     memset(n->cfg.admin_password, 0, sizeof n->cfg.admin_password);
+}
+
+/* Publishes this node's command versions (versions.c) once it is a
+ * caught-up member, retrying while the cluster cannot answer. */
+static void versions_publish(struct node *n)
+{
+    char errmsg[CAIRN_ERRMSG_SIZE];
+    char why[256];
+    int rv = CAIRN_ENOLEADER;
+
+    for (unsigned attempt = 0; attempt < BOOTSTRAP_MAX_ATTEMPTS && !n->shutting_down; attempt++) {
+        if (!n->backend_ready(n, why, sizeof why)) {
+            pause_until(n, cairn_now_ms() + BOOTSTRAP_RETRY_MS);
+            continue;
+        }
+        errmsg[0] = '\0';
+        rv = node_versions_publish(n, cairn_now_ms() + n->cfg.request_timeout_ms, errmsg,
+                                   sizeof errmsg);
+        if (rv == 0 || rv == CAIRN_ESHUTDOWN) {
+            break;
+        }
+        if (attempt % 20 == 0) {
+            CAIRN_INFO("msg=\"publish command versions: retrying\" error=\"%s\"",
+                       errmsg[0] != '\0' ? errmsg : cairn_strerror(rv));
+        }
+        pause_until(n, cairn_now_ms() + BOOTSTRAP_RETRY_MS);
+    }
+    if (rv == 0) {
+        CAIRN_INFO("msg=\"command versions published\" versions=1..%u",
+                   store_command_version_max(n->store));
+    }
+}
+
+static void *bootstrap_main(void *arg)
+{
+    struct node *n = arg;
+    if (n->cfg.admin_password[0] != '\0') {
+        admin_bootstrap(n);
+    }
+    versions_publish(n);
     return NULL;
 }
 
@@ -85,10 +128,9 @@ int node_bootstrap_start(struct node *n, char *errmsg, size_t size)
 {
     if (n->cfg.admin_password[0] == '\0') {
         atomic_store(&n->bootstrap_done, true);
-        return 0;
     }
     if (pthread_create(&n->bootstrap_thread, NULL, bootstrap_main, n) != 0) {
-        cairn_errmsg_set(errmsg, size, "start the admin bootstrap thread: out of resources");
+        cairn_errmsg_set(errmsg, size, "start the start-up thread: out of resources");
         return CAIRN_ENOMEM;
     }
     n->bootstrap_started = true;

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cairn.h"
+#include "store.h"
 
 enum key_type { KEY_STRING, KEY_UINT, KEY_U64, KEY_MEMBER };
 
@@ -113,11 +114,19 @@ static const struct key keys[] = {
     /* A deliberately broken mode for the chaos checker's own test: serve
      * reads asked to be linearizable from local state, as stale reads. */
     {"debug_stale_reads", UINT(debug_stale_reads, 0, 1, "0")},
+    {"debug_command_version_max", UINT(debug_command_version_max, 0, STORE_COMMAND_VERSION, "0")},
     /* The first SP administrator (see bootstrap.c); never a default
      * password: without a password file no user is created. */
     {"admin_user", STR(admin_user, false, "admin", check_user)},
     {"admin_password_file", STR(admin_password_file, false, "", NULL)},
     {"session_ttl_s", UINT(session_ttl_s, 60, 2592000, "28800")},
+    /* Event streams hold an HTTP worker each; they get workers of their
+     * own on top of http_threads. */
+    {"event_streams_max", UINT(event_streams_max, 1, 4096, "64")},
+    /* Device ownership (liveness.c): checked together below. */
+    {"liveness_heartbeat_ms", UINT(liveness_heartbeat_ms, 20, 60000, "250")},
+    {"ownership_lease_ms", UINT(ownership_lease_ms, 100, 600000, "2000")},
+    {"liveness_down_ms", UINT(liveness_down_ms, 200, 3600000, "3000")},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -368,6 +377,22 @@ int config_parse(const char *name, const char *text, struct config *cfg, char *e
         cairn_errmsg_set(errmsg, errmsg_size,
                          "%s: heartbeat_timeout_ms: must be at most half of election_timeout_ms",
                          name);
+        return CAIRN_EINVAL;
+    }
+    if (cfg->liveness_heartbeat_ms * 3 > cfg->ownership_lease_ms) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "%s: liveness_heartbeat_ms: must be at most a third of "
+                         "ownership_lease_ms (%u), so that a lease is renewed before it runs out",
+                         name, cfg->ownership_lease_ms);
+        return CAIRN_EINVAL;
+    }
+    if (cfg->liveness_down_ms < cfg->ownership_lease_ms + CONFIG_OWNERSHIP_MARGIN_MS) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "%s: liveness_down_ms: must be at least ownership_lease_ms + %u ms "
+                         "(%u), so that a silent node stops driving its devices before others "
+                         "take them over",
+                         name, CONFIG_OWNERSHIP_MARGIN_MS,
+                         cfg->ownership_lease_ms + CONFIG_OWNERSHIP_MARGIN_MS);
         return CAIRN_EINVAL;
     }
     if (strcmp(cfg->raft_address, cfg->api_address) == 0) {

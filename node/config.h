@@ -36,12 +36,22 @@ struct config {
     unsigned request_timeout_ms;
     char cluster_secret[129];
     char log_level[16];
-    unsigned debug_stale_reads;     /* 1: linearizable reads skip the read index (tests only) */
-    char admin_user[65];            /* name of the first SP administrator */
-    char admin_password_file[4096]; /* file holding its password, or "" (no bootstrap) */
-    char admin_password[257];       /* read from that file, trailing newline stripped */
-    unsigned session_ttl_s;         /* lifetime of a login's bearer token */
+    unsigned debug_stale_reads;         /* 1: linearizable reads skip the read index (tests only) */
+    unsigned debug_command_version_max; /* 0, or act as a build applying 1..N (tests only) */
+    char admin_user[65];                /* name of the first SP administrator */
+    char admin_password_file[4096];     /* file holding its password, or "" (no bootstrap) */
+    char admin_password[257];           /* read from that file, trailing newline stripped */
+    unsigned session_ttl_s;             /* lifetime of a login's bearer token */
+    unsigned event_streams_max;         /* concurrent event streams (each holds a worker) */
+    unsigned liveness_heartbeat_ms;     /* how often a node renews its lease with the leader */
+    unsigned ownership_lease_ms;        /* a node drives devices this long after a leader contact */
+    unsigned liveness_down_ms;          /* silence after which the leader commits a node down */
 };
+
+/* liveness_down_ms must exceed ownership_lease_ms by at least this much, so
+ * that a silent node's lease has run out (with room for clock rate
+ * differences) before the leader hands its devices to others. */
+#define CONFIG_OWNERSHIP_MARGIN_MS 500
 
 /* Fills cfg with the defaults, then reads path. On error errmsg reads
  * "FILE:LINE: key: what is wrong". If admin_password_file is set, the

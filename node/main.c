@@ -3,14 +3,25 @@
  * starts the node, waits for SIGTERM or SIGINT, stops it cleanly.
  * Exit status: 0 after a clean stop, 1 for a runtime failure, 2 for a bad
  * configuration, a busy port or a data directory of another cluster.
+ *
+ * With --restore BACKUP it seeds the empty data directory of a new node
+ * from a backup (store_seed) and exits: 0 once seeded, 2 if the data
+ * directory is not empty or the backup is damaged, truncated or of a newer
+ * format (nothing is left behind), 1 for an I/O failure. Every initial
+ * member of the new cluster restores the same file (docs/backup.md).
  */
+#include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cairn.h"
 #include "config.h"
 #include "node.h"
+#include "store.h"
 
 #ifndef CAIRN_VERSION
 #define CAIRN_VERSION "unknown"
@@ -21,13 +32,67 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: cairnd -c FILE            run a node\n"
             "       cairnd --check-config -c FILE\n"
+            "       cairnd -c FILE --restore BACKUP   seed an empty data_dir from a backup\n"
             "       cairnd --version\n"
             "The configuration keys are documented in docs/configuration.md.\n");
+}
+
+/* True if dir is missing or has no entries. */
+static bool dir_empty(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    bool empty = true;
+    if (d == NULL) {
+        return errno == ENOENT;
+    }
+    while (empty && (e = readdir(d)) != NULL) {
+        empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+    }
+    closedir(d);
+    return empty;
+}
+
+static int restore(const struct config *cfg, const char *file)
+{
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    char store_dir[4200];
+    uint64_t index = 0, revision = 0;
+    bool created;
+    int rv;
+
+    if (!dir_empty(cfg->data_dir)) {
+        fprintf(stderr,
+                "cairnd: restore: data_dir %s is not empty: a backup seeds a new node only; "
+                "use an empty data_dir\n",
+                cfg->data_dir);
+        return 2;
+    }
+    created = mkdir(cfg->data_dir, 0750) == 0;
+    if (!created && errno != EEXIST) {
+        fprintf(stderr, "cairnd: restore: mkdir %s: %s\n", cfg->data_dir, strerror(errno));
+        return 1;
+    }
+    snprintf(store_dir, sizeof store_dir, "%s/store", cfg->data_dir);
+    rv = store_seed(store_dir, file, &index, &revision, errmsg, sizeof errmsg);
+    if (rv != 0) {
+        if (created) {
+            rmdir(cfg->data_dir);
+        }
+        fprintf(stderr, "cairnd: restore %s: %s\n", file, errmsg);
+        return rv == CAIRN_EIO || rv == CAIRN_ENOMEM ? 1 : 2;
+    }
+    printf(
+        "restored %s into %s: backup of index %llu, revision %llu; start the node with "
+        "cairnd -c FILE\n",
+        file, cfg->data_dir, (unsigned long long)index, (unsigned long long)revision);
+    return 0;
 }
 
 int main(int argc, char **argv)
 {
     const char *path = NULL;
+    const char *restore_file = NULL;
     bool check_only = false;
     char errmsg[CAIRN_ERRMSG_SIZE] = "";
     char prefix[64];
@@ -40,6 +105,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc) {
             path = argv[++i];
+        } else if (strcmp(argv[i], "--restore") == 0 && i + 1 < argc) {
+            restore_file = argv[++i];
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = true;
         } else if (strcmp(argv[i], "--version") == 0) {
@@ -66,6 +133,9 @@ int main(int argc, char **argv)
     if (check_only) {
         printf("%s: ok\n", path);
         return 0;
+    }
+    if (restore_file != NULL) {
+        return restore(&cfg, restore_file);
     }
     snprintf(prefix, sizeof prefix, "node=%llu", (unsigned long long)cfg.node_id);
     cairn_log_setup(cairn_log_level_parse(cfg.log_level), prefix);

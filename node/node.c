@@ -13,6 +13,9 @@
  *   5. register the API and internal RPC routes, and open HTTP;
  *   6. start the admin bootstrap thread if a password file is configured
  *      (bootstrap.c).
+ * Between 4 and 5 the liveness thread starts (liveness.c: leases,
+ * committed liveness, this node's ownership view); it stops before the
+ * loop does and is freed once HTTP has stopped.
  * Shutdown (node_destroy): mark shutting down (waiters give up), queue
  * OP_STOP (the loop closes raft, failing what is in flight, then its
  * handles, and the thread ends), join, join the bootstrap thread, remove
@@ -64,6 +67,7 @@ void node_op_unref(struct op *op)
     }
     pthread_mutex_destroy(&op->mu);
     pthread_cond_destroy(&op->cv);
+    store_backup_end(op->backup);
     free(op->buf);
     free(op);
 }
@@ -243,6 +247,7 @@ static void consensus_closed_cb(void *arg)
 
 static void run_op(struct node *n, struct op *op)
 {
+    char msg[CAIRN_ERRMSG_SIZE];
     int rv;
     if (n->consensus == NULL) {
         op_complete(op, CAIRN_ESHUTDOWN, "raft is not running");
@@ -264,6 +269,12 @@ static void run_op(struct node *n, struct op *op)
         case OP_TRANSFER:
             rv = consensus_transfer(n->consensus, op->id, change_done_cb, op);
             break;
+        case OP_BACKUP:
+            /* A checkpoint here, where apply runs, is at one applied index;
+             * it flushes the memtable and links files (tens of ms). */
+            rv = store_backup_begin(n->store, &op->backup, msg, sizeof msg);
+            op_complete(op, rv, rv != 0 ? msg : NULL);
+            return;
         default:
             rv = CAIRN_EINVAL;
             break;
@@ -317,6 +328,9 @@ static void publish_view(struct node *n)
               s.commit_index != n->view.commit_index || s.config_index != n->view.config_index ||
               s.last_index != n->view.last_index;
     if (changed) {
+        if (s.leader_id != 0 && s.leader_id != n->view.leader_id) {
+            n->leader_changes++;
+        }
         n->view = s;
         pthread_cond_broadcast(&n->vcv);
     }
@@ -352,6 +366,7 @@ static int start_raft(struct node *n, char *errmsg, size_t size)
         .heartbeat_timeout_ms = n->cfg.heartbeat_timeout_ms,
         .snapshot_threshold = n->cfg.snapshot_threshold,
         .snapshot_trailing = n->cfg.snapshot_trailing,
+        .compact_first = store_applied_index(n->store) == 0 && store_revision(n->store) > 0,
         .fatal_cb = fatal_cb,
         .fatal_arg = n,
     };
@@ -648,13 +663,20 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     if (rv != 0) {
         goto err_after_lock;
     }
+    if (cfg->debug_command_version_max != 0) {
+        store_command_version_limit(n->store, cfg->debug_command_version_max);
+        CAIRN_WARN("msg=\"debug: acting as a build that applies command versions 1..%u\"",
+                   cfg->debug_command_version_max);
+    }
     rv = peer_pool_create(cfg->cluster_secret, &n->peers);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, size, "out of memory");
         goto err_after_store;
     }
     hcfg.listen = cfg->api_address;
-    hcfg.threads = cfg->http_threads;
+    /* Each event stream holds a worker for its life: streams get their own
+     * on top of http_threads, so they never starve other requests. */
+    hcfg.threads = cfg->http_threads + cfg->event_streams_max;
     hcfg.max_body = (size_t)cfg->max_body_bytes;
     hcfg.request_timeout_ms = cfg->request_timeout_ms * 2;
     hcfg.start_closed = true; /* opened once every route is registered */
@@ -667,17 +689,23 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     if (rv != 0) {
         goto err_after_http;
     }
+    rv = node_liveness_start(n, errmsg, size);
+    if (rv != 0) {
+        goto err_after_loop;
+    }
     node_backend_init(n, &backend);
+    backend.ownership = node_liveness_ownership;
     n->backend_ready = backend.ready;
     backend.ready = node_ready;
     memset(&acfg, 0, sizeof acfg);
     acfg.node_id = cfg->node_id;
     acfg.request_timeout_ms = cfg->request_timeout_ms;
     acfg.session_ttl_ms = (uint64_t)cfg->session_ttl_s * 1000;
+    acfg.event_streams_max = cfg->event_streams_max;
     rv = api_create(n->http, n->store, &backend, &acfg, &n->api);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, size, "register API routes: %s", cairn_strerror(rv));
-        goto err_after_loop;
+        goto err_after_liveness;
     }
     node_rpc_register(n);
     http_server_open(n->http);
@@ -691,10 +719,13 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
 err_after_api:
     http_server_route(n->http, "/internal/v1/", NULL, NULL);
     api_destroy(n->api);
+err_after_liveness:
+    node_liveness_stop(n);
 err_after_loop:
     loop_stop(n);
 err_after_http:
     http_server_destroy(n->http);
+    node_liveness_destroy(n);
 err_after_peers:
     peer_pool_destroy(n->peers);
 err_after_store:
@@ -719,11 +750,13 @@ void node_destroy(struct node *n)
     /* Raft first: closing it fails every operation in flight, which wakes
      * the HTTP handlers waiting on them, so stopping HTTP does not wait for
      * their deadlines. */
+    node_liveness_stop(n);
     loop_stop(n);
     node_bootstrap_stop(n);
     api_destroy(n->api);
     http_server_route(n->http, API_PREFIX, not_serving_cb, n);
     http_server_destroy(n->http);
+    node_liveness_destroy(n);
     peer_pool_destroy(n->peers);
     store_destroy(n->store);
     close(n->lock_fd);

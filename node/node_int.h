@@ -17,11 +17,20 @@
 #include "consensus.h"
 #include "http.h"
 #include "node.h"
+#include "owner.h"
 #include "peer.h"
 #include "store.h"
 
 /* Work submitted to the loop thread. */
-enum op_type { OP_APPLY = 1, OP_BARRIER, OP_MEMBER_ADD, OP_MEMBER_REMOVE, OP_TRANSFER, OP_STOP };
+enum op_type {
+    OP_APPLY = 1,
+    OP_BARRIER,
+    OP_MEMBER_ADD,
+    OP_MEMBER_REMOVE,
+    OP_TRANSFER,
+    OP_BACKUP,
+    OP_STOP
+};
 
 /* One submitted operation. Two references: the waiting thread's and the
  * loop's; whoever drops the last frees it, so a waiter that gives up at its
@@ -37,10 +46,11 @@ struct op {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
-    int status;                 /* outcome, CAIRN_E* */
-    uint64_t index;             /* OP_APPLY, OP_BARRIER: raft index */
-    struct store_result result; /* OP_APPLY */
-    char message[256];          /* failure detail */
+    int status;                  /* outcome, CAIRN_E* */
+    uint64_t index;              /* OP_APPLY, OP_BARRIER: raft index */
+    struct store_result result;  /* OP_APPLY */
+    struct store_backup *backup; /* OP_BACKUP: the waiter takes it (else freed with the op) */
+    char message[256];           /* failure detail */
     atomic_int refs;
     struct op *next;
 };
@@ -81,6 +91,7 @@ struct node {
     pthread_mutex_t vmu;
     pthread_cond_t vcv;
     struct consensus_status view;
+    uint64_t leader_changes;   /* times a new leader became known (for /metrics) */
     atomic_bool shutting_down; /* set once, at node_destroy */
 
     /* The first administrator's creation (bootstrap.c). */
@@ -89,6 +100,10 @@ struct node {
     atomic_bool bootstrap_done; /* the admin user is confirmed (or needs no bootstrap) */
     /* backend.c's readiness check, which node.c's adds the bootstrap to. */
     bool (*backend_ready)(void *data, char *why, size_t why_size);
+
+    /* Device ownership (liveness.c): the thread and this node's view. */
+    struct liveness *liveness;
+    struct owner *owner;
 };
 
 /* node.c */
@@ -122,9 +137,45 @@ int node_leader_read_index(struct node *n, bool forwarded, uint64_t deadline_ms,
 int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address,
                            const char *api_address, uint64_t deadline_ms, char *errmsg,
                            size_t size);
-int node_leader_member_remove(struct node *n, uint64_t id, uint64_t deadline_ms, char *errmsg,
-                              size_t size);
+/* Refuses (CAIRN_ECONFLICT, errmsg says why) to remove the last voter or,
+ * unless force, a voter without which fewer voters than a quorum answer. */
+int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
+                              char *errmsg, size_t size);
 int node_leader_transfer(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
+
+/* Proposes an encoded command through the leader (forwarding it from a
+ * follower) and waits until it is applied here; the API's propose. */
+int node_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
+                 struct store_result *res, char *errmsg, size_t size);
+
+/* versions.c: command versions across the cluster (see its header). */
+/* The lowest command version the voters apply; *lowest names one voter
+ * that applies no more. */
+unsigned node_cluster_version(struct node *n, uint64_t *lowest);
+/* The newest version member id published, or the baseline. */
+unsigned node_member_version(struct node *n, uint64_t id);
+/* Leader: re-encodes cmd at the lowest version that carries it into *out
+ * (malloc'ed; NULL if cmd is fine as is), or refuses it with
+ * CAIRN_EUNSUPPORTED if that is above the cluster version. */
+int node_versions_encode(struct node *n, const void *cmd, size_t len, void **out, size_t *out_len,
+                         char *errmsg, size_t size);
+/* Writes this node's member record with its addresses and the newest
+ * command version it applies. */
+int node_versions_publish(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
+
+/* liveness.c: start creates n->owner and the liveness thread; stop joins
+ * the thread (before the loop stops); destroy frees both (after HTTP
+ * stopped, since the heartbeat route uses them). */
+int node_liveness_start(struct node *n, char *errmsg, size_t size);
+void node_liveness_stop(struct node *n);
+void node_liveness_destroy(struct node *n);
+/* The leader's half of a heartbeat from node id (rpc.c): confirms the
+ * leadership with a read index, then records it; *epoch is the ownership
+ * epoch the sender must have applied to renew its lease. */
+int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t deadline_ms,
+                        uint64_t *epoch, char *errmsg, size_t size);
+/* The API backend's ownership (api.h). */
+int node_liveness_ownership(void *data, struct api_ownership *out, char *errmsg, size_t size);
 
 /* rpc.c */
 void node_rpc_register(struct node *n);

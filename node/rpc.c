@@ -7,7 +7,10 @@
  *   POST   /internal/v1/readindex    -> 8-byte big-endian read index
  *   GET    /internal/v1/status       -> JSON view of this node
  *   POST   /internal/v1/members      JSON {id, raft_address, api_address}
- *   DELETE /internal/v1/members/{id}
+ *   DELETE /internal/v1/members/{id}[?force=true]
+ *   POST   /internal/v1/heartbeat    JSON {id, applied} -> {epoch}: renews
+ *                                     the sender's ownership lease if it has
+ *                                     applied that epoch (liveness.c)
  *
  * A node that is not the leader answers 421 so the caller looks for the
  * leader again; other failures answer JSON {"code": CAIRN_E*, "message"}.
@@ -164,13 +167,15 @@ static int handle_member_add(struct mg_connection *conn, struct node *n)
 
 static int handle_member_remove(struct mg_connection *conn, struct node *n, const char *id_s)
 {
+    const char *query = mg_get_request_info(conn)->query_string;
+    bool force = query != NULL && strcmp(query, "force=true") == 0;
     char err[CAIRN_ERRMSG_SIZE] = "";
     uint64_t id;
     int rv;
     if (cairn_parse_u64(id_s, &id) != 0 || id == 0) {
         return reply_error(conn, CAIRN_EINVAL, "bad member id");
     }
-    rv = node_leader_member_remove(n, id, rpc_deadline(n), err, sizeof err);
+    rv = node_leader_member_remove(n, id, force, rpc_deadline(n), err, sizeof err);
     if (rv != 0) {
         return reply_error(conn, rv, err);
     }
@@ -190,6 +195,36 @@ static int handle_transfer(struct mg_connection *conn, struct node *n)
     /* 200 with a body, not 204: peer.c reads only Content-Length framing,
      * which a 204 does not carry. */
     http_reply(conn, 200, "application/json", NULL, "{}", 2);
+    return 200;
+}
+
+static int handle_heartbeat(struct mg_connection *conn, struct node *n)
+{
+    struct cairn_buf body;
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    json_int_t id = 0, applied = -1;
+    uint64_t epoch = 0;
+    char answer[48];
+    json_t *doc;
+    int rv;
+
+    cairn_buf_init(&body);
+    rv = http_body_read(conn, 4096, &body);
+    doc = rv == 0 && body.data != NULL ? json_loadb(body.data, body.len, 0, NULL) : NULL;
+    cairn_buf_close(&body);
+    if (doc == NULL || json_unpack(doc, "{s:I, s:I}", "id", &id, "applied", &applied) != 0 ||
+        id <= 0 || applied < 0) {
+        json_decref(doc);
+        return reply_error(conn, CAIRN_EINVAL, "bad heartbeat body: want {\"id\", \"applied\"}");
+    }
+    json_decref(doc);
+    rv = node_liveness_heard(n, (uint64_t)id, (uint64_t)applied, rpc_deadline(n), &epoch, err,
+                             sizeof err);
+    if (rv != 0) {
+        return reply_error(conn, rv, err);
+    }
+    snprintf(answer, sizeof answer, "{\"epoch\":%llu}", (unsigned long long)epoch);
+    http_reply(conn, 200, "application/json", NULL, answer, strlen(answer));
     return 200;
 }
 
@@ -213,6 +248,9 @@ static int rpc_handler(struct mg_connection *conn, void *data)
     }
     if (strcmp(path, "/internal/v1/status") == 0 && strcmp(method, "GET") == 0) {
         return handle_status(conn, n);
+    }
+    if (strcmp(path, "/internal/v1/heartbeat") == 0 && strcmp(method, "POST") == 0) {
+        return handle_heartbeat(conn, n);
     }
     if (strcmp(path, "/internal/v1/members") == 0 && strcmp(method, "POST") == 0) {
         return handle_member_add(conn, n);

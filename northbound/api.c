@@ -9,7 +9,7 @@
  * every route under /api/v1 but the login authenticates its caller (401),
  * so that nothing about the API, not even which routes exist, is told to a
  * client without a valid token. Only then does a resource handler
- * (api_tenants.c, api_users.c, api_auth.c, api_cluster.c) see the request,
+ * (api_tenants.c, api_users.c, api_auth.c, api_cluster.c, api_ownership.c) see the request,
  * so each handler authorizes, validates fields and talks to the store and
  * the backend, nothing else.
  *
@@ -36,6 +36,8 @@
 #include <civetweb.h>
 #include <sodium.h>
 
+#include "metrics.h"
+
 /* Problem types and their titles (the title is the same for every
  * occurrence of a type, as RFC 9457 asks). */
 static const struct {
@@ -46,6 +48,7 @@ static const struct {
     {"forbidden", "Forbidden"},
     {"too-many-requests", "Too many failed logins"},
     {"not-found", "Resource not found"},
+    {"events-expired", "Events no longer kept"},
     {"method-not-allowed", "Method not allowed"},
     {"conflict", "Conflict with the current state"},
     {"busy", "Another operation is in progress"},
@@ -67,6 +70,8 @@ static const struct {
     {"not-ready", "Not ready"},
     {"not-implemented", "Not implemented"},
     {"internal", "Internal error"},
+    {"unsafe-membership-change", "Membership change would leave the cluster without quorum"},
+    {"cluster-version", "The cluster's command version is too old for this write"},
 };
 
 static const char *problem_title(const char *type)
@@ -96,7 +101,9 @@ static const struct {
     {CAIRN_ENOTLEADER, {503, "unavailable"}},
     {CAIRN_ETIMEDOUT, {503, "unavailable"}},
     {CAIRN_EUNAVAILABLE, {503, "unavailable"}},
+    {CAIRN_EFORBIDDEN, {403, "forbidden"}},
     {CAIRN_ESHUTDOWN, {503, "unavailable"}},
+    {CAIRN_EUNSUPPORTED, {409, "cluster-version"}},
 };
 
 struct api_status api_status_of(int code)
@@ -500,15 +507,21 @@ int api_propose(struct api_req *req, const struct store_command *cmd, struct sto
     return 0;
 }
 
-void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
-                      enum store_kind kind)
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller)
 {
     memset(cmd, 0, sizeof *cmd);
     cmd->version = STORE_COMMAND_VERSION;
     cmd->op = op;
     cmd->kind = kind;
     cmd->time_ms = cairn_wall_ms();
-    cmd->caller = req->authenticated ? req->who.username : NULL;
+    cmd->caller = caller;
+}
+
+void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
+                      enum store_kind kind)
+{
+    api_command_init_as(cmd, op, kind, req->authenticated ? req->who.username : NULL);
 }
 
 int api_list_params(struct api_req *req, size_t *limit, const char **cursor)
@@ -581,64 +594,175 @@ void api_time_format(int64_t ms, char out[API_TIME_SIZE])
     }
 }
 
-/* The routes. A pattern is matched segment by segment; "*" matches one
- * non-empty segment, which the handler finds in req->path_id. */
-#define METHOD_BODY 0x1u /* the request carries a JSON object */
+/* The routes (struct api_route in api_int.h). */
+#define METHOD_BODY API_METHOD_BODY
 
-struct route_method {
-    const char *method;
-    int (*handler)(struct api_req *req);
-    unsigned flags;            /* METHOD_* */
-    const char *const *params; /* allowed query parameters, or NULL */
-};
-
-#define ROUTE_METHODS_MAX 4
-
-struct route {
-    const char *pattern;
-    struct route_method methods[ROUTE_METHODS_MAX]; /* ends at a NULL method */
-};
+#define ROUTE_METHODS_MAX API_ROUTE_METHODS_MAX
 
 static const char *const read_params[] = {"consistency", NULL};
 static const char *const list_params[] = {"consistency", "limit", "cursor", "name", NULL};
 static const char *const user_list_params[] = {"consistency", "limit",     "cursor",
                                                "name",        "tenant_id", NULL};
 static const char *const cascade_params[] = {"cascade", NULL};
+static const char *const site_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                               "name",        "role",  NULL};
+static const char *const device_list_params[] = {"consistency", "limit",  "cursor", "tenant_id",
+                                                 "site_id",     "serial", "family", "desired_state",
+                                                 "name",        NULL};
+static const char *const template_list_params[] = {"consistency", "limit", "cursor", "name",
+                                                   "version",     "type",  "state",  NULL};
+static const char *const service_list_params[] = {"consistency",   "limit", "cursor",
+                                                  "tenant_id",     "name",  "template_id",
+                                                  "desired_state", "type",  NULL};
+static const char *const job_list_params[] = {"consistency", "limit", "cursor", "tenant_id",
+                                              "type",        "state", NULL};
+static const char *const audit_params[] = {"consistency", "limit", "cursor", "user", "tenant",
+                                           "kind",        "since", "until",  NULL};
+static const char *const events_params[] = {"from_revision", NULL};
+static const char *const force_params[] = {"force", NULL};
 
 /* The one route that needs no token. */
 #define LOGIN_PATH "/api/v1/auth/login"
 
-static const struct route routes[] = {
-    {"/healthz", {{"GET", api_healthz, 0, NULL}}},
-    {"/readyz", {{"GET", api_readyz, 0, NULL}}},
-    {LOGIN_PATH, {{"POST", api_auth_login, METHOD_BODY, NULL}}},
-    {"/api/v1/auth/logout", {{"POST", api_auth_logout, 0, NULL}}},
-    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL}}},
-    {"/api/v1/cluster", {{"GET", api_cluster_get, 0, NULL}}},
-    {"/api/v1/cluster/members", {{"POST", api_members_add, METHOD_BODY, NULL}}},
-    {"/api/v1/cluster/members/*", {{"DELETE", api_member_remove, 0, NULL}}},
-    {"/api/v1/cluster/leader/transfer", {{"POST", api_leader_transfer, 0, NULL}}},
+/* Each method's trailing fields (summary, request and response field
+ * tables) document it in the OpenAPI document; a resource route may leave
+ * out its schemas (the resource's are used) and even its summary (one is
+ * made from the resource's noun). The OpenAPI unit test names a route that
+ * stays undocumented, hence no warning for missing initializers here. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+static const struct api_route routes[] = {
+    {"/healthz", {{"GET", api_healthz, 0, NULL, NULL, "Liveness of this node"}}},
+    {"/readyz", {{"GET", api_readyz, 0, NULL, NULL, "Readiness of this node to serve the API"}}},
+    {LOGIN_PATH,
+     {{"POST", api_auth_login, METHOD_BODY, NULL, NULL,
+       "Log in: user name and password for a token", &api_login_schema}}},
+    {"/api/v1/auth/logout",
+     {{"POST", api_auth_logout, 0, NULL, NULL, "Revoke the caller's token"}}},
+    {"/api/v1/auth/password",
+     {{"POST", api_auth_password, METHOD_BODY, NULL, NULL,
+       "Change one's own password (ends one's other sessions)", &api_password_change_schema}}},
+    {"/api/v1/auth/whoami", {{"GET", api_auth_whoami, 0, NULL, NULL, "The caller and its role"}}},
+    {"/api/v1/cluster",
+     {{"GET", api_cluster_get, 0, NULL, NULL, "The cluster's members and leader"}}},
+    {"/api/v1/cluster/members",
+     {{"POST", api_members_add, METHOD_BODY, NULL, NULL, "Add a node to the cluster",
+       &api_member_schema}}},
+    {"/api/v1/cluster/members/*",
+     {{"DELETE", api_member_remove, 0, force_params, NULL, "Remove a node from the cluster"}}},
+    {"/api/v1/cluster/leader/transfer",
+     {{"POST", api_leader_transfer, 0, NULL, NULL,
+       "Hand leadership to another voter (before restarting the leader)"}}},
+    {"/api/v1/cluster/backup",
+     {{"GET", api_cluster_backup, 0, NULL, NULL,
+       "A consistent backup of the replicated state (application/octet-stream)"}}},
+    {"/api/v1/cluster/ownership",
+     {{"GET", api_ownership_get, 0, read_params, NULL,
+       "Device ownership: epoch, live nodes, devices per node, movements"}}},
     {"/api/v1/tenants",
-     {{"GET", api_tenants_list, 0, list_params}, {"POST", api_tenants_create, METHOD_BODY, NULL}}},
+     {{"GET", api_tenants_list, API_METHOD_LIST, list_params, NULL, "List tenants", NULL,
+       &api_tenant_schema},
+      {"POST", api_tenants_create, METHOD_BODY | API_METHOD_CREATE, NULL, NULL, "Create a tenant",
+       &api_tenant_schema, &api_tenant_schema}}},
     {"/api/v1/tenants/*",
-     {{"GET", api_tenant_get, 0, read_params},
-      {"PUT", api_tenant_replace, METHOD_BODY, NULL},
-      {"DELETE", api_tenant_delete, 0, cascade_params}}},
+     {{"GET", api_tenant_get, 0, read_params, NULL, "Read a tenant", NULL, &api_tenant_schema},
+      {"PUT", api_tenant_replace, METHOD_BODY, NULL, NULL, "Replace a tenant", &api_tenant_schema,
+       &api_tenant_schema},
+      {"DELETE", api_tenant_delete, 0, cascade_params, NULL, "Delete a tenant"}}},
     {"/api/v1/users",
-     {{"GET", api_users_list, 0, user_list_params}, {"POST", api_users_create, METHOD_BODY, NULL}}},
+     {{"GET", api_users_list, API_METHOD_LIST, user_list_params, NULL, "List users", NULL,
+       &api_user_schema},
+      {"POST", api_users_create, METHOD_BODY | API_METHOD_CREATE, NULL, NULL, "Create a user",
+       &api_user_schema, &api_user_schema}}},
     {"/api/v1/users/*",
-     {{"GET", api_user_get, 0, read_params},
-      {"PUT", api_user_replace, METHOD_BODY, NULL},
-      {"DELETE", api_user_delete, 0, NULL}}},
+     {{"GET", api_user_get, 0, read_params, NULL, "Read a user", NULL, &api_user_schema},
+      {"PUT", api_user_replace, METHOD_BODY, NULL, NULL, "Replace a user", &api_user_schema,
+       &api_user_schema},
+      {"DELETE", api_user_delete, 0, NULL, NULL, "Delete a user"}}},
+    {"/api/v1/sites",
+     {{"GET", api_resource_list, API_METHOD_LIST, site_list_params, &api_site_resource},
+      {"POST", api_resource_post, METHOD_BODY | API_METHOD_CREATE, NULL, &api_site_resource}}},
+    {"/api/v1/sites/*",
+     {{"GET", api_resource_get, 0, read_params, &api_site_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_site_resource},
+      {"DELETE", api_resource_delete, 0, cascade_params, &api_site_resource}}},
+    {"/api/v1/devices",
+     {{"GET", api_resource_list, API_METHOD_LIST, device_list_params, &api_device_resource},
+      {"POST", api_resource_post, METHOD_BODY | API_METHOD_CREATE, NULL, &api_device_resource}}},
+    {"/api/v1/devices/*",
+     {{"GET", api_resource_get, 0, read_params, &api_device_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_device_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_device_resource}}},
+    {"/api/v1/templates",
+     {{"GET", api_resource_list, API_METHOD_LIST, template_list_params, &api_template_resource},
+      {"POST", api_resource_post, METHOD_BODY | API_METHOD_CREATE, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*",
+     {{"GET", api_resource_get, 0, read_params, &api_template_resource},
+      {"PUT", api_resource_put, METHOD_BODY, NULL, &api_template_resource},
+      {"DELETE", api_resource_delete, 0, NULL, &api_template_resource}}},
+    {"/api/v1/templates/*/publish",
+     {{"POST", api_template_publish, 0, NULL, NULL, "Publish a draft template (immutable after)"}}},
+    {"/api/v1/services",
+     {{"GET", api_resource_list, API_METHOD_LIST, service_list_params, &api_service_resource},
+      {"POST", api_services_post, METHOD_BODY | API_METHOD_ACCEPTED, NULL, &api_service_resource,
+       "Create a service; answers 202 with the job that deploys it"}}},
+    {"/api/v1/services/*",
+     {{"GET", api_resource_get, 0, read_params, &api_service_resource},
+      {"PUT", api_service_put, METHOD_BODY | API_METHOD_ACCEPTED, NULL, &api_service_resource,
+       "Replace a service; answers 202 with the job that deploys it"},
+      {"DELETE", api_service_delete, API_METHOD_ACCEPTED, NULL, &api_service_resource,
+       "Delete a service; answers 202 with the job that removes it"}}},
+    {"/api/v1/jobs",
+     {{"GET", api_resource_list, API_METHOD_LIST, job_list_params, &api_job_resource}}},
+    {"/api/v1/jobs/*", {{"GET", api_resource_get, 0, read_params, &api_job_resource}}},
+    {"/api/v1/jobs/*/cancel",
+     {{"POST", api_job_cancel, 0, NULL, NULL, "Cancel a queued or running job"}}},
+    {"/api/v1/imports",
+     {{"POST", api_imports_post, METHOD_BODY | API_METHOD_ACCEPTED, NULL, NULL,
+       "Import sites and devices in bulk; answers 202 with the job", &api_import_schema}}},
+    {"/api/v1/audit",
+     {{"GET", api_audit_list, API_METHOD_LIST, audit_params, NULL,
+       "The audit log, newest first (SP roles only)"}}},
+    {"/api/v1/events",
+     {{"GET", api_events_stream, API_METHOD_STREAM, events_params, NULL,
+       "Server-Sent Events of object changes from a revision on"}}},
+    {"/api/v1/openapi.json", {{"GET", api_openapi_get, 0, NULL, NULL, "This OpenAPI document"}}},
+    {"/metrics", {{"GET", api_metrics_get, API_METHOD_TEXT, NULL, NULL, "Prometheus metrics"}}},
 };
+#pragma GCC diagnostic pop
+
+#define N_ROUTES (sizeof routes / sizeof routes[0])
+
+size_t api_route_count(void)
+{
+    return N_ROUTES;
+}
+
+const struct api_route *api_route_at(size_t i)
+{
+    return i < N_ROUTES ? &routes[i] : NULL;
+}
+
+void api_pattern_name(const char *pattern, char *out, size_t size)
+{
+    size_t n = 0;
+    for (const char *p = pattern; *p != '\0' && n + 1 < size; p++) {
+        if (*p == '*') {
+            n += (size_t)snprintf(out + n, size - n, "{id}");
+            n = n < size ? n : size - 1;
+        } else {
+            out[n++] = *p;
+        }
+    }
+    out[n < size ? n : size - 1] = '\0';
+}
 
 /* What is registered with the HTTP server: each covers its own path and
  * everything below it (civetweb prefix matching), so that every path under
  * /api/v1, routed or not, is authenticated before it is answered. */
-static const char *const route_prefixes[] = {"/healthz", "/readyz", "/api/v1"};
+static const char *const route_prefixes[] = {"/healthz", "/readyz", "/metrics", "/api/v1"};
 
-/* True for the paths answered without a token: the probes and the login. */
-static bool path_public(const char *path)
+bool api_path_public(const char *path)
 {
     return strncmp(path, "/api/v1", 7) != 0 || (path[7] != '\0' && path[7] != '/') ||
            strcmp(path, LOGIN_PATH) == 0;
@@ -672,9 +796,9 @@ static bool route_match(const char *pattern, const char *path, char id[PATH_ID_M
     return *p == '\0' && *s == '\0';
 }
 
-static const struct route *route_find(const char *path, char id[PATH_ID_MAX])
+static const struct api_route *route_find(const char *path, char id[PATH_ID_MAX])
 {
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+    for (size_t i = 0; i < N_ROUTES; i++) {
         if (route_match(routes[i].pattern, path, id)) {
             return &routes[i];
         }
@@ -682,7 +806,7 @@ static const struct route *route_find(const char *path, char id[PATH_ID_MAX])
     return NULL;
 }
 
-static int method_not_allowed(struct api_req *req, const struct route *route)
+static int method_not_allowed(struct api_req *req, const struct api_route *route)
 {
     char allow[128] = "Allow: ";
     for (size_t i = 0; i < ROUTE_METHODS_MAX && route->methods[i].method != NULL; i++) {
@@ -722,13 +846,14 @@ static int body_prepare(struct api_req *req)
     return 0;
 }
 
-static int serve(struct api_req *req, const struct route_method *m, const char *query)
+static int serve(struct api_req *req, const struct api_route_method *m, const char *query)
 {
     struct api_error err;
     int rc;
     if (api_query_parse(req, query, m->params, &err) != 0) {
         return api_error_send(req, &err);
     }
+    req->resource = m->resource;
     if ((m->flags & METHOD_BODY) != 0) {
         rc = body_prepare(req);
         if (rc != 0) {
@@ -738,12 +863,21 @@ static int serve(struct api_req *req, const struct route_method *m, const char *
     return m->handler(req);
 }
 
+/* Seconds on the monotonic clock, for latencies finer than a ms. */
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static int dispatch_cb(struct mg_connection *conn, void *data)
 {
+    double started = now_seconds();
     const struct mg_request_info *ri = mg_get_request_info(conn);
     uint64_t start = cairn_now_ms();
-    const struct route *route;
-    const struct route_method *m = NULL;
+    const struct api_route *route = NULL;
+    const struct api_route_method *m = NULL;
     struct api_req req;
     char id[PATH_ID_MAX];
     int status;
@@ -756,7 +890,7 @@ static int dispatch_cb(struct mg_connection *conn, void *data)
     cairn_buf_init(&req.raw);
     req.deadline_ms = start + req.api->cfg.request_timeout_ms;
 
-    if (!path_public(req.path)) {
+    if (!api_path_public(req.path)) {
         status = api_authenticate(&req);
         if (status != 0) {
             goto done;
@@ -783,10 +917,58 @@ done:
     json_decref(req.body);
     cairn_buf_close(&req.raw);
     free(req.query);
+    metrics_observe(req.api->metrics, route != NULL ? (size_t)(route - routes) : N_ROUTES,
+                    req.method, status, now_seconds() - started);
     CAIRN_DEBUG("msg=request method=%s path=%s status=%d ms=%llu user=%s", req.method, req.path,
                 status, (unsigned long long)(cairn_now_ms() - start),
                 req.authenticated ? req.who.username : "-");
     return status;
+}
+
+/* The metrics registry (labelled by the route patterns) and the OpenAPI
+ * document, both made once from the route table. */
+static int observability_init(struct api *api)
+{
+    json_t *doc;
+    api->route_names = calloc(N_ROUTES, sizeof *api->route_names);
+    if (api->route_names == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    for (size_t i = 0; i < N_ROUTES; i++) {
+        char name[256];
+        api_pattern_name(routes[i].pattern, name, sizeof name);
+        api->route_names[i] = strdup(name);
+        if (api->route_names[i] == NULL) {
+            return CAIRN_ENOMEM;
+        }
+    }
+    if (metrics_create((const char *const *)api->route_names, N_ROUTES, &api->metrics) != 0) {
+        return CAIRN_ENOMEM;
+    }
+    doc = api_openapi_document();
+    api->openapi = doc != NULL ? json_dumps(doc, JSON_INDENT(1)) : NULL;
+    json_decref(doc);
+    if (api->openapi == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    api->openapi_len = strlen(api->openapi);
+    return 0;
+}
+
+/* Frees what api_create made, in reverse order; every part may be NULL. */
+static void api_destroy_parts(struct api *api)
+{
+    free(api->openapi);
+    metrics_destroy(api->metrics);
+    for (size_t i = 0; api->route_names != NULL && i < N_ROUTES; i++) {
+        free(api->route_names[i]);
+    }
+    free(api->route_names);
+    api_throttle_destroy(api->throttle);
+    pthread_mutex_destroy(&api->kdf_mu);
+    pthread_cond_destroy(&api->kdf_cv);
+    sodium_memzero(api->dummy_hash, sizeof api->dummy_hash);
+    free(api);
 }
 
 int api_create(struct http_server *srv, struct store *store, const struct api_backend *backend,
@@ -825,6 +1007,19 @@ int api_create(struct http_server *srv, struct store *store, const struct api_ba
     if (api->cfg.session_ttl_ms == 0) {
         api->cfg.session_ttl_ms = API_SESSION_TTL_MS;
     }
+    if (api->cfg.event_streams_max == 0) {
+        api->cfg.event_streams_max = API_EVENT_STREAMS_DEFAULT;
+    }
+    atomic_init(&api->streams, 0);
+    atomic_init(&api->stopping, false);
+    if (observability_init(api) != 0) {
+        api_destroy_parts(api);
+        return CAIRN_ENOMEM;
+    }
+    if (api->backend.is_leader != NULL && api_jobs_start(api, &api->jobs) != 0) {
+        api_destroy_parts(api);
+        return CAIRN_ENOMEM;
+    }
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(srv, route_prefixes[i], dispatch_cb, api);
     }
@@ -837,21 +1032,20 @@ void api_destroy(struct api *api)
     if (api == NULL) {
         return;
     }
-    /* Removing a route waits for the requests running on it, so nothing
+    /* Event streams see the flag within API_EVENTS_CHECK_MS and end;
+     * removing a route waits for the requests running on it, so nothing
      * uses api once it is freed. */
+    atomic_store(&api->stopping, true);
     for (size_t i = 0; i < sizeof route_prefixes / sizeof route_prefixes[0]; i++) {
         http_server_route(api->srv, route_prefixes[i], NULL, NULL);
     }
-    api_throttle_destroy(api->throttle);
-    pthread_mutex_destroy(&api->kdf_mu);
-    pthread_cond_destroy(&api->kdf_cv);
-    sodium_memzero(api->dummy_hash, sizeof api->dummy_hash);
-    free(api);
+    api_jobs_stop(api->jobs);
+    api_destroy_parts(api);
 }
 
 int api_route_lookup(const char *path, const char *method, char id[API_PATH_ID_MAX])
 {
-    const struct route *route = route_find(path, id);
+    const struct api_route *route = route_find(path, id);
     if (route == NULL) {
         return 404;
     }
@@ -874,7 +1068,7 @@ int api_check_path_id(struct api_req *req, const char *noun, const char *collect
 }
 
 int api_answer_written(struct api_req *req, int status, enum store_kind kind,
-                       json_t *(*to_json)(const struct store_object *o),
+                       json_t *(*to_json)(struct api *api, const struct store_object *o),
                        const struct store_result *res, const char *extra_headers)
 {
     struct store_object o;
@@ -884,7 +1078,7 @@ int api_answer_written(struct api_req *req, int status, enum store_kind kind,
     int rv = store_object_get(req->api->store, kind, res->id, &o);
 
     if (rv == 0) {
-        obj = to_json(&o);
+        obj = to_json(req->api, &o);
         etag = o.mod_rev;
         store_object_release(&o);
     } else if (rv == CAIRN_ENOTFOUND) {
@@ -901,12 +1095,13 @@ int api_answer_written(struct api_req *req, int status, enum store_kind kind,
     return api_reply_json(req, status, obj, headers);
 }
 
-int api_list_render(const struct store_list *list, json_t *(*to_json)(const struct store_object *o),
+int api_list_render(struct api *api, const struct store_list *list,
+                    json_t *(*to_json)(struct api *api, const struct store_object *o),
                     json_t *items, json_t **next)
 {
     int rv = 0;
     for (size_t i = 0; i < list->n && rv == 0; i++) {
-        json_t *obj = to_json(&list->items[i]);
+        json_t *obj = to_json(api, &list->items[i]);
         rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
     }
     if (rv == 0 && list->more && list->n > 0) {

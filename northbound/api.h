@@ -30,15 +30,60 @@ struct api_member_status {
     uint64_t term;
     uint64_t commit_index;
     uint64_t applied_index;
-    uint64_t last_index; /* last index in its raft log */
+    uint64_t last_index;          /* last index in its raft log */
+    unsigned command_version_max; /* newest command version it applies (published) */
 };
 
 struct api_cluster_status {
     uint64_t node_id;                  /* the answering node */
     uint64_t leader_id;                /* 0 if no leader is known */
     uint64_t term;                     /* the answering node's term */
+    unsigned command_version;          /* lowest command version the voters apply */
     struct api_member_status *members; /* malloc'ed; free() it */
     size_t n_members;
+};
+
+/* This node's raft state, for /metrics. */
+struct api_raft_status {
+    uint64_t term;
+    uint64_t commit_index;
+    uint64_t applied_index;
+    uint64_t last_index;
+    uint64_t leader_id;      /* 0 if none is known */
+    uint64_t leader_changes; /* times a new leader became known since start */
+    bool leader;             /* this node leads */
+};
+
+/* Device ownership as the answering node computes it from the committed
+ * ownership record (GET /api/v1/cluster/ownership). */
+#define API_OWNERSHIP_MAX_NODES   32
+#define API_OWNERSHIP_MOVED_SHOWN 20
+struct api_ownership_node {
+    uint64_t id;
+    bool live;        /* not committed down */
+    uint64_t devices; /* devices it owns in this epoch */
+};
+struct api_ownership {
+    uint64_t epoch;     /* store revision of the record; 0: none yet */
+    int64_t changed_ms; /* wall clock of the last change */
+    char reason[128];   /* why the leader made it */
+    struct api_ownership_node nodes[API_OWNERSHIP_MAX_NODES];
+    size_t n_nodes;
+    uint64_t devices;                               /* device objects counted */
+    uint64_t moved;                                 /* changed owner at the last epoch */
+    char moved_ids[API_OWNERSHIP_MOVED_SHOWN][129]; /* the first of them, in id order */
+    size_t n_moved_ids;
+    /* The answering node's own view. */
+    uint64_t node_id;
+    uint64_t applied_epoch; /* the epoch its owner view installed */
+    bool leased;            /* it may drive devices now */
+    uint64_t lease_remaining_ms;
+    uint64_t epoch_changes; /* epochs installed since it started */
+    uint64_t handoffs_in;   /* devices it took over since it started */
+    uint64_t handoffs_out;  /* devices it handed over since it started */
+    uint64_t lease_lapses;  /* times its lease was found expired */
+    uint64_t settling_ms;   /* time left before it may drive devices taken
+                             * from nodes not committed down (0: none) */
 };
 
 /* What the node provides to the API. deadline_ms is on cairn_now_ms()'s
@@ -61,21 +106,45 @@ struct api_backend {
     /* Adds a node (as spare, caught up, then promoted to voter). */
     int (*member_add)(void *data, uint64_t id, const char *raft_address, const char *api_address,
                       uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
-    /* Removes a node from the configuration. */
-    int (*member_remove)(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
+    /* Removes a node from the configuration. CAIRN_ECONFLICT if id is the
+     * last voter, or (unless force) if fewer voters of the new
+     * configuration than its quorum answer now. */
+    int (*member_remove)(void *data, uint64_t id, bool force, uint64_t deadline_ms, char *errmsg,
                          size_t errmsg_size);
     /* Makes the leader hand leadership to another voter (the most caught
      * up) and returns once it has; for a rolling restart. */
     int (*leader_transfer)(void *data, uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
+    /* Opens a backup of the replicated state that reflects every write
+     * acknowledged before the call (a read index first); the caller streams
+     * it with store_backup_read and frees it with store_backup_end. */
+    int (*backup)(void *data, uint64_t deadline_ms, struct store_backup **out, char *errmsg,
+                  size_t errmsg_size);
     /* True when the node is a member with a known leader and has applied up
      * to its commit index; otherwise why says what is missing. */
     bool (*ready)(void *data, char *why, size_t why_size);
+    /* Optional: waits until the local store has applied an index above
+     * index (0), until deadline_ms (CAIRN_ETIMEDOUT) or until the node
+     * stops (CAIRN_ESHUTDOWN). Without it, event streams poll in short
+     * steps. */
+    int (*wait_applied)(void *data, uint64_t index, uint64_t deadline_ms);
+    /* Optional: this node's raft state, read locally (no network). */
+    void (*raft_status)(void *data, struct api_raft_status *out);
+    /* True while this node is the raft leader (a cheap local look). The
+     * job runner acts only there; NULL: this node runs no jobs. */
+    bool (*is_leader)(void *data);
+    /* The node that owns device_id in the epoch this node applied (0 if
+     * none is known yet). Cheap and local; NULL: devices show no owner. */
+    uint64_t (*device_owner)(void *data, const char *device_id);
+    /* Fills *out from the local store (the caller establishes the read
+     * point first) and the node's own ownership view. */
+    int (*ownership)(void *data, struct api_ownership *out, char *errmsg, size_t errmsg_size);
 };
 
 struct api_config {
     uint64_t node_id;
     unsigned request_timeout_ms; /* deadline of one API request's backend calls */
     uint64_t session_ttl_ms;     /* lifetime of a login's token; 0: API_SESSION_TTL_MS */
+    unsigned event_streams_max;  /* concurrent event streams; 0: the default (64) */
 };
 
 /* Default lifetime of a bearer token: 8 hours, one working day. */

@@ -71,11 +71,6 @@ void api_audit_refusal(struct api_req *req, enum store_kind kind, const char *id
     va_end(ap);
 }
 
-/* The audit code of a 403. The common error table has no "permission
- * denied"; a refused precondition (the caller's role) is the closest, and
- * the record's message says "forbidden". */
-#define AUDIT_FORBIDDEN CAIRN_EPRECONDITION
-
 int api_forbidden(struct api_req *req, enum store_kind kind, const char *id, const char *scope,
                   const char *fmt, ...)
 {
@@ -84,7 +79,7 @@ int api_forbidden(struct api_req *req, enum store_kind kind, const char *id, con
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    api_audit_refusal(req, kind, id, scope, AUDIT_FORBIDDEN, "forbidden: %s %s: %s", req->method,
+    api_audit_refusal(req, kind, id, scope, CAIRN_EFORBIDDEN, "forbidden: %s %s: %s", req->method,
                       req->path, detail);
     return api_problem(req, 403, "forbidden", NULL, NULL, "%s", detail);
 }

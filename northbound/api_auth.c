@@ -444,6 +444,24 @@ static bool principal_load(struct api_req *req, const struct store_object *sessi
     return ok;
 }
 
+bool api_principal_unchanged(struct api_req *req)
+{
+    struct api_principal before = req->who;
+    struct store_object o;
+    bool ok;
+
+    if (store_object_get(req->api->store, STORE_KIND_SESSION, before.session_id, &o) != 0) {
+        return false;
+    }
+    ok = (o.expires_ms == 0 || o.expires_ms > cairn_wall_ms()) && principal_load(req, &o) &&
+         req->who.role == before.role && strcmp(req->who.tenant, before.tenant) == 0;
+    store_object_release(&o);
+    if (!ok) {
+        req->who = before;
+    }
+    return ok;
+}
+
 int api_authenticate(struct api_req *req)
 {
     const char *token = NULL;
@@ -511,7 +529,7 @@ static int answer_session(struct api_req *req, const struct store_object *user, 
 {
     char expires_at[API_TIME_SIZE];
     json_t *obj = json_object();
-    json_t *u = api_user_json(user);
+    json_t *u = api_user_json(req->api, user);
 
     api_time_format(expires_ms, expires_at);
     if (obj == NULL || u == NULL ||

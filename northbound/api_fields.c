@@ -52,7 +52,11 @@ static const char *expected_name(enum api_json type)
         case API_JSON_OBJECT:
             return "an object";
         case API_JSON_ARRAY:
-            return "an array of strings";
+            return "an array";
+        case API_JSON_NUMBER:
+            return "a number";
+        case API_JSON_ANY:
+            return "any JSON value";
     }
     return "a value";
 }
@@ -70,6 +74,10 @@ static bool type_matches(enum api_json type, const json_t *value)
             return json_is_object(value);
         case API_JSON_ARRAY:
             return json_is_array(value);
+        case API_JSON_NUMBER:
+            return json_is_number(value);
+        case API_JSON_ANY:
+            return true;
     }
     return false;
 }
@@ -148,12 +156,19 @@ static int check_shape(const struct api_schema *schema, const json_t *obj, const
             const json_t *item;
             json_array_foreach(value, i, item)
             {
-                if (!json_is_string(item)) {
-                    char item_path[160];
-                    snprintf(item_path, sizeof item_path, "%s[%zu]", path, i);
+                char item_path[160];
+                snprintf(item_path, sizeof item_path, "%s[%zu]", path, i);
+                if (f->object != NULL ? !json_is_object(item) : !json_is_string(item)) {
                     return api_error_set(err, 400, "invalid-field", item_path,
-                                         "item \"%s\" must be a string, not %s", item_path,
+                                         "item \"%s\" must be %s, not %s", item_path,
+                                         f->object != NULL ? "an object" : "a string",
                                          api_json_type_name(item));
+                }
+                if (f->object != NULL) {
+                    rv = check_shape(f->object, item, item_path, err);
+                    if (rv != 0) {
+                        return rv;
+                    }
                 }
             }
         }
@@ -190,6 +205,9 @@ static int check_string(const struct api_field *f, const json_t *value, const ch
     return 0;
 }
 
+static int check_values(const struct api_schema *schema, const json_t *obj, const char *prefix,
+                        struct api_error *err);
+
 /* Pass 2 of an array of strings: how many, each item's format, and
  * (API_FIELD_UNIQUE) no item twice. Items are named "field[i]". */
 static int check_array(const struct api_field *f, const json_t *value, const char *path,
@@ -208,7 +226,12 @@ static int check_array(const struct api_field *f, const json_t *value, const cha
         const char *s = json_string_value(item);
         size_t len = json_string_length(item);
         snprintf(item_path, sizeof item_path, "%s[%zu]", path, i);
-        if (f->format != NULL && !f->format(s, len, why, sizeof why)) {
+        if (f->object != NULL) {
+            int rv = check_values(f->object, item, item_path, err);
+            if (rv != 0) {
+                return rv;
+            }
+        } else if (f->format != NULL && !f->format(s, len, why, sizeof why)) {
             return api_error_set(err, 422, "invalid-field", item_path, "item \"%s\" %s", item_path,
                                  why);
         }
@@ -258,7 +281,16 @@ static int check_values(const struct api_schema *schema, const json_t *obj, cons
             case API_JSON_ARRAY:
                 rv = check_array(f, value, path, err);
                 break;
+            case API_JSON_NUMBER:
+                if (json_number_value(value) < (double)f->min ||
+                    json_number_value(value) > (double)f->max) {
+                    rv = api_error_set(err, 422, "invalid-field", path,
+                                       "field \"%s\" must be from %lld to %lld, not %g", path,
+                                       f->min, f->max, json_number_value(value));
+                }
+                break;
             case API_JSON_BOOLEAN:
+            case API_JSON_ANY:
                 break;
         }
     }
@@ -278,7 +310,19 @@ int api_validate(const struct api_schema *schema, const json_t *body, struct api
     return check_values(schema, body, "", err);
 }
 
+static json_t *project(const struct api_schema *schema, const json_t *src, unsigned skip);
+
 json_t *api_schema_project(const struct api_schema *schema, const json_t *src)
+{
+    return project(schema, src, API_FIELD_READONLY | API_FIELD_WRITEONLY);
+}
+
+json_t *api_schema_render(const struct api_schema *schema, const json_t *src)
+{
+    return project(schema, src, API_FIELD_WRITEONLY);
+}
+
+static json_t *project(const struct api_schema *schema, const json_t *src, unsigned skip)
 {
     json_t *out = json_object();
     if (out == NULL) {
@@ -288,11 +332,23 @@ json_t *api_schema_project(const struct api_schema *schema, const json_t *src)
         const struct api_field *f = &schema->fields[i];
         json_t *value = json_object_get(src, f->name);
         json_t *copy;
-        if ((f->flags & (API_FIELD_READONLY | API_FIELD_WRITEONLY)) != 0 || value == NULL) {
+        if ((f->flags & skip) != 0 || value == NULL) {
             continue;
         }
         if (f->type == API_JSON_OBJECT && f->object != NULL && json_is_object(value)) {
-            copy = api_schema_project(f->object, value);
+            copy = project(f->object, value, skip);
+        } else if (f->type == API_JSON_ARRAY && f->object != NULL && json_is_array(value)) {
+            size_t j;
+            json_t *item;
+            copy = json_array();
+            json_array_foreach(value, j, item)
+            {
+                if (copy != NULL &&
+                    json_array_append_new(copy, project(f->object, item, skip)) != 0) {
+                    json_decref(copy);
+                    copy = NULL;
+                }
+            }
         } else {
             copy = json_deep_copy(value);
         }
@@ -445,6 +501,145 @@ bool api_format_role(const char *s, size_t len, char *why, size_t why_size)
     return ok;
 }
 
+/* One of values (a NULL-terminated list), spelled exactly. */
+static bool enum_check(const char *const *values, const char *s, size_t len, char *why,
+                       size_t why_size)
+{
+    size_t used;
+    for (size_t i = 0; values[i] != NULL; i++) {
+        if (strlen(values[i]) == len && memcmp(values[i], s, len) == 0) {
+            return true;
+        }
+    }
+    used = (size_t)snprintf(why, why_size, "must be one of");
+    for (size_t i = 0; values[i] != NULL && used < why_size; i++) {
+        used += (size_t)snprintf(why + used, why_size - used, "%s %s", i > 0 ? "," : "", values[i]);
+    }
+    return false;
+}
+
+#define ENUM_FORMAT(fn, ...)                                       \
+    bool fn(const char *s, size_t len, char *why, size_t why_size) \
+    {                                                              \
+        static const char *const values[] = {__VA_ARGS__, NULL};   \
+        return enum_check(values, s, len, why, why_size);          \
+    }
+
+ENUM_FORMAT(api_format_site_role, "hub", "spoke")
+ENUM_FORMAT(api_format_wan_type, "internet", "mpls", "lte", "5g", "satellite", "private")
+ENUM_FORMAT(api_format_device_family, "nfx", "srx", "vsrx", "mx", "ex", "ucpe")
+ENUM_FORMAT(api_format_device_state, "managed", "unmanaged")
+ENUM_FORMAT(api_format_template_type, "firewall-policy", "nat", "site-to-site-vpn", "sdwan", "vnf")
+ENUM_FORMAT(api_format_service_state, "active", "inactive")
+ENUM_FORMAT(api_format_drift_policy, "report", "reconcile")
+
+/* Parses a dotted-quad IPv4 address of exactly len bytes. */
+static bool ipv4_parse(const char *s, size_t len)
+{
+    unsigned parts = 0;
+    size_t i = 0;
+    while (parts < 4) {
+        unsigned v = 0;
+        size_t digits = 0;
+        while (i < len && is_digit(s[i]) && digits < 3) {
+            v = v * 10 + (unsigned)(s[i] - '0');
+            i++;
+            digits++;
+        }
+        if (digits == 0 || v > 255 || (digits > 1 && s[i - digits] == '0')) {
+            return false;
+        }
+        parts++;
+        if (parts < 4) {
+            if (i >= len || s[i] != '.') {
+                return false;
+            }
+            i++;
+        }
+    }
+    return i == len;
+}
+
+bool api_format_ipv4(const char *s, size_t len, char *why, size_t why_size)
+{
+    if (!ipv4_parse(s, len)) {
+        snprintf(why, why_size, "must be an IPv4 address (for example \"192.0.2.10\")");
+        return false;
+    }
+    return true;
+}
+
+bool api_format_ipv4_prefix(const char *s, size_t len, char *why, size_t why_size)
+{
+    const char *slash = memchr(s, '/', len);
+    size_t plen = slash != NULL ? len - (size_t)(slash - s) - 1 : 0;
+    bool ok = slash != NULL && ipv4_parse(s, (size_t)(slash - s)) && plen >= 1 && plen <= 2;
+    unsigned bits = 0;
+    for (size_t i = 0; ok && i < plen; i++) {
+        ok = is_digit(slash[1 + i]);
+        bits = bits * 10 + (unsigned)(slash[1 + i] - '0');
+    }
+    if (!ok || bits > 32) {
+        snprintf(why, why_size,
+                 "must be an IPv4 prefix ADDRESS/LENGTH (for example \"10.1.0.0/24\")");
+        return false;
+    }
+    return true;
+}
+
+/* A host name or an IPv4 address. */
+bool api_format_host(const char *s, size_t len, char *why, size_t why_size)
+{
+    bool ok = len > 0 && len <= 253 && s[0] != '-' && s[0] != '.';
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = is_lower_alnum(s[i]) || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '.' || s[i] == '-';
+    }
+    if (!ok) {
+        snprintf(why, why_size,
+                 "must be a host name or an IPv4 address (for example \"192.0.2.10\")");
+    }
+    return ok;
+}
+
+/* Serial numbers: 1..64 of A-Z a-z 0-9 and '-'. */
+bool api_format_serial(const char *s, size_t len, char *why, size_t why_size)
+{
+    bool ok = len > 0;
+    for (size_t i = 0; ok && i < len; i++) {
+        ok = is_lower_alnum(s[i]) || (s[i] >= 'A' && s[i] <= 'Z') || s[i] == '-';
+    }
+    if (!ok) {
+        snprintf(why, why_size, "must be letters, digits and '-' (for example \"CRN00000042\")");
+    }
+    return ok;
+}
+
+/* Template versions: MAJOR.MINOR.PATCH, each 0..99999 without leading zeros. */
+bool api_format_version(const char *s, size_t len, char *why, size_t why_size)
+{
+    unsigned parts = 0;
+    size_t i = 0;
+    bool ok = true;
+    while (ok && parts < 3) {
+        size_t digits = 0;
+        while (i < len && is_digit(s[i]) && digits < 5) {
+            i++;
+            digits++;
+        }
+        ok = digits > 0 && !(digits > 1 && s[i - digits] == '0');
+        parts++;
+        if (ok && parts < 3) {
+            ok = i < len && s[i] == '.';
+            i++;
+        }
+    }
+    if (!ok || i != len) {
+        snprintf(why, why_size, "must be MAJOR.MINOR.PATCH (for example \"1.2.0\")");
+        return false;
+    }
+    return true;
+}
+
 /* The tables. Limits of strings are in bytes of UTF-8. */
 
 static const struct api_field contact_fields[] = {
@@ -528,3 +723,189 @@ static const struct api_field login_fields[] = {
 
 const struct api_schema api_login_schema = {login_fields,
                                             sizeof login_fields / sizeof login_fields[0]};
+
+/* A user's change of its own password. */
+static const struct api_field password_change_fields[] = {
+    {"current_password", API_JSON_STRING, API_FIELD_REQUIRED | API_FIELD_WRITEONLY, 1, 1024, NULL,
+     NULL},
+    {"new_password", API_JSON_STRING, API_FIELD_REQUIRED | API_FIELD_WRITEONLY, API_PASSWORD_MIN,
+     API_PASSWORD_MAX, NULL, NULL},
+};
+
+const struct api_schema api_password_change_schema = {
+    password_change_fields, sizeof password_change_fields / sizeof password_change_fields[0]};
+
+/* Sites. */
+
+static const struct api_field address_fields[] = {
+    {"street", API_JSON_STRING, 0, 1, 256, NULL, NULL},
+    {"city", API_JSON_STRING, 0, 1, 128, NULL, NULL},
+    {"postal_code", API_JSON_STRING, 0, 1, 16, NULL, NULL},
+    {"country", API_JSON_STRING, 0, 2, 2, NULL, NULL},
+};
+
+static const struct api_schema address_schema = {address_fields,
+                                                 sizeof address_fields / sizeof address_fields[0]};
+
+static const struct api_field geo_fields[] = {
+    {"latitude", API_JSON_NUMBER, API_FIELD_REQUIRED, -90, 90, NULL, NULL},
+    {"longitude", API_JSON_NUMBER, API_FIELD_REQUIRED, -180, 180, NULL, NULL},
+};
+
+static const struct api_schema geo_schema = {geo_fields, sizeof geo_fields / sizeof geo_fields[0]};
+
+static const struct api_field wan_link_fields[] = {
+    {"name", API_JSON_STRING, API_FIELD_REQUIRED, 1, 31, api_format_name, NULL},
+    {"type", API_JSON_STRING, API_FIELD_REQUIRED, 1, 16, api_format_wan_type, NULL},
+    {"subnet", API_JSON_STRING, 0, 9, 18, api_format_ipv4_prefix, NULL},
+    {"public_address", API_JSON_STRING, 0, 7, 15, api_format_ipv4, NULL},
+};
+
+static const struct api_schema wan_link_schema = {
+    wan_link_fields, sizeof wan_link_fields / sizeof wan_link_fields[0]};
+
+static const struct api_field site_fields[] = {
+    {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"tenant_id", API_JSON_STRING, 0, 1, CAIRN_UUID_SIZE - 1, api_format_uuid, NULL},
+    {"name", API_JSON_STRING, API_FIELD_REQUIRED, 1, 63, api_format_name, NULL},
+    {"description", API_JSON_STRING, 0, 0, 1024, NULL, NULL},
+    {"role", API_JSON_STRING, API_FIELD_REQUIRED, 1, 8, api_format_site_role, NULL},
+    {"address", API_JSON_OBJECT, 0, 0, 0, NULL, &address_schema},
+    {"geo", API_JSON_OBJECT, 0, 0, 0, NULL, &geo_schema},
+    {"wan_links", API_JSON_ARRAY, 0, 0, 8, NULL, &wan_link_schema},
+    {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+const struct api_schema api_site_schema = {site_fields, sizeof site_fields / sizeof site_fields[0]};
+
+/* Devices. The password is write-only: kept in the stored body for the
+ * southbound, never answered. */
+
+static const struct api_field management_fields[] = {
+    {"host", API_JSON_STRING, API_FIELD_REQUIRED, 1, 253, api_format_host, NULL},
+    {"port", API_JSON_INTEGER, 0, 1, 65535, NULL, NULL},
+};
+
+static const struct api_schema management_schema = {
+    management_fields, sizeof management_fields / sizeof management_fields[0]};
+
+static const struct api_field credentials_fields[] = {
+    {"username", API_JSON_STRING, API_FIELD_REQUIRED, 1, 64, NULL, NULL},
+    {"password", API_JSON_STRING, API_FIELD_WRITEONLY, 1, 256, NULL, NULL},
+};
+
+static const struct api_schema credentials_schema = {
+    credentials_fields, sizeof credentials_fields / sizeof credentials_fields[0]};
+
+static const struct api_field device_fields[] = {
+    {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"site_id", API_JSON_STRING, API_FIELD_REQUIRED, 1, CAIRN_UUID_SIZE - 1, api_format_uuid, NULL},
+    {"tenant_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"name", API_JSON_STRING, 0, 1, 63, api_format_name, NULL},
+    {"serial", API_JSON_STRING, API_FIELD_REQUIRED, 1, 64, api_format_serial, NULL},
+    {"family", API_JSON_STRING, API_FIELD_REQUIRED, 1, 8, api_format_device_family, NULL},
+    {"model", API_JSON_STRING, 0, 1, 64, NULL, NULL},
+    {"management", API_JSON_OBJECT, 0, 0, 0, NULL, &management_schema},
+    {"credentials", API_JSON_OBJECT, 0, 0, 0, NULL, &credentials_schema},
+    {"desired_state", API_JSON_STRING, 0, 1, 16, api_format_device_state, NULL},
+    {"drift_policy", API_JSON_STRING, 0, 1, 16, api_format_drift_policy, NULL},
+    {"activation_code", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"status", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"owner", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+const struct api_schema api_device_schema = {device_fields,
+                                             sizeof device_fields / sizeof device_fields[0]};
+
+/* Service templates: "parameters" is a parameter schema, checked by
+ * api_catalog.c (its shape is data, not a fixed table). */
+static const struct api_field template_fields[] = {
+    {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"name", API_JSON_STRING, API_FIELD_REQUIRED, 1, 63, api_format_name, NULL},
+    {"version", API_JSON_STRING, API_FIELD_REQUIRED, 5, 17, api_format_version, NULL},
+    {"type", API_JSON_STRING, API_FIELD_REQUIRED, 1, 32, api_format_template_type, NULL},
+    {"description", API_JSON_STRING, 0, 0, 1024, NULL, NULL},
+    {"parameters", API_JSON_OBJECT, 0, 0, 0, NULL, NULL},
+    {"public", API_JSON_BOOLEAN, 0, 0, 0, NULL, NULL},
+    {"state", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"published_at", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+const struct api_schema api_template_schema = {template_fields,
+                                               sizeof template_fields / sizeof template_fields[0]};
+
+/* Services. */
+static const struct api_field targets_fields[] = {
+    {"device_ids", API_JSON_ARRAY, API_FIELD_UNIQUE, 0, API_SERVICE_TARGETS_MAX, api_format_uuid,
+     NULL},
+};
+
+static const struct api_schema targets_schema = {targets_fields,
+                                                 sizeof targets_fields / sizeof targets_fields[0]};
+
+static const struct api_field service_fields[] = {
+    {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"tenant_id", API_JSON_STRING, 0, 1, CAIRN_UUID_SIZE - 1, api_format_uuid, NULL},
+    {"name", API_JSON_STRING, API_FIELD_REQUIRED, 1, 63, api_format_name, NULL},
+    {"description", API_JSON_STRING, 0, 0, 1024, NULL, NULL},
+    {"template_id", API_JSON_STRING, API_FIELD_REQUIRED, 1, CAIRN_UUID_SIZE - 1, api_format_uuid,
+     NULL},
+    {"parameters", API_JSON_OBJECT, 0, 0, 0, NULL, NULL},
+    {"targets", API_JSON_OBJECT, API_FIELD_REQUIRED, 0, 0, NULL, &targets_schema},
+    {"desired_state", API_JSON_STRING, 0, 1, 16, api_format_service_state, NULL},
+    {"type", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"generation", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"job_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"realization", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+const struct api_schema api_service_schema = {service_fields,
+                                              sizeof service_fields / sizeof service_fields[0]};
+
+/* Jobs: written by the server only. */
+static const struct api_field progress_fields[] = {
+    {"done", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"total", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+static const struct api_schema progress_schema = {
+    progress_fields, sizeof progress_fields / sizeof progress_fields[0]};
+
+static const struct api_field task_fields[] = {
+    {"device_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"item", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"object_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"state", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"message", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"diff", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+static const struct api_schema task_schema = {task_fields,
+                                              sizeof task_fields / sizeof task_fields[0]};
+
+static const struct api_field job_fields[] = {
+    {"id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"tenant_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"type", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"state", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"target", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"progress", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, &progress_schema},
+    {"tasks", API_JSON_ARRAY, API_FIELD_READONLY, 0, 0, NULL, &task_schema},
+    {"message", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"cancel_requested", API_JSON_BOOLEAN, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"created_by", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"created_at", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"started_at", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"finished_at", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
+};
+
+const struct api_schema api_job_schema = {job_fields, sizeof job_fields / sizeof job_fields[0]};

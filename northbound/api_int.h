@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +27,9 @@
 
 struct mg_connection;
 struct api_throttle;
+struct metrics;
+struct api_resource;
+struct api_jobs;
 
 /* User names: 1..64 of a-z 0-9 . _ - (the store's unique name of a user). */
 #define API_USERNAME_MAX 64
@@ -61,6 +65,13 @@ struct api {
     pthread_cond_t kdf_cv;                   /* signalled when a hash finishes */
     unsigned kdf_running;                    /* password hashes running now */
     char dummy_hash[API_PASSWORD_HASH_SIZE]; /* verified for unknown users; "" until needed */
+    struct metrics *metrics;                 /* request counts and latencies by route */
+    char **route_names;                      /* metric labels: patterns with {id} */
+    char *openapi;                           /* the OpenAPI document, made at create */
+    size_t openapi_len;
+    atomic_uint streams;   /* event streams open now */
+    atomic_bool stopping;  /* set by api_destroy: streams end */
+    struct api_jobs *jobs; /* the job runner, or NULL */
 };
 
 /* The authenticated caller of a request. */
@@ -92,8 +103,9 @@ struct api_req {
         const char *value;
     } params[API_MAX_PARAMS]; /* query parameters, pointing into query */
     size_t n_params;
-    bool authenticated;       /* who is valid */
-    struct api_principal who; /* the caller, once authenticated */
+    const struct api_resource *resource; /* the route's resource, for the generic handlers */
+    bool authenticated;                  /* who is valid */
+    struct api_principal who;            /* the caller, once authenticated */
 };
 
 /* A request that failed validation, before anything is sent. */
@@ -182,13 +194,14 @@ int api_check_path_id(struct api_req *req, const char *noun, const char *collect
  * and X-Cairn-Revision. If it is already gone again (a concurrent delete),
  * the answer still names its id and revisions. */
 int api_answer_written(struct api_req *req, int status, enum store_kind kind,
-                       json_t *(*to_json)(const struct store_object *o),
+                       json_t *(*to_json)(struct api *api, const struct store_object *o),
                        const struct store_result *res, const char *extra_headers);
 
 /* Appends every object of list, rendered by to_json, to the items array,
  * and sets *next to the cursor of the following page (the last id) when
  * more follow. Returns 0 or CAIRN_ENOMEM. */
-int api_list_render(const struct store_list *list, json_t *(*to_json)(const struct store_object *o),
+int api_list_render(struct api *api, const struct store_list *list,
+                    json_t *(*to_json)(struct api *api, const struct store_object *o),
                     json_t *items, json_t **next);
 
 /* Finds the route of path and method as a request would: 0 if it exists,
@@ -220,6 +233,11 @@ void api_request_id_fresh(char request_id[API_REQUEST_ID_SIZE]);
 void api_command_init(const struct api_req *req, struct store_command *cmd, enum store_op op,
                       enum store_kind kind);
 
+/* The same for work no request asked for: caller names who it acts for
+ * (the user a job runs for), or NULL. */
+void api_command_init_as(struct store_command *cmd, enum store_op op, enum store_kind kind,
+                         const char *caller);
+
 /* Checks a list's limit and cursor parameters (cursor: a uuid); returns 0
  * or the status answered. */
 #define API_LIST_LIMIT_DEFAULT 100
@@ -245,6 +263,48 @@ int api_result_failed(struct api_req *req, const struct store_result *res);
  * whole seconds, rounded down). */
 #define API_TIME_SIZE 32
 void api_time_format(int64_t ms, char out[API_TIME_SIZE]);
+
+/* The route table (api.c), as the OpenAPI generator and the tests see
+ * it. A pattern is matched segment by segment; "*" matches one non-empty
+ * segment, which the handler finds in req->path_id. */
+#define API_METHOD_BODY     0x1u  /* the request carries a JSON object (request) */
+#define API_METHOD_LIST     0x2u  /* answers a list page of response objects */
+#define API_METHOD_STREAM   0x4u  /* answers text/event-stream */
+#define API_METHOD_TEXT     0x8u  /* answers text/plain (metrics) */
+#define API_METHOD_CREATE   0x10u /* answers 201 with the new object */
+#define API_METHOD_ACCEPTED 0x20u /* answers 202 with the object and a job's Location */
+
+struct api_route_method {
+    const char *method;
+    int (*handler)(struct api_req *req);
+    unsigned flags;                      /* API_METHOD_* */
+    const char *const *params;           /* allowed query parameters, or NULL */
+    const struct api_resource *resource; /* for the generic handlers, or NULL */
+    const char *summary;                 /* one line for the OpenAPI document */
+    const struct api_schema *request;    /* the body's fields (API_METHOD_BODY); NULL:
+                                          * the resource's schema */
+    const struct api_schema *response;   /* the answered object's fields; NULL: the
+                                          * resource's schema, if any */
+};
+
+#define API_ROUTE_METHODS_MAX 4
+
+struct api_route {
+    const char *pattern;
+    struct api_route_method methods[API_ROUTE_METHODS_MAX]; /* ends at a NULL method */
+};
+
+/* The routes, in table order; any thread. */
+size_t api_route_count(void);
+const struct api_route *api_route_at(size_t i);
+
+/* True for the paths answered without a token: the probes, /metrics and
+ * the login. */
+bool api_path_public(const char *path);
+
+/* Writes pattern with each "*" replaced by "{id}" (the OpenAPI and metrics
+ * form) into out; the result is cut to size. */
+void api_pattern_name(const char *pattern, char *out, size_t size);
 
 /* api_access.c ----------------------------------------------------------- */
 
@@ -277,7 +337,10 @@ enum api_json {
     API_JSON_INTEGER,
     API_JSON_BOOLEAN,
     API_JSON_OBJECT,
-    API_JSON_ARRAY, /* of strings: max items, each checked by format */
+    API_JSON_ARRAY,  /* of strings (each checked by format) or, with object set, of
+                      * objects (each checked by that table); max items */
+    API_JSON_NUMBER, /* integer or fraction, from min to max */
+    API_JSON_ANY,    /* any JSON value; the resource checks it (template parameters) */
 };
 
 /* Checks a string's format; on failure writes what is expected into why. */
@@ -320,6 +383,11 @@ int api_validate(const struct api_schema *schema, const json_t *body, struct api
  * memory. */
 json_t *api_schema_project(const struct api_schema *schema, const json_t *src);
 
+/* Like api_schema_project, but with the read-only fields too (an answer's
+ * form of a stored body that holds server-set fields): every field but
+ * write-only ones. */
+json_t *api_schema_render(const struct api_schema *schema, const json_t *src);
+
 /* "a string", "an integer", ... as used in messages. */
 const char *api_json_type_name(const json_t *value);
 
@@ -332,10 +400,33 @@ bool api_format_uuid(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_username(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_role(const char *s, size_t len, char *why, size_t why_size);
 
+bool api_format_site_role(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_wan_type(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_device_family(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_device_state(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_template_type(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_service_state(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_drift_policy(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_ipv4(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_ipv4_prefix(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_host(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_serial(const char *s, size_t len, char *why, size_t why_size);
+bool api_format_version(const char *s, size_t len, char *why, size_t why_size);
+
+/* Most devices one service may target. */
+#define API_SERVICE_TARGETS_MAX 10000
+
+extern const struct api_schema api_site_schema;
+extern const struct api_schema api_device_schema;
+extern const struct api_schema api_template_schema;
+extern const struct api_schema api_service_schema;
+extern const struct api_schema api_job_schema;
 extern const struct api_schema api_tenant_schema;
 extern const struct api_schema api_member_schema;
 extern const struct api_schema api_user_schema;
 extern const struct api_schema api_login_schema;
+extern const struct api_schema api_password_change_schema;
+extern const struct api_schema api_import_schema; /* api_imports.c */
 
 /* Quotas of a tenant: the JSON field and the store kind it limits. */
 struct api_quota {
@@ -393,6 +484,12 @@ size_t api_throttle_count(struct api_throttle *t);
  * or 503 if the cluster could not be asked in time). */
 int api_authenticate(struct api_req *req);
 
+/* For a long request (an event stream): true if the caller's session is
+ * still valid in the local store and its user still enabled with the same
+ * role and tenant; req->who is refreshed. False after a logout, an expiry,
+ * or a change of the user that would alter what it may see. */
+bool api_principal_unchanged(struct api_req *req);
+
 int api_auth_login(struct api_req *req);
 int api_auth_logout(struct api_req *req);
 int api_auth_whoami(struct api_req *req);
@@ -400,7 +497,7 @@ int api_auth_whoami(struct api_req *req);
 /* api_tenants.c ---------------------------------------------------------- */
 
 /* The answer's form of a stored tenant (quotas from its limits). */
-json_t *api_tenant_json(const struct store_object *o);
+json_t *api_tenant_json(struct api *api, const struct store_object *o);
 
 int api_tenants_list(struct api_req *req);
 int api_tenants_create(struct api_req *req);
@@ -411,7 +508,7 @@ int api_tenant_delete(struct api_req *req);
 /* api_users.c ------------------------------------------------------------ */
 
 /* The answer's form of a stored user: never its password hash. */
-json_t *api_user_json(const struct store_object *o);
+json_t *api_user_json(struct api *api, const struct store_object *o);
 
 /* A user's fields from its stored body: role, tenant ("" for none),
  * disabled, and a borrowed pointer to the password hash (NULL if absent).
@@ -437,6 +534,63 @@ int api_users_create(struct api_req *req);
 int api_user_get(struct api_req *req);
 int api_user_replace(struct api_req *req);
 int api_user_delete(struct api_req *req);
+/* POST /api/v1/auth/password: the caller changes its own password (the
+ * current one verified, throttled like logins); its other sessions end. */
+int api_auth_password(struct api_req *req);
+
+/* api_events.c ----------------------------------------------------------- */
+
+/* The API's name of a kind ("tenant", "user", "site", ...); NULL for a
+ * kind it does not name. */
+const char *api_kind_name(enum store_kind kind);
+
+/* Parses a kind's API name; CAIRN_EINVAL if it names none. */
+int api_kind_parse(const char *name, enum store_kind *out);
+
+/* The scope rbac_decide takes for o: a tenant's own id, else its tenant
+ * (NULL for a provider-level object). */
+const char *api_object_scope(const struct store_object *o);
+
+/* GET /api/v1/events: Server-Sent Events of object changes. */
+int api_events_stream(struct api_req *req);
+
+/* Revisions between the heartbeats of an idle stream, and the longest
+ * wait between two checks of the caller's session and of shutdown. */
+#define API_EVENTS_HEARTBEAT_MS 15000
+#define API_EVENTS_CHECK_MS     1000
+/* Changes read from the log per page. */
+#define API_EVENTS_PAGE 256
+/* Default bound on a node's concurrent event streams. */
+#define API_EVENT_STREAMS_DEFAULT 64
+
+/* api_audit.c ------------------------------------------------------------ */
+
+/* GET /api/v1/audit: the audit log, newest first, SP roles only. */
+int api_audit_list(struct api_req *req);
+
+/* Parses an RFC 3339 date-time ("2026-01-02T03:04:05Z", fractions and
+ * numeric offsets allowed) into ms since the epoch. CAIRN_EINVAL if bad. */
+int api_time_parse(const char *s, int64_t *ms);
+
+/* api_openapi.c ---------------------------------------------------------- */
+
+/* The OpenAPI 3.0 document of the route table and the field tables. NULL
+ * if out of memory. */
+json_t *api_openapi_document(void);
+
+/* What the document says of a route method: whether it has a summary (its
+ * own or made from its resource's noun) and which request field table it
+ * documents (its own, else its resource's; NULL for none). For the unit
+ * test that checks the route table. */
+bool api_openapi_summarized(const struct api_route_method *m);
+const struct api_schema *api_openapi_request(const struct api_route_method *m);
+
+/* GET /api/v1/openapi.json */
+int api_openapi_get(struct api_req *req);
+
+/* GET /metrics: Prometheus text format, no authentication (counts and
+ * raft indexes only, never an object). */
+int api_metrics_get(struct api_req *req);
 
 /* api_cluster.c ---------------------------------------------------------- */
 
@@ -445,6 +599,148 @@ int api_readyz(struct api_req *req);
 int api_cluster_get(struct api_req *req);
 int api_members_add(struct api_req *req);
 int api_member_remove(struct api_req *req);
+/* Checks the caller's right to do action on the cluster's kind (members:
+ * its membership; system: backups): SP roles read it, SP admins change it,
+ * tenant users get the 404 of a route that does not exist. id names the
+ * member of a membership change, or NULL; what says what a forbidden write
+ * would have done. Returns 0 or the status answered. */
+int api_cluster_authorize(struct api_req *req, enum rbac_action action, enum store_kind kind,
+                          const char *id, const char *what);
+int api_cluster_backup(struct api_req *req);
 int api_leader_transfer(struct api_req *req);
+
+/* api_ownership.c -------------------------------------------------------- */
+
+int api_ownership_get(struct api_req *req);
+
+/* api_resource.c --------------------------------------------------------- */
+
+/* What a create or replace will write, as the generic handlers and a
+ * resource's build hook assemble it. */
+struct api_build {
+    json_t *stored;                  /* the body to store (owned) */
+    char name[129];                  /* unique name within the kind, "" for none */
+    char tenant[CAIRN_UUID_SIZE];    /* scope, "" for none */
+    enum store_kind parent_kind;     /* 0 for none (a replace keeps the parent) */
+    char parent_id[CAIRN_UUID_SIZE]; /* the parent, at create */
+    struct store_ref refs[STORE_MAX_REFS];
+    char ref_ids[STORE_MAX_REFS][CAIRN_UUID_SIZE];
+    size_t n_refs;
+};
+
+/* Adds a reference that must exist when the command applies. */
+void api_build_ref(struct api_build *b, enum store_kind kind, const char *id);
+
+enum api_scope_from {
+    API_SCOPE_NONE,   /* the provider's (templates) */
+    API_SCOPE_FIELD,  /* "tenant_id" in the body; the parent is the tenant */
+    API_SCOPE_PARENT, /* parent_field names the parent, whose tenant it inherits */
+};
+
+/* One kind of stored object served by the generic handlers. */
+struct api_resource {
+    enum store_kind kind;
+    const char *noun; /* "site", in messages */
+    const char *path; /* "/api/v1/sites" */
+    const struct api_schema *schema;
+    enum api_scope_from scope_from;
+    const char *parent_field;    /* API_SCOPE_PARENT: "site_id"; also a list filter */
+    enum store_kind parent_kind; /* API_SCOPE_PARENT */
+    const char *parent_noun;     /* API_SCOPE_PARENT: "site" */
+    const char *const *filters;  /* top-level string fields a list filters on exactly */
+    bool cascade;                /* DELETE takes ?cascade=true (it has children) */
+    /* Completes b for a create (old NULL) or a replace of old: the unique
+     * name, refs, server-set fields; checks what the table cannot. Runs
+     * after the read point, so what it reads holds at apply (the write is
+     * pinned). Returns 0, or CAIRN_EINVAL with err filled. May be NULL. */
+    int (*build)(struct api *api, const struct store_object *old, struct api_build *b,
+                 struct api_error *err);
+    /* Adds server fields to the answer's form of o (the body, with id and
+     * revisions set); 0 or CAIRN_ENOMEM. May be NULL. */
+    int (*decorate)(struct api *api, const struct store_object *o, json_t *body);
+    /* False if the caller may not know o exists (beyond rbac_decide). */
+    bool (*visible)(struct api_req *req, const struct store_object *o);
+    /* 0 if o may be deleted now, else the status answered. May be NULL. */
+    int (*deletable)(struct api_req *req, const struct store_object *o);
+};
+
+extern const struct api_resource api_site_resource;
+extern const struct api_resource api_device_resource;
+extern const struct api_resource api_template_resource;
+extern const struct api_resource api_service_resource;
+extern const struct api_resource api_job_resource;
+
+/* The resource of kind, or NULL. */
+const struct api_resource *api_resource_of(enum store_kind kind);
+
+/* The answer's form of a stored object of r. NULL if its body is
+ * unreadable or memory ran out. api (for server fields such as a device's
+ * owner) may be NULL. */
+json_t *api_resource_json(struct api *api, const struct api_resource *r,
+                          const struct store_object *o);
+
+/* The answer's form of any stored object a client may see, by its kind;
+ * NULL for kinds never shown (sessions, members, settings). */
+json_t *api_object_json(struct api *api, const struct store_object *o);
+
+/* Reads the object of the path at a read point (linearizable for writes)
+ * and checks the caller's right to do action on it. Returns 0 with *o
+ * filled (release it), or the status answered (404 for missing or hidden,
+ * 403, 400 for a bad id). */
+int api_resource_load(struct api_req *req, const struct api_resource *r, enum rbac_action action,
+                      struct store_object *o);
+
+/* The steps of the generic handlers, for resources that answer otherwise
+ * (202 with a job): each returns 0 with a successful *res, or the status
+ * answered. */
+int api_resource_create(struct api_req *req, const struct api_resource *r,
+                        struct store_result *res);
+int api_resource_replace(struct api_req *req, const struct api_resource *r,
+                         struct store_result *res);
+int api_resource_remove(struct api_req *req, const struct api_resource *r,
+                        struct store_result *res);
+/* A read-check-write of the path's object: change edits b (whose stored
+ * body starts as a copy of changes, or of the stored body if changes is
+ * NULL) after the object was read and authorized for action; the write is
+ * pinned to the read and retried on a race. */
+int api_resource_update(struct api_req *req, const struct api_resource *r, enum rbac_action action,
+                        const json_t *changes,
+                        int (*change)(struct api_req *req, const struct store_object *old,
+                                      struct api_build *b, void *arg),
+                        void *arg, struct store_result *res);
+/* Answers a create: status (201, 202), Location, the object as stored. */
+int api_resource_created(struct api_req *req, const struct api_resource *r,
+                         const struct store_result *res, int status, const char *extra_headers);
+
+/* api_catalog.c: validates a service's parameters against a template's
+ * parameter schema, filling in defaults (0 or CAIRN_EINVAL with err). */
+int api_template_params_check(const json_t *schema, json_t *params, struct api_error *err);
+/* True if tmpl is published and offered to tenant (public, or named in the
+ * tenant's allowed_templates). */
+bool api_template_offered(struct api *api, const struct store_object *tmpl, const char *tenant);
+int api_template_publish(struct api_req *req);
+
+/* api_services.c: queues a job (state queued, one task per device id) with
+ * the given id; 0 with *res filled or the status answered. */
+int api_job_queue(struct api_req *req, const char *job_id, const char *type,
+                  enum store_kind target_kind, const char *target_id, const char *tenant,
+                  const json_t *device_ids, struct store_result *res);
+int api_services_post(struct api_req *req);
+int api_service_put(struct api_req *req);
+int api_service_delete(struct api_req *req);
+int api_job_cancel(struct api_req *req);
+/* POST /api/v1/imports: a bulk import of sites and devices, run as a job. */
+int api_imports_post(struct api_req *req);
+
+/* jobs.c: the job runner thread (see there). */
+int api_jobs_start(struct api *api, struct api_jobs **out);
+void api_jobs_stop(struct api_jobs *j);
+
+/* The handlers (req->resource says which resource). */
+int api_resource_list(struct api_req *req);
+int api_resource_post(struct api_req *req);
+int api_resource_get(struct api_req *req);
+int api_resource_put(struct api_req *req);
+int api_resource_delete(struct api_req *req);
 
 #endif /* CAIRN_API_INT_H */

@@ -53,12 +53,14 @@ static json_t *quotas_json(const struct store_object *o)
 
 /* The answer's form of a stored tenant: id, the user fields in table
  * order (quotas from the limits), then the revisions. */
-json_t *api_tenant_json(const struct store_object *o)
+json_t *api_tenant_json(struct api *api, const struct store_object *o)
 {
     json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
     json_t *quotas;
     json_t *fields;
     json_t *out;
+
+    (void)api; /* tenants and users show no server fields */
 
     if (body == NULL) {
         return NULL;
@@ -281,7 +283,7 @@ int api_tenant_get(struct api_req *req)
         return api_problem(req, 500, "internal", NULL, NULL, "read tenant %s: %s", req->path_id,
                            cairn_strerror(rc));
     }
-    obj = api_tenant_json(&o);
+    obj = api_tenant_json(req->api, &o);
     snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n",
              (unsigned long long)o.mod_rev, (unsigned long long)revision);
     store_object_release(&o);
@@ -303,7 +305,7 @@ static int list_by_name(struct api_req *req, const char *name, const char *only,
         (only == NULL || strcmp(id, only) == 0)) {
         rv = store_object_get(req->api->store, STORE_KIND_TENANT, id, &o);
         if (rv == 0) {
-            json_t *obj = api_tenant_json(&o);
+            json_t *obj = api_tenant_json(req->api, &o);
             store_object_release(&o);
             rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
         }
@@ -320,7 +322,7 @@ static int list_own(struct api_req *req, const char *own, const char *cursor, js
     if (cursor == NULL || strcmp(own, cursor) > 0) {
         rv = store_object_get(req->api->store, STORE_KIND_TENANT, own, &o);
         if (rv == 0) {
-            json_t *obj = api_tenant_json(&o);
+            json_t *obj = api_tenant_json(req->api, &o);
             store_object_release(&o);
             rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
         }
@@ -362,7 +364,7 @@ int api_tenants_list(struct api_req *req)
     } else {
         rv = store_object_list(req->api->store, STORE_KIND_TENANT, cursor, limit, &list);
         if (rv == 0) {
-            rv = api_list_render(&list, api_tenant_json, items, &next);
+            rv = api_list_render(req->api, &list, api_tenant_json, items, &next);
             revision = list.revision;
             store_list_release(&list);
         }

@@ -61,11 +61,13 @@ int api_user_fields(const struct store_object *o, json_t **doc, struct api_user_
     return 0;
 }
 
-json_t *api_user_json(const struct store_object *o)
+json_t *api_user_json(struct api *api, const struct store_object *o)
 {
     json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
     json_t *fields;
     json_t *out;
+
+    (void)api; /* tenants and users show no server fields */
 
     if (body == NULL) {
         return NULL;
@@ -329,19 +331,41 @@ static int load_for(struct api_req *req, enum rbac_action action, struct store_o
     return rv;
 }
 
+/* Proposes the update of user id to fields with password hash, pinned to
+ * if_match. Returns 0 with *res filled, or the status answered. */
+static int propose_update(struct api_req *req, const char *id, const json_t *fields,
+                          const char *hash, uint64_t if_match, uint64_t fp,
+                          struct store_result *res)
+{
+    char request_id[API_REQUEST_ID_SIZE];
+    struct store_command cmd;
+    char *body = NULL;
+    int rc;
+
+    api_request_id_fresh(request_id);
+    api_command_init(req, &cmd, STORE_OP_UPDATE, STORE_KIND_USER);
+    if (api_user_command(&cmd, id, fields, hash, &body) != 0) {
+        return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
+    }
+    cmd.if_match = if_match;
+    cmd.request_id = request_id;
+    cmd.fingerprint = fp;
+    rc = api_propose(req, &cmd, res);
+    sodium_memzero(body, strlen(body));
+    free(body);
+    return rc;
+}
+
 /* One attempt at a PUT: reads, checks, proposes. Returns 0 with *res
  * filled, or the status answered. */
 static int replace_once(struct api_req *req, uint64_t if_match, struct store_result *res)
 {
-    char request_id[API_REQUEST_ID_SIZE];
     char hash[API_PASSWORD_HASH_SIZE];
     struct api_user_fields f;
-    struct store_command cmd;
     struct store_object o;
     struct api_error err;
     const char *tenant;
     json_t *doc = NULL;
-    char *body = NULL;
     int rc;
 
     rc = load_for(req, RBAC_UPDATE, &o, &doc, &f);
@@ -367,20 +391,10 @@ static int replace_once(struct api_req *req, uint64_t if_match, struct store_res
                          req->path_id);
     }
     if (rc == 0) {
-        api_request_id_fresh(request_id);
-        api_command_init(req, &cmd, STORE_OP_UPDATE, STORE_KIND_USER);
-        if (api_user_command(&cmd, req->path_id, req->body, hash, &body) != 0) {
-            rc = api_problem(req, 500, "internal", NULL, NULL, "out of memory");
-        } else {
-            /* Pinned to what the access check saw, unless the client
-             * pinned it itself. */
-            cmd.if_match = if_match != 0 ? if_match : o.mod_rev;
-            cmd.request_id = request_id;
-            cmd.fingerprint = fingerprint(req);
-            rc = api_propose(req, &cmd, res);
-            sodium_memzero(body, strlen(body));
-            free(body);
-        }
+        /* Pinned to what the access check saw, unless the client pinned
+         * it itself. */
+        rc = propose_update(req, req->path_id, req->body, hash,
+                            if_match != 0 ? if_match : o.mod_rev, fingerprint(req), res);
     }
     sodium_memzero(hash, sizeof hash);
     json_decref(doc);
@@ -507,7 +521,7 @@ int api_user_get(struct api_req *req)
         store_object_release(&o);
         return rc;
     }
-    obj = api_user_json(&o);
+    obj = api_user_json(req->api, &o);
     snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\nX-Cairn-Revision: %llu\r\n",
              (unsigned long long)o.mod_rev, (unsigned long long)revision);
     store_object_release(&o);
@@ -527,7 +541,7 @@ static int list_by_name(struct api_req *req, const char *name, const char *tenan
         rv = store_object_get(req->api->store, STORE_KIND_USER, id, &o);
         if (rv == 0) {
             if (tenant == NULL || (o.tenant != NULL && strcmp(o.tenant, tenant) == 0)) {
-                json_t *obj = api_user_json(&o);
+                json_t *obj = api_user_json(req->api, &o);
                 rv = obj == NULL ? CAIRN_ENOMEM : json_array_append_new(items, obj);
             }
             store_object_release(&o);
@@ -587,7 +601,7 @@ int api_users_list(struct api_req *req)
         q.now_ms = cairn_wall_ms();
         rv = store_object_query(req->api->store, &q, &list);
         if (rv == 0) {
-            rv = api_list_render(&list, api_user_json, items, &next);
+            rv = api_list_render(req->api, &list, api_user_json, items, &next);
             revision = list.revision;
             store_list_release(&list);
         }
@@ -678,4 +692,142 @@ int api_admin_bootstrap(struct api *api, const char *username, const char *passw
         rv = res.status;
     }
     return rv;
+}
+
+/* Ends every session of user_id but keep (best effort: a failure leaves a
+ * session to expire by itself, and is logged). */
+static void sessions_end(struct api_req *req, const char *user_id, const char *keep)
+{
+    char after[API_SESSION_ID_SIZE] = "";
+    struct store_query q;
+    struct store_list list;
+
+    memset(&q, 0, sizeof q);
+    q.kind = STORE_KIND_SESSION;
+    q.parent_kind = STORE_KIND_USER;
+    q.parent_id = user_id;
+    q.limit = 100;
+    q.now_ms = cairn_wall_ms();
+    for (int page = 0; page < 100; page++) {
+        q.after = after[0] != '\0' ? after : NULL;
+        if (store_object_query(req->api->store, &q, &list) != 0) {
+            return;
+        }
+        for (size_t i = 0; i < list.n; i++) {
+            char request_id[API_REQUEST_ID_SIZE];
+            char errmsg[CAIRN_ERRMSG_SIZE] = "";
+            struct store_command cmd;
+            struct store_result res;
+            const char *sid = list.items[i].id;
+            snprintf(after, sizeof after, "%s", sid);
+            if (strcmp(sid, keep) == 0) {
+                continue;
+            }
+            api_request_id_fresh(request_id);
+            api_command_init(req, &cmd, STORE_OP_DELETE, STORE_KIND_SESSION);
+            cmd.id = sid;
+            cmd.request_id = request_id;
+            cmd.fingerprint = api_fingerprint(req->method, req->path, sid, strlen(sid));
+            cmd.tenant = list.items[i].tenant;
+            if (api_propose_quiet(req->api, &cmd, req->deadline_ms, &res, errmsg, sizeof errmsg) !=
+                0) {
+                CAIRN_WARN("msg=\"session not ended\" user=%s error=\"%s\"", req->who.username,
+                           errmsg);
+            }
+        }
+        bool more = list.more;
+        store_list_release(&list);
+        if (!more) {
+            return;
+        }
+    }
+}
+
+/* One attempt: verify the current password, write the new hash pinned to
+ * the user as read. */
+static int password_once(struct api_req *req, struct store_result *res)
+{
+    const json_t *cur = json_object_get(req->body, "current_password");
+    const json_t *new_pw = json_object_get(req->body, "new_password");
+    char hash[API_PASSWORD_HASH_SIZE];
+    struct api_user_fields f;
+    struct store_object o;
+    json_t *doc = NULL;
+    int rc = api_read_point(req);
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (store_object_get(req->api->store, STORE_KIND_USER, req->who.user_id, &o) != 0) {
+        return api_problem(req, 401, "unauthorized", NULL, NULL, "log in again");
+    }
+    if (api_user_fields(&o, &doc, &f) != 0 || f.password_hash == NULL) {
+        store_object_release(&o);
+        return api_problem(req, 500, "internal", NULL, NULL, "user %s: unreadable stored body",
+                           o.id);
+    }
+    rc = api_kdf_verify(req->api, f.password_hash, json_string_value(cur), json_string_length(cur),
+                        req->deadline_ms);
+    if (rc == CAIRN_ENOTFOUND) {
+        char key[300];
+        snprintf(key, sizeof key, "u:%s", f.username);
+        api_throttle_fail(req->api->throttle, key, cairn_now_ms());
+        rc = api_problem(req, 422, "invalid-field", "current_password", NULL,
+                         "the current password is wrong");
+    } else if (rc != 0) {
+        rc = api_fail(req, rc, "no turn to check the password in time; retry", NULL);
+    } else {
+        rc = api_kdf_hash(req->api, json_string_value(new_pw), json_string_length(new_pw),
+                          req->deadline_ms, hash);
+        if (rc != 0) {
+            rc = api_fail(req, rc, "no turn to hash the password in time; retry", NULL);
+        }
+    }
+    if (rc == 0) {
+        json_object_del(doc, "password_hash");
+        rc = propose_update(req, o.id, doc, hash, o.mod_rev,
+                            api_fingerprint(req->method, req->path, NULL, 0), res);
+    }
+    sodium_memzero(hash, sizeof hash);
+    json_decref(doc);
+    store_object_release(&o);
+    return rc;
+}
+
+int api_auth_password(struct api_req *req)
+{
+    struct store_result res;
+    struct api_error err;
+    char key[300];
+    unsigned wait;
+    int rc;
+
+    if (api_validate(&api_password_change_schema, req->body, &err) != 0) {
+        return api_error_send(req, &err);
+    }
+    snprintf(key, sizeof key, "u:%s", req->who.username);
+    wait = api_throttle_wait(req->api->throttle, key, cairn_now_ms());
+    if (wait > 0) {
+        char retry[64];
+        snprintf(retry, sizeof retry, "Retry-After: %u\r\n", wait);
+        return api_problem(req, 429, "too-many-requests", NULL, retry,
+                           "too many wrong passwords for this user; try again in %u s", wait);
+    }
+    for (int attempt = 0; attempt < WRITE_ATTEMPTS; attempt++) {
+        rc = password_once(req, &res);
+        if (rc == 0 && res.status == CAIRN_EPRECONDITION && attempt + 1 < WRITE_ATTEMPTS) {
+            continue; /* the user changed since our read */
+        }
+        if (rc != 0) {
+            return rc;
+        }
+        if (res.status != 0) {
+            return api_result_failed(req, &res);
+        }
+        break;
+    }
+    sessions_end(req, req->who.user_id, req->who.session_id);
+    CAIRN_INFO("msg=\"password changed\" user=%s", req->who.username);
+    http_reply(req->conn, 204, NULL, NULL, NULL, 0);
+    return 204;
 }

@@ -17,8 +17,8 @@ static const char *const methods[] = {"GET", "POST", "PUT", "DELETE", "OTHER"};
 #define N_METHODS (sizeof methods / sizeof methods[0])
 
 /* Statuses the API answers; anything else is counted by its class. */
-static const int statuses[] = {200, 201, 204, 400, 401, 403, 404, 405, 409,
-                               412, 413, 415, 421, 422, 429, 500, 501, 503};
+static const int statuses[] = {200, 201, 202, 204, 400, 401, 403, 404, 405, 409,
+                               410, 412, 413, 415, 421, 422, 429, 500, 501, 503};
 #define N_STATUSES (sizeof statuses / sizeof statuses[0])
 static const char *const classes[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
 #define N_STATUS_SLOTS (N_STATUSES + 5)

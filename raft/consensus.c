@@ -139,8 +139,9 @@ int consensus_create(uv_loop_t *loop, struct store *store, const struct consensu
     c->r->data = c;
     raft_set_election_timeout(c->r, cfg->election_timeout_ms);
     raft_set_heartbeat_timeout(c->r, cfg->heartbeat_timeout_ms);
-    raft_set_snapshot_threshold(c->r, cfg->snapshot_threshold);
-    raft_set_snapshot_trailing(c->r, cfg->snapshot_trailing);
+    c->compact_first = cfg->compact_first;
+    raft_set_snapshot_threshold(c->r, c->compact_first ? 1 : cfg->snapshot_threshold);
+    raft_set_snapshot_trailing(c->r, c->compact_first ? 0 : cfg->snapshot_trailing);
     /* Without pre-vote the survivors of a leader crash often split their
      * votes; with it a partitioned node cannot disrupt the cluster when it
      * comes back. */
@@ -245,6 +246,7 @@ void consensus_destroy(struct consensus *c)
     }
     assert(!c->raft_ready);
     assert(c->pending == NULL);
+    store_backup_end(c->snap);
     free(c);
 }
 

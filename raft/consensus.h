@@ -31,6 +31,11 @@ struct consensus_config {
     unsigned heartbeat_timeout_ms; /* leader heartbeat interval */
     unsigned snapshot_threshold;   /* entries between snapshots */
     unsigned snapshot_trailing;    /* entries kept after a snapshot */
+    /* The store was seeded from a backup (store_seed) and holds state that
+     * the raft log does not: take the first snapshot at once and keep no
+     * log before it, so that a node joining later gets the state as a
+     * snapshot instead of replaying a log that lacks it. */
+    bool compact_first;
     /* Called when the state machine cannot go on (a storage failure while
      * applying or restoring): the process must stop; the supervisor
      * restarts it and raft replays from its log. */

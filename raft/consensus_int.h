@@ -62,6 +62,11 @@ struct consensus {
     bool transport_ready; /* raft_uv_tcp_init done */
     bool raft_ready;      /* raft_init done */
     bool closing;
+    bool compact_first; /* cfg.compact_first, until the first snapshot */
+    bool compact_taken; /* a snapshot was taken (fsm_snapshot) */
+    /* fsm.c: the checkpoint between snapshot and snapshot_async. */
+    struct store_backup *snap;
+    uint64_t snap_index; /* the raft index it was taken at */
     /* Proposals waiting for their callback. */
     struct proposal *pending;
     /* Read barriers: callers queued for the next barrier, and the callers

@@ -7,12 +7,18 @@
  * entries it already holds (replay after a restart) and to record the
  * applied index in the same WriteBatch as the change.
  *
- * snapshot: a RocksDB checkpoint packed by the store. libraft records the
+ * snapshot: a RocksDB checkpoint (snapshot, loop thread) packed by the
+ * store (snapshot_async). libraft records the
  * snapshot at its commit index, which equals its applied index here (the
  * legacy layer applies synchronously as the commit index moves); a mismatch
  * is refused rather than producing a snapshot that lies. The store's own
  * applied index may be lower: barrier and configuration entries do not
  * reach it.
+ *
+ * A store seeded from a backup (consensus_config.compact_first) is
+ * snapshotted after the first entry, with no trailing log, so that a node
+ * that joins later is sent that snapshot instead of a log from index 1
+ * that lacks the seeded state.
  *
  * restore: called at start-up with the latest local snapshot and when a
  * leader installs one. The store keeps its own state when it is already at
@@ -20,6 +26,7 @@
  */
 #include "consensus_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
@@ -34,6 +41,19 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     size_t len = 0;
 
     *result = NULL;
+    if (c->compact_first && c->compact_taken && !c->r->legacy.snapshot_taking) {
+        /* The first snapshot is persisted and the log before it is gone:
+         * libraft 0.22's legacy layer truncates in its put callback, with
+         * the trailing count of that moment, after snapshot_finalize, so the
+         * count may only change now. Back to the configured rhythm. */
+        c->compact_first = false;
+        raft_set_snapshot_threshold(c->r, c->cfg.snapshot_threshold);
+        raft_set_snapshot_trailing(c->r, c->cfg.snapshot_trailing);
+        CAIRN_INFO(
+            "msg=\"restored state snapshotted: configured snapshot rhythm\" "
+            "threshold=%u trailing=%u",
+            c->cfg.snapshot_threshold, c->cfg.snapshot_trailing);
+    }
     /* An unframed entry reaches the store as an empty command, which it
      * rejects as malformed without touching state (but the index moves). */
     if (consensus_entry_decode(buf, &payload, &len) != 0) {
@@ -57,13 +77,19 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
+/* FSM version 3 splits a snapshot in two: snapshot takes the RocksDB
+ * checkpoint here, on the loop thread, where apply runs (so it is exactly
+ * at the applied index), and snapshot_async packs it into the buffer raft
+ * stores. libraft may run snapshot_async on a worker thread; 0.22.1's
+ * legacy layer (raft_start) calls it right after snapshot on the loop,
+ * which costs the same as before, and the split is ready for a layer that
+ * does not. Raft takes one snapshot at a time, so c->snap holds at most
+ * one checkpoint. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct consensus *c = fsm->data;
     uint64_t applied = raft_last_applied(c->r);
     uint64_t commit = raft_commit_index(c->r);
-    void *data;
-    size_t len;
     int rv;
 
     if (applied != commit) {
@@ -71,9 +97,37 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
                    (unsigned long long)commit);
         return RAFT_BUSY;
     }
-    rv = store_snapshot_take(c->store, &data, &len, c->errmsg, sizeof c->errmsg);
+    store_backup_end(c->snap); /* a previous split that never finished */
+    c->snap = NULL;
+    rv = store_backup_begin(c->store, &c->snap, c->errmsg, sizeof c->errmsg);
     if (rv != 0) {
         CAIRN_ERROR("msg=\"snapshot failed\" error=\"%s\"", c->errmsg);
+        return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    c->snap_index = applied;
+    *bufs = NULL;
+    *n_bufs = 0;
+    c->compact_taken = true;
+    return 0;
+}
+
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+    struct consensus *c = fsm->data;
+    char errmsg[CAIRN_ERRMSG_SIZE];
+    void *data = NULL;
+    size_t len = 0;
+    int rv = CAIRN_EINVAL;
+
+    if (c->snap != NULL) {
+        rv = store_backup_pack(c->snap, &data, &len, errmsg, sizeof errmsg);
+    } else {
+        snprintf(errmsg, sizeof errmsg, "no checkpoint was taken");
+    }
+    store_backup_end(c->snap);
+    c->snap = NULL;
+    if (rv != 0) {
+        CAIRN_ERROR("msg=\"snapshot failed\" error=\"pack: %s\"", errmsg);
         return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
     }
     *bufs = malloc(sizeof **bufs);
@@ -84,7 +138,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     (*bufs)[0].base = data;
     (*bufs)[0].len = len;
     *n_bufs = 1;
-    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu", (unsigned long long)applied, len);
+    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu", (unsigned long long)c->snap_index,
+               len);
     return 0;
 }
 
@@ -124,11 +179,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 void consensus_fsm_init(struct consensus *c)
 {
-    c->fsm.version = 2;
+    c->fsm.version = 3;
     c->fsm.data = c;
     c->fsm.apply = fsm_apply;
     c->fsm.snapshot = fsm_snapshot;
     c->fsm.restore = fsm_restore;
     c->fsm.snapshot_finalize = fsm_snapshot_finalize;
-    c->fsm.snapshot_async = NULL;
+    c->fsm.snapshot_async = fsm_snapshot_async;
 }

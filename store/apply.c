@@ -433,6 +433,7 @@ int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
     struct store_command cmd;
     struct store_result res;
     struct store_apply a;
+    uint64_t version;
     int rv;
 
     if (index <= atomic_load(&s->applied)) {
@@ -443,6 +444,15 @@ int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
         cairn_errmsg_set(errmsg, errmsg_size, "apply %" PRIu64 ": the store has no database",
                          index);
         return CAIRN_EIO;
+    }
+    /* A newer command is refused before anything is written, so that the
+     * entry is applied once this node runs a build that reads it. */
+    if (store_command_version(buf, len, &version) == 0 && version > s->version_max) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "command version %" PRIu64
+                         " is newer than this build (1..%u): upgrade this node",
+                         version, s->version_max);
+        return CAIRN_EUNSUPPORTED;
     }
     memset(&res, 0, sizeof res);
     memset(&a, 0, sizeof a);
@@ -455,7 +465,8 @@ int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
     a.wb = rocksdb_writebatch_wi_create(0, 1);
     rv = store_command_decode(buf, len, &cmd, res.message, sizeof res.message);
     if (rv != 0) {
-        /* A command no node can read is answered, not fatal: the entry is
+        /* A command no node can read (garbage, or a version, operation or
+         * kind no build ever wrote) is answered, not fatal: the entry is
          * consumed so that the log moves on. */
         res.status = rv;
         res.revision = a.revision;

@@ -118,32 +118,43 @@ static bool id_valid(const char *id)
     return len >= 1 && len <= STORE_ID_MAX;
 }
 
+/* The key of the first version 2 field cmd sets, or NULL. */
+static const char *v2_field_used(const struct store_command *cmd)
+{
+    if (cmd->tenant != NULL) {
+        return "tn";
+    }
+    if (cmd->parent_kind != 0 || cmd->parent_id != NULL) {
+        return "pk";
+    }
+    if (cmd->n_refs != 0) {
+        return "rf";
+    }
+    if (cmd->n_limits != 0) {
+        return "lm";
+    }
+    if (cmd->cascade) {
+        return "cc";
+    }
+    if (cmd->expires_ms != 0) {
+        return "ex";
+    }
+    if (cmd->audit_status != 0) {
+        return "as";
+    }
+    return cmd->audit_message != NULL ? "am" : NULL;
+}
+
+unsigned store_command_version_needed(const struct store_command *cmd)
+{
+    return cmd->op == STORE_OP_AUDIT || v2_field_used(cmd) != NULL ? 2 : 1;
+}
+
 /* The version 2 fields the encoder checks; returns the offending key. */
 static const char *check_v2(const struct store_command *cmd)
 {
     if (cmd->version < 2) {
-        if (cmd->tenant != NULL) {
-            return "tn";
-        }
-        if (cmd->parent_kind != 0 || cmd->parent_id != NULL) {
-            return "pk";
-        }
-        if (cmd->n_refs != 0) {
-            return "rf";
-        }
-        if (cmd->n_limits != 0) {
-            return "lm";
-        }
-        if (cmd->cascade) {
-            return "cc";
-        }
-        if (cmd->expires_ms != 0) {
-            return "ex";
-        }
-        if (cmd->audit_status != 0) {
-            return "as";
-        }
-        return cmd->audit_message != NULL ? "am" : NULL;
+        return v2_field_used(cmd);
     }
     if ((cmd->parent_kind != 0) != (cmd->parent_id != NULL) ||
         (cmd->parent_kind != 0 && store_kind_name(cmd->parent_kind) == NULL)) {
@@ -721,6 +732,23 @@ static int read_body(const struct store_mp at[F_COUNT], unsigned seen, struct st
         return malformed(errmsg, size, F_TS, "expected an integer >= 0");
     }
     return read_v2(at, seen, c, errmsg, size);
+}
+
+int store_command_version(const void *buf, size_t len, uint64_t *version)
+{
+    struct store_mp r;
+    struct store_mp at[F_COUNT] = {{0}};
+    char unknown[40] = "";
+    unsigned seen = 0;
+
+    store_mp_init(&r, buf, len);
+    /* Fields a newer version added are unknown here, not an error: only
+     * the version is read. */
+    if (index_fields(&r, at, &seen, unknown, sizeof unknown, NULL, 0) != 0 ||
+        (seen & (1u << F_V)) == 0 || read_u64(&at[F_V], F_V, version, NULL, 0) != 0) {
+        return CAIRN_EMALFORMED;
+    }
+    return 0;
 }
 
 int store_command_decode(const void *buf, size_t len, struct store_command *cmd, char *errmsg,

@@ -13,10 +13,13 @@
  *   u32         file count
  *   per file:   u32 name length, name, u64 size, bytes
  *   u32         CRC-32C of everything before it
+ * The packed form is produced piece by piece from a checkpoint directory
+ * (struct store_backup), so that a backup (GET /api/v1/cluster/backup)
+ * streams it with the memory of one chunk; a raft snapshot reads it whole.
  * Restore checks the whole buffer before it touches the disk, unpacks it
  * beside the live database and swaps directories; the steps, and how
  * store_open recovers from a crash between them, are described at recover()
- * in store.c.
+ * in store.c. Seeding a new cluster from a backup file is in seed.c.
  */
 #include "store_int.h"
 
@@ -33,8 +36,8 @@
 
 #define SNAP_MAGIC     "CAIRNSNP"
 #define SNAP_FORMAT    1
-#define SNAP_HEADER    (8 + 4 + 8 + 8 + 4)
-#define SNAP_TRAILER   4
+#define SNAP_HEADER    STORE_SNAP_HEADER
+#define SNAP_TRAILER   STORE_SNAP_TRAILER
 #define SNAP_NAME_MAX  255
 #define SNAP_FILE_HEAD (4 + 8) /* name length and size */
 
@@ -145,126 +148,244 @@ static int file_list_read(const char *dir, struct file_list *l, char *errmsg, si
     return rv;
 }
 
-/* Reads exactly size bytes of dir/name into out. */
-static int file_read(const char *dir, const char *name, unsigned char *out, uint64_t size,
-                     char *errmsg, size_t errmsg_size)
-{
-    char path[4096];
-    int fd;
-    uint64_t done = 0;
-    ssize_t n;
+/* A packed snapshot read out piece by piece from a checkpoint directory,
+ * so that a backup streams without the whole database in memory; pack()
+ * reads one into a buffer. The pieces, in order: the header, then per file
+ * its head (name length, name, size) and its bytes, then the CRC trailer. */
+enum reader_stage { STAGE_HEADER, STAGE_FILE_HEAD, STAGE_FILE_DATA, STAGE_TRAILER };
 
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        cairn_errmsg_set(errmsg, errmsg_size, "open %s: %s", path, strerror(errno));
-        return CAIRN_EIO;
+struct store_backup {
+    enum reader_stage stage; /* which piece is being produced */
+    char dir[4096];          /* the checkpoint */
+    bool owns_dir;           /* remove dir when done (a backup's own checkpoint) */
+    struct file_list files;  /* its files, sorted */
+    uint64_t index;          /* applied index of the checkpoint */
+    uint64_t revision;       /* revision of the checkpoint */
+    uint64_t size;           /* bytes of the whole packed form */
+    uint64_t offset;         /* bytes produced so far */
+    unsigned char piece[SNAP_HEADER + SNAP_FILE_HEAD + SNAP_NAME_MAX]; /* header or file head */
+    size_t piece_len;                                                  /* bytes in piece */
+    size_t piece_off;                                                  /* of them produced */
+    size_t file;                                                       /* next file */
+    int fd;             /* the file being copied, or -1 */
+    uint64_t file_left; /* its bytes still to copy */
+    uint32_t crc;       /* CRC-32C of what was produced */
+    char path[4200];    /* of the file being copied */
+};
+
+/* Lists the files of dir and computes the packed size. */
+static int reader_init(struct store_backup *b, const char *dir, uint64_t index, uint64_t revision,
+                       char *errmsg, size_t errmsg_size)
+{
+    unsigned char *p;
+    int rv;
+
+    snprintf(b->dir, sizeof b->dir, "%s", dir);
+    b->fd = -1;
+    b->index = index;
+    b->revision = revision;
+    rv = file_list_read(dir, &b->files, errmsg, errmsg_size);
+    if (rv != 0) {
+        return rv;
     }
-    while (done < size) {
-        n = read(fd, out + done, size - done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            cairn_errmsg_set(errmsg, errmsg_size, "read %s: %s", path,
-                             n < 0 ? strerror(errno) : "file shrank");
-            close(fd);
+    b->size = SNAP_HEADER + SNAP_TRAILER;
+    for (size_t i = 0; i < b->files.n; i++) {
+        char path[4096];
+        struct stat st;
+        snprintf(path, sizeof path, "%s/%s", dir, b->files.names[i]);
+        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) ||
+            strlen(b->files.names[i]) > SNAP_NAME_MAX) {
+            /* The names are RocksDB's own, far shorter than the limit. */
+            cairn_errmsg_set(errmsg, errmsg_size, "%s is not a regular file", path);
+            file_list_free(&b->files);
             return CAIRN_EIO;
         }
-        done += (uint64_t)n;
+        b->files.sizes[i] = (uint64_t)st.st_size;
+        b->size += SNAP_FILE_HEAD + strlen(b->files.names[i]) + (uint64_t)st.st_size;
     }
-    close(fd);
+    p = b->piece;
+    memcpy(p, SNAP_MAGIC, 8);
+    p += 8;
+    put32(&p, SNAP_FORMAT);
+    put64(&p, index);
+    put64(&p, revision);
+    put32(&p, (uint32_t)b->files.n);
+    b->piece_len = SNAP_HEADER;
     return 0;
+}
+
+static void reader_close(struct store_backup *b)
+{
+    if (b->fd >= 0) {
+        close(b->fd);
+        b->fd = -1;
+    }
+    file_list_free(&b->files);
+}
+
+/* Moves on once the current piece is produced: after the header or a
+ * file's bytes comes the next file's head (or the trailer after the last
+ * file), after a file's head its bytes. */
+static int reader_next(struct store_backup *b, char *errmsg, size_t errmsg_size)
+{
+    unsigned char *p = b->piece;
+    size_t name_len;
+
+    b->piece_off = 0;
+    b->piece_len = 0;
+    if (b->stage == STAGE_FILE_HEAD) {
+        snprintf(b->path, sizeof b->path, "%s/%s", b->dir, b->files.names[b->file]);
+        b->fd = open(b->path, O_RDONLY | O_CLOEXEC);
+        if (b->fd < 0) {
+            cairn_errmsg_set(errmsg, errmsg_size, "open %s: %s", b->path, strerror(errno));
+            return CAIRN_EIO;
+        }
+        b->file_left = b->files.sizes[b->file];
+        b->stage = STAGE_FILE_DATA;
+        return 0;
+    }
+    if (b->stage == STAGE_FILE_DATA) {
+        close(b->fd);
+        b->fd = -1;
+        b->file++;
+    }
+    if (b->file >= b->files.n) {
+        put32(&p, b->crc);
+        b->piece_len = SNAP_TRAILER;
+        b->stage = STAGE_TRAILER;
+        return 0;
+    }
+    name_len = strlen(b->files.names[b->file]);
+    put32(&p, (uint32_t)name_len);
+    memcpy(p, b->files.names[b->file], name_len);
+    p += name_len;
+    put64(&p, b->files.sizes[b->file]);
+    b->piece_len = (size_t)(p - b->piece);
+    b->stage = STAGE_FILE_HEAD;
+    return 0;
+}
+
+int store_backup_read(struct store_backup *b, void *buf, size_t cap, size_t *n, char *errmsg,
+                      size_t errmsg_size)
+{
+    unsigned char *out = buf;
+    size_t done = 0;
+    int rv;
+
+    /* Each step produces bytes or moves to the next piece; the count bound
+     * is a guard against a bug looping forever. */
+    for (unsigned steps = 0; done < cap && b->offset < b->size && steps < 1000000; steps++) {
+        if (b->stage == STAGE_FILE_DATA && b->file_left > 0) {
+            size_t want = cap - done < b->file_left ? cap - done : (size_t)b->file_left;
+            ssize_t got = read(b->fd, out + done, want);
+            if (got < 0 && errno == EINTR) {
+                continue;
+            }
+            if (got <= 0) {
+                cairn_errmsg_set(errmsg, errmsg_size, "read %s: %s", b->path,
+                                 got < 0 ? strerror(errno) : "file shrank");
+                return CAIRN_EIO;
+            }
+            b->crc = store_crc32c(b->crc, out + done, (size_t)got);
+            b->file_left -= (uint64_t)got;
+            b->offset += (uint64_t)got;
+            done += (size_t)got;
+        } else if (b->piece_off < b->piece_len) {
+            size_t want = b->piece_len - b->piece_off;
+            if (want > cap - done) {
+                want = cap - done;
+            }
+            memcpy(out + done, b->piece + b->piece_off, want);
+            if (b->stage != STAGE_TRAILER) {
+                b->crc = store_crc32c(b->crc, out + done, want);
+            }
+            b->piece_off += want;
+            b->offset += want;
+            done += want;
+        } else {
+            rv = reader_next(b, errmsg, errmsg_size);
+            if (rv != 0) {
+                return rv;
+            }
+        }
+    }
+    *n = done;
+    return 0;
+}
+
+uint64_t store_backup_size(const struct store_backup *b)
+{
+    return b->size;
+}
+
+uint64_t store_backup_index(const struct store_backup *b)
+{
+    return b->index;
+}
+
+uint64_t store_backup_revision(const struct store_backup *b)
+{
+    return b->revision;
 }
 
 /* Packs every file of the checkpoint in dir into one buffer. */
 static int pack(const char *dir, uint64_t index, uint64_t revision, void **out, size_t *out_len,
                 char *errmsg, size_t errmsg_size)
 {
-    struct file_list files;
-    unsigned char *buf;
-    unsigned char *p;
-    size_t total = SNAP_HEADER + SNAP_TRAILER;
+    struct store_backup *b;
     int rv;
 
-    rv = file_list_read(dir, &files, errmsg, errmsg_size);
-    if (rv != 0) {
-        return rv;
+    b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "snapshot: out of memory");
+        return CAIRN_ENOMEM;
     }
-    for (size_t i = 0; i < files.n; i++) {
-        char path[4096];
-        struct stat st;
-        snprintf(path, sizeof path, "%s/%s", dir, files.names[i]);
-        if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
-            cairn_errmsg_set(errmsg, errmsg_size, "%s is not a regular file", path);
-            rv = CAIRN_EIO;
-            goto out;
-        }
-        files.sizes[i] = (uint64_t)st.st_size;
-        total += SNAP_FILE_HEAD + strlen(files.names[i]) + (size_t)st.st_size;
+    rv = reader_init(b, dir, index, revision, errmsg, errmsg_size);
+    if (rv == 0) {
+        rv = store_backup_pack(b, out, out_len, errmsg, errmsg_size);
+        reader_close(b);
     }
-    buf = malloc(total);
-    if (buf == NULL) {
-        cairn_errmsg_set(errmsg, errmsg_size, "snapshot of %zu bytes: out of memory", total);
-        rv = CAIRN_ENOMEM;
-        goto out;
-    }
-    p = buf;
-    memcpy(p, SNAP_MAGIC, 8);
-    p += 8;
-    put32(&p, SNAP_FORMAT);
-    put64(&p, index);
-    put64(&p, revision);
-    put32(&p, (uint32_t)files.n);
-    for (size_t i = 0; i < files.n; i++) {
-        size_t name_len = strlen(files.names[i]);
-        put32(&p, (uint32_t)name_len);
-        memcpy(p, files.names[i], name_len);
-        p += name_len;
-        put64(&p, files.sizes[i]);
-        rv = file_read(dir, files.names[i], p, files.sizes[i], errmsg, errmsg_size);
-        if (rv != 0) {
-            free(buf);
-            goto out;
-        }
-        p += files.sizes[i];
-    }
-    put32(&p, store_crc32c(0, buf, total - SNAP_TRAILER));
-    assert((size_t)(p - buf) == total);
-    *out = buf;
-    *out_len = total;
-out:
-    file_list_free(&files);
+    free(b);
     return rv;
 }
 
-int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,
-                        size_t errmsg_size)
+/* A RocksDB checkpoint of the live database at path (which must not
+ * exist). A log size of 0 flushes the memtable: the checkpoint holds every
+ * applied entry in SST files. */
+static int checkpoint_create(struct store *s, const char *path, char *errmsg, size_t errmsg_size)
 {
     rocksdb_checkpoint_t *cp;
     char *err = NULL;
-    char msg[CAIRN_ERRMSG_SIZE];
-    int rv;
 
     if (s->db.db == NULL) {
-        cairn_errmsg_set(errmsg, errmsg_size, "take snapshot: the store has no database");
+        cairn_errmsg_set(errmsg, errmsg_size, "the store has no database");
         return CAIRN_EIO;
-    }
-    rv = store_fs_remove(s->checkpoint_path, errmsg, errmsg_size);
-    if (rv != 0) {
-        goto err;
     }
     cp = rocksdb_checkpoint_object_create(s->db.db, &err);
     if (err == NULL) {
-        /* A log size of 0 flushes the memtable: the checkpoint holds every
-         * applied entry in SST files. */
-        rocksdb_checkpoint_create(cp, s->checkpoint_path, 0, &err);
+        rocksdb_checkpoint_create(cp, path, 0, &err);
         rocksdb_checkpoint_object_destroy(cp);
     }
     if (err != NULL) {
         cairn_errmsg_set(errmsg, errmsg_size, "rocksdb checkpoint: %s", err);
         rocksdb_free(err);
-        rv = CAIRN_EIO;
+        return CAIRN_EIO;
+    }
+    return 0;
+}
+
+int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,
+                        size_t errmsg_size)
+{
+    char msg[CAIRN_ERRMSG_SIZE];
+    int rv;
+
+    rv = store_fs_remove(s->checkpoint_path, errmsg, errmsg_size);
+    if (rv != 0) {
+        goto err;
+    }
+    rv = checkpoint_create(s, s->checkpoint_path, errmsg, errmsg_size);
+    if (rv != 0) {
         goto err_after_checkpoint;
     }
     /* Apply runs on this thread too, so the cached values match the
@@ -288,13 +409,83 @@ err:
     return rv;
 }
 
-struct snap_header {
-    uint64_t index;
-    uint64_t revision;
-    uint32_t files;
-};
+int store_backup_begin(struct store *s, struct store_backup **out, char *errmsg, size_t errmsg_size)
+{
+    struct store_backup *b;
+    char path[4200];
+    char msg[CAIRN_ERRMSG_SIZE];
+    int rv;
 
-static int header_read(const void *buf, size_t len, struct snap_header *h, char *errmsg,
+    b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "begin backup: out of memory");
+        return CAIRN_ENOMEM;
+    }
+    snprintf(path, sizeof path, "%s/" STORE_BACKUP_PREFIX "%" PRIu64, s->dir,
+             atomic_fetch_add(&s->backups, 1));
+    rv = store_fs_remove(path, errmsg, errmsg_size);
+    if (rv == 0) {
+        rv = checkpoint_create(s, path, errmsg, errmsg_size);
+    }
+    if (rv == 0) {
+        /* On the loop thread, like apply: the cached values are the
+         * checkpoint's. */
+        rv = reader_init(b, path, atomic_load(&s->applied), atomic_load(&s->revision), errmsg,
+                         errmsg_size);
+    }
+    if (rv != 0) {
+        store_fs_remove(path, msg, sizeof msg);
+        free(b);
+        cairn_errmsg_wrap(errmsg, errmsg_size, "begin backup");
+        return rv;
+    }
+    b->owns_dir = true;
+    *out = b;
+    return 0;
+}
+
+int store_backup_pack(struct store_backup *b, void **out, size_t *out_len, char *errmsg,
+                      size_t errmsg_size)
+{
+    unsigned char *buf;
+    size_t n;
+    int rv;
+
+    buf = malloc(b->size > 0 ? (size_t)b->size : 1);
+    if (buf == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "snapshot of %" PRIu64 " bytes: out of memory",
+                         b->size);
+        return CAIRN_ENOMEM;
+    }
+    rv = store_backup_read(b, buf, (size_t)b->size, &n, errmsg, errmsg_size);
+    if (rv == 0 && n != b->size) {
+        cairn_errmsg_set(errmsg, errmsg_size, "packed %zu of %" PRIu64 " bytes", n, b->size);
+        rv = CAIRN_EIO;
+    }
+    if (rv != 0) {
+        free(buf);
+        return rv;
+    }
+    *out = buf;
+    *out_len = n;
+    return 0;
+}
+
+void store_backup_end(struct store_backup *b)
+{
+    char msg[CAIRN_ERRMSG_SIZE];
+    if (b == NULL) {
+        return;
+    }
+    reader_close(b);
+    if (b->owns_dir && store_fs_remove(b->dir, msg, sizeof msg) != 0) {
+        /* Harmless: store_open removes leftover backups. */
+        CAIRN_WARN("msg=\"store: cannot remove backup checkpoint\" error=\"%s\"", msg);
+    }
+    free(b);
+}
+
+static int header_read(const void *buf, size_t len, struct store_snap_header *h, char *errmsg,
                        size_t errmsg_size)
 {
     const unsigned char *p = buf;
@@ -317,7 +508,7 @@ static int header_read(const void *buf, size_t len, struct snap_header *h, char 
 
 int store_snapshot_index(const void *buf, size_t len, uint64_t *index)
 {
-    struct snap_header h;
+    struct store_snap_header h;
     int rv = header_read(buf, len, &h, NULL, 0);
     if (rv != 0) {
         return rv;
@@ -378,7 +569,7 @@ static int file_write(const char *dir, const unsigned char *name, size_t name_le
 
 /* Walks the files of a snapshot whose header was read; with dir set,
  * writes each one there. Every length is checked before it is used. */
-static int files_walk(const unsigned char *buf, size_t len, const struct snap_header *h,
+static int files_walk(const unsigned char *buf, size_t len, const struct store_snap_header *h,
                       const char *dir, char *errmsg, size_t errmsg_size)
 {
     size_t off = SNAP_HEADER;
@@ -420,8 +611,8 @@ static int files_walk(const unsigned char *buf, size_t len, const struct snap_he
 }
 
 /* Checks the whole buffer: header, checksum and every file's bounds. */
-static int validate(const void *buf, size_t len, struct snap_header *h, char *errmsg,
-                    size_t errmsg_size)
+int store_snapshot_validate(const void *buf, size_t len, struct store_snap_header *h, char *errmsg,
+                            size_t errmsg_size)
 {
     const unsigned char *p = buf;
     uint32_t want;
@@ -441,28 +632,28 @@ static int validate(const void *buf, size_t len, struct snap_header *h, char *er
     return files_walk(p, len, h, NULL, errmsg, errmsg_size);
 }
 
-/* Unpacks into s->new_path and checks that it opens at the header's index
- * and revision. */
-static int unpack(struct store *s, const void *buf, size_t len, const struct snap_header *h,
-                  char *errmsg, size_t errmsg_size)
+/* Unpacks into path (a store's db.new) and checks that it opens at the
+ * header's index and revision. */
+int store_snapshot_unpack(const char *path, const void *buf, size_t len,
+                          const struct store_snap_header *h, char *errmsg, size_t errmsg_size)
 {
     struct store_db check;
     int rv;
 
-    rv = store_fs_remove(s->new_path, errmsg, errmsg_size);
+    rv = store_fs_remove(path, errmsg, errmsg_size);
     if (rv != 0) {
         return rv;
     }
-    if (mkdir(s->new_path, 0755) != 0) {
-        cairn_errmsg_set(errmsg, errmsg_size, "mkdir %s: %s", s->new_path, strerror(errno));
+    if (mkdir(path, 0755) != 0) {
+        cairn_errmsg_set(errmsg, errmsg_size, "mkdir %s: %s", path, strerror(errno));
         return CAIRN_EIO;
     }
-    rv = files_walk(buf, len, h, s->new_path, errmsg, errmsg_size);
+    rv = files_walk(buf, len, h, path, errmsg, errmsg_size);
     if (rv == 0) {
-        rv = store_fs_sync_dir(s->new_path, errmsg, errmsg_size);
+        rv = store_fs_sync_dir(path, errmsg, errmsg_size);
     }
     if (rv == 0) {
-        rv = store_db_open(s->new_path, false, &check, errmsg, errmsg_size);
+        rv = store_db_open(path, false, &check, errmsg, errmsg_size);
     }
     if (rv != 0) {
         return rv;
@@ -543,19 +734,22 @@ err_reopen:
 int store_snapshot_restore(struct store *s, const void *buf, size_t len, char *errmsg,
                            size_t errmsg_size)
 {
-    struct snap_header h;
+    struct store_snap_header h;
     char msg[CAIRN_ERRMSG_SIZE];
     int rv;
 
-    rv = validate(buf, len, &h, errmsg, errmsg_size);
+    rv = store_snapshot_validate(buf, len, &h, errmsg, errmsg_size);
     if (rv != 0) {
         goto err;
     }
-    if (h.index <= atomic_load(&s->applied)) {
-        /* Raft replays the entries after our index; apply skips the rest. */
+    /* Raft replays the entries after our index; apply skips the rest. A
+     * seeded store (store_seed) is at index 0 with a revision: an empty
+     * store at index 0 still takes its snapshot. */
+    if (h.index < atomic_load(&s->applied) ||
+        (h.index == atomic_load(&s->applied) && h.revision <= atomic_load(&s->revision))) {
         return 0;
     }
-    rv = unpack(s, buf, len, &h, errmsg, errmsg_size);
+    rv = store_snapshot_unpack(s->new_path, buf, len, &h, errmsg, errmsg_size);
     if (rv != 0) {
         goto err_after_unpack;
     }

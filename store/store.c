@@ -9,10 +9,12 @@
  *   db.new/          a snapshot being restored (only during a restore)
  *   db.old/          the database a restore replaces (only during a restore)
  *   checkpoint-tmp/  a snapshot being taken (only during a take)
+ *   backup-N/        the checkpoint of a backup being streamed
  */
 #include "store_int.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +132,26 @@ static int recover(struct store *s, char *errmsg, size_t errmsg_size)
     return rv;
 }
 
+/* Removes the checkpoints of backups a stop or crash interrupted. */
+static int backups_remove(struct store *s, char *errmsg, size_t errmsg_size)
+{
+    DIR *d = opendir(s->dir);
+    struct dirent *e;
+    int rv = 0;
+    if (d == NULL) {
+        return 0;
+    }
+    while (rv == 0 && (e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, STORE_BACKUP_PREFIX, strlen(STORE_BACKUP_PREFIX)) == 0) {
+            char *path = path_join(s->dir, e->d_name);
+            rv = path == NULL ? CAIRN_ENOMEM : store_fs_remove(path, errmsg, errmsg_size);
+            free(path);
+        }
+    }
+    closedir(d);
+    return rv;
+}
+
 static int lock_init(pthread_rwlock_t *lock)
 {
     pthread_rwlockattr_t attr;
@@ -167,6 +189,9 @@ int store_open(const char *dir, struct store **out, char *errmsg, size_t errmsg_
         goto err_after_paths;
     }
     rv = recover(s, errmsg, errmsg_size);
+    if (rv == 0) {
+        rv = backups_remove(s, errmsg, errmsg_size);
+    }
     if (rv != 0) {
         cairn_errmsg_wrap(errmsg, errmsg_size, "open store %s: recover from a restore", dir);
         goto err_after_paths;
@@ -185,6 +210,7 @@ int store_open(const char *dir, struct store **out, char *errmsg, size_t errmsg_
     s->audit_kept = STORE_AUDIT_KEPT;
     s->cascade_max = STORE_CASCADE_MAX;
     s->audit_scan_max = STORE_AUDIT_SCAN_MAX;
+    s->version_max = STORE_COMMAND_VERSION;
     atomic_init(&s->applied, s->db.applied);
     atomic_init(&s->revision, s->db.revision);
     *out = s;
@@ -215,6 +241,20 @@ void store_destroy(struct store *s)
 uint64_t store_applied_index(struct store *s)
 {
     return atomic_load(&s->applied);
+}
+
+int store_command_version_limit(struct store *s, unsigned max)
+{
+    if (max < 1 || max > STORE_COMMAND_VERSION) {
+        return CAIRN_EINVAL;
+    }
+    s->version_max = max;
+    return 0;
+}
+
+unsigned store_command_version_max(struct store *s)
+{
+    return s->version_max;
 }
 
 uint64_t store_revision(struct store *s)

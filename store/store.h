@@ -22,8 +22,9 @@
  * store_command_encode); nothing non-deterministic happens in apply: ids,
  * clocks and request ids come from the proposer.
  *
- * Threads: store_apply, store_snapshot_take, store_snapshot_restore are
- * called on one thread at a time (the node's loop thread). Reads (get, list,
+ * Threads: store_apply, store_snapshot_take, store_snapshot_restore and
+ * store_backup_begin are called on one thread at a time (the node's loop
+ * thread). Reads (get, list,
  * the index/revision getters) may be called from any thread concurrently,
  * also while a restore replaces the database (they wait for it).
  */
@@ -50,6 +51,9 @@ enum store_kind {
     STORE_KIND_JOB = 'j',      /* long operation; scoped when it has a tenant */
     STORE_KIND_SYSTEM = 'y',   /* cluster-wide settings (id = setting name) */
 };
+
+/* "tenant", "site", ... for a kind; NULL for an unknown one. */
+const char *store_kind_name(uint64_t kind);
 
 /* Most references one command may require to exist (see refs). */
 #define STORE_MAX_REFS 16
@@ -82,6 +86,11 @@ enum store_op {
  * up to caller; version 2 adds scope, parent, refs, limits, cascade,
  * expiry and the audit fields, and STORE_OP_AUDIT. Both are decoded. */
 #define STORE_COMMAND_VERSION 2
+
+/* The command versions that every Cairn build reads, including the builds
+ * that did not yet record their versions in their member record: a voter
+ * whose record names no version is assumed to read 1..this. */
+#define STORE_COMMAND_VERSION_BASELINE 2
 
 /* A command, as the proposer builds it. Strings are borrowed. */
 struct store_command {
@@ -122,6 +131,14 @@ int store_command_encode(const struct store_command *cmd, void **out, size_t *ou
 int store_command_decode(const void *buf, size_t len, struct store_command *cmd, char *errmsg,
                          size_t errmsg_size);
 
+/* The version field of an encoded command, without decoding the rest:
+ * CAIRN_EMALFORMED if there is none to read. Any thread. */
+int store_command_version(const void *buf, size_t len, uint64_t *version);
+
+/* The lowest command version able to carry cmd: 2 if it uses a version 2
+ * field or STORE_OP_AUDIT, else 1. */
+unsigned store_command_version_needed(const struct store_command *cmd);
+
 /* The outcome of applying one command; what the proposer reports. */
 struct store_result {
     int status;          /* 0 or a CAIRN_E* code (ENOTFOUND, EEXIST, ...) */
@@ -148,11 +165,23 @@ void store_destroy(struct store *s);
  * Otherwise the change, the new applied index and the new revision go into
  * one WriteBatch. A command that cannot be decoded or fails its checks
  * changes nothing but the applied index, and *result says why.
+ * A command of a version newer than store_command_version_max is not
+ * applied at all: CAIRN_EUNSUPPORTED, nothing written, errmsg "command
+ * version N is newer than this build (1..M): upgrade this node"; the node
+ * must stop applying (another node may read it, so skipping it would make
+ * the replicas diverge).
  * *result points into the store and stays valid until the next apply.
  * Returns non-zero only for a storage failure (errmsg says which), after
  * which the node must stop. */
 int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
                 const struct store_result **result, char *errmsg, size_t errmsg_size);
+
+/* The newest command version this store applies: STORE_COMMAND_VERSION
+ * unless lowered (1..STORE_COMMAND_VERSION, else CAIRN_EINVAL) to make a
+ * node behave like an older build (debug_command_version_max, tests).
+ * Set it before the first apply. */
+int store_command_version_limit(struct store *s, unsigned max);
+unsigned store_command_version_max(struct store *s);
 
 /* Highest applied raft index and the global revision; any thread. */
 uint64_t store_applied_index(struct store *s);
@@ -292,5 +321,44 @@ int store_snapshot_restore(struct store *s, const void *buf, size_t len, char *e
 
 /* The applied index recorded in a snapshot buffer, without restoring it. */
 int store_snapshot_index(const void *buf, size_t len, uint64_t *index);
+
+/* Backups: a snapshot in the same packed form, streamed from a checkpoint
+ * of its own, so that several may run beside raft's snapshots and none
+ * holds the database in memory. */
+struct store_backup;
+
+/* Takes a checkpoint (dir/backup-N) at the current applied index. Loop
+ * thread (like apply, so that the index and revision are the checkpoint's
+ * own); a checkpoint costs a memtable flush and hard links. */
+int store_backup_begin(struct store *s, struct store_backup **out, char *errmsg,
+                       size_t errmsg_size);
+
+/* Size of the packed form, and the applied index and revision it holds. */
+uint64_t store_backup_size(const struct store_backup *b);
+uint64_t store_backup_index(const struct store_backup *b);
+uint64_t store_backup_revision(const struct store_backup *b);
+
+/* Produces the next up to cap bytes of the packed form (*n < cap only at
+ * the end). One thread at a time, any thread. */
+int store_backup_read(struct store_backup *b, void *buf, size_t cap, size_t *n, char *errmsg,
+                      size_t errmsg_size);
+
+/* Reads the whole packed form into one malloc'ed buffer (what raft
+ * stores as a snapshot), from the start. Any thread. */
+int store_backup_pack(struct store_backup *b, void **out, size_t *out_len, char *errmsg,
+                      size_t errmsg_size);
+
+/* Removes the checkpoint and frees; NULL is a no-op. Any thread. */
+void store_backup_end(struct store_backup *b);
+
+/* Creates the store directory dir (which must not exist: CAIRN_EEXIST)
+ * from the backup in file, for a new cluster: the applied index goes back
+ * to 0 (the new raft log starts at 1) and the old cluster's member records
+ * are dropped; objects and revisions stay. The file is checked whole first:
+ * CAIRN_ECORRUPT for a truncated or damaged one, CAIRN_EUNSUPPORTED for a
+ * newer format. On failure nothing is left. *index and *revision are the
+ * backup's. Before the store is opened. */
+int store_seed(const char *dir, const char *file, uint64_t *index, uint64_t *revision, char *errmsg,
+               size_t errmsg_size);
 
 #endif /* CAIRN_STORE_H */

@@ -95,11 +95,16 @@ struct store {
     struct store_result result; /* outcome of the last apply */
     unsigned fail_writes;       /* tests: fail this many next batch writes */
     /* Bounds, set by store_open to the STORE_* defaults; tests lower them. */
-    uint64_t changes_kept; /* revisions kept in the change log */
-    uint64_t audit_kept;   /* audit records kept */
-    size_t cascade_max;    /* objects one delete may remove */
-    size_t audit_scan_max; /* records one audit query examines */
+    uint64_t changes_kept;    /* revisions kept in the change log */
+    uint64_t audit_kept;      /* audit records kept */
+    size_t cascade_max;       /* objects one delete may remove */
+    size_t audit_scan_max;    /* records one audit query examines */
+    unsigned version_max;     /* newest command version applied (store_command_version_max) */
+    _Atomic uint64_t backups; /* backups begun: names each one's checkpoint */
 };
+
+/* Backups' checkpoints are dir/backup-N; store_open removes leftovers. */
+#define STORE_BACKUP_PREFIX "backup-"
 
 /* db.c: the database on disk. */
 
@@ -403,5 +408,26 @@ int store_apply_prune_audit(struct store_apply *a);
 
 /* CRC-32C (Castagnoli) of buf, continuing from crc (0 to start). */
 uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len);
+
+/* The packed form's fixed parts (see snapshot.c's header comment). */
+#define STORE_SNAP_HEADER  (8 + 4 + 8 + 8 + 4)
+#define STORE_SNAP_TRAILER 4
+
+/* What a packed snapshot's header says. */
+struct store_snap_header {
+    uint64_t index;    /* applied index */
+    uint64_t revision; /* global revision */
+    uint32_t files;    /* files that follow */
+};
+
+/* Checks a whole packed snapshot: header (CAIRN_EUNSUPPORTED for a newer
+ * format), checksum and every file's bounds (CAIRN_ECORRUPT). */
+int store_snapshot_validate(const void *buf, size_t len, struct store_snap_header *h, char *errmsg,
+                            size_t errmsg_size);
+
+/* Unpacks a validated snapshot into the new directory path and checks that
+ * the database there opens at the header's index and revision. */
+int store_snapshot_unpack(const char *path, const void *buf, size_t len,
+                          const struct store_snap_header *h, char *errmsg, size_t errmsg_size);
 
 #endif /* CAIRN_STORE_INT_H */

@@ -29,6 +29,7 @@ import signal
 import sys
 import tempfile
 import time
+import unittest
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -519,9 +520,34 @@ def assert_problem(testcase, r, status, field=None, msg=""):
         testcase.assertEqual(r.json.get("field"), field, "%sproblem field in %r" % (prefix, r))
 
 
+class ClusterTestCase(unittest.TestCase):
+    """A test class whose tests share one cluster of NODES nodes (named
+    NAME), started before the first test and stopped after the last; if
+    any test failed, the cluster directory is kept and the logs printed."""
+
+    NODES = 3
+    NAME = "it"
+    cluster = None
+
+    @classmethod
+    def setUpClass(cls):
+        cls.cluster = Cluster(cls.NODES, name=cls.NAME)
+        cls.cluster.__enter__()
+
+    @classmethod
+    def tearDownClass(cls):
+        failed = getattr(cls, "failed", False)
+        cls.cluster.__exit__(AssertionError if failed else None, None, None)
+
+    def run(self, result=None):
+        result = super().run(result)
+        if result is not None and (result.failures or result.errors):
+            type(self).failed = True
+        return result
+
+
 def run(module_name="__main__"):
     """unittest.main for a test file: verbose, exits non-zero on failure."""
-    import unittest
     started = time.monotonic()
     prog = unittest.main(module=module_name, verbosity=2, exit=False)
     log("finished in %.1f s" % (time.monotonic() - started))
@@ -530,6 +556,6 @@ def run(module_name="__main__"):
 
 
 __all__ = [
-    "Cluster", "Response", "Timeout", "assert_problem", "etag_of", "is_conn_error", "lc", "log",
+    "Cluster", "ClusterTestCase", "Response", "Timeout", "assert_problem", "etag_of", "is_conn_error", "lc", "log",
     "request", "run", "unique_name", "wait_for", "REQUEST_TIMEOUT_S", "ELECTION_TIMEOUT_S",
 ]

@@ -17,13 +17,12 @@ node 1."""
 
 import os
 import sys
-import unittest
 import uuid
 
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Cluster, assert_problem, unique_name, wait_for  # noqa: E402
+from harness import assert_problem, unique_name, wait_for  # noqa: E402
 
 PASSWORD = "a-long-enough-password"
 LOGIN = "/api/v1/auth/login"
@@ -31,14 +30,13 @@ LOGIN = "/api/v1/auth/login"
 MISSING = "deadbeef-0000-4000-8000-00000000abcd"
 
 
-class AuthTest(unittest.TestCase):
-    cluster = None
+class AuthTest(harness.ClusterTestCase):
+    NAME = "auth"
     answers = []  # every (method, path, body bytes) any test received
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(3, name="auth")
-        cls.cluster.__enter__()
+        super().setUpClass()
         original = cls.cluster.request
 
         def recording(node, method, path, **kw):
@@ -47,17 +45,6 @@ class AuthTest(unittest.TestCase):
             return r
 
         cls.cluster.request = recording
-
-    @classmethod
-    def tearDownClass(cls):
-        failed = getattr(cls, "failed", False)
-        cls.cluster.__exit__(AssertionError if failed else None, None, None)
-
-    def run(self, result=None):
-        result = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            type(self).failed = True
-        return result
 
     # Helpers
 
@@ -101,6 +88,33 @@ class AuthTest(unittest.TestCase):
                      "the logout on node 2 to revoke the token on node %d" % k)
         # Other tokens are unaffected.
         self.assertEqual(self.c.get(1, "/api/v1/tenants").status, 200)
+
+    def test_password_change(self):
+        t = self.make_tenant()
+        user = self.make_user("tenant_operator", tenant_id=t["id"])
+        other = self.login_as(user)
+        token = self.login_as(user)
+        path = "/api/v1/auth/password"
+        new = "another-long-password"
+        r = self.c.request(1, "POST", path, token=token,
+                           body={"current_password": "wrong-password!", "new_password": new})
+        assert_problem(self, r, 422, field="current_password")
+        r = self.c.request(1, "POST", path, token=token,
+                           body={"current_password": PASSWORD, "new_password": "short"})
+        assert_problem(self, r, 422, field="new_password")
+        r = self.c.request(1, "POST", path, token=token,
+                           body={"current_password": PASSWORD, "new_password": new})
+        self.assertEqual(r.status, 204, r)
+        # The changing session lives on; the other one ended everywhere.
+        self.assertEqual(self.status(3, "GET", "/api/v1/auth/whoami", token), 200)
+        for k in (1, 2, 3):
+            wait_for(lambda: self.status(k, "GET", "/api/v1/auth/whoami", other) == 401, 10,
+                     "the other session to end on node %d" % k)
+        self.assertEqual(self.c.login(1, user["username"], PASSWORD).status, 401)
+        self.c.must_login(1, user["username"], new)
+        self.assertEqual(self.c.request(1, "POST", path, auth=False,
+                                        body={"current_password": new,
+                                              "new_password": PASSWORD}).status, 401)
 
     def test_login_answer(self):
         r = self.c.login(1, self.c.admin["username"], self.c.admin["password"])
@@ -149,7 +163,7 @@ class AuthTest(unittest.TestCase):
             ("GET", "/api/v1/users/" + MISSING), ("PUT", "/api/v1/users/" + MISSING),
             ("DELETE", "/api/v1/users/" + MISSING),
             ("GET", "/api/v1/cluster"), ("POST", "/api/v1/cluster/members"),
-            ("DELETE", "/api/v1/cluster/members/3"),
+            ("DELETE", "/api/v1/cluster/members/3"), ("GET", "/api/v1/cluster/ownership"),
             ("POST", "/api/v1/auth/logout"), ("GET", "/api/v1/auth/whoami"),
             ("GET", "/api/v1/no-such-route"), ("GET", "/api/v1"),
         ]
@@ -231,6 +245,7 @@ class AuthTest(unittest.TestCase):
              lambda: "/api/v1/users/" + self.make_user("tenant_operator", b)["id"], None,
              (204, 403, 404, 404)),
             ("read cluster", "GET", "/api/v1/cluster", None, (200, 200, 404, 404)),
+            ("read ownership", "GET", "/api/v1/cluster/ownership", None, (200, 200, 404, 404)),
             ("add member", "POST", "/api/v1/cluster/members",
              lambda: {"id": 99, "raft_address": "nowhere", "api_address": "127.0.0.1:1"},
              (422, 403, 404, 404)),

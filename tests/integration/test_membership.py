@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Membership changes on a running cluster: a 4th node joins (as a voter,
 serving reads of what existed before it and taking writes), then node 2 is
-removed; the cluster keeps serving and forgets node 2."""
+removed; the cluster keeps serving and forgets node 2. Removals that would
+leave fewer answering voters than a quorum are refused (409
+unsafe-membership-change) unless ?force=true; the last voter never goes."""
 
 import os
 import sys
@@ -96,6 +98,61 @@ class MembershipTest(unittest.TestCase):
             for k in rest:
                 c.create_until_ok(k, 20)
             c.start(victim, wait="ready")
+
+    def test_unsafe_removal_refused(self):
+        with Cluster(3, name="membership-safety") as c:
+            c.kill(3)
+            # Without node 1 or 2 the new configuration would be {other, 3}:
+            # quorum 2, and only one of them answers.
+            for victim in (1, 2):
+                r = c.request(1, "DELETE", "/api/v1/cluster/members/%d" % victim)
+                harness.assert_problem(self, r, 409)
+                self.assertTrue(r.json["type"].endswith("unsafe-membership-change"), r.json)
+                self.assertIn("force=true", r.json["detail"])
+                self.assertIn("1 answer", r.json["detail"])
+            r = c.request(1, "DELETE", "/api/v1/cluster/members/2?force=maybe")
+            harness.assert_problem(self, r, 400)
+            self.assertEqual(sorted(self.members(c, 1)), [1, 2, 3])
+            c.create_until_ok(1, 20)
+            # Removing the dead node itself leaves {1, 2}, both answering: safe.
+            r = c.request(2, "DELETE", "/api/v1/cluster/members/3")
+            self.assertEqual(r.status, 204, r)
+            for k in (1, 2):
+                wait_for(lambda: self.voters_are(c, k, [1, 2]), 30,
+                         "node %d to list voters 1, 2" % k, interval=0.2)
+            # Without node 1, node 2 alone is a quorum of itself: allowed.
+            r = c.request(1, "DELETE", "/api/v1/cluster/members/1?force=false")
+            self.assertEqual(r.status, 204, r)
+            wait_for(lambda: self.voters_are(c, 2, [2]), 30, "node 2 to be the only voter",
+                     interval=0.2)
+            # The last voter never goes, not even with force.
+            r = c.request(2, "DELETE", "/api/v1/cluster/members/2?force=true")
+            harness.assert_problem(self, r, 409)
+            self.assertIn("last voter", r.json["detail"])
+            c.create_until_ok(2, 20)
+
+    def test_forced_removal(self):
+        with Cluster(3, name="membership-force") as c:
+            c.kill(3)
+            leader = c.leader()
+            victim = 3 - leader  # the other live node (1 or 2)
+            r = c.request(leader, "DELETE", "/api/v1/cluster/members/%d" % victim)
+            harness.assert_problem(self, r, 409)
+            r = c.request(leader, "DELETE", "/api/v1/cluster/members/%d?force=true" % victim)
+            # Forced: the check is skipped. The new configuration
+            # {leader, 3} cannot commit until node 3 is back, so the answer
+            # is 204 or 503 at the request's deadline, never the 409.
+            self.assertIn(r.status, (204, 503), r)
+            # As an operator would: stop the removed node (else it may win an
+            # election against the uncommitted change once node 3 is back).
+            c.stop(victim)
+            c.start(3, wait="healthy")
+            want = sorted([leader, 3])
+            for k in want:
+                wait_for(lambda: sorted(self.members(c, k)) == want, 60,
+                         "node %d to list members %s" % (k, want), interval=0.2)
+            for k in want:
+                c.create_until_ok(k, 60)
 
 
 if __name__ == "__main__":

@@ -110,11 +110,10 @@ static int cmd_fault(struct devsim *sim, struct devsim_device *dev, char **argv,
         rv = -1;
     }
     pthread_mutex_unlock(&dev->mu);
-    if (rv == 0 && !strcmp(argv[0], "refuse") && dev->listening && server_endpoint_del(dev)) {
+    if (rv == 0 && !strcmp(argv[0], "refuse") && dev->listening && server_endpoint_del(sim, dev)) {
         snprintf(err, errlen, "closing port %u failed", dev->port);
         rv = -1;
     }
-    (void)sim;
     return rv;
 }
 

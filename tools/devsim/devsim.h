@@ -103,6 +103,7 @@ struct devsim {
     struct devsim_poller *pollers; /* poll threads' state (server.c) */
     atomic_uint next_poller;       /* round-robin hand-over of sessions */
     pthread_t *acceptors;          /* accept threads (server.c) */
+    pthread_rwlock_t endpt_gate;   /* read: an nc_accept call; write: an endpoint change */
     int control_fd;                /* control socket listener, -1: none */
     pthread_t control_thread;      /* runs the control socket */
 };
@@ -152,7 +153,7 @@ void rpc_setup(struct devsim *sim);
 int server_start(struct devsim *sim);
 void server_stop(struct devsim *sim);
 int server_endpoint_add(struct devsim *sim, struct devsim_device *dev);
-int server_endpoint_del(struct devsim_device *dev);
+int server_endpoint_del(struct devsim *sim, struct devsim_device *dev);
 
 /* control.c */
 int control_start(struct devsim *sim);

@@ -23,6 +23,7 @@
 
 #include "cairn.h"
 #include "devsim.h"
+#include "southbound.h"
 
 #ifndef CAIRN_YANG_DIR
 #define CAIRN_YANG_DIR "southbound/yang"
@@ -34,43 +35,6 @@ static void on_signal(int sig)
 {
     (void)sig;
     atomic_store(stop_flag, true);
-}
-
-static const char *const modules[] = {
-    "ietf-netconf-monitoring", "cairn-cpe-system", "cairn-cpe-interfaces",
-    "cairn-cpe-security",      "cairn-cpe-nat",    "cairn-cpe-tunnels",
-    "cairn-cpe-routing",       "cairn-cpe-vnf",    "cairn-fencing",
-};
-
-static int context_create(const char *yang_dir, struct ly_ctx **out)
-{
-    static const char *nc_features[] = {"writable-running",
-                                        "candidate",
-                                        "confirmed-commit",
-                                        "rollback-on-error",
-                                        "validate",
-                                        "xpath",
-                                        NULL};
-    struct ly_ctx *ctx;
-    size_t i;
-    if (ly_ctx_new(yang_dir, LY_CTX_DISABLE_SEARCHDIR_CWD, &ctx)) {
-        return CAIRN_EINVAL;
-    }
-    if (!ly_ctx_load_module(ctx, "ietf-netconf", "2013-09-29", nc_features)) {
-        goto err;
-    }
-    for (i = 0; i < sizeof(modules) / sizeof(modules[0]); i++) {
-        if (!ly_ctx_load_module(ctx, modules[i], NULL, NULL)) {
-            goto err;
-        }
-    }
-    *out = ctx;
-    return 0;
-err:
-    fprintf(stderr, "cairn-devsim: loading YANG modules from %s failed: %s\n", yang_dir,
-            ly_errmsg(ctx));
-    ly_ctx_destroy(ctx);
-    return CAIRN_EINVAL;
 }
 
 static int key_create(const char *path)
@@ -182,6 +146,7 @@ int main(int argc, char **argv)
     unsigned long count = 0, base_port = 0;
     uint64_t t0 = cairn_now_ms();
     struct sigaction sa = {.sa_handler = on_signal};
+    char err[CAIRN_ERRMSG_SIZE];
     int c, rv = 1;
     unsigned i;
 
@@ -274,7 +239,9 @@ int main(int argc, char **argv)
         }
         sim.key_dir_temp = true;
     }
-    if (context_create(yang_dir, &sim.ctx)) {
+    /* The same modules and features as the controller's contexts. */
+    if (sb_schema_ctx_create(yang_dir, &sim.ctx, err, sizeof(err))) {
+        fprintf(stderr, "cairn-devsim: %s\n", err);
         goto out;
     }
     for (i = 0; i < sim.ndevs; i++) {

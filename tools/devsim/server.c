@@ -73,34 +73,49 @@ static int passwd_cb(const struct nc_session *session, const char *password, voi
     return strcmp(user, accepting->user) || strcmp(password, accepting->password);
 }
 
+/*
+ * Endpoint changes and nc_accept. libnetconf2 guards its endpoints with a
+ * reader-preferring lock that nc_accept holds while it polls (up to its
+ * 200 ms timeout); with several accept threads polling back to back an
+ * endpoint change (a "refuse" or "clear" fault) could wait for ever.
+ * endpt_gate, writer-preferring, sits outside it: each nc_accept call
+ * reads it, each endpoint change writes it, so a change waits for at most
+ * the accept calls in progress.
+ */
 int server_endpoint_add(struct devsim *sim, struct devsim_device *dev)
 {
     char endpt[32], key[32];
-    (void)sim;
+    int rv = 0;
     snprintf(endpt, sizeof(endpt), "d%u", dev->index);
     snprintf(key, sizeof(key), "k%u", dev->index);
+    pthread_rwlock_wrlock(&sim->endpt_gate);
     if (nc_server_add_endpt(endpt, NC_TI_LIBSSH)) {
-        return CAIRN_EIO;
-    }
-    if (nc_server_endpt_set_address(endpt, "127.0.0.1") ||
-        nc_server_endpt_set_port(endpt, dev->port) ||
-        nc_server_ssh_endpt_add_hostkey(endpt, key, -1) ||
-        nc_server_ssh_endpt_set_auth_methods(endpt, NC_SSH_AUTH_PASSWORD) ||
-        nc_server_ssh_endpt_set_auth_attempts(endpt, 3) ||
-        nc_server_ssh_endpt_set_auth_timeout(endpt, 10)) {
+        rv = CAIRN_EIO;
+    } else if (nc_server_endpt_set_address(endpt, "127.0.0.1") ||
+               nc_server_endpt_set_port(endpt, dev->port) ||
+               nc_server_ssh_endpt_add_hostkey(endpt, key, -1) ||
+               nc_server_ssh_endpt_set_auth_methods(endpt, NC_SSH_AUTH_PASSWORD) ||
+               nc_server_ssh_endpt_set_auth_attempts(endpt, 3) ||
+               nc_server_ssh_endpt_set_auth_timeout(endpt, 10)) {
         nc_server_del_endpt(endpt, 0);
-        return CAIRN_EIO;
+        rv = CAIRN_EIO;
+    } else {
+        dev->listening = true;
     }
-    dev->listening = true;
-    return 0;
+    pthread_rwlock_unlock(&sim->endpt_gate);
+    return rv;
 }
 
-int server_endpoint_del(struct devsim_device *dev)
+int server_endpoint_del(struct devsim *sim, struct devsim_device *dev)
 {
     char endpt[32];
+    int rv;
     snprintf(endpt, sizeof(endpt), "d%u", dev->index);
+    pthread_rwlock_wrlock(&sim->endpt_gate);
     dev->listening = false;
-    return nc_server_del_endpt(endpt, 0) ? CAIRN_ENOTFOUND : 0;
+    rv = nc_server_del_endpt(endpt, 0) ? CAIRN_ENOTFOUND : 0;
+    pthread_rwlock_unlock(&sim->endpt_gate);
+    return rv;
 }
 
 static void session_end(struct nc_pollsession *ps, struct nc_session *ns)
@@ -191,7 +206,9 @@ static void *acceptor_main(void *arg)
         struct devsim_session *s;
         NC_MSG_TYPE r;
         accepting = NULL;
+        pthread_rwlock_rdlock(&sim->endpt_gate);
         r = nc_accept(200, &ns);
+        pthread_rwlock_unlock(&sim->endpt_gate);
         if (r != NC_MSG_HELLO) {
             if (r == NC_MSG_ERROR && ns == NULL && nc_server_endpt_count() == 0) {
                 sleep_ms(50); /* every device refuses connections */
@@ -216,7 +233,12 @@ static void *acceptor_main(void *arg)
 
 int server_start(struct devsim *sim)
 {
+    pthread_rwlockattr_t attr;
     unsigned i;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&sim->endpt_gate, &attr);
+    pthread_rwlockattr_destroy(&attr);
     if (nc_server_init(sim->ctx)) {
         return CAIRN_EIO;
     }
@@ -279,4 +301,5 @@ void server_stop(struct devsim *sim)
     sim->pollers = NULL;
     sim->acceptors = NULL;
     nc_server_destroy();
+    pthread_rwlock_destroy(&sim->endpt_gate);
 }

@@ -48,6 +48,9 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.log_level, "info");
     assert_int_equal(cfg.n_members, 1);
     assert_string_equal(cfg.admin_user, "admin");
+    assert_int_equal(cfg.liveness_heartbeat_ms, 250);
+    assert_int_equal(cfg.ownership_lease_ms, 2000);
+    assert_int_equal(cfg.liveness_down_ms, 3000);
     assert_string_equal(cfg.admin_password_file, "");
     assert_string_equal(cfg.admin_password, "");
     assert_int_equal(cfg.session_ttl_s, 28800);
@@ -166,6 +169,9 @@ static const struct {
     {BASE "admin_user = \n", "admin_user: must be 1 to 64"},
     {BASE "session_ttl_s = 59\n", "session_ttl_s: must be an integer from 60 to 2592000"},
     {BASE "session_ttl_s = 2592001\n", "session_ttl_s: must be an integer from 60"},
+    {BASE "liveness_heartbeat_ms = 1000\n", "liveness_heartbeat_ms: must be at most a third"},
+    {BASE "ownership_lease_ms = 2600\n", "liveness_down_ms: must be at least ownership_lease_ms"},
+    {BASE "liveness_down_ms = 2400\n", "must be at least ownership_lease_ms + 500 ms (2500)"},
 };
 
 static void test_errors(void **state)

@@ -121,11 +121,12 @@ static int fx_member_add(void *data, uint64_t id, const char *raft_address, cons
     return 0;
 }
 
-static int fx_member_remove(void *data, uint64_t id, uint64_t deadline_ms, char *errmsg,
+static int fx_member_remove(void *data, uint64_t id, bool force, uint64_t deadline_ms, char *errmsg,
                             size_t errmsg_size)
 {
     struct fx *f = data;
     (void)deadline_ms;
+    (void)force;
     pthread_mutex_lock(&f->mu);
     f->member_calls++;
     pthread_mutex_unlock(&f->mu);

@@ -684,6 +684,155 @@ static void test_status_text(void **state)
     assert_string_equal(http_status_text(299), "Unknown");
 }
 
+/* Sites: nested objects, arrays of objects named "wan_links[1].type". */
+static void test_site(void **state)
+{
+    (void)state;
+    expect_valid(&api_site_schema,
+                 "{\"name\":\"paris-1\",\"role\":\"hub\",\"geo\":{\"latitude\":48.85,"
+                 "\"longitude\":2.35},\"wan_links\":[{\"name\":\"wan0\",\"type\":\"internet\","
+                 "\"subnet\":\"192.0.2.0/24\",\"public_address\":\"192.0.2.1\"}]}");
+    expect_invalid(&api_site_schema, "{\"name\":\"p\"}", 400, "missing-field", "role");
+    expect_invalid(&api_site_schema, "{\"name\":\"p\",\"role\":\"leaf\"}", 422, "invalid-field",
+                   "role");
+    expect_invalid(&api_site_schema,
+                   "{\"name\":\"p\",\"role\":\"hub\",\"wan_links\":[{\"name\":\"a\","
+                   "\"type\":\"mpls\"},{\"name\":\"b\",\"type\":\"dsl\"}]}",
+                   422, "invalid-field", "wan_links[1].type");
+    expect_invalid(&api_site_schema,
+                   "{\"name\":\"p\",\"role\":\"hub\",\"wan_links\":[{\"name\":\"a\"}]}", 400,
+                   "missing-field", "wan_links[0].type");
+    expect_invalid(&api_site_schema, "{\"name\":\"p\",\"role\":\"hub\",\"wan_links\":[\"a\"]}", 400,
+                   "invalid-field", "wan_links[0]");
+    expect_invalid(&api_site_schema,
+                   "{\"name\":\"p\",\"role\":\"hub\",\"wan_links\":[{\"name\":\"a\","
+                   "\"type\":\"lte\",\"mtu\":1500}]}",
+                   400, "unknown-field", "wan_links[0].mtu");
+    expect_invalid(&api_site_schema,
+                   "{\"name\":\"p\",\"role\":\"hub\",\"geo\":{\"latitude\":91,\"longitude\":0}}",
+                   422, "invalid-field", "geo.latitude");
+    expect_invalid(&api_site_schema,
+                   "{\"name\":\"p\",\"role\":\"hub\",\"geo\":{\"latitude\":\"n\","
+                   "\"longitude\":0}}",
+                   400, "invalid-field", "geo.latitude");
+}
+
+/* Devices: the password is write-only, also inside an object; server
+ * fields are refused in a body and shown in an answer. */
+static void test_device(void **state)
+{
+    json_t *stored;
+    json_t *shown;
+    (void)state;
+    expect_valid(&api_device_schema, "{\"site_id\":\"" UUID1
+                                     "\",\"serial\":\"CRN-1\",\"family\":\"nfx\","
+                                     "\"management\":{\"host\":\"192.0.2.7\",\"port\":830},"
+                                     "\"credentials\":{\"username\":\"root\",\"password\":\"s\"}}");
+    expect_invalid(&api_device_schema,
+                   "{\"site_id\":\"" UUID1 "\",\"serial\":\"CRN 1\",\"family\":\"nfx\"}", 422,
+                   "invalid-field", "serial");
+    expect_invalid(&api_device_schema,
+                   "{\"site_id\":\"" UUID1 "\",\"serial\":\"C\",\"family\":\"juniper\"}", 422,
+                   "invalid-field", "family");
+    expect_invalid(&api_device_schema,
+                   "{\"site_id\":\"" UUID1
+                   "\",\"serial\":\"C\",\"family\":\"mx\","
+                   "\"status\":{}}",
+                   400, "read-only-field", "status");
+    expect_invalid(&api_device_schema,
+                   "{\"site_id\":\"" UUID1
+                   "\",\"serial\":\"C\",\"family\":\"mx\","
+                   "\"management\":{\"host\":\"h\",\"port\":70000}}",
+                   422, "invalid-field", "management.port");
+    stored = json_loads(
+        "{\"serial\":\"C\",\"credentials\":{\"username\":\"u\",\"password\":"
+        "\"secret\"},\"activation_code\":\"X\",\"status\":{\"state\":\"new\"}}",
+        0, NULL);
+    shown = api_schema_render(&api_device_schema, stored);
+    assert_non_null(shown);
+    assert_null(json_object_get(json_object_get(shown, "credentials"), "password"));
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(shown, "credentials"), "username")), "u");
+    assert_string_equal(json_string_value(json_object_get(shown, "activation_code")), "X");
+    assert_non_null(json_object_get(shown, "status"));
+    json_decref(shown);
+    json_decref(stored);
+}
+
+static void expect_params(const char *schema_text, const char *params_text, int status,
+                          const char *field, const char *want_after)
+{
+    json_t *schema = json_loads(schema_text, 0, NULL);
+    json_t *params = json_loads(params_text, 0, NULL);
+    struct api_error err;
+    int rv;
+    assert_non_null(schema);
+    assert_non_null(params);
+    memset(&err, 0, sizeof err);
+    rv = api_template_params_check(schema, params, &err);
+    if (status == 0) {
+        json_t *want = json_loads(want_after, 0, NULL);
+        if (rv != 0) {
+            fail_msg("%s: want valid, got %d %s", params_text, err.status, err.detail);
+        }
+        assert_true(json_equal(params, want));
+        json_decref(want);
+    } else if (rv == 0 || err.status != status || strcmp(err.field, field) != 0) {
+        fail_msg("%s: got %d field \"%s\" (%s), want %d \"%s\"", params_text, err.status, err.field,
+                 err.detail, status, field);
+    }
+    json_decref(schema);
+    json_decref(params);
+}
+
+/* A service's parameters against its template's schema. */
+static void test_template_params(void **state)
+{
+    const char *schema =
+        "{\"policy\":{\"type\":\"string\",\"required\":true,\"enum\":[\"strict\","
+        "\"open\"]},\"port\":{\"type\":\"port\",\"default\":443},"
+        "\"subnet\":{\"type\":\"ipv4-prefix\"},\"count\":{\"type\":\"integer\","
+        "\"min\":1,\"max\":10},\"apps\":{\"type\":\"string-list\"}}";
+    (void)state;
+    expect_params(schema, "{\"policy\":\"strict\"}", 0, NULL,
+                  "{\"policy\":\"strict\",\"port\":443}");
+    expect_params(schema, "{\"policy\":\"open\",\"port\":8443,\"apps\":[\"web\"]}", 0, NULL,
+                  "{\"policy\":\"open\",\"port\":8443,\"apps\":[\"web\"]}");
+    expect_params(schema, "{}", 400, "parameters.policy", NULL);
+    expect_params(schema, "{\"policy\":\"loose\"}", 422, "parameters.policy", NULL);
+    expect_params(schema, "{\"policy\":\"open\",\"port\":0}", 422, "parameters.port", NULL);
+    expect_params(schema, "{\"policy\":\"open\",\"count\":11}", 422, "parameters.count", NULL);
+    expect_params(schema, "{\"policy\":\"open\",\"subnet\":\"10.0.0.0/33\"}", 422,
+                  "parameters.subnet", NULL);
+    expect_params(schema, "{\"policy\":\"open\",\"apps\":[1]}", 422, "parameters.apps", NULL);
+    expect_params(schema, "{\"policy\":\"open\",\"colour\":\"red\"}", 400, "parameters.colour",
+                  NULL);
+}
+
+static void test_formats_network(void **state)
+{
+    char why[256];
+    (void)state;
+    assert_true(api_format_ipv4("192.0.2.255", 11, why, sizeof why));
+    assert_false(api_format_ipv4("192.0.2.256", 11, why, sizeof why));
+    assert_false(api_format_ipv4("192.0.2", 7, why, sizeof why));
+    assert_false(api_format_ipv4("01.0.0.1", 8, why, sizeof why));
+    assert_false(api_format_ipv4("1.2.3.4.5", 9, why, sizeof why));
+    assert_true(api_format_ipv4_prefix("10.0.0.0/8", 10, why, sizeof why));
+    assert_true(api_format_ipv4_prefix("0.0.0.0/0", 9, why, sizeof why));
+    assert_false(api_format_ipv4_prefix("10.0.0.0/", 9, why, sizeof why));
+    assert_false(api_format_ipv4_prefix("10.0.0.0", 8, why, sizeof why));
+    assert_false(api_format_ipv4_prefix("10.0.0.0/40", 11, why, sizeof why));
+    assert_true(api_format_version("1.0.0", 5, why, sizeof why));
+    assert_true(api_format_version("10.20.300", 9, why, sizeof why));
+    assert_false(api_format_version("1.0", 3, why, sizeof why));
+    assert_false(api_format_version("1.0.0.0", 7, why, sizeof why));
+    assert_false(api_format_version("01.0.0", 6, why, sizeof why));
+    assert_true(api_format_template_type("sdwan", 5, why, sizeof why));
+    assert_false(api_format_template_type("sd", 2, why, sizeof why));
+    assert_non_null(strstr(why, "firewall-policy"));
+}
+
 int test_helpers_run(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,7 +847,9 @@ int test_helpers_run(void)
         cmocka_unit_test(test_status_text),     cmocka_unit_test(test_user),
         cmocka_unit_test(test_user_project),    cmocka_unit_test(test_login_schema),
         cmocka_unit_test(test_tenant_quotas),   cmocka_unit_test(test_tenant_templates),
-        cmocka_unit_test(test_formats),
+        cmocka_unit_test(test_formats),         cmocka_unit_test(test_site),
+        cmocka_unit_test(test_device),          cmocka_unit_test(test_template_params),
+        cmocka_unit_test(test_formats_network),
     };
     return cmocka_run_group_tests_name("northbound helpers", tests, NULL, NULL);
 }

@@ -18,5 +18,6 @@ int main(void)
     failed += test_auth_run();
     failed += test_http_run();
     failed += test_users_run();
+    failed += test_events_run();
     return failed == 0 ? 0 : 1;
 }

@@ -21,4 +21,8 @@ int test_auth_run(void);
  * (test_users.c). */
 int test_users_run(void);
 
+/* The OpenAPI document, the event stream and the audit helpers
+ * (test_events.c). */
+int test_events_run(void);
+
 #endif /* CAIRN_TEST_NORTHBOUND_H */

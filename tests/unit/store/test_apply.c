@@ -357,6 +357,84 @@ static void test_failures_change_nothing(void **state)
     free(after);
 }
 
+/* A command of a version this store does not read is refused, not
+ * consumed: nothing is written, the applied index stays, and the same
+ * entry applies once the store reads its version (the node was upgraded).
+ * Version 0 is garbage no build writes: it is consumed as before. */
+static void test_newer_version_refused(void **state)
+{
+    struct fix *f = *state;
+    /* {"v": 3, "op": 1, "k": 't', "id": "t9\0", "ts": 1000, "zz": 1}:
+     * a future version with a field this build does not know. */
+    static const unsigned char v3[] = {0x86, 0xa1, 'v',  0x03, 0xa2, 'o', 'p', 0x01, 0xa1, 'k',
+                                       't',  0xa2, 'i',  'd',  0xa3, 't', '9', 0x00, 0xa2, 't',
+                                       's',  0xcd, 0x03, 0xe8, 0xa2, 'z', 'z', 0x01};
+    static const unsigned char v0[] = {0x81, 0xa1, 'v', 0x00};
+    const struct store_result *res = NULL;
+    char msg[CAIRN_ERRMSG_SIZE] = "";
+    struct store_command c;
+    struct store_result r;
+    uint64_t version = 0;
+    char *before;
+    char *after;
+    void *buf;
+    size_t len;
+
+    fix_create(f, "t1", "acme");
+    before = dump(f->s);
+    assert_int_equal(store_command_version(v3, sizeof v3, &version), 0);
+    assert_int_equal(version, 3);
+    assert_int_equal(store_apply(f->s, f->index + 1, v3, sizeof v3, &res, msg, sizeof msg),
+                     CAIRN_EUNSUPPORTED);
+    assert_contains(msg, "command version 3 is newer than this build (1..2): upgrade this node");
+    assert_int_equal(store_applied_index(f->s), f->index);
+    after = dump(f->s);
+    assert_string_equal(before, after);
+    free(after);
+
+    /* A store limited to version 1 (an older build) refuses version 2 the
+     * same way, and still applies version 1. */
+    assert_int_equal(store_command_version_limit(f->s, 0), CAIRN_EINVAL);
+    assert_int_equal(store_command_version_limit(f->s, 3), CAIRN_EINVAL);
+    assert_int_equal(store_command_version_limit(f->s, 1), 0);
+    c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t2");
+    assert_int_equal(store_command_encode(&c, &buf, &len), 0);
+    msg[0] = '\0';
+    assert_int_equal(store_apply(f->s, f->index + 1, buf, len, &res, msg, sizeof msg),
+                     CAIRN_EUNSUPPORTED);
+    assert_contains(msg, "command version 2 is newer than this build (1..1)");
+    after = dump(f->s);
+    assert_string_equal(before, after);
+    free(after);
+    c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t3");
+    c.version = 1;
+    r = fix_apply(f, &c);
+    assert_int_equal(r.status, 0);
+
+    /* Upgraded: the refused entry now applies. */
+    assert_int_equal(store_command_version_limit(f->s, 2), 0);
+    r = fix_apply_raw(f, buf, len);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(store_command_version_max(f->s), 2);
+    free(buf);
+
+    /* Garbage is consumed deterministically, as before. */
+    r = fix_apply_raw(f, v0, sizeof v0);
+    assert_int_equal(r.status, CAIRN_EUNSUPPORTED);
+
+    /* The lowest version that carries a command. */
+    c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t4");
+    assert_int_equal(store_command_version_needed(&c), 1);
+    c.tenant = "t1";
+    assert_int_equal(store_command_version_needed(&c), 2);
+    c = cmd_make(STORE_OP_AUDIT, STORE_KIND_TENANT, "t4");
+    assert_int_equal(store_command_version_needed(&c), 2);
+    c = cmd_make(STORE_OP_CREATE, STORE_KIND_SESSION, "s1");
+    c.expires_ms = 5000;
+    assert_int_equal(store_command_version_needed(&c), 2);
+    free(before);
+}
+
 static void test_replay_skipped(void **state)
 {
     struct fix *f = *state;
@@ -686,6 +764,7 @@ int run_apply_tests(void)
         cmocka_unit_test_setup_teardown(test_put, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_revisions, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_failures_change_nothing, fix_setup, fix_teardown),
+        cmocka_unit_test_setup_teardown(test_newer_version_refused, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_replay_skipped, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_request_replay, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_request_prune, fix_setup, fix_teardown),

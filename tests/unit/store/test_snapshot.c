@@ -1,8 +1,9 @@
 /*
  * Snapshot tests: take and restore between stores, a local state that is
  * ahead, corrupt, truncated and hostile snapshots, recovery from a crash at
- * each step of a restore, and a reader thread running through applies and
- * restores.
+ * each step of a restore, a reader thread running through applies and
+ * restores, and backups: streamed in pieces, seeding a new store
+ * (store_seed), damaged files refused.
  */
 #include "helpers.h"
 
@@ -341,6 +342,164 @@ static void test_snapshot_corrupt(void **state)
     fix_free(b);
 }
 
+/* Streams a backup of f into path in odd-sized pieces; returns its size. */
+static uint64_t backup_to_file(struct fix *f, const char *path, uint64_t *index)
+{
+    struct store_backup *b = NULL;
+    char msg[CAIRN_ERRMSG_SIZE] = "";
+    unsigned char piece[7];
+    uint64_t total = 0;
+    size_t n = 0;
+    FILE *out = fopen(path, "wb");
+
+    assert_non_null(out);
+    if (store_backup_begin(f->s, &b, msg, sizeof msg) != 0) {
+        fail_msg("backup: %s", msg);
+    }
+    assert_true(exists(f, "backup-0"));
+    *index = store_backup_index(b);
+    assert_int_equal(store_backup_revision(b), store_revision(f->s));
+    /* Bounded: a stream longer than its announced size is a failure. */
+    for (uint64_t i = 0; i <= store_backup_size(b); i++) {
+        assert_int_equal(store_backup_read(b, piece, sizeof piece, &n, msg, sizeof msg), 0);
+        assert_int_equal(fwrite(piece, 1, n, out), n);
+        total += n;
+        if (n < sizeof piece) {
+            break;
+        }
+    }
+    assert_int_equal(total, store_backup_size(b));
+    store_backup_end(b);
+    assert_false(exists(f, "backup-0"));
+    assert_int_equal(fclose(out), 0);
+    return total;
+}
+
+/* The dump without the member records, which a restore drops. */
+static char *dump_without_members(struct store *s)
+{
+    char *d = dump(s);
+    char *w = d;
+    for (char *line = d; *line != '\0';) {
+        char *end = strchr(line, '\n');
+        size_t len = end != NULL ? (size_t)(end - line) + 1 : strlen(line);
+        if (line[0] != 'm' || line[1] != ' ') {
+            memmove(w, line, len);
+            w += len;
+        }
+        line += len;
+    }
+    *w = '\0';
+    return d;
+}
+
+static void expect_seed_refused(const char *dir, const char *file, int rv, const char *needle)
+{
+    char msg[CAIRN_ERRMSG_SIZE] = "";
+    uint64_t index = 0, revision = 0;
+    struct stat st;
+    assert_int_equal(store_seed(dir, file, &index, &revision, msg, sizeof msg), rv);
+    if (strstr(msg, needle) == NULL) {
+        fail_msg("\"%s\" does not say \"%s\"", msg, needle);
+    }
+    if (rv != CAIRN_EEXIST) {
+        assert_int_not_equal(stat(dir, &st), 0); /* nothing half-written */
+    }
+}
+
+static void write_file(const char *path, const void *buf, size_t len)
+{
+    FILE *out = fopen(path, "wb");
+    assert_non_null(out);
+    assert_int_equal(fwrite(buf, 1, len, out), len);
+    assert_int_equal(fclose(out), 0);
+}
+
+/* A backup streamed from a live store seeds a new store with the same
+ * objects, revisions, change log and audit log, at applied index 0 and
+ * without the old member records; damaged files are refused whole. */
+static void test_backup_seed(void **state)
+{
+    struct fix *a = fix_new();
+    char dir[64], file[128], seeded[128], bad[128];
+    char msg[CAIRN_ERRMSG_SIZE] = "";
+    uint64_t index = 0, got_index = 0, revision = 0, size;
+    struct store *s = NULL;
+    struct store_command c;
+    char *want, *got;
+    unsigned char *buf;
+    FILE *in;
+    (void)state;
+
+    populate(a, 40, "t");
+    tmp_dir_make(dir, sizeof dir);
+    snprintf(file, sizeof file, "%s/backup.cairn", dir);
+    snprintf(seeded, sizeof seeded, "%s/store", dir);
+    snprintf(bad, sizeof bad, "%s/bad.cairn", dir);
+    size = backup_to_file(a, file, &index);
+    assert_int_equal(index, a->index);
+
+    assert_int_equal(store_seed(seeded, file, &got_index, &revision, msg, sizeof msg), 0);
+    assert_int_equal(got_index, index);
+    assert_int_equal(revision, store_revision(a->s));
+    assert_int_equal(store_open(seeded, &s, msg, sizeof msg), 0);
+    assert_int_equal(store_applied_index(s), 0);
+    assert_int_equal(store_revision(s), store_revision(a->s));
+    want = dump(a->s);
+    assert_non_null(strstr(want, "\nm ")); /* the source had members */
+    free(want);
+    want = dump_without_members(a->s);
+    got = dump(s);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    want = dump_logs(a->s);
+    got = dump_logs(s);
+    assert_string_equal(got, want);
+    free(got);
+    free(want);
+    /* The new cluster's first entries apply on top, at index 2. */
+    c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "new");
+    {
+        const struct store_result *res = NULL;
+        void *enc;
+        size_t enc_len;
+        assert_int_equal(store_command_encode(&c, &enc, &enc_len), 0);
+        assert_int_equal(store_apply(s, 2, enc, enc_len, &res, msg, sizeof msg), 0);
+        assert_int_equal(res->status, 0);
+        assert_int_equal(res->revision, store_revision(a->s) + 1);
+        free(enc);
+    }
+    store_destroy(s);
+
+    /* Refusals: an existing directory, a truncated file, a flipped byte, a
+     * newer format, a missing file. */
+    expect_seed_refused(seeded, file, CAIRN_EEXIST, "exists");
+    in = fopen(file, "rb");
+    assert_non_null(in);
+    buf = malloc((size_t)size);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, in), size);
+    fclose(in);
+    snprintf(seeded, sizeof seeded, "%s/store2", dir);
+    write_file(bad, buf, (size_t)size - 1);
+    expect_seed_refused(seeded, bad, CAIRN_ECORRUPT, "checksum mismatch");
+    write_file(bad, buf, 20);
+    expect_seed_refused(seeded, bad, CAIRN_ECORRUPT, "not a Cairn backup");
+    buf[size / 2] ^= 0x40;
+    write_file(bad, buf, (size_t)size);
+    expect_seed_refused(seeded, bad, CAIRN_ECORRUPT, "checksum mismatch");
+    buf[size / 2] ^= 0x40;
+    buf[11] = 2; /* format 2 */
+    snap_reseal(buf, (size_t)size);
+    write_file(bad, buf, (size_t)size);
+    expect_seed_refused(seeded, bad, CAIRN_EUNSUPPORTED, "format 2 is not supported");
+    expect_seed_refused(seeded, "/nonexistent/backup", CAIRN_EINVAL, "No such file");
+    free(buf);
+    tmp_dir_remove(dir);
+    fix_free(a);
+}
+
 static void make_junk_dir(const struct fix *f, const char *name)
 {
     char path[256];
@@ -578,7 +737,7 @@ int run_snapshot_tests(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_snapshot_restore),  cmocka_unit_test(test_snapshot_local_ahead),
         cmocka_unit_test(test_snapshot_corrupt),  cmocka_unit_test(test_recovery),
-        cmocka_unit_test(test_concurrent_reader),
+        cmocka_unit_test(test_concurrent_reader), cmocka_unit_test(test_backup_seed),
     };
     return cmocka_run_group_tests_name("store snapshot", tests, NULL, NULL);
 }

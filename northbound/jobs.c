@@ -1,0 +1,605 @@
+/*
+ * The job runner: runs the jobs that the cluster itself carries out (bulk
+ * imports today), on the leader, one at a time, resumable.
+ *
+ * Every node has a runner thread; only the one whose node leads acts. It
+ * knows the jobs to run from the store: a full scan of the jobs when it
+ * starts leading, then the change log (store_changes_read) from the scan's
+ * revision on, so that it never rescans history. A job moves queued ->
+ * running -> succeeded | failed | cancelled; each step, and the progress
+ * in between, is a write pinned to the job's revision as the runner last
+ * saw it, so a concurrent cancel (which bumps the revision) is never
+ * overwritten: the runner reads the job again, sees cancel_requested, and
+ * ends it as cancelled.
+ *
+ * Exactly-once: item i of job J is written with the request id
+ * "job:J:i", so a runner that resumes a job after a leader change (or a
+ * crash) replays the items already applied instead of applying them
+ * twice, and records the same outcome.
+ *
+ * Import items are built by the same hooks as the API's creates (site and
+ * device build), so an imported object is exactly what a POST would have
+ * made.
+ */
+#include "api_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* How long the runner sleeps between looks when it has nothing to do. */
+#define RUNNER_TICK_MS 200
+/* Deadline of one write of the runner. */
+#define RUNNER_WRITE_MS 3000
+/* Progress is written after this many items, or this often. */
+#define PROGRESS_ITEMS 200
+#define PROGRESS_MS    1000
+/* Most active jobs the runner tracks at once (more wait for a rescan). */
+#define ACTIVE_MAX 1024
+/* Changes read from the log per look. */
+#define CHANGES_PAGE 1000
+
+struct api_jobs {
+    struct api *api;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool stop;         /* guarded by mu */
+    bool leading;      /* the node led at the last look */
+    uint64_t revision; /* changes up to here are known */
+    char (*active)[CAIRN_UUID_SIZE];
+    size_t n_active;
+};
+
+static bool runner_stopping(struct api_jobs *j)
+{
+    bool stop;
+    pthread_mutex_lock(&j->mu);
+    stop = j->stop;
+    pthread_mutex_unlock(&j->mu);
+    return stop;
+}
+
+/* The body of a job the runner runs: its type is one of ours and it has
+ * not ended. */
+static bool runnable(const char *body, size_t len)
+{
+    json_t *doc = json_loadb(body, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(doc, "type"));
+    const char *state = json_string_value(json_object_get(doc, "state"));
+    bool ok = type != NULL && state != NULL && strcmp(type, "import") == 0 &&
+              (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0);
+    json_decref(doc);
+    return ok;
+}
+
+static void active_add(struct api_jobs *j, const char *id)
+{
+    for (size_t i = 0; i < j->n_active; i++) {
+        if (strcmp(j->active[i], id) == 0) {
+            return;
+        }
+    }
+    if (j->n_active < ACTIVE_MAX) {
+        snprintf(j->active[j->n_active++], CAIRN_UUID_SIZE, "%s", id);
+    }
+}
+
+static void active_remove(struct api_jobs *j, const char *id)
+{
+    for (size_t i = 0; i < j->n_active; i++) {
+        if (strcmp(j->active[i], id) == 0) {
+            memmove(j->active[i], j->active[i + 1], (j->n_active - i - 1) * CAIRN_UUID_SIZE);
+            j->n_active--;
+            return;
+        }
+    }
+}
+
+/* Finds every runnable job: a scan of all jobs, remembering its revision. */
+static int scan(struct api_jobs *j)
+{
+    char after[CAIRN_UUID_SIZE] = "";
+    struct store_list list;
+    uint64_t revision = 0;
+
+    j->n_active = 0;
+    for (;;) {
+        int rv =
+            store_object_list(j->api->store, STORE_KIND_JOB, after[0] ? after : NULL, 500, &list);
+        if (rv != 0) {
+            return rv;
+        }
+        if (revision == 0) {
+            revision = list.revision;
+        }
+        for (size_t i = 0; i < list.n; i++) {
+            snprintf(after, sizeof after, "%s", list.items[i].id);
+            if (runnable(list.items[i].body, list.items[i].body_len)) {
+                active_add(j, list.items[i].id);
+            }
+        }
+        bool more = list.more;
+        store_list_release(&list);
+        if (!more) {
+            break;
+        }
+    }
+    /* Pages read at later revisions saw at least this much. */
+    j->revision = revision;
+    return 0;
+}
+
+/* Follows the change log: jobs that became runnable or ended. */
+static int follow(struct api_jobs *j)
+{
+    struct store_change_list changes;
+    int rv = store_changes_read(j->api->store, j->revision, CHANGES_PAGE, &changes);
+    if (rv == CAIRN_ENOTFOUND) {
+        return scan(j); /* fell behind the kept log */
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    for (size_t i = 0; i < changes.n; i++) {
+        const struct store_change *c = &changes.items[i];
+        if (c->object.kind != STORE_KIND_JOB) {
+            continue;
+        }
+        if (!c->deleted && runnable(c->object.body, c->object.body_len)) {
+            active_add(j, c->object.id);
+        } else {
+            active_remove(j, c->object.id);
+        }
+    }
+    if (changes.n > 0) {
+        j->revision = changes.items[changes.n - 1].revision;
+    }
+    store_change_list_release(&changes);
+    return 0;
+}
+
+/* A job being run: its id, its body as last written, the revision of that
+ * write, and when progress was last written. */
+struct run {
+    struct api_jobs *j;
+    char id[CAIRN_UUID_SIZE];
+    json_t *body;
+    uint64_t mod_rev;
+    char tenant[CAIRN_UUID_SIZE];
+    char caller[API_USERNAME_MAX + 16];
+    uint64_t written_ms;
+    size_t since_write;
+};
+
+static void command_init(const struct run *r, struct store_command *cmd, enum store_op op,
+                         enum store_kind kind)
+{
+    api_command_init_as(cmd, op, kind, r->caller);
+}
+
+/* Reads the job as it is now into r. CAIRN_ENOTFOUND if it is gone. */
+static int run_load(struct run *r)
+{
+    struct store_object o;
+    const struct api_backend *b = &r->j->api->backend;
+    char errmsg[CAIRN_ERRMSG_SIZE];
+    int rv = b->read_barrier(b->data, cairn_now_ms() + RUNNER_WRITE_MS, errmsg, sizeof errmsg);
+    if (rv == 0) {
+        rv = store_object_get(r->j->api->store, STORE_KIND_JOB, r->id, &o);
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    json_decref(r->body);
+    r->body = json_loadb(o.body, o.body_len, 0, NULL);
+    r->mod_rev = o.mod_rev;
+    snprintf(r->tenant, sizeof r->tenant, "%s", o.tenant != NULL ? o.tenant : "");
+    store_object_release(&o);
+    if (r->body == NULL) {
+        return CAIRN_ECORRUPT;
+    }
+    snprintf(r->caller, sizeof r->caller, "%s",
+             json_string_value(json_object_get(r->body, "created_by")) != NULL
+                 ? json_string_value(json_object_get(r->body, "created_by"))
+                 : "system:jobs");
+    return 0;
+}
+
+/* Writes r->body pinned to r->mod_rev. CAIRN_EPRECONDITION if the job
+ * changed since (a cancel); other codes if the write could not be made. */
+static int run_write(struct run *r)
+{
+    char request_id[API_REQUEST_ID_SIZE];
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    struct store_command cmd;
+    struct store_result res;
+    char *text = json_dumps(r->body, JSON_COMPACT | JSON_SORT_KEYS);
+    int rv;
+
+    if (text == NULL) {
+        return CAIRN_ENOMEM;
+    }
+    api_request_id_fresh(request_id);
+    command_init(r, &cmd, STORE_OP_UPDATE, STORE_KIND_JOB);
+    cmd.id = r->id;
+    cmd.body = text;
+    cmd.body_len = strlen(text);
+    cmd.if_match = r->mod_rev;
+    cmd.request_id = request_id;
+    cmd.fingerprint = api_fnv1a(API_FNV_OFFSET, text, cmd.body_len);
+    cmd.tenant = r->tenant[0] != '\0' ? r->tenant : NULL;
+    rv = api_propose_quiet(r->j->api, &cmd, cairn_now_ms() + RUNNER_WRITE_MS, &res, errmsg,
+                           sizeof errmsg);
+    free(text);
+    if (rv == 0 && res.status == 0) {
+        r->mod_rev = res.mod_rev;
+        r->written_ms = cairn_now_ms();
+        r->since_write = 0;
+    }
+    if (rv != 0) {
+        CAIRN_WARN("msg=\"job write failed\" job=%s error=\"%s\"", r->id, errmsg);
+        return rv;
+    }
+    return res.status;
+}
+
+static void set_time(json_t *body, const char *field)
+{
+    char when[API_TIME_SIZE];
+    api_time_format(cairn_wall_ms(), when);
+    json_object_set_new(body, field, json_string(when));
+}
+
+/* Counts the tasks that ended, and those that failed. */
+static void tally(const json_t *body, size_t *done, size_t *failed)
+{
+    size_t i;
+    const json_t *t;
+    *done = 0;
+    *failed = 0;
+    json_array_foreach(json_object_get(body, "tasks"), i, t)
+    {
+        const char *s = json_string_value(json_object_get(t, "state"));
+        if (s != NULL && strcmp(s, "queued") != 0 && strcmp(s, "running") != 0) {
+            (*done)++;
+            *failed += strcmp(s, "failed") == 0;
+        }
+    }
+}
+
+/* Ends the job: cancelled (every queued task too), or by its tasks. */
+static void finish(struct run *r, bool cancelled)
+{
+    size_t done, failed, total = json_array_size(json_object_get(r->body, "tasks"));
+    size_t i;
+    json_t *t;
+
+    if (cancelled) {
+        json_array_foreach(json_object_get(r->body, "tasks"), i, t)
+        {
+            const char *s = json_string_value(json_object_get(t, "state"));
+            if (s != NULL && strcmp(s, "queued") == 0) {
+                json_object_set_new(t, "state", json_string("cancelled"));
+            }
+        }
+    }
+    tally(r->body, &done, &failed);
+    json_object_set_new(json_object_get(r->body, "progress"), "done",
+                        json_integer((json_int_t)done));
+    if (cancelled) {
+        json_object_set_new(r->body, "state", json_string("cancelled"));
+        json_object_set_new(r->body, "message",
+                            json_sprintf("cancelled after %zu of %zu items", done, total));
+    } else if (failed > 0) {
+        json_object_set_new(r->body, "state", json_string("failed"));
+        json_object_set_new(r->body, "message",
+                            json_sprintf("%zu of %zu items failed; see the tasks", failed, total));
+    } else {
+        json_object_set_new(r->body, "state", json_string("succeeded"));
+        json_object_set_new(r->body, "message", json_sprintf("%zu items imported", total));
+    }
+    set_time(r->body, "finished_at");
+}
+
+/* Takes our task outcomes into the job as it is now (after a concurrent
+ * write): tasks that ended here replace theirs. */
+static void merge_tasks(json_t *fresh, const json_t *ours)
+{
+    json_t *ft = json_object_get(fresh, "tasks");
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(ours, "tasks"), i, t)
+    {
+        const char *s = json_string_value(json_object_get(t, "state"));
+        if (s != NULL && strcmp(s, "queued") != 0 && i < json_array_size(ft)) {
+            json_array_set(ft, i, t);
+        }
+    }
+}
+
+/* Writes progress (or the end); on a concurrent change re-reads the job,
+ * merges, and reports whether a cancel came in. Returns 0, or a code that
+ * stops this run (it resumes at the next look). */
+static int checkpoint(struct run *r, bool end, bool *cancel)
+{
+    size_t done, failed;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int rv;
+        if (end) {
+            finish(r, *cancel);
+        } else {
+            tally(r->body, &done, &failed);
+            json_object_set_new(json_object_get(r->body, "progress"), "done",
+                                json_integer((json_int_t)done));
+        }
+        rv = run_write(r);
+        if (rv != CAIRN_EPRECONDITION) {
+            return rv;
+        }
+        json_t *ours = json_incref(r->body);
+        rv = run_load(r);
+        if (rv != 0) {
+            json_decref(ours);
+            return rv;
+        }
+        merge_tasks(r->body, ours);
+        json_decref(ours);
+        if (json_is_true(json_object_get(r->body, "cancel_requested"))) {
+            *cancel = true;
+            end = true;
+        }
+    }
+    return CAIRN_EBUSY;
+}
+
+/* Builds and proposes item i: a site or a device of the import. */
+static int import_item(struct run *r, size_t i, const json_t *item, bool device, json_t *task)
+{
+    struct api *api = r->j->api;
+    const struct api_resource *res = device ? &api_device_resource : &api_site_resource;
+    char request_id[API_REQUEST_ID_SIZE];
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    char id[CAIRN_UUID_SIZE];
+    struct store_command cmd;
+    struct store_result out;
+    struct api_build b;
+    struct api_error err;
+    char *text = NULL;
+    int rv = 0;
+
+    memset(&b, 0, sizeof b);
+    memset(&err, 0, sizeof err);
+    b.stored = json_deep_copy(item);
+    snprintf(b.tenant, sizeof b.tenant, "%s", r->tenant);
+    if (device) {
+        /* The site by id, or by name within the tenant. */
+        const char *site_id = json_string_value(json_object_get(item, "site_id"));
+        char *found = NULL;
+        struct store_object site;
+        if (site_id == NULL) {
+            char name[129];
+            snprintf(name, sizeof name, "%s/%s", r->tenant,
+                     json_string_value(json_object_get(item, "site")));
+            if (store_name_lookup(api->store, STORE_KIND_SITE, name, &found) == 0) {
+                site_id = found;
+            }
+            json_object_del(b.stored, "site");
+        }
+        if (site_id == NULL || store_object_get(api->store, STORE_KIND_SITE, site_id, &site) != 0) {
+            rv =
+                api_error_set(&err, 422, "invalid-reference", "site", "no such site in the tenant");
+        } else {
+            if (site.tenant == NULL || strcmp(site.tenant, r->tenant) != 0) {
+                rv = api_error_set(&err, 422, "invalid-reference", "site_id", "no site with id %s",
+                                   site_id);
+            }
+            store_object_release(&site);
+            json_object_set_new(b.stored, "site_id", json_string(site_id));
+            b.parent_kind = STORE_KIND_SITE;
+            snprintf(b.parent_id, sizeof b.parent_id, "%s", site_id);
+        }
+        free(found);
+    } else {
+        json_object_del(b.stored, "tenant_id");
+        b.parent_kind = STORE_KIND_TENANT;
+        snprintf(b.parent_id, sizeof b.parent_id, "%s", r->tenant);
+    }
+    if (rv == 0) {
+        rv = res->build(api, NULL, &b, &err);
+    }
+    if (rv == 0) {
+        text = json_dumps(b.stored, JSON_COMPACT | JSON_SORT_KEYS);
+        rv = text == NULL ? api_error_set(&err, 500, "internal", NULL, "out of memory") : 0;
+    }
+    if (rv == 0) {
+        cairn_uuid(id);
+        snprintf(request_id, sizeof request_id, "job:%s:%zu", r->id, i);
+        command_init(r, &cmd, STORE_OP_CREATE, res->kind);
+        cmd.id = id;
+        cmd.name = b.name;
+        cmd.body = text;
+        cmd.body_len = strlen(text);
+        cmd.request_id = request_id;
+        cmd.fingerprint = api_fnv1a(API_FNV_OFFSET, request_id, strlen(request_id));
+        cmd.tenant = r->tenant;
+        cmd.parent_kind = b.parent_kind;
+        cmd.parent_id = b.parent_id;
+        rv = api_propose_quiet(api, &cmd, cairn_now_ms() + RUNNER_WRITE_MS, &out, errmsg,
+                               sizeof errmsg);
+        if (rv != 0) {
+            /* Not an outcome of the item: stop, and try again later. */
+            free(text);
+            json_decref(b.stored);
+            return rv;
+        }
+        if (out.status == 0) {
+            json_object_set_new(task, "state", json_string("succeeded"));
+            json_object_set_new(task, "object_id", json_string(out.id));
+        } else {
+            json_object_set_new(task, "state", json_string("failed"));
+            json_object_set_new(task, "message", json_string(out.message));
+        }
+    } else {
+        json_object_set_new(task, "state", json_string("failed"));
+        json_object_set_new(
+            task, "message",
+            json_sprintf("%s%s%s", err.field, err.field[0] ? ": " : "", err.detail));
+    }
+    free(text);
+    json_decref(b.stored);
+    return 0;
+}
+
+/* Runs one import job from where it stands. */
+static void run_import(struct api_jobs *j, const char *id)
+{
+    struct run r;
+    bool cancel = false;
+    const json_t *input;
+    size_t n_sites;
+    size_t i;
+    json_t *task;
+    int rv;
+
+    memset(&r, 0, sizeof r);
+    r.j = j;
+    snprintf(r.id, sizeof r.id, "%s", id);
+    if (run_load(&r) != 0) {
+        json_decref(r.body);
+        active_remove(j, id);
+        return;
+    }
+    if (strcmp(json_string_value(json_object_get(r.body, "state")), "queued") == 0) {
+        json_object_set_new(r.body, "state", json_string("running"));
+        set_time(r.body, "started_at");
+        rv = run_write(&r);
+        if (rv == CAIRN_EPRECONDITION) {
+            json_decref(r.body);
+            return; /* changed (cancelled?): the next look sees it */
+        }
+        if (rv != 0) {
+            json_decref(r.body);
+            return;
+        }
+        CAIRN_INFO("msg=\"job started\" job=%s type=import", r.id);
+    }
+    cancel = json_is_true(json_object_get(r.body, "cancel_requested"));
+    input = json_object_get(r.body, "input");
+    n_sites = json_array_size(json_object_get(input, "sites"));
+    rv = 0;
+    r.written_ms = cairn_now_ms();
+    json_array_foreach(json_object_get(r.body, "tasks"), i, task)
+    {
+        const char *s = json_string_value(json_object_get(task, "state"));
+        bool device = i >= n_sites;
+        const json_t *item = json_array_get(json_object_get(input, device ? "devices" : "sites"),
+                                            device ? i - n_sites : i);
+        if (cancel || rv != 0) {
+            break;
+        }
+        if (s == NULL || strcmp(s, "queued") != 0) {
+            continue;
+        }
+        if (runner_stopping(j) || !j->api->backend.is_leader(j->api->backend.data)) {
+            rv = CAIRN_ENOTLEADER;
+            break;
+        }
+        rv = import_item(&r, i, item, device, task);
+        if (rv == 0 && ++r.since_write >= PROGRESS_ITEMS) {
+            rv = checkpoint(&r, false, &cancel);
+        } else if (rv == 0 && cairn_now_ms() - r.written_ms >= PROGRESS_MS) {
+            rv = checkpoint(&r, false, &cancel);
+        }
+    }
+    if (rv == 0 || cancel) {
+        rv = checkpoint(&r, true, &cancel);
+        if (rv == 0) {
+            CAIRN_INFO("msg=\"job ended\" job=%s state=%s", r.id,
+                       json_string_value(json_object_get(r.body, "state")));
+            active_remove(j, id);
+        }
+    }
+    json_decref(r.body);
+}
+
+static void *runner_main(void *arg)
+{
+    struct api_jobs *j = arg;
+    for (;;) {
+        struct timespec until;
+        bool leading = j->api->backend.is_leader(j->api->backend.data);
+        int rv = 0;
+
+        if (leading && !j->leading) {
+            rv = scan(j); /* a new leader: learn what is left to run */
+        } else if (leading) {
+            rv = follow(j);
+        }
+        j->leading = leading && rv == 0;
+        for (size_t i = 0; j->leading && i < j->n_active && !runner_stopping(j); i++) {
+            char id[CAIRN_UUID_SIZE];
+            snprintf(id, sizeof id, "%s", j->active[i]);
+            run_import(j, id);
+        }
+        pthread_mutex_lock(&j->mu);
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_nsec += RUNNER_TICK_MS * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (!j->stop && pthread_cond_timedwait(&j->cv, &j->mu, &until) != ETIMEDOUT) {
+        }
+        bool stop = j->stop;
+        pthread_mutex_unlock(&j->mu);
+        if (stop) {
+            return NULL;
+        }
+    }
+}
+
+int api_jobs_start(struct api *api, struct api_jobs **out)
+{
+    struct api_jobs *j = calloc(1, sizeof *j);
+    pthread_condattr_t attr;
+
+    if (j == NULL || (j->active = calloc(ACTIVE_MAX, CAIRN_UUID_SIZE)) == NULL) {
+        free(j);
+        return CAIRN_ENOMEM;
+    }
+    j->api = api;
+    pthread_mutex_init(&j->mu, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&j->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&j->thread, NULL, runner_main, j) != 0) {
+        pthread_cond_destroy(&j->cv);
+        pthread_mutex_destroy(&j->mu);
+        free(j->active);
+        free(j);
+        return CAIRN_ENOMEM;
+    }
+    *out = j;
+    return 0;
+}
+
+void api_jobs_stop(struct api_jobs *j)
+{
+    if (j == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&j->mu);
+    j->stop = true;
+    pthread_cond_signal(&j->cv);
+    pthread_mutex_unlock(&j->mu);
+    pthread_join(j->thread, NULL);
+    pthread_cond_destroy(&j->cv);
+    pthread_mutex_destroy(&j->mu);
+    free(j->active);
+    free(j);
+}

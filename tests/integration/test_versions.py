@@ -1,0 +1,108 @@
+#!/usr/bin/env python3
+"""Command versions in a mixed-version cluster (docs/upgrades.md). Node 3
+is made to act as an older build that applies only command version 1
+(cairnd's debug_command_version_max = 1):
+
+1. restarted that way with nothing new to apply, it catches up, publishes
+   "1" in its member record, and the cluster version drops to 1: a write
+   that needs version 2 (a login: sessions expire, a version 2 field) is
+   refused with 409 cluster-version naming node 3, and node 3 keeps running;
+   upgraded again (the key removed), it publishes 2 and the write works;
+2. restarted that way while the log holds a version 2 command it has not
+   applied, it refuses to apply it: it exits non-zero saying "command
+   version 2 is newer than this build (1..1): upgrade this node" instead of
+   skipping it; upgraded, it applies it and serves the same data."""
+
+import os
+import sys
+import unittest
+
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from harness import Cluster, lc, log, wait_for  # noqa: E402
+
+DEBUG_KEY = "debug_command_version_max = 1\n"
+
+
+def conf_path(c, node):
+    return os.path.join(c.node_dir(node), "cairnd.conf")
+
+
+def set_old_build(c, node, old):
+    path = conf_path(c, node)
+    with open(path) as f:
+        text = f.read().replace(DEBUG_KEY, "")
+    with open(path, "w") as f:
+        f.write(text + (DEBUG_KEY if old else ""))
+
+
+def versions(c, node):
+    info = c.cluster_info(node)
+    return info["command_version"], {m["id"]: m["command_version_max"] for m in info["members"]}
+
+
+class VersionsTest(unittest.TestCase):
+    def test_mixed_versions(self):
+        with Cluster(3, name="versions") as c:
+            for k in (1, 2, 3):
+                wait_for(lambda: versions(c, k) == (2, {1: 2, 2: 2, 3: 2}), 30,
+                         "node %d to see every node publish version 2" % k, interval=0.2)
+
+            # ---- 1. node 3 turns into an "old build" with nothing to apply
+            c.stop(3)
+            set_old_build(c, 3, True)
+            c.start(3, wait="ready")
+            for k in (1, 2, 3):
+                wait_for(lambda: versions(c, k) == (1, {1: 2, 2: 2, 3: 1}), 30,
+                         "node %d to see cluster version 1" % k, interval=0.2)
+            for k in (1, 2, 3):
+                r = c.login(k, c.admin["username"], c.admin["password"])
+                harness.assert_problem(self, r, 409)
+                self.assertTrue(r.json["type"].endswith("cluster-version"), r.json)
+                self.assertIn("needs command version 2", r.json["detail"])
+                self.assertIn("node 3 applies only 1..1", r.json["detail"])
+            self.assertTrue(c.running(3), "node 3 stopped")
+            self.assertEqual(c.get(3, "/readyz").status, 200)
+
+            # Upgraded: it publishes 2 again and version 2 writes work.
+            c.stop(3)
+            set_old_build(c, 3, False)
+            c.start(3, wait="ready")
+            for k in (1, 2, 3):
+                wait_for(lambda: versions(c, k)[0] == 2, 30,
+                         "node %d to see cluster version 2" % k, interval=0.2)
+            c.must_login(3, c.admin["username"], c.admin["password"])
+            t = c.must_create_tenant(1, "after-upgrade")
+            wait_for(lambda: c.get(3, "/api/v1/tenants/" + t["id"]).status == 200, 20,
+                     "node 3 to serve the tenant")
+
+            # ---- 2. a version 2 entry waits in the log for an "old" node 3
+            c.stop(3)
+            t2 = c.must_create_tenant(1, "while-node-3-was-down")
+            c.must_login(2, c.admin["username"], c.admin["password"])  # a session: version 2
+            set_old_build(c, 3, True)
+            log_path = os.path.join(c.node_dir(3), "cairnd.log")
+            c.start(3, wait="none")
+            c.expected_down.add(3)
+            wait_for(lambda: not c.running(3), 30, "node 3 to refuse and exit", interval=0.2)
+            status = lc.exit_status(c.pids[3])
+            self.assertNotIn(status, (0, None), "node 3 exit status %r" % status)
+            with open(log_path, errors="replace") as f:
+                text = f.read()
+            self.assertIn("is newer than this build (1..1): upgrade this node", text)
+            log("node 3 exited with status %s" % status)
+            # The others never stopped serving.
+            c.must_create_tenant(2, "during-refusal")
+
+            set_old_build(c, 3, False)
+            c.start(3, wait="ready")
+            for tid in (t["id"], t2["id"]):
+                wait_for(lambda: c.get(3, "/api/v1/tenants/" + tid).status == 200, 20,
+                         "node 3 to serve tenant %s" % tid)
+            ids = lambda k: sorted(x["id"] for x in c.list_tenants(k)[0])  # noqa: E731
+            self.assertEqual(ids(3), ids(1))
+
+
+if __name__ == "__main__":
+    harness.run()

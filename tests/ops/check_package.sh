@@ -23,7 +23,8 @@ done
 dpkg-deb --contents "$deb" | awk '{print $6}' > "$tmp/files"
 for f in ./usr/bin/cairnd ./usr/bin/cairn-devsim ./usr/bin/cairn-bench \
     ./usr/lib/systemd/system/cairnd.service ./usr/share/cairn/cairnd.conf \
-    ./usr/share/cairn/yang/cairn-cpe-system.yang ./usr/share/doc/cairn/operations.md; do
+    ./usr/share/cairn/yang/cairn-cpe-system.yang ./usr/share/doc/cairn/operations.md \
+    ./usr/share/man/man1/cairnctl.1; do
     grep -qx "$f" "$tmp/files" || fail "the package lacks $f"
 done
 # Every executable tools/ builds is in the package.

@@ -7,6 +7,7 @@
 #                                copies it to /etc/cairn/cairnd.conf)
 #   share/cairn/yang/            the CPE YANG modules
 #   share/doc/cairn/             the operator docs
+#   share/man/man1/              the man pages (cairnctl.1)
 #   lib/systemd/system/cairnd.service   the hardened unit
 # Every destination is relative, so a prefix install (tests, ansible's
 # "prefix" install method) holds the whole layout.
@@ -40,6 +41,9 @@ install(TARGETS cairnd ${CAIRN_TOOL_EXECUTABLES} RUNTIME DESTINATION ${CMAKE_INS
 install(FILES ${CAIRN_PACKAGING_DIR}/cairnd.conf DESTINATION ${CAIRN_SHARE_DIR})
 file(GLOB CAIRN_YANG_MODULES ${CMAKE_SOURCE_DIR}/southbound/yang/*.yang)
 install(FILES ${CAIRN_YANG_MODULES} DESTINATION ${CAIRN_SHARE_DIR}/yang)
+# Man pages (docs/*.1: cairnctl's).
+file(GLOB CAIRN_MAN_PAGES ${CMAKE_SOURCE_DIR}/docs/*.1)
+install(FILES ${CAIRN_MAN_PAGES} DESTINATION ${CMAKE_INSTALL_MANDIR}/man1)
 install(FILES ${CMAKE_SOURCE_DIR}/docs/operations.md ${CMAKE_SOURCE_DIR}/docs/configuration.md
         DESTINATION ${CMAKE_INSTALL_DOCDIR})
 

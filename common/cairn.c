@@ -109,6 +109,14 @@ void cairn_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
+    /* One event, one line (journald keeps lines): a newline or other
+     * control character inside a value, from an error text say, becomes a
+     * space. */
+    for (char *p = line + n; *p != '\0'; p++) {
+        if ((unsigned char)*p < 0x20) {
+            *p = ' ';
+        }
+    }
     /* One write per line keeps lines whole when several threads log. */
     fprintf(stderr, "%s\n", line);
 }

@@ -572,6 +572,26 @@ int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t 
     return rv;
 }
 
+/* Hands leadership to another voter; libraft picks the most caught up. */
+int node_leader_transfer(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size)
+{
+    int rv = change_op(n, OP_TRANSFER, 0, NULL, deadline_ms, errmsg, size);
+    if (rv == CAIRN_ENOTFOUND) {
+        cairn_errmsg_set(errmsg, size, "node %llu is the only voter: no node can take over",
+                         (unsigned long long)n->cfg.node_id);
+        rv = CAIRN_ECONFLICT;
+    }
+    if (rv == 0) {
+        CAIRN_INFO("msg=\"leadership transferred\" from=%llu", (unsigned long long)n->cfg.node_id);
+    }
+    return rv;
+}
+
+static int transfer_local(struct node *n, struct call *c, uint64_t deadline_ms)
+{
+    return node_leader_transfer(n, deadline_ms, c->errmsg, c->errmsg_size);
+}
+
 static int add_local(struct node *n, struct call *c, uint64_t deadline_ms)
 {
     return node_leader_member_add(n, c->id, c->raft_address, c->api_address, deadline_ms, c->errmsg,
@@ -590,7 +610,9 @@ static int change_remote(struct node *n, struct call *c, const char *address, ui
     int status = 0;
     int rv;
 
-    if (c->raft_address != NULL) {
+    if (c->local == transfer_local) {
+        snprintf(path, sizeof path, "/internal/v1/leader/transfer");
+    } else if (c->raft_address != NULL) {
         snprintf(path, sizeof path, "/internal/v1/members");
         snprintf(body, sizeof body, "{\"id\":%llu,\"raft_address\":\"%s\",\"api_address\":\"%s\"}",
                  (unsigned long long)c->id, c->raft_address, c->api_address);
@@ -599,7 +621,8 @@ static int change_remote(struct node *n, struct call *c, const char *address, ui
                  c->force ? "?force=true" : "");
     }
     cairn_buf_init(&resp);
-    rv = peer_call(n->peers, address, c->raft_address != NULL ? "POST" : "DELETE", path,
+    rv = peer_call(n->peers, address,
+                   c->raft_address != NULL || c->local == transfer_local ? "POST" : "DELETE", path,
                    "application/json", body, strlen(body), deadline_ms, &status, &resp, c->errmsg,
                    c->errmsg_size);
     if (rv == 0 && status != 200 && status != 201 && status != 204) {
@@ -632,6 +655,13 @@ static int backend_member_remove(void *data, uint64_t id, bool force, uint64_t d
                      .errmsg_size = size,
                      .id = id,
                      .force = force};
+    return leader_call(data, &c, deadline_ms);
+}
+
+static int backend_leader_transfer(void *data, uint64_t deadline_ms, char *errmsg, size_t size)
+{
+    struct call c = {
+        .local = transfer_local, .remote = change_remote, .errmsg = errmsg, .errmsg_size = size};
     return leader_call(data, &c, deadline_ms);
 }
 
@@ -819,6 +849,7 @@ void node_backend_init(struct node *n, struct api_backend *b)
     b->cluster_status = backend_cluster_status;
     b->member_add = backend_member_add;
     b->member_remove = backend_member_remove;
+    b->leader_transfer = backend_leader_transfer;
     b->backup = backend_backup;
     b->ready = backend_ready;
     b->wait_applied = backend_wait_applied;

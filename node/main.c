@@ -23,6 +23,10 @@
 #include "node.h"
 #include "store.h"
 
+#ifndef CAIRN_VERSION
+#define CAIRN_VERSION "unknown"
+#endif
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -106,7 +110,7 @@ int main(int argc, char **argv)
         } else if (strcmp(argv[i], "--check-config") == 0) {
             check_only = true;
         } else if (strcmp(argv[i], "--version") == 0) {
-            printf("cairnd 0.1.0\n");
+            printf("cairnd %s\n", CAIRN_VERSION);
             return 0;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -151,8 +155,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "cairnd: %s\n", errmsg);
         return rv == CAIRN_EINVAL || rv == CAIRN_EWRONGCLUSTER || rv == CAIRN_EEXIST ? 2 : 1;
     }
-    CAIRN_INFO("msg=\"started\" api=%s raft=%s cluster=%s", cfg.api_address, cfg.raft_address,
-               cfg.cluster_id);
+    CAIRN_INFO("msg=\"started\" version=%s api=%s raft=%s cluster=%s", CAIRN_VERSION,
+               cfg.api_address, cfg.raft_address, cfg.cluster_id);
     sigwait(&set, &sig);
     CAIRN_INFO("msg=\"stopping\" signal=%d", sig);
     node_destroy(node);

@@ -160,6 +160,7 @@ int node_leader_member_add(struct node *n, uint64_t id, const char *raft_address
  * unless force, a voter without which fewer voters than a quorum answer. */
 int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t deadline_ms,
                               char *errmsg, size_t size);
+int node_leader_transfer(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
 
 /* Proposes an encoded command through the leader (forwarding it from a
  * follower) and waits until it is applied here; the API's propose. */

@@ -185,6 +185,19 @@ static int handle_member_remove(struct mg_connection *conn, struct node *n, cons
     return 200;
 }
 
+static int handle_transfer(struct mg_connection *conn, struct node *n)
+{
+    char err[CAIRN_ERRMSG_SIZE] = "";
+    int rv = node_leader_transfer(n, rpc_deadline(n), err, sizeof err);
+    if (rv != 0) {
+        return reply_error(conn, rv, err);
+    }
+    /* 200 with a body, not 204: peer.c reads only Content-Length framing,
+     * which a 204 does not carry. */
+    http_reply(conn, 200, "application/json", NULL, "{}", 2);
+    return 200;
+}
+
 static int handle_heartbeat(struct mg_connection *conn, struct node *n)
 {
     struct cairn_buf body;
@@ -241,6 +254,9 @@ static int rpc_handler(struct mg_connection *conn, void *data)
     }
     if (strcmp(path, "/internal/v1/members") == 0 && strcmp(method, "POST") == 0) {
         return handle_member_add(conn, n);
+    }
+    if (strcmp(path, "/internal/v1/leader/transfer") == 0 && strcmp(method, "POST") == 0) {
+        return handle_transfer(conn, n);
     }
     if (strncmp(path, members, strlen(members)) == 0 && strcmp(method, "DELETE") == 0) {
         return handle_member_remove(conn, n, path + strlen(members));

@@ -111,6 +111,9 @@ struct api_backend {
      * configuration than its quorum answer now. */
     int (*member_remove)(void *data, uint64_t id, bool force, uint64_t deadline_ms, char *errmsg,
                          size_t errmsg_size);
+    /* Makes the leader hand leadership to another voter (the most caught
+     * up) and returns once it has; for a rolling restart. */
+    int (*leader_transfer)(void *data, uint64_t deadline_ms, char *errmsg, size_t errmsg_size);
     /* Opens a backup of the replicated state that reflects every write
      * acknowledged before the call (a read index first); the caller streams
      * it with store_backup_read and frees it with store_backup_end. */
@@ -152,7 +155,7 @@ struct api;
 /* Registers the API's routes on srv. backend is copied; srv and store are
  * borrowed and must outlive the api. propose and read_barrier are
  * required (CAIRN_EINVAL otherwise); a NULL cluster_status, member_add,
- * member_remove or ready makes its route answer 501. */
+ * member_remove, leader_transfer or ready makes its route answer 501. */
 int api_create(struct http_server *srv, struct store *store, const struct api_backend *backend,
                const struct api_config *cfg, struct api **out);
 

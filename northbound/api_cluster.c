@@ -1,7 +1,8 @@
 /*
  * The node and cluster routes: /healthz (the process is up), /readyz (the
  * node can serve: a member with a known leader, caught up), the cluster's
- * status as this node sees it, and membership changes. None of these touch
+ * status as this node sees it, membership changes and leadership transfer
+ * (rolling restarts move leadership off a node before stopping it). None of these touch
  * the store: they are the backend's (node/) business, and this file only
  * turns requests into backend calls and their results into JSON.
  *
@@ -209,6 +210,29 @@ int api_member_remove(struct api_req *req)
     }
     if (rv != 0) {
         cairn_errmsg_wrap(errmsg, sizeof errmsg, "remove member %llu", (unsigned long long)id);
+        return api_fail(req, rv, errmsg, NULL);
+    }
+    http_reply(req->conn, 204, NULL, NULL, NULL, 0);
+    return 204;
+}
+
+int api_leader_transfer(struct api_req *req)
+{
+    const struct api_backend *b = &req->api->backend;
+    char errmsg[CAIRN_ERRMSG_SIZE] = "";
+    int rv;
+
+    rv = api_cluster_authorize(req, RBAC_UPDATE, STORE_KIND_MEMBER, NULL,
+                               "transfer the cluster's leadership");
+    if (rv != 0) {
+        return rv;
+    }
+    if (b->leader_transfer == NULL) {
+        return not_implemented(req, "leadership transfer");
+    }
+    rv = b->leader_transfer(b->data, req->deadline_ms, errmsg, sizeof errmsg);
+    if (rv != 0) {
+        cairn_errmsg_wrap(errmsg, sizeof errmsg, "transfer leadership");
         return api_fail(req, rv, errmsg, NULL);
     }
     http_reply(req->conn, 204, NULL, NULL, NULL, 0);

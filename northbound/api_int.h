@@ -607,6 +607,7 @@ int api_member_remove(struct api_req *req);
 int api_cluster_authorize(struct api_req *req, enum rbac_action action, enum store_kind kind,
                           const char *id, const char *what);
 int api_cluster_backup(struct api_req *req);
+int api_leader_transfer(struct api_req *req);
 
 /* api_ownership.c -------------------------------------------------------- */
 

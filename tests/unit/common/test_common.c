@@ -3,7 +3,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -76,12 +78,39 @@ static void test_buf(void **state)
     assert_null(b.data);
 }
 
+/* A log line is one line, whatever its values hold (journald keeps lines). */
+static void test_log_one_line(void **state)
+{
+    char out[512] = "";
+    FILE *f = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    size_t len;
+    (void)state;
+
+    assert_non_null(f);
+    assert_true(saved >= 0);
+    fflush(stderr);
+    assert_true(dup2(fileno(f), STDERR_FILENO) >= 0);
+    cairn_log_setup(CAIRN_LOG_INFO, "node=7");
+    CAIRN_INFO("msg=\"bad input\" detail=\"%s\"", "line one\nline two\r\tend");
+    fflush(stderr);
+    assert_true(dup2(saved, STDERR_FILENO) >= 0);
+    close(saved);
+    rewind(f);
+    len = fread(out, 1, sizeof out - 1, f);
+    fclose(f);
+    out[len] = '\0';
+    assert_non_null(
+        strstr(out, " level=info node=7 msg=\"bad input\" detail=\"line one line two  end\""));
+    assert_ptr_equal(strchr(out, '\n'), out + len - 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror), cmocka_unit_test(test_errmsg_chain),
         cmocka_unit_test(test_uuid),     cmocka_unit_test(test_parse_u64),
-        cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_buf),      cmocka_unit_test(test_log_one_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

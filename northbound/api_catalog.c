@@ -19,8 +19,8 @@
  * The parameter schema: {"NAME": {"type": T, "required": bool, "default":
  * V, "description": S, "min": N, "max": N, "enum": [S...]}}, where T is
  * string, integer, boolean, ipv4, ipv4-prefix, port, string-list, list
- * (an array of anything, such as firewall rules) or object. api_template_params_check validates a service's parameters
- * against it and fills in defaults.
+ * (an array of anything, such as firewall rules) or object. api_template_params_check validates a
+ * service's parameters against it and fills in defaults.
  */
 #include "api_int.h"
 
@@ -32,8 +32,8 @@
 #define PARAMS_MAX 64
 
 static const char *const param_types[] = {
-    "string", "integer", "boolean", "ipv4", "ipv4-prefix", "port", "string-list", "list", "object",
-    NULL,
+    "string", "integer",     "boolean", "ipv4",   "ipv4-prefix",
+    "port",   "string-list", "list",    "object", NULL,
 };
 
 static bool format_param_type(const char *s, size_t len, char *why, size_t why_size)

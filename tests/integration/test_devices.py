@@ -17,6 +17,9 @@ serving 200 simulated CPEs.
 - Handoff: a deployment started right before the SIGKILL of a node
   completes (the survivors own, reconnect and finish its devices); when the
   node comes back, its devices move back to it.
+- A zombie owner: a SIGSTOPped owner's devices are taken over and
+  deployed; after SIGCONT, the simulator's epoch records show that no
+  write of the stale owner was accepted after the new owners' first.
 """
 
 import os
@@ -95,9 +98,9 @@ class DevicesTest(unittest.TestCase):
                 return out
         raise AssertionError("too many pages")
 
-    def wait_job(self, location, timeout=120):
+    def wait_job(self, location, timeout=120, node=None):
         def ended():
-            job = self.req("GET", location, status=200).json
+            job = self.req("GET", location, node, status=200).json
             return job if job["state"] in ("succeeded", "failed", "cancelled") else None
         return wait_for(ended, timeout, "job %s to end" % location, interval=0.2)
 
@@ -254,6 +257,43 @@ class DevicesTest(unittest.TestCase):
         # Back: its devices move back to it.
         wait_for(lambda: all(d["owner"] == before[d["id"]] for d in self.devices(survivor)), 60,
                  "the devices to move back", interval=0.5)
+
+
+    def test_f_zombie_owner(self):
+        """SIGSTOP an owner while a deployment is about to start; the others
+        take its devices over and deploy; after SIGCONT, no write of the
+        stale owner is accepted after the new owners' first writes (the
+        simulator's epoch records)."""
+        leader = self.c.leader()
+        zombie = [k for k in (1, 2, 3) if k != leader][0]
+        ds = self.devices(leader)
+        mine = {d["id"] for d in ds if d["owner"] == zombie}
+        names = {d["id"]: "dev%d" % (int(d["serial"][3:])) for d in ds}
+        self.assertTrue(mine)
+        epoch0 = self.req("GET", "/api/v1/cluster/ownership", leader, 200).json["epoch"]
+        harness.lc.pause(self.c.dir, zombie)
+        try:
+            def moved():
+                own = self.req("GET", "/api/v1/cluster/ownership", leader, 200).json
+                return own if own["epoch"] > epoch0 and zombie in own["down"] else None
+            epoch1 = wait_for(moved, 30, "node %d committed down" % zombie)["epoch"]
+            location = self.replace_service(self.svc, [d["id"] for d in ds], 10443, node=leader)
+            job = self.wait_job(location, timeout=240, node=leader)
+            self.assertEqual(job["state"], "succeeded", job.get("message"))
+        finally:
+            harness.lc.resume(self.c.dir, zombie)
+        # Back and caught up: it owns its devices again, and may write.
+        wait_for(lambda: all(d["owner"] == zombie for d in self.devices(leader)
+                             if d["id"] in mine), 60, "the devices back on node %d" % zombie,
+                 interval=0.5)
+        for dev_id in mine:
+            rows = [r for r in self.sim.log(names[dev_id]) if r[4] is not None]
+            first_new = next(i for i, r in enumerate(rows) if r[4] >= epoch1)
+            stale = [r for r in rows[first_new:] if r[4] < epoch1]
+            self.assertEqual(stale, [], "%s accepted a stale write after epoch %d: %r"
+                             % (names[dev_id], epoch1, rows))
+            self.assertIn("<destination-port>10443</destination-port>",
+                          self.running(names[dev_id]))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -89,6 +90,17 @@ static int restore(const struct config *cfg, const char *file)
     return 0;
 }
 
+/* Device sessions and client connections are descriptors: thousands of
+ * them on an owner. Raise the soft limit to the hard one. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *path = NULL;
@@ -150,6 +162,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
+    raise_nofile();
     rv = node_create(&cfg, &node, errmsg, sizeof errmsg);
     if (rv != 0) {
         fprintf(stderr, "cairnd: %s\n", errmsg);

@@ -884,7 +884,7 @@ static const struct api_field task_fields[] = {
     {"object_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"state", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"message", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
-    {"diff", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"step", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
 };
 
 static const struct api_schema task_schema = {task_fields,

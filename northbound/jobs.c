@@ -464,6 +464,8 @@ static int import_item(struct run *r, size_t i, const json_t *item, bool device,
  * is nothing to do; *started says whether it was queued. */
 static bool run_open(struct api_jobs *j, const char *id, struct run *r, bool *started)
 {
+    const char *state;
+
     memset(r, 0, sizeof *r);
     r->j = j;
     snprintf(r->id, sizeof r->id, "%s", id);
@@ -472,7 +474,14 @@ static bool run_open(struct api_jobs *j, const char *id, struct run *r, bool *st
         active_remove(j, id);
         return false;
     }
-    *started = strcmp(json_string_value(json_object_get(r->body, "state")), "queued") == 0;
+    state = json_string_value(json_object_get(r->body, "state"));
+    if (state == NULL || (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
+        /* Ended meanwhile: the change log re-added it from an older write. */
+        json_decref(r->body);
+        active_remove(j, id);
+        return false;
+    }
+    *started = strcmp(state, "queued") == 0;
     if (*started) {
         json_object_set_new(r->body, "state", json_string("running"));
         set_time(r->body, "started_at");
@@ -552,8 +561,13 @@ static json_t *device_outcome(struct api *api, const char *device, const char *j
     struct store_object o;
     json_t *body;
     json_t *out;
-    *gone = store_object_get(api->store, STORE_KIND_DEVICE, device, &o) == CAIRN_ENOTFOUND;
-    if (*gone) {
+    int rv = store_object_get(api->store, STORE_KIND_DEVICE, device, &o);
+    *gone = rv == CAIRN_ENOTFOUND;
+    if (rv != 0) {
+        return NULL;
+    }
+    if (memmem(o.body, o.body_len, job, strlen(job)) == NULL) {
+        store_object_release(&o); /* no outcome yet: not worth parsing */
         return NULL;
     }
     body = json_loadb(o.body, o.body_len, 0, NULL);
@@ -660,9 +674,11 @@ static void poll_device_job(struct api_jobs *j, const char *id)
         } else if (out != NULL) {
             json_object_set(task, "state", json_object_get(out, "state"));
             json_object_set(task, "message", json_object_get(out, "message"));
-            if (json_string_length(json_object_get(out, "diff")) > 0) {
-                json_object_set(task, "diff", json_object_get(out, "diff"));
+            if (strcmp(json_string_value(json_object_get(out, "state")), "failed") == 0) {
+                json_object_set(task, "step", json_object_get(out, "step"));
             }
+            /* The diff stays in the device's status.jobs: 10,000 of them
+             * would not fit in one job record. */
             changed = true;
         } else {
             open++;

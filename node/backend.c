@@ -820,6 +820,16 @@ static void backend_raft_status(void *data, struct api_raft_status *out)
     out->leader_changes = n->leader_changes;
     out->leader = n->view.state == CONSENSUS_LEADER;
     pthread_mutex_unlock(&n->vmu);
+    if (n->owner != NULL) {
+        struct owner_stats st;
+        owner_stats(n->owner, &st);
+        out->ownership_epoch = st.epoch;
+        out->leased = st.leased;
+        out->handoffs_in = st.handoffs_in;
+        out->handoffs_out = st.handoffs_out;
+        out->lease_lapses = st.lease_lapses;
+        out->epoch_changes = st.epoch_changes;
+    }
 }
 
 static bool backend_is_leader(void *data)

@@ -135,6 +135,17 @@ static bool dev_done(const struct dev *d, const char *job)
     return false;
 }
 
+/* Forgets that job was handled here: its outcome could not be recorded,
+ * so the task must run again (here, or on the device's next owner). */
+static void dev_unmark(struct dev *d, const char *job)
+{
+    for (unsigned i = 0; i < JOBS_KEPT; i++) {
+        if (strcmp(d->done[i], job) == 0) {
+            d->done[i][0] = '\0';
+        }
+    }
+}
+
 static void dev_mark(struct dev *d, const char *job)
 {
     if (!dev_done(d, job)) {
@@ -420,9 +431,12 @@ static void record(struct node_devices *c, struct outcome *o)
     }
     if (!owner_epoch_current(c->n->owner, o->epoch)) {
         CAIRN_WARN(
-            "msg=\"device outcome dropped: the ownership epoch moved on\" device=%s "
+            "msg=\"device outcome dropped: the epoch moved on or the lease lapsed\" device=%s "
             "op=%s epoch=%" PRIu64,
             o->device, sb_op_name(o->op), o->epoch);
+        if (d != NULL && o->job[0] != '\0') {
+            dev_unmark(d, o->job); /* to be done again by whoever owns it now */
+        }
         return;
     }
     for (int attempt = 0; attempt < 3; attempt++) {

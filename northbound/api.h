@@ -52,6 +52,13 @@ struct api_raft_status {
     uint64_t leader_id;      /* 0 if none is known */
     uint64_t leader_changes; /* times a new leader became known since start */
     bool leader;             /* this node leads */
+    /* This node's ownership view (owner.h). */
+    uint64_t ownership_epoch; /* the epoch it applied (0: none yet) */
+    bool leased;              /* it may drive devices now */
+    uint64_t handoffs_in;     /* devices it took over since it started */
+    uint64_t handoffs_out;    /* devices it handed over since it started */
+    uint64_t lease_lapses;    /* times its lease was found expired */
+    uint64_t epoch_changes;   /* epochs it installed since it started */
 };
 
 /* Device ownership as the answering node computes it from the committed

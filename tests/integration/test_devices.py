@@ -35,7 +35,7 @@ import harness  # noqa: E402
 from harness import Cluster, unique_name, wait_for  # noqa: E402
 from test_devsim import PASSWORD, USER, Devsim  # noqa: E402
 
-N_DEVICES = 200
+N_DEVICES = 300
 SETTINGS = {
     "liveness_heartbeat_ms": "100",
     "ownership_lease_ms": "1000",

@@ -106,7 +106,11 @@ class MetricsTest(unittest.TestCase):
                 for g in ("cairn_raft_term", "cairn_raft_commit_index",
                           "cairn_raft_applied_index", "cairn_raft_last_index",
                           "cairn_raft_leader_changes_total", "cairn_store_revision",
-                          "cairn_event_streams", "process_resident_memory_bytes"):
+                          "cairn_event_streams", "process_resident_memory_bytes",
+                          "cairn_ownership_epoch", "cairn_ownership_leased",
+                          "cairn_ownership_handoffs_in_total",
+                          "cairn_ownership_handoffs_out_total",
+                          "cairn_ownership_lease_lapses_total"):
                     self.assertIn((g, frozenset()), s, "node %d lacks %s" % (k, g))
                 self.assertGreaterEqual(value(s, "cairn_raft_term"), 1)
                 self.assertGreaterEqual(value(s, "cairn_raft_commit_index"),
@@ -125,6 +129,10 @@ class MetricsTest(unittest.TestCase):
                         value(old, "cairn_raft_leader_changes_total") and
                         value(s, "cairn_raft_term") > value(old, "cairn_raft_term"))
             wait_for(moved, 30, "a new leader counted on node %d" % other)
+            # Its death is committed: a new ownership epoch on the survivors.
+            wait_for(lambda: value(self.scrape(c, other), "cairn_ownership_epoch") >
+                     value(old, "cairn_ownership_epoch"), 60,
+                     "a new ownership epoch on node %d" % other)
             c.start(leader)
 
 

@@ -50,12 +50,12 @@ static int raft_render(struct api *api, struct cairn_buf *b)
     rv |= sample(b, "cairn_ownership_leased", "gauge",
                  "1 while this node may drive its devices (its lease holds), else 0.",
                  st.leased ? 1.0 : 0.0);
-    rv |= sample(b, "cairn_ownership_epoch_changes_total", "counter",
-                 "Ownership epochs this node installed since it started.",
-                 (double)st.epoch_changes);
-    rv |= sample(b, "cairn_ownership_handoffs_in_total", "counter",
-                 "Devices this node took over from others since it started.",
-                 (double)st.handoffs_in);
+    rv |=
+        sample(b, "cairn_ownership_epoch_changes_total", "counter",
+               "Ownership epochs this node installed since it started.", (double)st.epoch_changes);
+    rv |=
+        sample(b, "cairn_ownership_handoffs_in_total", "counter",
+               "Devices this node took over from others since it started.", (double)st.handoffs_in);
     rv |= sample(b, "cairn_ownership_handoffs_out_total", "counter",
                  "Devices this node handed over to others since it started.",
                  (double)st.handoffs_out);

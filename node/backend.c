@@ -582,6 +582,23 @@ int node_leader_transfer(struct node *n, uint64_t deadline_ms, char *errmsg, siz
         rv = CAIRN_ECONFLICT;
     }
     if (rv == 0) {
+        /* libraft ends a transfer whether or not another node took over
+         * (the target may not catch up in time under load): look. */
+        struct consensus_status v;
+        for (;;) {
+            node_view(n, &v);
+            if (v.state != CONSENSUS_LEADER || cairn_now_ms() >= deadline_ms) {
+                break;
+            }
+            node_view_wait(n, deadline_ms);
+        }
+        if (v.state == CONSENSUS_LEADER) {
+            cairn_errmsg_set(errmsg, size,
+                             "leadership did not move: no voter caught up in time; retry");
+            CAIRN_WARN("msg=\"leadership transfer did not complete\" from=%llu",
+                       (unsigned long long)n->cfg.node_id);
+            return CAIRN_EBUSY;
+        }
         CAIRN_INFO("msg=\"leadership transferred\" from=%llu", (unsigned long long)n->cfg.node_id);
     }
     return rv;

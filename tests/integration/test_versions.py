@@ -86,7 +86,13 @@ class VersionsTest(unittest.TestCase):
             c.start(3, wait="none")
             c.expected_down.add(3)
             wait_for(lambda: not c.running(3), 30, "node 3 to refuse and exit", interval=0.2)
-            status = lc.exit_status(c.pids[3])
+
+            def exited():
+                # "Not running" may come a moment before the status can be
+                # collected (the process is still exiting).
+                st = lc.exit_status(c.pids[3])
+                return (st,) if st is not None else None
+            status = wait_for(exited, 10, "node 3's exit status", interval=0.05)[0]
             self.assertNotIn(status, (0, None), "node 3 exit status %r" % status)
             with open(log_path, errors="replace") as f:
                 text = f.read()

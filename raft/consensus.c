@@ -15,6 +15,8 @@
  */
 #include "consensus_int.h"
 
+#include <limits.h>
+
 #include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -196,6 +198,12 @@ int consensus_start(struct consensus *c, char *errmsg, size_t errmsg_size)
                          raft_errmsg(c->r)[0] != '\0' ? raft_errmsg(c->r) : raft_strerror(rv));
         return consensus_error(rv);
     }
+    if (!c->compact_first && raft_last_index(c->r) > raft_last_applied(c->r)) {
+        c->defer_snapshots_until = raft_last_index(c->r);
+        /* Long enough for a leader to send its snapshot if it must. */
+        c->defer_snapshots_ms = cairn_now_ms() + 10ull * c->cfg.election_timeout_ms;
+        raft_set_snapshot_threshold(c->r, UINT_MAX / 2);
+    }
     return 0;
 }
 
@@ -246,7 +254,6 @@ void consensus_destroy(struct consensus *c)
     }
     assert(!c->raft_ready);
     assert(c->pending == NULL);
-    store_backup_end(c->snap);
     free(c);
 }
 

@@ -63,10 +63,14 @@ struct consensus {
     bool raft_ready;      /* raft_init done */
     bool closing;
     bool compact_first; /* cfg.compact_first, until the first snapshot */
-    bool compact_taken; /* a snapshot was taken (fsm_snapshot) */
-    /* fsm.c: the checkpoint between snapshot and snapshot_async. */
-    struct store_backup *snap;
-    uint64_t snap_index; /* the raft index it was taken at */
+    /* After a restart: no snapshot of our own until the node applies past
+     * the entries its log held at start, and a grace of ten election
+     * timeouts has passed (or it installs the leader's snapshot):
+     * libraft 0.22.1 could crash when a local snapshot taken while
+     * replaying met an InstallSnapshot. 0: the configured rhythm. */
+    uint64_t defer_snapshots_until;
+    uint64_t defer_snapshots_ms; /* and not before this (cairn_now_ms) */
+    bool compact_taken;          /* a snapshot was taken (fsm_snapshot) */
     /* Proposals waiting for their callback. */
     struct proposal *pending;
     /* Read barriers: callers queued for the next barrier, and the callers
@@ -111,5 +115,9 @@ void consensus_fsm_init(struct consensus *c);
 
 /* Finds the pending proposal whose entry is at index, or NULL. */
 struct proposal *consensus_pending_find(struct consensus *c, uint64_t index);
+
+/* Back to the configured snapshot threshold after a restart's pause
+ * (defer_snapshots_until). Loop thread. */
+void consensus_snapshot_rhythm(struct consensus *c, const char *why);
 
 #endif /* CAIRN_CONSENSUS_INT_H */

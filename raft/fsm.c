@@ -7,8 +7,7 @@
  * entries it already holds (replay after a restart) and to record the
  * applied index in the same WriteBatch as the change.
  *
- * snapshot: a RocksDB checkpoint (snapshot, loop thread) packed by the
- * store (snapshot_async). libraft records the
+ * snapshot: a RocksDB checkpoint packed by the store. libraft records the
  * snapshot at its commit index, which equals its applied index here (the
  * legacy layer applies synchronously as the commit index moves); a mismatch
  * is refused rather than producing a snapshot that lies. The store's own
@@ -26,8 +25,14 @@
  */
 #include "consensus_int.h"
 
-#include <stdio.h>
 #include <stdlib.h>
+
+void consensus_snapshot_rhythm(struct consensus *c, const char *why)
+{
+    c->defer_snapshots_until = 0;
+    raft_set_snapshot_threshold(c->r, c->cfg.snapshot_threshold);
+    CAIRN_INFO("msg=\"snapshots resume\" why=\"%s\" threshold=%u", why, c->cfg.snapshot_threshold);
+}
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
@@ -54,6 +59,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
             "threshold=%u trailing=%u",
             c->cfg.snapshot_threshold, c->cfg.snapshot_trailing);
     }
+    if (c->defer_snapshots_until != 0 && index > c->defer_snapshots_until &&
+        cairn_now_ms() >= c->defer_snapshots_ms) {
+        consensus_snapshot_rhythm(c, "applied past the log held at start, after a grace");
+    }
     /* An unframed entry reaches the store as an empty command, which it
      * rejects as malformed without touching state (but the index moves). */
     if (consensus_entry_decode(buf, &payload, &len) != 0) {
@@ -77,19 +86,13 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     return 0;
 }
 
-/* FSM version 3 splits a snapshot in two: snapshot takes the RocksDB
- * checkpoint here, on the loop thread, where apply runs (so it is exactly
- * at the applied index), and snapshot_async packs it into the buffer raft
- * stores. libraft may run snapshot_async on a worker thread; 0.22.1's
- * legacy layer (raft_start) calls it right after snapshot on the loop,
- * which costs the same as before, and the split is ready for a layer that
- * does not. Raft takes one snapshot at a time, so c->snap holds at most
- * one checkpoint. */
 static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
 {
     struct consensus *c = fsm->data;
     uint64_t applied = raft_last_applied(c->r);
     uint64_t commit = raft_commit_index(c->r);
+    void *data;
+    size_t len;
     int rv;
 
     if (applied != commit) {
@@ -97,37 +100,9 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
                    (unsigned long long)commit);
         return RAFT_BUSY;
     }
-    store_backup_end(c->snap); /* a previous split that never finished */
-    c->snap = NULL;
-    rv = store_backup_begin(c->store, &c->snap, c->errmsg, sizeof c->errmsg);
+    rv = store_snapshot_take(c->store, &data, &len, c->errmsg, sizeof c->errmsg);
     if (rv != 0) {
         CAIRN_ERROR("msg=\"snapshot failed\" error=\"%s\"", c->errmsg);
-        return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
-    }
-    c->snap_index = applied;
-    *bufs = NULL;
-    *n_bufs = 0;
-    c->compact_taken = true;
-    return 0;
-}
-
-static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsigned *n_bufs)
-{
-    struct consensus *c = fsm->data;
-    char errmsg[CAIRN_ERRMSG_SIZE];
-    void *data = NULL;
-    size_t len = 0;
-    int rv = CAIRN_EINVAL;
-
-    if (c->snap != NULL) {
-        rv = store_backup_pack(c->snap, &data, &len, errmsg, sizeof errmsg);
-    } else {
-        snprintf(errmsg, sizeof errmsg, "no checkpoint was taken");
-    }
-    store_backup_end(c->snap);
-    c->snap = NULL;
-    if (rv != 0) {
-        CAIRN_ERROR("msg=\"snapshot failed\" error=\"pack: %s\"", errmsg);
         return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
     }
     *bufs = malloc(sizeof **bufs);
@@ -138,8 +113,8 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[], 
     (*bufs)[0].base = data;
     (*bufs)[0].len = len;
     *n_bufs = 1;
-    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu", (unsigned long long)c->snap_index,
-               len);
+    c->compact_taken = true;
+    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu", (unsigned long long)applied, len);
     return 0;
 }
 
@@ -164,6 +139,9 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     int rv;
 
     store_snapshot_index(buf->base, buf->len, &index);
+    if (c->defer_snapshots_until != 0) {
+        consensus_snapshot_rhythm(c, "installed the leader's snapshot");
+    }
     rv = store_snapshot_restore(c->store, buf->base, buf->len, c->errmsg, sizeof c->errmsg);
     if (rv != 0) {
         cairn_errmsg_wrap(c->errmsg, sizeof c->errmsg, "restore snapshot at %llu",
@@ -179,11 +157,11 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 
 void consensus_fsm_init(struct consensus *c)
 {
-    c->fsm.version = 3;
+    c->fsm.version = 2;
     c->fsm.data = c;
     c->fsm.apply = fsm_apply;
     c->fsm.snapshot = fsm_snapshot;
     c->fsm.restore = fsm_restore;
     c->fsm.snapshot_finalize = fsm_snapshot_finalize;
-    c->fsm.snapshot_async = fsm_snapshot_async;
+    c->fsm.snapshot_async = NULL;
 }

@@ -333,6 +333,8 @@ static int pack(const char *dir, uint64_t index, uint64_t revision, void **out, 
                 char *errmsg, size_t errmsg_size)
 {
     struct store_backup *b;
+    unsigned char *buf;
+    size_t n;
     int rv;
 
     b = calloc(1, sizeof *b);
@@ -341,10 +343,30 @@ static int pack(const char *dir, uint64_t index, uint64_t revision, void **out, 
         return CAIRN_ENOMEM;
     }
     rv = reader_init(b, dir, index, revision, errmsg, errmsg_size);
-    if (rv == 0) {
-        rv = store_backup_pack(b, out, out_len, errmsg, errmsg_size);
-        reader_close(b);
+    if (rv != 0) {
+        free(b);
+        return rv;
     }
+    buf = malloc((size_t)b->size);
+    if (buf == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "snapshot of %" PRIu64 " bytes: out of memory",
+                         b->size);
+        rv = CAIRN_ENOMEM;
+        goto out;
+    }
+    rv = store_backup_read(b, buf, (size_t)b->size, &n, errmsg, errmsg_size);
+    if (rv == 0 && n != b->size) {
+        cairn_errmsg_set(errmsg, errmsg_size, "packed %zu of %" PRIu64 " bytes", n, b->size);
+        rv = CAIRN_EIO;
+    }
+    if (rv != 0) {
+        free(buf);
+        goto out;
+    }
+    *out = buf;
+    *out_len = n;
+out:
+    reader_close(b);
     free(b);
     return rv;
 }
@@ -441,33 +463,6 @@ int store_backup_begin(struct store *s, struct store_backup **out, char *errmsg,
     }
     b->owns_dir = true;
     *out = b;
-    return 0;
-}
-
-int store_backup_pack(struct store_backup *b, void **out, size_t *out_len, char *errmsg,
-                      size_t errmsg_size)
-{
-    unsigned char *buf;
-    size_t n;
-    int rv;
-
-    buf = malloc(b->size > 0 ? (size_t)b->size : 1);
-    if (buf == NULL) {
-        cairn_errmsg_set(errmsg, errmsg_size, "snapshot of %" PRIu64 " bytes: out of memory",
-                         b->size);
-        return CAIRN_ENOMEM;
-    }
-    rv = store_backup_read(b, buf, (size_t)b->size, &n, errmsg, errmsg_size);
-    if (rv == 0 && n != b->size) {
-        cairn_errmsg_set(errmsg, errmsg_size, "packed %zu of %" PRIu64 " bytes", n, b->size);
-        rv = CAIRN_EIO;
-    }
-    if (rv != 0) {
-        free(buf);
-        return rv;
-    }
-    *out = buf;
-    *out_len = n;
     return 0;
 }
 

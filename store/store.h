@@ -351,11 +351,6 @@ uint64_t store_backup_revision(const struct store_backup *b);
 int store_backup_read(struct store_backup *b, void *buf, size_t cap, size_t *n, char *errmsg,
                       size_t errmsg_size);
 
-/* Reads the whole packed form into one malloc'ed buffer (what raft
- * stores as a snapshot), from the start. Any thread. */
-int store_backup_pack(struct store_backup *b, void **out, size_t *out_len, char *errmsg,
-                      size_t errmsg_size);
-
 /* Removes the checkpoint and frees; NULL is a no-op. Any thread. */
 void store_backup_end(struct store_backup *b);
 

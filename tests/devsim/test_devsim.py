@@ -213,7 +213,11 @@ class DevsimTest(unittest.TestCase):
             m.edit_config(target="candidate", config=iface_edit("lan0", "kept"))
             m.commit(confirmed=True, timeout="1")
             m.commit()
-            time.sleep(1.5)
+            # The confirming commit cancels the rollback timer: nothing is
+            # pending, so nothing can roll back when the 1 s would have run out.
+            status = dict(kv.split("=", 1) for kv in " ".join(
+                self.sim.command("status dev3")).split())
+            self.assertEqual(status["confirm-pending"], "0", status)
             self.assertIn("kept", m.get_config("running").data_xml)
 
     def test_fault_reject_commit(self):

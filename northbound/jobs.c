@@ -50,7 +50,10 @@ struct api_jobs {
     bool stop;         /* guarded by mu */
     bool leading;      /* the node led at the last look */
     uint64_t revision; /* changes up to here are known */
-    char (*active)[CAIRN_UUID_SIZE];
+    struct active_job {
+        char id[CAIRN_UUID_SIZE];
+        bool import; /* an import (run here); else a service job (polled) */
+    } * active;
     size_t n_active;
 };
 
@@ -65,7 +68,7 @@ static bool runner_stopping(struct api_jobs *j)
 
 /* The body of a job the runner runs: its type is one of ours and it has
  * not ended. */
-static bool runnable(const char *body, size_t len)
+static bool runnable(const char *body, size_t len, bool *import)
 {
     json_t *doc = json_loadb(body, len, 0, NULL);
     const char *type = json_string_value(json_object_get(doc, "type"));
@@ -74,27 +77,29 @@ static bool runnable(const char *body, size_t len)
               (strcmp(type, "import") == 0 || strcmp(type, "service-deploy") == 0 ||
                strcmp(type, "service-delete") == 0) &&
               (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0);
+    *import = ok && strcmp(type, "import") == 0;
     json_decref(doc);
     return ok;
 }
 
-static void active_add(struct api_jobs *j, const char *id)
+static void active_add(struct api_jobs *j, const char *id, bool import)
 {
     for (size_t i = 0; i < j->n_active; i++) {
-        if (strcmp(j->active[i], id) == 0) {
+        if (strcmp(j->active[i].id, id) == 0) {
             return;
         }
     }
     if (j->n_active < ACTIVE_MAX) {
-        snprintf(j->active[j->n_active++], CAIRN_UUID_SIZE, "%s", id);
+        snprintf(j->active[j->n_active].id, CAIRN_UUID_SIZE, "%s", id);
+        j->active[j->n_active++].import = import;
     }
 }
 
 static void active_remove(struct api_jobs *j, const char *id)
 {
     for (size_t i = 0; i < j->n_active; i++) {
-        if (strcmp(j->active[i], id) == 0) {
-            memmove(j->active[i], j->active[i + 1], (j->n_active - i - 1) * CAIRN_UUID_SIZE);
+        if (strcmp(j->active[i].id, id) == 0) {
+            memmove(&j->active[i], &j->active[i + 1], (j->n_active - i - 1) * sizeof *j->active);
             j->n_active--;
             return;
         }
@@ -103,8 +108,9 @@ static void active_remove(struct api_jobs *j, const char *id)
 
 static int scan_one(const struct store_object *o, void *arg)
 {
-    if (runnable(o->body, o->body_len)) {
-        active_add(arg, o->id);
+    bool import;
+    if (runnable(o->body, o->body_len, &import)) {
+        active_add(arg, o->id, import);
     }
     return 0;
 }
@@ -133,8 +139,9 @@ static int follow(struct api_jobs *j)
         if (c->object.kind != STORE_KIND_JOB) {
             continue;
         }
-        if (!c->deleted && runnable(c->object.body, c->object.body_len)) {
-            active_add(j, c->object.id);
+        bool import;
+        if (!c->deleted && runnable(c->object.body, c->object.body_len, &import)) {
+            active_add(j, c->object.id, import);
         } else {
             active_remove(j, c->object.id);
         }
@@ -144,21 +151,6 @@ static int follow(struct api_jobs *j)
     }
     store_change_list_release(&changes);
     return 0;
-}
-
-/* True if job id is an import (else a service job). */
-static bool job_is_import(struct api_jobs *j, const char *id)
-{
-    struct store_object o;
-    bool import = false;
-    if (store_object_get(j->api->store, STORE_KIND_JOB, id, &o) == 0) {
-        json_t *body = json_loadb(o.body, o.body_len, 0, NULL);
-        const char *type = json_string_value(json_object_get(body, "type"));
-        import = type != NULL && strcmp(type, "import") == 0;
-        json_decref(body);
-        store_object_release(&o);
-    }
-    return import;
 }
 
 /* A job being run: its id, its body as last written, the revision of that
@@ -714,8 +706,9 @@ static void *runner_main(void *arg)
         j->leading = leading && rv == 0;
         for (size_t i = 0; j->leading && i < j->n_active && !runner_stopping(j); i++) {
             char id[CAIRN_UUID_SIZE];
-            snprintf(id, sizeof id, "%s", j->active[i]);
-            if (job_is_import(j, id)) {
+            bool import = j->active[i].import;
+            snprintf(id, sizeof id, "%s", j->active[i].id);
+            if (import) {
                 run_import(j, id);
             } else {
                 poll_device_job(j, id);
@@ -743,7 +736,7 @@ int api_jobs_start(struct api *api, struct api_jobs **out)
     struct api_jobs *j = calloc(1, sizeof *j);
     pthread_condattr_t attr;
 
-    if (j == NULL || (j->active = calloc(ACTIVE_MAX, CAIRN_UUID_SIZE)) == NULL) {
+    if (j == NULL || (j->active = calloc(ACTIVE_MAX, sizeof *j->active)) == NULL) {
         free(j);
         return CAIRN_ENOMEM;
     }

@@ -129,6 +129,7 @@ int consensus_create(uv_loop_t *loop, struct store *store, const struct consensu
         goto err_after_transport;
     }
     c->io_ready = true;
+    consensus_io_guard(c);
     consensus_fsm_init(c);
     c->r = &c->raft;
     rv = raft_init(c->r, &c->io, &c->fsm, cfg->id, c->address);
@@ -198,12 +199,6 @@ int consensus_start(struct consensus *c, char *errmsg, size_t errmsg_size)
                          raft_errmsg(c->r)[0] != '\0' ? raft_errmsg(c->r) : raft_strerror(rv));
         return consensus_error(rv);
     }
-    if (!c->compact_first && raft_last_index(c->r) > raft_last_applied(c->r)) {
-        c->defer_snapshots_until = raft_last_index(c->r);
-        /* Long enough for a leader to send its snapshot if it must. */
-        c->defer_snapshots_ms = cairn_now_ms() + 10ull * c->cfg.election_timeout_ms;
-        raft_set_snapshot_threshold(c->r, UINT_MAX / 2);
-    }
     return 0;
 }
 
@@ -224,6 +219,7 @@ static void closed_cb(struct raft *r)
     struct consensus *c = r->data;
     raft_uv_close(&c->io);
     raft_uv_tcp_close(&c->transport);
+    consensus_io_guard_close(c);
     c->io_ready = false;
     c->transport_ready = false;
     c->raft_ready = false;

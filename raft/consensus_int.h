@@ -63,14 +63,23 @@ struct consensus {
     bool raft_ready;      /* raft_init done */
     bool closing;
     bool compact_first; /* cfg.compact_first, until the first snapshot */
-    /* After a restart: no snapshot of our own until the node applies past
-     * the entries its log held at start, and a grace of ten election
-     * timeouts has passed (or it installs the leader's snapshot):
-     * libraft 0.22.1 could crash when a local snapshot taken while
-     * replaying met an InstallSnapshot. 0: the configured rhythm. */
-    uint64_t defer_snapshots_until;
-    uint64_t defer_snapshots_ms; /* and not before this (cairn_now_ms) */
-    bool compact_taken;          /* a snapshot was taken (fsm_snapshot) */
+    bool compact_taken; /* a snapshot was taken (fsm_snapshot) */
+    /* io.c: holds an InstallSnapshot back while a snapshot of our own is
+     * written (libraft 0.22.1 crashes on one that arrives then). */
+    struct {
+        int (*start)(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                     raft_io_recv_cb recv);
+        int (*snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
+                            const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
+        raft_io_recv_cb recv;                 /* libraft's receive callback */
+        struct raft_io_snapshot_put put;      /* our own snapshot's write */
+        struct raft_io_snapshot_put *put_req; /* libraft's request for it */
+        bool local_put;                       /* our own snapshot is being written */
+        bool receiving_install;               /* libraft handles an InstallSnapshot */
+        bool holding;                         /* held is set */
+        struct raft_message held;             /* the InstallSnapshot held back */
+        char *held_address;                   /* its sender's address (owned) */
+    } guard;
     /* Proposals waiting for their callback. */
     struct proposal *pending;
     /* Read barriers: callers queued for the next barrier, and the callers
@@ -116,8 +125,9 @@ void consensus_fsm_init(struct consensus *c);
 /* Finds the pending proposal whose entry is at index, or NULL. */
 struct proposal *consensus_pending_find(struct consensus *c, uint64_t index);
 
-/* Back to the configured snapshot threshold after a restart's pause
- * (defer_snapshots_until). Loop thread. */
-void consensus_snapshot_rhythm(struct consensus *c, const char *why);
+/* io.c: installs the InstallSnapshot guard on c->io (after raft_uv_init),
+ * and frees what it holds (after raft_close). */
+void consensus_io_guard(struct consensus *c);
+void consensus_io_guard_close(struct consensus *c);
 
 #endif /* CAIRN_CONSENSUS_INT_H */

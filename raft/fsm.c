@@ -27,13 +27,6 @@
 
 #include <stdlib.h>
 
-void consensus_snapshot_rhythm(struct consensus *c, const char *why)
-{
-    c->defer_snapshots_until = 0;
-    raft_set_snapshot_threshold(c->r, c->cfg.snapshot_threshold);
-    CAIRN_INFO("msg=\"snapshots resume\" why=\"%s\" threshold=%u", why, c->cfg.snapshot_threshold);
-}
-
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
     struct consensus *c = fsm->data;
@@ -58,10 +51,6 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
             "msg=\"restored state snapshotted: configured snapshot rhythm\" "
             "threshold=%u trailing=%u",
             c->cfg.snapshot_threshold, c->cfg.snapshot_trailing);
-    }
-    if (c->defer_snapshots_until != 0 && index > c->defer_snapshots_until &&
-        cairn_now_ms() >= c->defer_snapshots_ms) {
-        consensus_snapshot_rhythm(c, "applied past the log held at start, after a grace");
     }
     /* An unframed entry reaches the store as an empty command, which it
      * rejects as malformed without touching state (but the index moves). */
@@ -95,6 +84,12 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     size_t len;
     int rv;
 
+    if (c->guard.receiving_install) {
+        /* See io.c: libraft 0.22.1 would park the install it is about to
+         * handle behind this snapshot, and crash when the snapshot is
+         * written. It asks again at a later step. */
+        return RAFT_BUSY;
+    }
     if (applied != commit) {
         CAIRN_WARN("msg=\"snapshot skipped\" applied=%llu commit=%llu", (unsigned long long)applied,
                    (unsigned long long)commit);
@@ -139,9 +134,6 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     int rv;
 
     store_snapshot_index(buf->base, buf->len, &index);
-    if (c->defer_snapshots_until != 0) {
-        consensus_snapshot_rhythm(c, "installed the leader's snapshot");
-    }
     rv = store_snapshot_restore(c->store, buf->base, buf->len, c->errmsg, sizeof c->errmsg);
     if (rv != 0) {
         cairn_errmsg_wrap(c->errmsg, sizeof c->errmsg, "restore snapshot at %llu",

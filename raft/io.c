@@ -1,0 +1,167 @@
+/*
+ * A guard around libraft's uv io for one bug of libraft 0.22.1.
+ *
+ * When an InstallSnapshot arrives while the node is writing a snapshot of
+ * its own, the legacy layer parks the install (snapshot_pending) until the
+ * write completes. Its completion callback (takeSnapshotCb in legacy.c)
+ * then clears snapshot_pending before reading it and starts the install
+ * with NULL: the loop thread dies with SIGSEGV. It is unfixed upstream.
+ *
+ * The guard keeps libraft from ever parking an install, in two ways:
+ * - while a snapshot of our own is being written, an InstallSnapshot from
+ *   the transport is held here, and handed to libraft right after
+ *   libraft's completion callback ran, as if it had arrived a moment
+ *   later. At most one is held; a newer one replaces it (a leader resends
+ *   the same snapshot or a newer one), the older one's memory is freed;
+ * - while libraft handles an InstallSnapshot, the FSM refuses to take a
+ *   snapshot (fsm.c): in that same step libraft checks whether to take one
+ *   before it handles the install. A refused snapshot is simply taken at
+ *   a later step; libraft cleans up after the refusal.
+ *
+ * It hooks two function pointers of the io: start (to see the receive
+ * callback libraft passes) and snapshot_put (to see when a snapshot of our
+ * own is written, and when that write completes). Both run on the loop
+ * thread, as does everything here.
+ */
+#include "consensus_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+static struct consensus *io_consensus(struct raft_io *io)
+{
+    return CONTAINER_OF(io, struct consensus, io);
+}
+
+static void held_free(struct consensus *c)
+{
+    if (!c->guard.holding) {
+        return;
+    }
+    raft_configuration_close(&c->guard.held.install_snapshot.conf);
+    raft_free(c->guard.held.install_snapshot.data.base);
+    free(c->guard.held_address);
+    c->guard.held_address = NULL;
+    c->guard.holding = false;
+}
+
+/* Hands a message to libraft. While it takes an InstallSnapshot, the FSM
+ * refuses to take a snapshot of its own (fsm.c): libraft would start one
+ * in the same step, before it handles the install, and park the install. */
+static void deliver(struct consensus *c, struct raft_message *msg)
+{
+    bool install = msg->type == RAFT_INSTALL_SNAPSHOT;
+    if (install) {
+        c->guard.receiving_install = true;
+    }
+    c->guard.recv(&c->io, msg);
+    if (install) {
+        c->guard.receiving_install = false;
+    }
+}
+
+static void guard_recv(struct raft_io *io, struct raft_message *msg)
+{
+    struct consensus *c = io_consensus(io);
+    char *address;
+
+    if (msg->type != RAFT_INSTALL_SNAPSHOT || !c->guard.local_put) {
+        deliver(c, msg);
+        return;
+    }
+    /* The transport reuses its message struct and address after this call;
+     * the configuration and the data are ours from now on. */
+    address = strdup(msg->server_address != NULL ? msg->server_address : "");
+    if (address == NULL) {
+        /* Cannot hold it: drop it, the leader sends it again. */
+        raft_configuration_close(&msg->install_snapshot.conf);
+        raft_free(msg->install_snapshot.data.base);
+        return;
+    }
+    held_free(c);
+    c->guard.held = *msg;
+    c->guard.held.server_address = address;
+    c->guard.held_address = address;
+    c->guard.holding = true;
+    CAIRN_INFO(
+        "msg=\"InstallSnapshot held until our own snapshot is written\" from=%llu "
+        "last_index=%llu",
+        (unsigned long long)msg->server_id, (unsigned long long)msg->install_snapshot.last_index);
+}
+
+static int guard_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+                       raft_io_recv_cb recv)
+{
+    struct consensus *c = io_consensus(io);
+    c->guard.recv = recv;
+    return c->guard.start(io, msecs, tick, guard_recv);
+}
+
+/* Our own snapshot is written (or failed, or was cancelled by a close):
+ * libraft's callback first, then the held install, if any. */
+static void guard_put_cb(struct raft_io_snapshot_put *put, int status)
+{
+    struct consensus *c = CONTAINER_OF(put, struct consensus, guard.put);
+    struct raft_io_snapshot_put *req = c->guard.put_req;
+    struct raft_message msg;
+    char *address;
+
+    c->guard.local_put = false;
+    c->guard.put_req = NULL;
+    req->cb(req, status);
+    /* libraft's callback may have applied entries and started the next
+     * snapshot of our own: the install waits for that one too. */
+    if (!c->guard.holding || c->guard.local_put) {
+        return;
+    }
+    if (status != 0 || c->closing || c->r->legacy.closing) {
+        held_free(c);
+        return;
+    }
+    msg = c->guard.held;
+    address = c->guard.held_address;
+    c->guard.holding = false;
+    c->guard.held_address = NULL;
+    deliver(c, &msg);
+    free(address);
+}
+
+static int guard_snapshot_put(struct raft_io *io, unsigned trailing,
+                              struct raft_io_snapshot_put *req,
+                              const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
+{
+    struct consensus *c = io_consensus(io);
+    int rv;
+
+    /* libraft writes a leader's snapshot right as it handles the
+     * InstallSnapshot (deliver); any other write is a snapshot of our own,
+     * and there is one at a time. */
+    if (c->guard.receiving_install) {
+        return c->guard.snapshot_put(io, trailing, req, snapshot, cb);
+    }
+    req->cb = cb;
+    c->guard.put_req = req;
+    c->guard.put.data = c;
+    c->guard.local_put = true;
+    rv = c->guard.snapshot_put(io, trailing, &c->guard.put, snapshot, guard_put_cb);
+    if (rv != 0) {
+        c->guard.local_put = false;
+        c->guard.put_req = NULL;
+    }
+    return rv;
+}
+
+void consensus_io_guard(struct consensus *c)
+{
+    c->guard.start = c->io.start;
+    c->guard.snapshot_put = c->io.snapshot_put;
+    c->io.start = guard_start;
+    c->io.snapshot_put = guard_snapshot_put;
+}
+
+void consensus_io_guard_close(struct consensus *c)
+{
+    held_free(c);
+}

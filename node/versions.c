@@ -83,7 +83,7 @@ int node_versions_encode(struct node *n, const void *cmd, size_t len, void **out
     unsigned cluster;
     unsigned need;
     uint64_t version;
-    uint64_t lowest;
+    uint64_t lowest = 0;
 
     *out = NULL;
     if (store_command_version(cmd, len, &version) == 0 && version > own) {
@@ -98,8 +98,10 @@ int node_versions_encode(struct node *n, const void *cmd, size_t len, void **out
     if (store_command_decode(cmd, len, &c, msg, sizeof msg) != 0) {
         return 0;
     }
-    cluster = node_cluster_version(n, &lowest);
     need = store_command_version_needed(&c);
+    /* Every build applies version 1: only a command that needs more asks
+     * the voters' member records (a read and a JSON parse each). */
+    cluster = need > 1 ? node_cluster_version(n, &lowest) : need;
     if (need > cluster) {
         cairn_errmsg_set(errmsg, size,
                          "this write needs command version %u, but the cluster runs version %u "

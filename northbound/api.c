@@ -966,6 +966,7 @@ static void api_destroy_parts(struct api *api)
     free(api->route_names);
     api_throttle_destroy(api->throttle);
     pthread_mutex_destroy(&api->kdf_mu);
+    pthread_mutex_destroy(&api->auth_mu);
     pthread_cond_destroy(&api->kdf_cv);
     sodium_memzero(api->dummy_hash, sizeof api->dummy_hash);
     free(api);
@@ -993,6 +994,7 @@ int api_create(struct http_server *srv, struct store *store, const struct api_ba
         return CAIRN_ENOMEM;
     }
     pthread_mutex_init(&api->kdf_mu, NULL);
+    pthread_mutex_init(&api->auth_mu, NULL);
     {
         pthread_condattr_t attr;
         pthread_condattr_init(&attr);

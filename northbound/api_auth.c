@@ -462,12 +462,52 @@ bool api_principal_unchanged(struct api_req *req)
     return ok;
 }
 
+/* --- verified sessions ----------------------------------------------------- */
+
+static struct api_auth_cached *auth_slot(struct api *api, const char *sid)
+{
+    /* sid is hex SHA-256: any of its characters are uniform. */
+    unsigned h = 0;
+    for (int i = 0; i < 8 && sid[i] != '\0'; i++) {
+        h = h * 16 + (unsigned)(sid[i] <= '9' ? sid[i] - '0' : (sid[i] | 0x20) - 'a' + 10);
+    }
+    return &api->auth_cache[h % API_AUTH_CACHE_SLOTS];
+}
+
+/* Fills req->who from the cache if the session was verified here since
+ * the last change to any session or user. */
+static bool auth_cached(struct api_req *req, const char *sid, uint64_t generation)
+{
+    struct api_auth_cached *slot = auth_slot(req->api, sid);
+    bool hit;
+
+    pthread_mutex_lock(&req->api->auth_mu);
+    hit = slot->generation == generation && generation != 0 &&
+          strcmp(slot->who.session_id, sid) == 0 &&
+          (slot->who.expires_ms == 0 || slot->who.expires_ms > cairn_wall_ms());
+    if (hit) {
+        req->who = slot->who;
+    }
+    pthread_mutex_unlock(&req->api->auth_mu);
+    return hit;
+}
+
+static void auth_remember(struct api_req *req, uint64_t generation)
+{
+    struct api_auth_cached *slot = auth_slot(req->api, req->who.session_id);
+    pthread_mutex_lock(&req->api->auth_mu);
+    slot->generation = generation;
+    slot->who = req->who;
+    pthread_mutex_unlock(&req->api->auth_mu);
+}
+
 int api_authenticate(struct api_req *req)
 {
     const char *token = NULL;
     int len = bearer_token(mg_get_header(req->conn, "Authorization"), &token);
     char sid[API_SESSION_ID_SIZE];
     struct store_object o;
+    uint64_t generation;
     int answered;
     bool ok;
     int rv;
@@ -483,6 +523,13 @@ int api_authenticate(struct api_req *req)
                             "from POST /api/v1/auth/login");
     }
     api_session_id(token, (size_t)len, sid);
+    /* Read before the session and user: a change applied after this read
+     * moves it, so what the reads below see is never trusted longer. */
+    generation = store_auth_generation(req->api->store);
+    if (auth_cached(req, sid, generation)) {
+        req->authenticated = true;
+        return 0;
+    }
     rv = session_get(req, sid, &o, &answered);
     if (answered != 0) {
         return answered;
@@ -499,6 +546,7 @@ int api_authenticate(struct api_req *req)
     if (!ok) {
         return unauthorized(req, true, LOGIN_AGAIN);
     }
+    auth_remember(req, generation);
     req->authenticated = true;
     return 0;
 }

@@ -55,6 +55,25 @@ struct api_jobs;
  * per node; other logins wait for a turn within their deadline. */
 #define API_KDF_CONCURRENCY 4
 
+/* The authenticated caller of a request. */
+struct api_principal {
+    char user_id[CAIRN_UUID_SIZE];
+    char username[API_USERNAME_MAX + 1];
+    enum rbac_role role;
+    char tenant[CAIRN_UUID_SIZE];         /* tenant roles: their tenant; else "" */
+    char session_id[API_SESSION_ID_SIZE]; /* the session the token names */
+    int64_t expires_ms;                   /* when the session ends (wall clock) */
+};
+
+/* Sessions this node verified (api_auth.c): slot by session id. An entry
+ * holds while the store's auth generation has not moved since it was read
+ * (no session or user changed anywhere) and the session has not expired. */
+#define API_AUTH_CACHE_SLOTS 1024
+struct api_auth_cached {
+    uint64_t generation; /* store_auth_generation before the reads; 0: empty */
+    struct api_principal who;
+};
+
 struct api {
     struct http_server *srv;                 /* where the routes are registered */
     struct store *store;                     /* local replica, read directly */
@@ -69,19 +88,11 @@ struct api {
     char **route_names;                      /* metric labels: patterns with {id} */
     char *openapi;                           /* the OpenAPI document, made at create */
     size_t openapi_len;
-    atomic_uint streams;   /* event streams open now */
-    atomic_bool stopping;  /* set by api_destroy: streams end */
-    struct api_jobs *jobs; /* the job runner, or NULL */
-};
-
-/* The authenticated caller of a request. */
-struct api_principal {
-    char user_id[CAIRN_UUID_SIZE];
-    char username[API_USERNAME_MAX + 1];
-    enum rbac_role role;
-    char tenant[CAIRN_UUID_SIZE];         /* tenant roles: their tenant; else "" */
-    char session_id[API_SESSION_ID_SIZE]; /* the session the token names */
-    int64_t expires_ms;                   /* when the session ends (wall clock) */
+    atomic_uint streams;     /* event streams open now */
+    atomic_bool stopping;    /* set by api_destroy: streams end */
+    struct api_jobs *jobs;   /* the job runner, or NULL */
+    pthread_mutex_t auth_mu; /* guards auth_cache */
+    struct api_auth_cached auth_cache[API_AUTH_CACHE_SLOTS];
 };
 
 /* Most query parameters a request may carry. */

@@ -120,6 +120,9 @@ int store_apply_change(struct store_apply *a, enum store_kind kind, const char *
     uint64_t revision = store_apply_revision(a);
     int rv;
 
+    if (kind == STORE_KIND_SESSION || kind == STORE_KIND_USER) {
+        a->auth_changed = true;
+    }
     msgpack_sbuffer_init(&sb);
     rv = store_change_encode(&rec, &sb);
     if (rv != 0) {
@@ -489,6 +492,9 @@ int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
     /* Only now, with the batch on disk, may readers see the new values. */
     atomic_store(&s->revision, a.revision);
     atomic_store(&s->applied, index);
+    if (a.auth_changed) {
+        atomic_fetch_add(&s->auth_generation, 1);
+    }
     s->result = res;
     *result = &s->result;
     return 0;

@@ -178,6 +178,7 @@ int store_open(const char *dir, struct store **out, char *errmsg, size_t errmsg_
         rv = CAIRN_ENOMEM;
         goto err;
     }
+    atomic_init(&s->auth_generation, 1); /* 0 marks an empty cache slot */
     rv = paths_init(s, dir);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "open store %s: out of memory", dir);
@@ -260,4 +261,9 @@ unsigned store_command_version_max(struct store *s)
 uint64_t store_revision(struct store *s)
 {
     return atomic_load(&s->revision);
+}
+
+uint64_t store_auth_generation(struct store *s)
+{
+    return atomic_load(&s->auth_generation);
 }

@@ -187,6 +187,12 @@ unsigned store_command_version_max(struct store *s);
 uint64_t store_applied_index(struct store *s);
 uint64_t store_revision(struct store *s);
 
+/* Moves (after the change is readable) whenever a session or a user is
+ * written, deleted or pruned, or a snapshot replaced the state: a cache of
+ * authenticated sessions read it before reading them, and trusts an entry
+ * only while it has not moved. Any thread. */
+uint64_t store_auth_generation(struct store *s);
+
 /* One object as read. Free with store_object_release. */
 struct store_object {
     enum store_kind kind;

@@ -431,6 +431,41 @@ static void sessions(struct fix *f, int n, int64_t base)
     }
 }
 
+/* The auth generation moves with every session or user change (written,
+ * deleted, pruned on expiry) and with a snapshot restore, and not with
+ * changes to other kinds: the API's cache of verified sessions relies on
+ * both. */
+static void test_auth_generation(void **state)
+{
+    struct fix *f = *state;
+    struct store_command c;
+    uint64_t g = store_auth_generation(f->s);
+
+    assert_int_not_equal(g, 0);
+    fix_scoped(f, STORE_OP_CREATE, STORE_KIND_TENANT, "t1", NULL, 0, NULL, 0);
+    assert_int_equal(store_auth_generation(f->s), g);
+    sessions(f, 2, 5000); /* expire at 5000 and 5001 */
+    assert_int_equal(store_auth_generation(f->s), g + 2);
+    fix_scoped(f, STORE_OP_CREATE, STORE_KIND_USER, "u1", "t1", 0, NULL, 0);
+    assert_int_equal(store_auth_generation(f->s), g + 3);
+    fix_scoped(f, STORE_OP_UPDATE, STORE_KIND_TENANT, "t1", NULL, 0, NULL, 0);
+    assert_int_equal(store_auth_generation(f->s), g + 3);
+    fix_scoped(f, STORE_OP_DELETE, STORE_KIND_USER, "u1", "t1", 0, NULL, 0);
+    assert_int_equal(store_auth_generation(f->s), g + 4);
+    /* A tenant update at s00's expiry prunes it. */
+    assert_true(exists(f->s, STORE_KIND_SESSION, "s00"));
+    c = cmd_scoped(STORE_OP_UPDATE, STORE_KIND_TENANT, "t1", NULL, 0, NULL);
+    c.time_ms = 5000;
+    assert_int_equal(fix_apply(f, &c).status, 0);
+    assert_false(exists(f->s, STORE_KIND_SESSION, "s00"));
+    assert_int_equal(store_auth_generation(f->s), g + 5);
+    /* A failed command changes nothing. */
+    c = cmd_scoped(STORE_OP_DELETE, STORE_KIND_SESSION, "nope", "t1", 0, NULL);
+    c.time_ms = 5000;
+    assert_int_equal(fix_apply(f, &c).status, CAIRN_ENOTFOUND);
+    assert_int_equal(store_auth_generation(f->s), g + 5);
+}
+
 static void test_expiry(void **state)
 {
     struct fix *f = *state;
@@ -815,6 +850,7 @@ int run_tree_tests(void)
         cmocka_unit_test_setup_teardown(test_counts, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_delete_children, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_cascade, fix_setup, fix_teardown),
+        cmocka_unit_test_setup_teardown(test_auth_generation, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_expiry, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_expiry_subtree, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_query, fix_setup, fix_teardown),

@@ -72,6 +72,8 @@ static const struct {
     {"internal", "Internal error"},
     {"unsafe-membership-change", "Membership change would leave the cluster without quorum"},
     {"cluster-version", "The cluster's command version is too old for this write"},
+    {"device-unmanaged", "The device is unmanaged"},
+    {"device-not-onboarded", "The device is not onboarded"},
 };
 
 static const char *problem_title(const char *type)

@@ -18,11 +18,15 @@ check's).
   check drift but not dry-run a service create (403, as for the real
   create), an unknown device is 404, a device not onboarded is 409, an
   unmanaged one 409.
+- cairnctl: `device check-drift`, `device sync-from` and `--dry-run` on
+  service create and replace.
 - Failover: a check-drift whose device answers slowly survives the SIGKILL
   of the device's owner: the new owner runs it.
 """
 
+import json
 import os
+import subprocess
 import sys
 import unittest
 import uuid
@@ -46,6 +50,8 @@ SETTINGS = {
 }
 ZONES = [{"name": "trust", "interfaces": []}, {"name": "untrust", "interfaces": []}]
 USER_PASSWORD = "correct horse battery staple"
+BIN_DIR = os.environ.get("CAIRN_BIN_DIR") or os.path.join(harness.REPO, "build", "bin")
+CAIRNCTL = os.path.join(BIN_DIR, "cairnctl")
 
 
 def policy(name, port):
@@ -291,6 +297,54 @@ class OnDemandTest(unittest.TestCase):
         # Every accepted operation is in the audit log, by its caller.
         audit = self.req("GET", "/api/v1/audit?kind=job&limit=200", status=200).json["items"]
         self.assertTrue(any(a.get("user") == self.c.admin["username"] for a in audit), audit[:3])
+
+    def cairnctl(self, *args, stdin=None):
+        """Runs cairnctl as the administrator against every node."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CAIRN_")}
+        endpoints = ",".join(self.c.url(n) for n in self.c.live_nodes())
+        argv = [CAIRNCTL, "--endpoints", endpoints, "--token", self.c.token] + list(args)
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=120,
+                              env=env)
+
+    def test_ea_cairnctl(self):
+        self.sim.command("drift dev12")
+        p = self.cairnctl("device", "check-drift", self.ids[12], "--wait", "-o", "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        job = json.loads(p.stdout)
+        self.assertEqual(job["type"], "device-check-drift")
+        self.assertIn("location", job["tasks"][0]["diff"])
+        p = self.cairnctl("device", "sync-from", self.ids[12], "--wait", "-o", "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("drift-", json.loads(p.stdout)["tasks"][0]["adopted"])
+        # Without --wait: the job is named on stderr.
+        p = self.cairnctl("device", "check-drift", self.ids[12])
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("accepted: job", p.stderr)
+        name = unique_name("ctl")
+        body = json.dumps(self.service_body(name, 7000, self.ids[12:14]))
+        before = self.running(13)
+        p = self.cairnctl("service", "create", "-f", "-", "--dry-run", "--wait", "-o", "json",
+                          stdin=body)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        job = json.loads(p.stdout)
+        self.assertEqual(job["type"], "service-dry-run")
+        self.assertTrue(all("7000" in t["diff"] for t in job["tasks"]), job["tasks"])
+        self.assertEqual(self.running(13), before)
+        self.assertEqual(
+            self.req("GET", "/api/v1/services?name=" + name, status=200).json["items"], [])
+        p = self.cairnctl("service", "replace", self.base["id"], "-f", "-", "--dry-run", "--wait",
+                          "-o", "json", stdin=json.dumps(
+                              {k: v for k, v in self.service_body("base", 7443, self.ids).items()
+                               if k != "tenant_id"}))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("7443", json.loads(p.stdout)["tasks"][0]["diff"])
+        # --dry-run is for services; an unknown device is the API's 404.
+        p = self.cairnctl("tenant", "create", "-f", "-", "--dry-run", stdin="{}")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("services only", p.stderr)
+        p = self.cairnctl("device", "sync-from", str(uuid.uuid4()))
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("404", p.stderr)
 
     def test_f_owner_dies_mid_job(self):
         leader = self.c.leader()

@@ -11,6 +11,9 @@
  * what was adopted) into the job's task. An owner that dies mid-job leaves
  * the task queued, and the device's next owner runs it.
  *
+ * An Idempotency-Key makes a retry answer the job the first attempt
+ * queued (the job's request id derives from it).
+ *
  * The caller needs the right to operate on the device (as for cancelling
  * its jobs): tenant users only in their tenant (others' devices are 404).
  * A device that is unmanaged, or not yet onboarded, has nothing to compare
@@ -21,6 +24,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <civetweb.h>
+
 /* Queues a job of type for the path's device and answers 202 with it. */
 static int device_op(struct api_req *req, const char *type, const char *verb)
 {
@@ -30,8 +35,16 @@ static int device_op(struct api_req *req, const char *type, const char *verb)
     const char *managed, *state;
     json_t *ids;
     json_t *body;
-    int rc = api_resource_load(req, &api_device_resource, RBAC_OPERATE, &o);
+    const char *key = mg_get_header(req->conn, "Idempotency-Key");
+    char rid[API_REQUEST_ID_SIZE];
+    int rc;
 
+    if (key != NULL && api_idempotency_parse(key, rid) != 0) {
+        return api_problem(req, 400, "invalid-header", "Idempotency-Key", NULL,
+                           "Idempotency-Key must be 1 to 255 printable ASCII characters "
+                           "(a uuid is a good choice)");
+    }
+    rc = api_resource_load(req, &api_device_resource, RBAC_OPERATE, &o);
     if (rc != 0) {
         return rc;
     }

@@ -178,16 +178,21 @@ const struct api_resource api_job_resource = {
     .filters = job_filters,
 };
 
-/* The request id of the job a service write queues: derived from the
- * write's own when the client gave an Idempotency-Key, so a retry finds
- * the same job. */
-static void job_request_id(struct api_req *req, char out[API_REQUEST_ID_SIZE])
+/* The request id of the job a request queues: derived from the request's
+ * own when the client gave an Idempotency-Key, so a retry finds the same
+ * job. A job that is the request's whole effect (a dry run, a device
+ * operation) mixes in its type: its key never names a service write's
+ * job. */
+static void job_request_id(struct api_req *req, const char *type, char out[API_REQUEST_ID_SIZE])
 {
     const char *key = mg_get_header(req->conn, "Idempotency-Key");
     char rid[API_REQUEST_ID_SIZE];
     if (key != NULL && api_idempotency_parse(key, rid) == 0) {
-        snprintf(out, API_REQUEST_ID_SIZE, "job:%016llx",
-                 (unsigned long long)api_fnv1a(API_FNV_OFFSET, rid, strlen(rid)));
+        uint64_t h = api_fnv1a(API_FNV_OFFSET, rid, strlen(rid));
+        if (!api_job_service_write(type)) {
+            h = api_fnv1a(h, type, strlen(type));
+        }
+        snprintf(out, API_REQUEST_ID_SIZE, "job:%016llx", (unsigned long long)h);
     } else {
         api_request_id_fresh(out);
     }
@@ -239,13 +244,18 @@ int api_job_queue(struct api_req *req, const char *job_id, const char *type,
     if (body == NULL) {
         return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
     }
-    job_request_id(req, request_id);
+    job_request_id(req, type, request_id);
     api_command_init(req, &cmd, STORE_OP_CREATE, STORE_KIND_JOB);
     cmd.id = job_id;
     cmd.body = body;
     cmd.body_len = strlen(body);
     cmd.request_id = request_id;
-    cmd.fingerprint = api_fnv1a(API_FNV_OFFSET, job_id, strlen(job_id));
+    /* A service write's job id is stored with the service (a retry brings
+     * the same one); any other job is the request itself, and a retry is
+     * the same request. */
+    cmd.fingerprint = api_job_service_write(type)
+                          ? api_fnv1a(API_FNV_OFFSET, job_id, strlen(job_id))
+                          : api_fingerprint(req->method, req->path, req->raw.data, req->raw.len);
     cmd.tenant = tenant;
     cmd.parent_kind = tenant != NULL ? STORE_KIND_TENANT : 0;
     cmd.parent_id = tenant;

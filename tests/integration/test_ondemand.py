@@ -280,6 +280,13 @@ class OnDemandTest(unittest.TestCase):
         self.assertIn(r.status, (404, 422), r)
         r = self.req("POST", "/api/v1/devices/%s/check-drift" % uuid.uuid4())
         assert_problem(self, r, 404)
+        # A retry with the same Idempotency-Key answers the same job.
+        key = {"Idempotency-Key": str(uuid.uuid4())}
+        first = self.req("POST", path, 1, 202, headers=key)
+        again = self.req("POST", path, 3, 202, headers=key)
+        self.assertEqual(first.json["id"], again.json["id"])
+        self.assertEqual(again.header("idempotent-replayed"), "true")
+        self.assertEqual(self.wait_job(first.header("location"))["state"], "succeeded")
         # A device nobody answers for is not onboarded; an unmanaged one is
         # not to be touched.
         site = self.device(0)["site_id"]

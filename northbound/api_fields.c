@@ -888,6 +888,7 @@ static const struct api_field task_fields[] = {
     {"changed", API_JSON_BOOLEAN, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"diff", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"adopted", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"result_in_device", API_JSON_BOOLEAN, API_FIELD_READONLY, 0, 0, NULL, NULL},
 };
 
 static const struct api_schema task_schema = {task_fields,

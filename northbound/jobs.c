@@ -41,6 +41,9 @@
 #define ACTIVE_MAX 1024
 /* Changes read from the log per look. */
 #define CHANGES_PAGE 1000
+/* Bytes of diffs (and adopted configs) an on-demand job's tasks carry;
+ * past that, a task says its result is in the device's status.jobs. */
+#define JOB_RESULTS_MAX (1024 * 1024)
 
 struct api_jobs {
     struct api *api;
@@ -647,6 +650,45 @@ static void service_finish(struct run *r)
     store_object_release(&o);
 }
 
+/* The bytes of diffs and adopted configs a job's tasks hold. */
+static size_t results_size(const json_t *body)
+{
+    size_t n = 0;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(body, "tasks"), i, t)
+    {
+        n += json_string_length(json_object_get(t, "diff")) +
+             json_string_length(json_object_get(t, "adopted"));
+    }
+    return n;
+}
+
+/* Copies what an on-demand task is for (changed, the diff, what was
+ * adopted) from the device's outcome into the task. A service job's diff
+ * stays in the device's status.jobs, and so does an on-demand job's once
+ * its tasks hold JOB_RESULTS_MAX bytes: a dry run of 10,000 devices would
+ * not fit in one job record. */
+static void take_result(json_t *task, const json_t *out, size_t *bytes)
+{
+    const json_t *diff = json_object_get(out, "diff");
+    const json_t *adopted = json_object_get(out, "adopted");
+    size_t len = json_string_length(diff) + json_string_length(adopted);
+
+    json_object_set(task, "changed", json_object_get(out, "changed"));
+    if (*bytes + len > JOB_RESULTS_MAX) {
+        json_object_set_new(task, "result_in_device", json_true());
+        return;
+    }
+    *bytes += len;
+    if (diff != NULL) {
+        json_object_set(task, "diff", (json_t *)diff);
+    }
+    if (adopted != NULL) {
+        json_object_set(task, "adopted", (json_t *)adopted);
+    }
+}
+
 /* One look at a job run on devices (a service job, a dry run, a drift
  * check, a sync-from): the outcomes its devices recorded become its
  * tasks; it ends when every task has one (or was cancelled). The owners of
@@ -658,6 +700,7 @@ static void poll_device_job(struct api_jobs *j, const char *id)
     bool changed = false;
     bool on_demand;
     char type[32];
+    size_t result_bytes;
     size_t open = 0;
     size_t i;
     json_t *task;
@@ -671,6 +714,7 @@ static void poll_device_job(struct api_jobs *j, const char *id)
                  ? json_string_value(json_object_get(r.body, "type"))
                  : "");
     on_demand = !api_job_service_write(type);
+    result_bytes = on_demand ? results_size(r.body) : 0;
     cancel = json_is_true(json_object_get(r.body, "cancel_requested"));
     json_array_foreach(json_object_get(r.body, "tasks"), i, task)
     {
@@ -694,14 +738,7 @@ static void poll_device_job(struct api_jobs *j, const char *id)
                 json_object_set(task, "step", json_object_get(out, "step"));
             }
             if (on_demand) {
-                /* A diff is what these jobs are for; a service job's stays
-                 * in the device's status.jobs: 10,000 of them would not
-                 * fit in one job record. */
-                json_object_set(task, "changed", json_object_get(out, "changed"));
-                json_object_set(task, "diff", json_object_get(out, "diff"));
-                if (json_object_get(out, "adopted") != NULL) {
-                    json_object_set(task, "adopted", json_object_get(out, "adopted"));
-                }
+                take_result(task, out, &result_bytes);
             }
             changed = true;
         } else {

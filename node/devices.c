@@ -14,6 +14,11 @@
  *   - pushes the intended config for each task of a running service job
  *     (service-deploy, service-delete) that names the device: the device's
  *     config rendered from every active service that targets it;
+ *   - runs the tasks of the on-demand jobs the same way: a service dry run
+ *     (service-dry-run: the diff the would-be service set would make, the
+ *     device untouched), a drift check (device-check-drift: recorded as
+ *     the periodic check records it) and a sync-from (device-sync-from:
+ *     running adopted as the base config, as onboarding does);
  *   - checks drift every drift_interval_s and, for devices whose policy is
  *     "reconcile", pushes the intended config back.
  * The manager's workers report on their threads; the controller's thread
@@ -315,6 +320,48 @@ static json_t *truncated(const char *s)
     return json_stringn(s != NULL ? s : "", len > DIFF_KEPT ? DIFF_KEPT : len);
 }
 
+/* What a successful job of o's operation did, in words. */
+static const char *success_message(const struct outcome *o)
+{
+    switch (o->op) {
+        case SB_OP_PUSH:
+            return o->changed ? "config pushed" : "already in sync";
+        case SB_OP_DRY_RUN:
+            return o->changed ? "the device would change" : "the device would not change";
+        case SB_OP_CHECK_DRIFT:
+            return o->changed ? "drift detected" : "no drift";
+        case SB_OP_SYNC_FROM:
+            return "running config adopted as the base config";
+        case SB_OP_ONBOARD:
+            break;
+    }
+    return "onboarded";
+}
+
+/* Records the outcome of job o->job in status.jobs (the job runner
+ * collects it from there), keeping the last JOBS_KEPT. */
+static void record_job(json_t *status, const struct outcome *o)
+{
+    json_t *jobs = json_object_get(status, "jobs");
+    json_t *out;
+    if (!json_is_object(jobs)) {
+        jobs = json_object();
+        json_object_set_new(status, "jobs", jobs);
+    }
+    out = json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:o, s:I}", "op", sb_op_name(o->op), "state",
+                    o->rv == 0 ? "succeeded" : "failed", "message",
+                    o->rv == 0 ? success_message(o) : o->message, "step", sb_step_name(o->step),
+                    "changed", o->changed, "rolled_back", o->rolled_back, "diff",
+                    truncated(o->diff), "epoch", (json_int_t)o->epoch);
+    if (o->op == SB_OP_SYNC_FROM && o->rv == 0) {
+        json_object_set_new(out, "adopted", truncated(o->config_json));
+    }
+    json_object_set_new(jobs, o->job, out);
+    while (json_object_size(jobs) > JOBS_KEPT) {
+        json_object_del(jobs, json_object_iter_key(json_object_iter(jobs)));
+    }
+}
+
 /* Writes outcome o into the device's body: the status and what goes with
  * the operation. */
 static void apply_outcome(json_t *body, const struct outcome *o)
@@ -362,26 +409,7 @@ static void apply_outcome(json_t *body, const struct outcome *o)
             }
             set_alarm(status, "host-key-mismatch", o->rv == CAIRN_EPRECONDITION);
             break;
-        case SB_OP_PUSH: {
-            json_t *jobs = json_object_get(status, "jobs");
-            if (!json_is_object(jobs)) {
-                jobs = json_object();
-                json_object_set_new(status, "jobs", jobs);
-            }
-            if (o->job[0] != '\0') {
-                json_object_set_new(
-                    jobs, o->job,
-                    json_pack("{s:s, s:s, s:s, s:b, s:b, s:o, s:I}", "state",
-                              o->rv == 0 ? "succeeded" : "failed", "message",
-                              o->rv == 0 ? (o->changed ? "config pushed" : "already in sync")
-                                         : o->message,
-                              "step", sb_step_name(o->step), "changed", o->changed, "rolled_back",
-                              o->rolled_back, "diff", truncated(o->diff), "epoch",
-                              (json_int_t)o->epoch));
-                while (json_object_size(jobs) > JOBS_KEPT) {
-                    json_object_del(jobs, json_object_iter_key(json_object_iter(jobs)));
-                }
-            }
+        case SB_OP_PUSH:
             set_alarm(status, "commit-failed", o->rv != 0 && o->step >= SB_STEP_LOCK);
             if (o->rv == 0) {
                 set_alarm(status, "drift", false);
@@ -391,7 +419,6 @@ static void apply_outcome(json_t *body, const struct outcome *o)
                 }
             }
             break;
-        }
         case SB_OP_CHECK_DRIFT:
             if (o->rv == 0) {
                 json_t *drift =
@@ -418,6 +445,9 @@ static void apply_outcome(json_t *body, const struct outcome *o)
             break;
         case SB_OP_DRY_RUN:
             break;
+    }
+    if (o->job[0] != '\0') {
+        record_job(status, o);
     }
 }
 
@@ -604,13 +634,39 @@ static int scan_devices(struct node_devices *c)
     return rv;
 }
 
-static bool service_job(const json_t *body)
+/* The job types whose tasks the devices' owners run, and how. */
+static const struct {
+    const char *type;
+    enum sb_op op;
+} job_ops[] = {
+    {"service-deploy", SB_OP_PUSH},        {"service-delete", SB_OP_PUSH},
+    {"service-dry-run", SB_OP_DRY_RUN},    {"device-check-drift", SB_OP_CHECK_DRIFT},
+    {"device-sync-from", SB_OP_SYNC_FROM},
+};
+
+/* Whether body is a job whose tasks run here that has not ended; sets
+ * *op to what its tasks do. */
+static bool device_job(const json_t *body, enum sb_op *op)
 {
     const char *type = str_of(body, "type");
     const char *state = str_of(body, "state");
-    return type != NULL && state != NULL &&
-           (strcmp(type, "service-deploy") == 0 || strcmp(type, "service-delete") == 0) &&
-           (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0);
+    if (type == NULL || state == NULL ||
+        (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)) {
+        return false;
+    }
+    for (size_t i = 0; i < sizeof job_ops / sizeof job_ops[0]; i++) {
+        if (strcmp(type, job_ops[i].type) == 0) {
+            *op = job_ops[i].op;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool job_runs_here(const json_t *body)
+{
+    enum sb_op op;
+    return device_job(body, &op);
 }
 
 static void active_set(struct node_devices *c, const char *id, bool on)
@@ -632,7 +688,7 @@ static void active_set(struct node_devices *c, const char *id, bool on)
 static int scan_job(const struct store_object *o, void *arg)
 {
     json_t *body = json_loadb(o->body, o->body_len, 0, NULL);
-    if (service_job(body)) {
+    if (job_runs_here(body)) {
         active_set(arg, o->id, true);
     }
     json_decref(body);
@@ -664,7 +720,7 @@ static int follow(struct node_devices *c)
         } else if (x->object.kind == STORE_KIND_JOB) {
             json_t *body =
                 x->deleted ? NULL : json_loadb(x->object.body, x->object.body_len, 0, NULL);
-            active_set(c, x->object.id, service_job(body));
+            active_set(c, x->object.id, job_runs_here(body));
             json_decref(body);
         }
     }
@@ -730,7 +786,7 @@ static size_t services_of(struct node_devices *c, const char *tenant, const char
 /* A task for a device this node owns but cannot drive (unmanaged, or no
  * address or credentials): it fails at once, saying why, rather than
  * waiting for ever. */
-static void unmanageable(struct node_devices *c, const char *device, const char *job,
+static void unmanageable(struct node_devices *c, const char *device, const char *job, enum sb_op op,
                          uint64_t epoch)
 {
     struct store_object o;
@@ -746,12 +802,12 @@ static void unmanageable(struct node_devices *c, const char *device, const char 
     memset(&out, 0, sizeof out);
     snprintf(out.device, sizeof out.device, "%s", device);
     snprintf(out.job, sizeof out.job, "%s", job);
-    out.op = SB_OP_PUSH;
+    out.op = op;
     out.epoch = epoch;
     out.rv = CAIRN_EPRECONDITION;
     out.step = SB_STEP_CONNECT;
     if (state != NULL && strcmp(state, "managed") != 0) {
-        out.message = strdup("the device is unmanaged (desired_state); nothing was pushed");
+        out.message = strdup("the device is unmanaged (desired_state); nothing was done");
     } else if (str_of(json_object_get(body, "management"), "host") == NULL ||
                str_of(json_object_get(body, "credentials"), "password") == NULL) {
         out.message = strdup("the device has no management address or credentials");
@@ -766,20 +822,55 @@ static void unmanageable(struct node_devices *c, const char *device, const char 
 
 #define SERVICES_PER_DEVICE_MAX 64
 
-/* Submits the pushes of one service job for the devices this node owns. */
+/* A dry run's would-be service set for device: svcs[0..n) are the active
+ * services that target it now; the job's service (new, or a replacement
+ * of one of them) takes its place, or joins, if it would target the
+ * device. Returns the new count. */
+static size_t dry_run_services(const json_t *job, const char *device, struct sb_service *svcs,
+                               size_t n, size_t max)
+{
+    const json_t *svc = json_object_get(job, "service");
+    const char *id = str_of(svc, "id");
+    const char *state = str_of(svc, "desired_state");
+    size_t k = 0;
+    size_t i;
+    json_t *target;
+    bool targets = false;
+
+    for (i = 0; i < n; i++) {
+        if (id == NULL || strcmp(svcs[i].id, id) != 0) {
+            svcs[k++] = svcs[i];
+        }
+    }
+    json_array_foreach(json_object_get(json_object_get(svc, "targets"), "device_ids"), i, target)
+    {
+        targets = targets || strcmp(json_string_value(target), device) == 0;
+    }
+    if (targets && k < max && (state == NULL || strcmp(state, "active") == 0)) {
+        svcs[k].id = id != NULL ? id : "(new service)";
+        svcs[k].type = str_of(svc, "type");
+        svcs[k].parameters = json_object_get(svc, "parameters");
+        k++;
+    }
+    return k;
+}
+
+/* Submits the tasks of one job (service push, dry run, drift check,
+ * sync-from) for the devices this node owns. */
 static void dispatch_job(struct node_devices *c, const char *job_id)
 {
     struct store_object o;
     json_t *body;
     size_t i;
     json_t *task;
+    enum sb_op op;
 
     if (store_object_get(c->n->store, STORE_KIND_JOB, job_id, &o) != 0) {
         active_set(c, job_id, false);
         return;
     }
     body = json_loadb(o.body, o.body_len, 0, NULL);
-    if (!service_job(body) || json_is_true(json_object_get(body, "cancel_requested"))) {
+    if (!device_job(body, &op) || json_is_true(json_object_get(body, "cancel_requested"))) {
         json_decref(body);
         store_object_release(&o);
         return;
@@ -800,12 +891,18 @@ static void dispatch_job(struct node_devices *c, const char *job_id)
             continue;
         }
         if (d == NULL || !d->registered) {
-            unmanageable(c, device, job_id, epoch);
+            unmanageable(c, device, job_id, op, epoch);
             continue;
         }
         keep = json_array();
-        n = services_of(c, o.tenant, device, svcs, SERVICES_PER_DEVICE_MAX, keep);
-        if (submit(c, d, SB_OP_PUSH, job_id, epoch, svcs, n) == 0) {
+        n = 0;
+        if (op == SB_OP_PUSH || op == SB_OP_DRY_RUN) {
+            n = services_of(c, o.tenant, device, svcs, SERVICES_PER_DEVICE_MAX, keep);
+        }
+        if (op == SB_OP_DRY_RUN) {
+            n = dry_run_services(body, device, svcs, n, SERVICES_PER_DEVICE_MAX);
+        }
+        if (submit(c, d, op, job_id, epoch, svcs, n) == 0) {
             dev_mark(d, job_id);
         }
         json_decref(keep);

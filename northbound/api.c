@@ -72,6 +72,8 @@ static const struct {
     {"internal", "Internal error"},
     {"unsafe-membership-change", "Membership change would leave the cluster without quorum"},
     {"cluster-version", "The cluster's command version is too old for this write"},
+    {"device-unmanaged", "The device is unmanaged"},
+    {"device-not-onboarded", "The device is not onboarded"},
 };
 
 static const char *problem_title(const char *type)
@@ -620,6 +622,7 @@ static const char *const audit_params[] = {"consistency", "limit", "cursor", "us
                                            "kind",        "since", "until",  NULL};
 static const char *const events_params[] = {"from_revision", NULL};
 static const char *const force_params[] = {"force", NULL};
+static const char *const dry_run_params[] = {"dry_run", NULL};
 
 /* The one route that needs no token. */
 #define LOGIN_PATH "/api/v1/auth/login"
@@ -693,6 +696,15 @@ static const struct api_route routes[] = {
      {{"GET", api_resource_get, 0, read_params, &api_device_resource},
       {"PUT", api_resource_put, METHOD_BODY, NULL, &api_device_resource},
       {"DELETE", api_resource_delete, 0, NULL, &api_device_resource}}},
+    {"/api/v1/devices/*/check-drift",
+     {{"POST", api_device_check_drift, API_METHOD_ACCEPTED, NULL, NULL,
+       "Check the device's running config against its intended one now; answers 202 with the "
+       "job",
+       NULL, &api_job_schema}}},
+    {"/api/v1/devices/*/sync-from",
+     {{"POST", api_device_sync_from, API_METHOD_ACCEPTED, NULL, NULL,
+       "Adopt the device's running config as its base config; answers 202 with the job", NULL,
+       &api_job_schema}}},
     {"/api/v1/templates",
      {{"GET", api_resource_list, API_METHOD_LIST, template_list_params, &api_template_resource},
       {"POST", api_resource_post, METHOD_BODY | API_METHOD_CREATE, NULL, &api_template_resource}}},
@@ -704,12 +716,16 @@ static const struct api_route routes[] = {
      {{"POST", api_template_publish, 0, NULL, NULL, "Publish a draft template (immutable after)"}}},
     {"/api/v1/services",
      {{"GET", api_resource_list, API_METHOD_LIST, service_list_params, &api_service_resource},
-      {"POST", api_services_post, METHOD_BODY | API_METHOD_ACCEPTED, NULL, &api_service_resource,
-       "Create a service; answers 202 with the job that deploys it"}}},
+      {"POST", api_services_post, METHOD_BODY | API_METHOD_ACCEPTED, dry_run_params,
+       &api_service_resource,
+       "Create a service; answers 202 with the job that deploys it (dry_run=true: a job "
+       "that only diffs its devices, no service written)"}}},
     {"/api/v1/services/*",
      {{"GET", api_resource_get, 0, read_params, &api_service_resource},
-      {"PUT", api_service_put, METHOD_BODY | API_METHOD_ACCEPTED, NULL, &api_service_resource,
-       "Replace a service; answers 202 with the job that deploys it"},
+      {"PUT", api_service_put, METHOD_BODY | API_METHOD_ACCEPTED, dry_run_params,
+       &api_service_resource,
+       "Replace a service; answers 202 with the job that deploys it (dry_run=true: a job "
+       "that only diffs its devices, the service unchanged)"},
       {"DELETE", api_service_delete, API_METHOD_ACCEPTED, NULL, &api_service_resource,
        "Delete a service; answers 202 with the job that removes it"}}},
     {"/api/v1/jobs",

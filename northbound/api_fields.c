@@ -885,6 +885,10 @@ static const struct api_field task_fields[] = {
     {"state", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"message", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"step", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"changed", API_JSON_BOOLEAN, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"diff", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"adopted", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"result_in_device", API_JSON_BOOLEAN, API_FIELD_READONLY, 0, 0, NULL, NULL},
 };
 
 static const struct api_schema task_schema = {task_fields,
@@ -900,6 +904,8 @@ static const struct api_field job_fields[] = {
     {"tasks", API_JSON_ARRAY, API_FIELD_READONLY, 0, 0, NULL, &task_schema},
     {"message", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"cancel_requested", API_JSON_BOOLEAN, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"dry_run", API_JSON_BOOLEAN, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"service", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"created_by", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"created_at", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"started_at", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},

@@ -117,6 +117,9 @@ struct api_req {
     const struct api_resource *resource; /* the route's resource, for the generic handlers */
     bool authenticated;                  /* who is valid */
     struct api_principal who;            /* the caller, once authenticated */
+    struct api_build *dry_run;           /* set: a create/update hands its checked build
+                                            here (the caller frees its stored body)
+                                            instead of proposing it */
 };
 
 /* A request that failed validation, before anything is sent. */
@@ -703,7 +706,9 @@ int api_resource_load(struct api_req *req, const struct api_resource *r, enum rb
 
 /* The steps of the generic handlers, for resources that answer otherwise
  * (202 with a job): each returns 0 with a successful *res, or the status
- * answered. */
+ * answered. With req->dry_run set, create and update check everything as
+ * for real and hand the build over instead of proposing it (*res is not
+ * written). */
 int api_resource_create(struct api_req *req, const struct api_resource *r,
                         struct store_result *res);
 int api_resource_replace(struct api_req *req, const struct api_resource *r,
@@ -732,14 +737,26 @@ bool api_template_offered(struct api *api, const struct store_object *tmpl, cons
 int api_template_publish(struct api_req *req);
 
 /* api_services.c: queues a job (state queued, one task per device id) with
- * the given id; 0 with *res filled or the status answered. */
+ * the given id; target_id may be NULL (a dry run's new service), extra
+ * (may be NULL) holds more fields of the job's body. 0 with *res filled
+ * or the status answered. */
 int api_job_queue(struct api_req *req, const char *job_id, const char *type,
                   enum store_kind target_kind, const char *target_id, const char *tenant,
-                  const json_t *device_ids, struct store_result *res);
+                  const json_t *device_ids, const json_t *extra, struct store_result *res);
+/* Answers 202 with the job res wrote and its Location. */
+int api_job_accepted(struct api_req *req, const struct store_result *res);
+/* Job types: run by the devices' owners (service jobs, dry runs, drift
+ * checks, sync-froms), and those of them that realize a service write. */
+bool api_job_on_devices(const char *type);
+bool api_job_service_write(const char *type);
 int api_services_post(struct api_req *req);
 int api_service_put(struct api_req *req);
 int api_service_delete(struct api_req *req);
 int api_job_cancel(struct api_req *req);
+/* api_device_ops.c: POST /api/v1/devices/{id}/check-drift and
+ * /sync-from: 202 and a job run by the device's owner. */
+int api_device_check_drift(struct api_req *req);
+int api_device_sync_from(struct api_req *req);
 /* POST /api/v1/imports: a bulk import of sites and devices, run as a job. */
 int api_imports_post(struct api_req *req);
 

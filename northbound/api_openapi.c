@@ -111,13 +111,14 @@ static json_t *content(const char *media_type, json_t *schema)
 }
 
 /* Query parameters: integers for limit and from_revision, booleans for
- * cascade, strings for the rest. */
+ * cascade, force and dry_run, strings for the rest. */
 static json_t *parameter_json(const char *name)
 {
     const char *type = "string";
     if (strcmp(name, "limit") == 0 || strcmp(name, "from_revision") == 0) {
         type = "integer";
-    } else if (strcmp(name, "cascade") == 0) {
+    } else if (strcmp(name, "cascade") == 0 || strcmp(name, "force") == 0 ||
+               strcmp(name, "dry_run") == 0) {
         type = "boolean";
     }
     return json_pack("{s:s, s:s, s:b, s:{s:s}}", "name", name, "in", "query", "required", 0,

@@ -428,6 +428,10 @@ int api_resource_create(struct api_req *req, const struct api_resource *r, struc
     if (rc == 0 && r->build != NULL && r->build(req->api, NULL, &b, &err) != 0) {
         rc = api_error_send(req, &err);
     }
+    if (rc == 0 && req->dry_run != NULL) {
+        *req->dry_run = b; /* checked, not proposed: the caller's now */
+        return 0;
+    }
     if (rc == 0) {
         cairn_uuid(id);
         rc = build_propose(req, r, STORE_OP_CREATE, id, &b, 0, request_id, res);
@@ -515,6 +519,16 @@ int api_resource_update(struct api_req *req, const struct api_resource *r, enum 
         }
         if (rc == 0) {
             rc = change(req, &old, &b, arg);
+        }
+        if (rc == 0 && req->dry_run != NULL && if_match != 0 && if_match != old.mod_rev) {
+            rc = api_problem(req, 412, "precondition-failed", NULL, NULL,
+                             "%s %s is at revision %llu, not %llu", r->noun, old.id,
+                             (unsigned long long)old.mod_rev, (unsigned long long)if_match);
+        }
+        if (rc == 0 && req->dry_run != NULL) {
+            *req->dry_run = b; /* checked, not proposed: the caller's now */
+            store_object_release(&old);
+            return 0;
         }
         if (rc == 0) {
             api_request_id_fresh(request_id);

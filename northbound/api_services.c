@@ -178,24 +178,43 @@ const struct api_resource api_job_resource = {
     .filters = job_filters,
 };
 
-/* The request id of the job a service write queues: derived from the
- * write's own when the client gave an Idempotency-Key, so a retry finds
- * the same job. */
-static void job_request_id(struct api_req *req, char out[API_REQUEST_ID_SIZE])
+/* The request id of the job a request queues: derived from the request's
+ * own when the client gave an Idempotency-Key, so a retry finds the same
+ * job. A job that is the request's whole effect (a dry run, a device
+ * operation) mixes in its type: its key never names a service write's
+ * job. */
+static void job_request_id(struct api_req *req, const char *type, char out[API_REQUEST_ID_SIZE])
 {
     const char *key = mg_get_header(req->conn, "Idempotency-Key");
     char rid[API_REQUEST_ID_SIZE];
     if (key != NULL && api_idempotency_parse(key, rid) == 0) {
-        snprintf(out, API_REQUEST_ID_SIZE, "job:%016llx",
-                 (unsigned long long)api_fnv1a(API_FNV_OFFSET, rid, strlen(rid)));
+        uint64_t h = api_fnv1a(API_FNV_OFFSET, rid, strlen(rid));
+        if (!api_job_service_write(type)) {
+            h = api_fnv1a(h, type, strlen(type));
+        }
+        snprintf(out, API_REQUEST_ID_SIZE, "job:%016llx", (unsigned long long)h);
     } else {
         api_request_id_fresh(out);
     }
 }
 
+bool api_job_service_write(const char *type)
+{
+    return type != NULL &&
+           (strcmp(type, "service-deploy") == 0 || strcmp(type, "service-delete") == 0);
+}
+
+bool api_job_on_devices(const char *type)
+{
+    return api_job_service_write(type) ||
+           (type != NULL &&
+            (strcmp(type, "service-dry-run") == 0 || strcmp(type, "device-check-drift") == 0 ||
+             strcmp(type, "device-sync-from") == 0));
+}
+
 int api_job_queue(struct api_req *req, const char *job_id, const char *type,
                   enum store_kind target_kind, const char *target_id, const char *tenant,
-                  const json_t *device_ids, struct store_result *res)
+                  const json_t *device_ids, const json_t *extra, struct store_result *res)
 {
     char request_id[API_REQUEST_ID_SIZE];
     char when[API_TIME_SIZE];
@@ -212,23 +231,31 @@ int api_job_queue(struct api_req *req, const char *job_id, const char *type,
         json_array_append_new(tasks, json_pack("{s:O, s:s}", "device_id", id, "state", "queued"));
     }
     api_time_format(cairn_wall_ms(), when);
-    job = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:i, s:I}, s:o, s:s, s:s, s:b}", "type", type,
+    job = json_pack("{s:s, s:s, s:{s:s, s:s?}, s:{s:i, s:I}, s:o, s:s, s:s, s:b}", "type", type,
                     "state", "queued", "target", "kind", store_kind_name(target_kind), "id",
                     target_id, "progress", "done", 0, "total", (json_int_t)json_array_size(tasks),
                     "tasks", tasks, "created_by", req->who.username, "created_at", when,
                     "cancel_requested", 0);
+    if (job != NULL && extra != NULL) {
+        json_object_update(job, (json_t *)extra);
+    }
     body = job != NULL ? json_dumps(job, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(job);
     if (body == NULL) {
         return api_problem(req, 500, "internal", NULL, NULL, "out of memory");
     }
-    job_request_id(req, request_id);
+    job_request_id(req, type, request_id);
     api_command_init(req, &cmd, STORE_OP_CREATE, STORE_KIND_JOB);
     cmd.id = job_id;
     cmd.body = body;
     cmd.body_len = strlen(body);
     cmd.request_id = request_id;
-    cmd.fingerprint = api_fnv1a(API_FNV_OFFSET, job_id, strlen(job_id));
+    /* A service write's job id is stored with the service (a retry brings
+     * the same one); any other job is the request itself, and a retry is
+     * the same request. */
+    cmd.fingerprint = api_job_service_write(type)
+                          ? api_fnv1a(API_FNV_OFFSET, job_id, strlen(job_id))
+                          : api_fingerprint(req->method, req->path, req->raw.data, req->raw.len);
     cmd.tenant = tenant;
     cmd.parent_kind = tenant != NULL ? STORE_KIND_TENANT : 0;
     cmd.parent_id = tenant;
@@ -260,7 +287,8 @@ static int service_accepted(struct api_req *req, const struct store_result *writ
              ? api_problem(req, 500, "internal", NULL, NULL, "unreadable service")
              : api_job_queue(req, json_string_value(json_object_get(body, "job_id")), type,
                              STORE_KIND_SERVICE, o.id, o.tenant,
-                             json_object_get(json_object_get(body, "targets"), "device_ids"), &res);
+                             json_object_get(json_object_get(body, "targets"), "device_ids"), NULL,
+                             &res);
     if (rc == 0) {
         snprintf(headers, sizeof headers, "Location: " JOBS_PATH "/%s\r\n%s", res.id,
                  written->replayed ? "Idempotent-Replayed: true\r\n" : "");
@@ -271,18 +299,115 @@ static int service_accepted(struct api_req *req, const struct store_result *writ
     return rc;
 }
 
-int api_services_post(struct api_req *req)
+int api_job_accepted(struct api_req *req, const struct store_result *res)
+{
+    char headers[256];
+    snprintf(headers, sizeof headers, "Location: " JOBS_PATH "/%s\r\n%s", res->id,
+             res->replayed ? "Idempotent-Replayed: true\r\n" : "");
+    return api_answer_written(req, 202, STORE_KIND_JOB, api_object_json, res, headers);
+}
+
+/* Adds to devices (an array of ids) those of more it lacks. */
+static void union_ids(json_t *devices, const json_t *more)
+{
+    size_t i, k;
+    const json_t *id, *have;
+    json_array_foreach(more, i, id)
+    {
+        bool found = false;
+        json_array_foreach(devices, k, have)
+        {
+            found = found || json_equal(id, have);
+        }
+        if (!found && json_is_string(id)) {
+            json_array_append(devices, (json_t *)id);
+        }
+    }
+}
+
+/* A dry run of a service create (old_id NULL) or replace: b is the
+ * checked build of the would-be service; the job diffs every device it
+ * would target, and those it targets now (a replace may drop them). No
+ * service is written. */
+static int service_dry_run(struct api_req *req, struct api_build *b, const char *old_id)
+{
+    json_t *devices = json_array();
+    json_t *extra;
+    char job_id[CAIRN_UUID_SIZE];
+    char *found = NULL;
+    struct store_result res;
+    struct store_object old;
+    int rc = 0;
+
+    if (store_name_lookup(req->api->store, STORE_KIND_SERVICE, b->name, &found) == 0 &&
+        (old_id == NULL || strcmp(found, old_id) != 0)) {
+        rc = api_problem(req, 409, "conflict", "name", NULL,
+                         "a service named %s already exists in the tenant",
+                         json_string_value(json_object_get(b->stored, "name")));
+    }
+    free(found);
+    if (rc != 0) {
+        json_decref(devices);
+        return rc;
+    }
+    union_ids(devices, json_object_get(json_object_get(b->stored, "targets"), "device_ids"));
+    if (old_id != NULL &&
+        store_object_get(req->api->store, STORE_KIND_SERVICE, old_id, &old) == 0) {
+        json_t *prev = json_loadb(old.body, old.body_len, 0, NULL);
+        union_ids(devices, json_object_get(json_object_get(prev, "targets"), "device_ids"));
+        json_decref(prev);
+        store_object_release(&old);
+    }
+    extra = json_pack("{s:b, s:{s:s?, s:O?, s:O?, s:O?, s:O?}}", "dry_run", 1, "service", "id",
+                      old_id, "type", json_object_get(b->stored, "type"), "desired_state",
+                      json_object_get(b->stored, "desired_state"), "parameters",
+                      json_object_get(b->stored, "parameters"), "targets",
+                      json_object_get(b->stored, "targets"));
+    cairn_uuid(job_id);
+    rc = extra == NULL ? api_problem(req, 500, "internal", NULL, NULL, "out of memory")
+                       : api_job_queue(req, job_id, "service-dry-run", STORE_KIND_SERVICE, old_id,
+                                       b->tenant, devices, extra, &res);
+    if (rc == 0) {
+        rc = api_job_accepted(req, &res);
+    }
+    json_decref(extra);
+    json_decref(devices);
+    return rc;
+}
+
+/* A service write, or its dry run (?dry_run=true): checked the same way,
+ * by the same code, up to the proposal. */
+static int service_write(struct api_req *req, bool create)
 {
     struct store_result res;
-    int rc = api_resource_create(req, &api_service_resource, &res);
-    return rc != 0 ? rc : service_accepted(req, &res, "service-deploy");
+    struct api_build b;
+    bool dry = false;
+    int rc = api_bool_param(req, "dry_run", &dry);
+
+    if (rc != 0) {
+        return rc;
+    }
+    memset(&b, 0, sizeof b);
+    req->dry_run = dry ? &b : NULL;
+    rc = create ? api_resource_create(req, &api_service_resource, &res)
+                : api_resource_replace(req, &api_service_resource, &res);
+    req->dry_run = NULL;
+    if (rc != 0 || !dry) {
+        return rc != 0 ? rc : service_accepted(req, &res, "service-deploy");
+    }
+    rc = service_dry_run(req, &b, create ? NULL : req->path_id);
+    json_decref(b.stored);
+    return rc;
+}
+
+int api_services_post(struct api_req *req)
+{
+    return service_write(req, true);
 }
 
 int api_service_put(struct api_req *req)
 {
-    struct store_result res;
-    int rc = api_resource_replace(req, &api_service_resource, &res);
-    return rc != 0 ? rc : service_accepted(req, &res, "service-deploy");
+    return service_write(req, false);
 }
 
 static int delete_change(struct api_req *req, const struct store_object *old, struct api_build *b,

@@ -41,6 +41,9 @@
 #define ACTIVE_MAX 1024
 /* Changes read from the log per look. */
 #define CHANGES_PAGE 1000
+/* Bytes of diffs (and adopted configs) an on-demand job's tasks carry;
+ * past that, a task says its result is in the device's status.jobs. */
+#define JOB_RESULTS_MAX (1024 * 1024)
 
 struct api_jobs {
     struct api *api;
@@ -74,8 +77,7 @@ static bool runnable(const char *body, size_t len, bool *import)
     const char *type = json_string_value(json_object_get(doc, "type"));
     const char *state = json_string_value(json_object_get(doc, "state"));
     bool ok = type != NULL && state != NULL &&
-              (strcmp(type, "import") == 0 || strcmp(type, "service-deploy") == 0 ||
-               strcmp(type, "service-delete") == 0) &&
+              (strcmp(type, "import") == 0 || api_job_on_devices(type)) &&
               (strcmp(state, "queued") == 0 || strcmp(state, "running") == 0);
     *import = ok && strcmp(type, "import") == 0;
     json_decref(doc);
@@ -262,6 +264,23 @@ static void tally(const json_t *body, size_t *done, size_t *failed)
     }
 }
 
+/* What a succeeded job of type did to its items or devices. */
+static const char *done_verb(const char *type)
+{
+    static const char *const verbs[][2] = {
+        {"import", "imported"},
+        {"service-dry-run", "diffed (dry run: nothing changed)"},
+        {"device-check-drift", "checked for drift"},
+        {"device-sync-from", "synced from"},
+    };
+    for (size_t i = 0; type != NULL && i < sizeof verbs / sizeof verbs[0]; i++) {
+        if (strcmp(type, verbs[i][0]) == 0) {
+            return verbs[i][1];
+        }
+    }
+    return "configured";
+}
+
 /* Ends the job: cancelled (every queued task too), or by its tasks. */
 static void finish(struct run *r, bool cancelled)
 {
@@ -295,9 +314,8 @@ static void finish(struct run *r, bool cancelled)
             json_sprintf("%zu of %zu %s failed; see the tasks", failed, total, noun));
     } else {
         json_object_set_new(r->body, "state", json_string("succeeded"));
-        json_object_set_new(
-            r->body, "message",
-            json_sprintf("%zu %s %s", total, noun, import ? "imported" : "configured"));
+        json_object_set_new(r->body, "message",
+                            json_sprintf("%zu %s %s", total, noun, done_verb(type)));
     }
     set_time(r->body, "finished_at");
 }
@@ -632,7 +650,47 @@ static void service_finish(struct run *r)
     store_object_release(&o);
 }
 
-/* One look at a service job: the outcomes its devices recorded become its
+/* The bytes of diffs and adopted configs a job's tasks hold. */
+static size_t results_size(const json_t *body)
+{
+    size_t n = 0;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(json_object_get(body, "tasks"), i, t)
+    {
+        n += json_string_length(json_object_get(t, "diff")) +
+             json_string_length(json_object_get(t, "adopted"));
+    }
+    return n;
+}
+
+/* Copies what an on-demand task is for (changed, the diff, what was
+ * adopted) from the device's outcome into the task. A service job's diff
+ * stays in the device's status.jobs, and so does an on-demand job's once
+ * its tasks hold JOB_RESULTS_MAX bytes: a dry run of 10,000 devices would
+ * not fit in one job record. */
+static void take_result(json_t *task, const json_t *out, size_t *bytes)
+{
+    const json_t *diff = json_object_get(out, "diff");
+    const json_t *adopted = json_object_get(out, "adopted");
+    size_t len = json_string_length(diff) + json_string_length(adopted);
+
+    json_object_set(task, "changed", json_object_get(out, "changed"));
+    if (*bytes + len > JOB_RESULTS_MAX) {
+        json_object_set_new(task, "result_in_device", json_true());
+        return;
+    }
+    *bytes += len;
+    if (diff != NULL) {
+        json_object_set(task, "diff", (json_t *)diff);
+    }
+    if (adopted != NULL) {
+        json_object_set(task, "adopted", (json_t *)adopted);
+    }
+}
+
+/* One look at a job run on devices (a service job, a dry run, a drift
+ * check, a sync-from): the outcomes its devices recorded become its
  * tasks; it ends when every task has one (or was cancelled). The owners of
  * the devices do the work (node/devices.c). */
 static void poll_device_job(struct api_jobs *j, const char *id)
@@ -640,6 +698,9 @@ static void poll_device_job(struct api_jobs *j, const char *id)
     struct run r;
     bool cancel = false;
     bool changed = false;
+    bool on_demand;
+    char type[32];
+    size_t result_bytes;
     size_t open = 0;
     size_t i;
     json_t *task;
@@ -647,6 +708,13 @@ static void poll_device_job(struct api_jobs *j, const char *id)
     if (!run_open(j, id, &r, &changed)) {
         return;
     }
+    /* A copy: a checkpoint may read the body again. */
+    snprintf(type, sizeof type, "%s",
+             json_string_value(json_object_get(r.body, "type")) != NULL
+                 ? json_string_value(json_object_get(r.body, "type"))
+                 : "");
+    on_demand = !api_job_service_write(type);
+    result_bytes = on_demand ? results_size(r.body) : 0;
     cancel = json_is_true(json_object_get(r.body, "cancel_requested"));
     json_array_foreach(json_object_get(r.body, "tasks"), i, task)
     {
@@ -669,8 +737,9 @@ static void poll_device_job(struct api_jobs *j, const char *id)
             if (strcmp(json_string_value(json_object_get(out, "state")), "failed") == 0) {
                 json_object_set(task, "step", json_object_get(out, "step"));
             }
-            /* The diff stays in the device's status.jobs: 10,000 of them
-             * would not fit in one job record. */
+            if (on_demand) {
+                take_result(task, out, &result_bytes);
+            }
             changed = true;
         } else {
             open++;
@@ -681,7 +750,9 @@ static void poll_device_job(struct api_jobs *j, const char *id)
         if (checkpoint(&r, true, &cancel) == 0) {
             CAIRN_INFO("msg=\"job ended\" job=%s state=%s", r.id,
                        json_string_value(json_object_get(r.body, "state")));
-            service_finish(&r);
+            if (api_job_service_write(type)) {
+                service_finish(&r);
+            }
             active_remove(j, id);
         }
     } else if (changed && cairn_now_ms() - r.written_ms >= PROGRESS_MS) {

@@ -410,12 +410,31 @@ static int run_get(struct ctl *ctl)
     return rv != 0 ? rv : request_run(ctl, "GET", p, NULL, NULL);
 }
 
+/* --dry-run: ?dry_run=true, for the resources that take it (services). */
+static int dry_run_query(struct ctl *ctl, char *path)
+{
+    if (!ctl->opts.dry_run) {
+        return 0;
+    }
+    if (strcmp(ctl->opts.res->word, "service") != 0) {
+        return ctl_fail(ctl, CTL_EXIT_USAGE, "--dry-run applies to services only, not %ss",
+                        ctl->opts.res->word);
+    }
+    return query(ctl, path, "dry_run", "true");
+}
+
 static int run_create(struct ctl *ctl)
 {
+    char p[PATH_MAX_LEN];
     char *body;
-    int rv = body_read(ctl, &body);
+    int rv;
+    snprintf(p, sizeof(p), "%s", ctl->opts.res->path);
+    rv = dry_run_query(ctl, p);
     if (rv == 0) {
-        rv = request_run(ctl, "POST", ctl->opts.res->path, body, NULL);
+        rv = body_read(ctl, &body);
+    }
+    if (rv == 0) {
+        rv = request_run(ctl, "POST", p, body, NULL);
         free(body);
     }
     return rv;
@@ -426,6 +445,9 @@ static int run_replace(struct ctl *ctl)
     char p[PATH_MAX_LEN];
     char *body;
     int rv = object_path(ctl, p, sizeof(p), ctl->opts.args[0], NULL);
+    if (rv == 0) {
+        rv = dry_run_query(ctl, p);
+    }
     if (rv == 0) {
         rv = body_read(ctl, &body);
     }
@@ -473,6 +495,16 @@ static int action_run(struct ctl *ctl, const char *suffix, const char *what)
         rv = request_run(ctl, "POST", p, NULL, done);
     }
     return rv;
+}
+
+static int run_check_drift(struct ctl *ctl)
+{
+    return action_run(ctl, "/check-drift", "checked");
+}
+
+static int run_sync_from(struct ctl *ctl)
+{
+    return action_run(ctl, "/sync-from", "synced");
 }
 
 static int run_publish(struct ctl *ctl)
@@ -735,11 +767,13 @@ const struct ctl_verb ctl_verbs[CTL_VERB_COUNT] = {
                        "[--filter KEY=VALUE ...] [--limit N] [--cursor C] [--all]",
                        "list (one page; --all: every page)"},
     [CTL_VERB_GET] = {"get", run_get, 0, 1, 1, "ID", "show one"},
-    [CTL_VERB_CREATE] = {"create", run_create, O(FILE) | O(WAIT) | O(WAIT_TIMEOUT), 0, 0,
-                         "-f FILE|- [--wait]", "create one from a JSON body"},
-    [CTL_VERB_REPLACE] = {"replace", run_replace, O(FILE) | O(IF_MATCH) | O(WAIT) | O(WAIT_TIMEOUT),
-                          1, 1, "ID -f FILE|- [--if-match REVISION] [--wait]",
-                          "replace one's fields with a JSON body"},
+    [CTL_VERB_CREATE] = {"create", run_create, O(FILE) | O(WAIT) | O(WAIT_TIMEOUT) | O(DRY_RUN), 0,
+                         0, "-f FILE|- [--wait] [--dry-run]",
+                         "create one from a JSON body (--dry-run: services)"},
+    [CTL_VERB_REPLACE] = {"replace", run_replace,
+                          O(FILE) | O(IF_MATCH) | O(WAIT) | O(WAIT_TIMEOUT) | O(DRY_RUN), 1, 1,
+                          "ID -f FILE|- [--if-match REVISION] [--wait] [--dry-run]",
+                          "replace one's fields with a JSON body (--dry-run: services)"},
     [CTL_VERB_DELETE] = {"delete", run_delete, O(IF_MATCH) | O(CASCADE) | O(WAIT) | O(WAIT_TIMEOUT),
                          1, 1, "ID [--cascade] [--if-match REVISION] [--wait]", "delete one"},
     [CTL_VERB_PUBLISH] = {"publish", run_publish, 0, 1, 1, "ID",
@@ -762,4 +796,9 @@ const struct ctl_verb ctl_verbs[CTL_VERB_COUNT] = {
                         "log in; store the token in the token file"},
     [CTL_VERB_LOGOUT] = {NULL, run_logout, 0, 0, 0, "", "revoke the token; remove the token file"},
     [CTL_VERB_WHOAMI] = {NULL, run_whoami, 0, 0, 0, "", "the user the credentials belong to"},
+    [CTL_VERB_CHECK_DRIFT] = {"check-drift", run_check_drift, O(WAIT) | O(WAIT_TIMEOUT), 1, 1,
+                              "ID [--wait]",
+                              "compare running with the intended config now (a job)"},
+    [CTL_VERB_SYNC_FROM] = {"sync-from", run_sync_from, O(WAIT) | O(WAIT_TIMEOUT), 1, 1,
+                            "ID [--wait]", "adopt running as the base config (a job)"},
 };

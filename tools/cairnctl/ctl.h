@@ -72,6 +72,7 @@ enum ctl_opt {
     CTL_OPT_TENANT,
     CTL_OPT_KIND,
     CTL_OPT_SINCE,
+    CTL_OPT_DRY_RUN,
     CTL_OPT_COUNT
 };
 #define CTL_OPT_BIT(id) (1u << (id))
@@ -118,6 +119,8 @@ enum ctl_verb_id {
     CTL_VERB_LOGIN,
     CTL_VERB_LOGOUT,
     CTL_VERB_WHOAMI,
+    CTL_VERB_CHECK_DRIFT,
+    CTL_VERB_SYNC_FROM,
     CTL_VERB_COUNT
 };
 #define CTL_VERB_BIT(id) (1u << (id))
@@ -175,6 +178,7 @@ struct ctl_opts {
     const char *tenant;
     const char *kind;
     const char *since;
+    bool dry_run;
     unsigned seen; /* CTL_OPT_BITs given */
 };
 

@@ -19,5 +19,6 @@ int main(void)
     failed += test_http_run();
     failed += test_users_run();
     failed += test_events_run();
+    failed += test_ondemand_run();
     return failed == 0 ? 0 : 1;
 }

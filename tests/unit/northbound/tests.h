@@ -25,4 +25,7 @@ int test_users_run(void);
  * (test_events.c). */
 int test_events_run(void);
 
+/* Service dry runs and device operations over HTTP (test_ondemand.c). */
+int test_ondemand_run(void);
+
 #endif /* CAIRN_TEST_NORTHBOUND_H */

@@ -75,6 +75,26 @@ static void test_parse_args_and_values(void **state)
     assert_string_equal(o.args[0], "-odd");
 }
 
+static void test_parse_device_operations(void **state)
+{
+    (void)state;
+    struct ctl_opts o;
+    char err[256];
+    assert_int_equal(parse(&o, err, sizeof(err), "device", "check-drift", "d-1", "--wait", NULL),
+                     0);
+    assert_string_equal(o.verb->word, "check-drift");
+    assert_string_equal(o.args[0], "d-1");
+    assert_true(o.wait);
+    assert_int_equal(parse(&o, err, sizeof(err), "device", "sync-from", "d-2", NULL), 0);
+    assert_string_equal(o.verb->word, "sync-from");
+    assert_false(o.wait);
+    assert_int_equal(
+        parse(&o, err, sizeof(err), "service", "replace", "s-1", "-f", "-", "--dry-run", NULL), 0);
+    assert_true(o.dry_run);
+    assert_int_equal(parse(&o, err, sizeof(err), "service", "create", "-f", "-", NULL), 0);
+    assert_false(o.dry_run);
+}
+
 static void test_parse_audit_user(void **state)
 {
     (void)state;
@@ -116,6 +136,10 @@ static void test_parse_errors(void **state)
         {{"tenant", "delete", "a", "--if-match", "0", NULL}, "--if-match takes a revision"},
         {{"tenant", "delete", "a", "--if-match", "W/\"3\"", NULL}, "--if-match takes"},
         {{"member", "remove", "2", "--cascade", NULL}, "takes no option --cascade"},
+        {{"tenant", "check-drift", "a", NULL}, "'tenant' takes no verb 'check-drift'"},
+        {{"device", "sync-from", NULL}, "usage: cairnctl device sync-from ID"},
+        {{"device", "check-drift", "a", "--dry-run", NULL}, "takes no option --dry-run"},
+        {{"service", "delete", "a", "--dry-run", NULL}, "takes no option --dry-run"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *argv[8] = {"cairnctl"};
@@ -149,6 +173,8 @@ static void test_parse_help(void **state)
     /* Every resource and verb is listed. */
     assert_non_null(strstr(text, "  tenant create -f FILE|-"));
     assert_non_null(strstr(text, "  template publish ID"));
+    assert_non_null(strstr(text, "  device check-drift ID"));
+    assert_non_null(strstr(text, "  device sync-from ID"));
     assert_non_null(strstr(text, "  member remove ID"));
     assert_non_null(strstr(text, "  backup -f FILE"));
     free(text);
@@ -561,6 +587,7 @@ int main(void)
         cmocka_unit_test(test_parse_options_anywhere),
         cmocka_unit_test(test_parse_args_and_values),
         cmocka_unit_test(test_parse_audit_user),
+        cmocka_unit_test(test_parse_device_operations),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_parse_help),
         cmocka_unit_test(test_exit_codes),

@@ -54,6 +54,7 @@ void store_apply_put(struct store_apply *a, enum store_cf cf, const void *key, s
                      const void *val, size_t val_len)
 {
     rocksdb_writebatch_wi_put_cf(a->wb, a->s->db.cf[cf], key, key_len, val, val_len);
+    store_prune_hint_put(&a->s->db.hint[cf], key, key_len);
 }
 
 void store_apply_del(struct store_apply *a, enum store_cf cf, const void *key, size_t key_len)

@@ -19,40 +19,115 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Deletes, in cf, up to max keys below bound (all keys if bound is NULL),
- * oldest first, reading the database (these keys are never written by the
- * same entry before pruning). With both set, also deletes each key's
- * suffix after skip bytes in also_cf (request times -> requests). */
+/* RocksDB's default order: bytewise, a prefix first. */
+static int key_cmp(const void *a, size_t a_len, const void *b, size_t b_len)
+{
+    int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+    if (c != 0) {
+        return c;
+    }
+    return a_len < b_len ? -1 : a_len > b_len ? 1 : 0;
+}
+
+static void hint_set(struct store_prune_hint *h, const void *key, size_t len)
+{
+    if (len > sizeof h->low) {
+        h->known = false; /* no such keys in the pruned families; be safe */
+        return;
+    }
+    memcpy(h->low, key, len);
+    h->len = len;
+    h->empty = false;
+    h->known = true;
+}
+
+static void hint_set_empty(struct store_prune_hint *h)
+{
+    h->len = 0;
+    h->empty = true;
+    h->known = true;
+}
+
+void store_prune_hint_put(struct store_prune_hint *h, const void *key, size_t len)
+{
+    if (h->known && (h->empty || key_cmp(key, len, h->low, h->len) < 0)) {
+        hint_set(h, key, len);
+    }
+}
+
+/* Positions it at the hint's key, or the first key. */
+static void seek_hint(rocksdb_iterator_t *it, const struct store_prune_hint *h)
+{
+    if (h->known && !h->empty) {
+        rocksdb_iter_seek(it, h->low, h->len);
+    } else {
+        rocksdb_iter_seek_to_first(it);
+    }
+}
+
+/* Deletes, in cf, up to max keys below bound, oldest first. With both
+ * set, also deletes each key's suffix after skip bytes in also_cf (request
+ * times -> requests). Reads through the entry's batch (an entry may have
+ * added a key to the family before it prunes: a change or audit record),
+ * collects first and deletes after, so the batch does not change under
+ * its iterator. Learns the first key it keeps as the family's hint, and
+ * skips the scan when the hint says no key is below bound. */
 static int delete_below(struct store_apply *a, enum store_cf cf, const void *bound,
                         size_t bound_len, size_t max, enum store_cf also_cf, size_t skip)
 {
-    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    struct store_prune_hint *h = &a->s->db.hint[cf];
+    struct store_prune_hint next = {0};
     rocksdb_iterator_t *it;
+    char *keys;
+    size_t *lens;
+    size_t n = 0;
     int rv = 0;
 
-    rocksdb_readoptions_set_iterate_upper_bound(ro, bound, bound_len);
-    it = rocksdb_create_iterator_cf(a->s->db.db, ro, a->s->db.cf[cf]);
-    rocksdb_iter_seek_to_first(it);
-    for (size_t i = 0; i < max && rocksdb_iter_valid(it); i++) {
+    if (h->known && (h->empty || key_cmp(bound, bound_len, h->low, h->len) <= 0)) {
+        return 0;
+    }
+    keys = malloc(max * STORE_PRUNE_HINT_KEY);
+    lens = malloc(max * sizeof *lens);
+    if (keys == NULL || lens == NULL) {
+        free(keys);
+        free(lens);
+        cairn_errmsg_set(a->errmsg, a->errmsg_size, "prune: out of memory");
+        return CAIRN_ENOMEM;
+    }
+    it = store_apply_iter(a, cf);
+    for (seek_hint(it, h); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t len;
         const char *key = rocksdb_iter_key(it, &len);
-        if (skip > 0) {
-            if (len <= skip) {
-                cairn_errmsg_set(a->errmsg, a->errmsg_size, "key of %zu bytes in a time index",
-                                 len);
-                rv = CAIRN_ECORRUPT;
-                break;
-            }
-            store_apply_del(a, also_cf, key + skip, len - skip);
+        if (n == max || key_cmp(key, len, bound, bound_len) >= 0) {
+            hint_set(&next, key, len); /* the first key kept */
+            break;
         }
-        store_apply_del(a, cf, key, len);
-        rocksdb_iter_next(it);
+        if (len > STORE_PRUNE_HINT_KEY || len <= skip) {
+            cairn_errmsg_set(a->errmsg, a->errmsg_size, "key of %zu bytes in %s", len,
+                             skip > 0 ? "a time index" : "a log");
+            rv = CAIRN_ECORRUPT;
+            break;
+        }
+        memcpy(keys + n * STORE_PRUNE_HINT_KEY, key, len);
+        lens[n++] = len;
     }
     if (rv == 0) {
         rv = store_apply_iter_check(a, it);
     }
+    if (rv == 0 && !next.known) {
+        hint_set_empty(&next); /* every key was below bound */
+    }
     rocksdb_iter_destroy(it);
-    rocksdb_readoptions_destroy(ro);
+    for (size_t i = 0; rv == 0 && i < n; i++) {
+        const char *key = keys + i * STORE_PRUNE_HINT_KEY;
+        if (skip > 0) {
+            store_apply_del(a, also_cf, key + skip, lens[i] - skip);
+        }
+        store_apply_del(a, cf, key, lens[i]);
+    }
+    *h = next; /* unknown after an error */
+    free(keys);
+    free(lens);
     return rv;
 }
 
@@ -79,12 +154,30 @@ struct expired {
 /* Reads up to STORE_PRUNE_MAX entries that expired at the command's time. */
 static int expired_collect(struct store_apply *a, struct expired *out, size_t *n)
 {
-    rocksdb_iterator_t *it = store_apply_iter(a, STORE_CF_EXPIRY);
+    rocksdb_iterator_t *it;
     int rv = 0;
 
+    struct store_prune_hint *h = &a->s->db.hint[STORE_CF_EXPIRY];
+
     *n = 0;
-    for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it) && *n < STORE_PRUNE_MAX;
-         rocksdb_iter_next(it)) {
+    /* Nothing expires before the hint's time (an empty family: nothing). */
+    if (h->known &&
+        (h->empty || (h->len >= 8 &&
+                      (int64_t)store_be64_get((const unsigned char *)h->low) > a->cmd->time_ms))) {
+        return 0;
+    }
+    it = store_apply_iter(a, STORE_CF_EXPIRY);
+    seek_hint(it, h);
+    /* The first key is the smallest: whatever is removed below, it stays
+     * a lower bound. */
+    if (rocksdb_iter_valid(it)) {
+        size_t len;
+        const char *key = rocksdb_iter_key(it, &len);
+        hint_set(h, key, len);
+    } else if (store_apply_iter_check(a, it) == 0) {
+        hint_set_empty(h);
+    }
+    for (; rocksdb_iter_valid(it) && *n < STORE_PRUNE_MAX; rocksdb_iter_next(it)) {
         size_t len;
         const char *key = rocksdb_iter_key(it, &len);
         struct expired *e = &out[*n];

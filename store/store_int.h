@@ -72,6 +72,21 @@ enum store_cf {
 #define STORE_META_CHANGES_FLOOR "changes_floor"
 
 /* One open RocksDB database with the store's column families. */
+/* What apply knows of the smallest key of a column family it prunes
+ * (apply_prune.c): a lower bound of the keys the database holds once the
+ * entry being applied is written. Deletes keep it a lower bound; a put
+ * below it lowers it (store_apply_put). Pruning skips a scan that could
+ * find nothing and starts the others there instead of at the first key,
+ * past the tombstones of what it deleted before. In memory only: a fresh
+ * database (open, snapshot restore) starts without one. */
+#define STORE_PRUNE_HINT_KEY (8 + 2 * STORE_ID_MAX)
+struct store_prune_hint {
+    bool known; /* low/empty mean something */
+    bool empty; /* no key at all */
+    size_t len; /* of low */
+    char low[STORE_PRUNE_HINT_KEY];
+};
+
 struct store_db {
     rocksdb_t *db;                                      /* NULL when closed */
     rocksdb_options_t *opts;                            /* db and every column family */
@@ -80,6 +95,7 @@ struct store_db {
     rocksdb_readoptions_t *ropts;                       /* plain reads */
     uint64_t applied;                                   /* meta applied index at open */
     uint64_t revision;                                  /* meta revision at open */
+    struct store_prune_hint hint[STORE_CF_COUNT];       /* pruned families only */
 };
 
 struct store {
@@ -402,6 +418,8 @@ int store_apply_op(struct store_apply *a);
 /* Pruning, each bounded: request ids past their time, expired objects,
  * change-log records out of the kept window, the oldest audit records. */
 int store_apply_prune_requests(struct store_apply *a);
+/* A key put into a column family lowers its prune hint (apply_prune.c). */
+void store_prune_hint_put(struct store_prune_hint *h, const void *key, size_t len);
 int store_apply_prune_expired(struct store_apply *a);
 int store_apply_prune_changes(struct store_apply *a);
 int store_apply_prune_audit(struct store_apply *a);

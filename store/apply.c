@@ -258,14 +258,36 @@ static int roll_back(struct store_apply *a, const struct save_point *sp)
     return 0;
 }
 
+static struct store_meta_value *meta_cached(struct store *s, const char *key)
+{
+    if (strcmp(key, STORE_META_AUDIT_SEQ) == 0) {
+        return &s->db.meta[STORE_META_CACHED_AUDIT_SEQ];
+    }
+    if (strcmp(key, STORE_META_CHANGES_FLOOR) == 0) {
+        return &s->db.meta[STORE_META_CACHED_FLOOR];
+    }
+    return NULL;
+}
+
 int store_apply_meta_get(struct store_apply *a, const char *key, uint64_t *v, bool *found)
 {
+    struct store_meta_value *m = meta_cached(a->s, key);
     char *raw;
     size_t len;
-    int rv = store_apply_get(a, STORE_CF_META, key, strlen(key), &raw, &len);
+    int rv;
+
+    if (m != NULL && m->known) {
+        *found = m->found;
+        *v = m->value;
+        return 0;
+    }
+    rv = store_apply_get(a, STORE_CF_META, key, strlen(key), &raw, &len);
     *found = rv == 0;
     if (rv == CAIRN_ENOTFOUND) {
         *v = 0;
+        if (m != NULL) {
+            *m = (struct store_meta_value){true, false, 0};
+        }
         return 0;
     }
     if (rv != 0) {
@@ -277,6 +299,9 @@ int store_apply_meta_get(struct store_apply *a, const char *key, uint64_t *v, bo
         rv = CAIRN_ECORRUPT;
     } else {
         *v = store_be64_get((const unsigned char *)raw);
+        if (m != NULL) {
+            *m = (struct store_meta_value){true, true, *v};
+        }
     }
     rocksdb_free(raw);
     return rv;
@@ -285,8 +310,12 @@ int store_apply_meta_get(struct store_apply *a, const char *key, uint64_t *v, bo
 void store_apply_meta_put(struct store_apply *a, const char *key, uint64_t v)
 {
     unsigned char val[8];
+    struct store_meta_value *m = meta_cached(a->s, key);
     store_be64_put(v, val);
     store_apply_put(a, STORE_CF_META, key, strlen(key), val, sizeof val);
+    if (m != NULL) {
+        *m = (struct store_meta_value){true, true, v};
+    }
 }
 
 /* Appends the audit record of a command with a caller: whose, on what, and
@@ -502,6 +531,9 @@ int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
 
 err_after_batch:
     rocksdb_writebatch_wi_destroy(a.wb);
+    /* What apply remembered of this entry's writes did not happen. */
+    memset(s->db.hint, 0, sizeof s->db.hint);
+    memset(s->db.meta, 0, sizeof s->db.meta);
     assert(rv != 0);
     return rv;
 }

@@ -87,6 +87,21 @@ struct store_prune_hint {
     char low[STORE_PRUNE_HINT_KEY];
 };
 
+/* A meta value apply reads on every entry (the audit sequence, the change
+ * log's floor), as the database holds it once the entry being applied is
+ * written: meta_put sets it, so only the first read after an open or a
+ * restore goes to RocksDB. */
+enum store_meta_cached {
+    STORE_META_CACHED_AUDIT_SEQ,
+    STORE_META_CACHED_FLOOR,
+    STORE_META_CACHED_N
+};
+struct store_meta_value {
+    bool known; /* found and value mean something */
+    bool found; /* the key exists */
+    uint64_t value;
+};
+
 struct store_db {
     rocksdb_t *db;                                      /* NULL when closed */
     rocksdb_options_t *opts;                            /* db and every column family */
@@ -96,6 +111,7 @@ struct store_db {
     uint64_t applied;                                   /* meta applied index at open */
     uint64_t revision;                                  /* meta revision at open */
     struct store_prune_hint hint[STORE_CF_COUNT];       /* pruned families only */
+    struct store_meta_value meta[STORE_META_CACHED_N];  /* see store_meta_value */
 };
 
 struct store {

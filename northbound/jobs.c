@@ -39,8 +39,9 @@
 #define PROGRESS_MS    1000
 /* Most active jobs the runner tracks at once (more wait for a rescan). */
 #define ACTIVE_MAX 1024
-/* Changes read from the log per look. */
-#define CHANGES_PAGE 1000
+/* Changes read from the log per page, and most pages per look. */
+#define CHANGES_PAGE  1000
+#define CHANGES_PAGES 20
 /* Bytes of diffs (and adopted configs) an on-demand job's tasks carry;
  * past that, a task says its result is in the device's status.jobs. */
 #define JOB_RESULTS_MAX (1024 * 1024)
@@ -55,9 +56,17 @@ struct api_jobs {
     uint64_t revision; /* changes up to here are known */
     struct active_job {
         char id[CAIRN_UUID_SIZE];
-        bool import; /* an import (run here); else a service job (polled) */
-    } * active;
+        bool import;      /* an import (run here); else a service job (polled) */
+        bool fresh;       /* not polled yet: look at every open task's device */
+    } * active, *polling; /* polling: the copy one look goes through */
     size_t n_active;
+    /* Devices whose record changed since the last look (sorted before the
+     * polls): a device job looks only at these devices' outcomes, unless
+     * all_dirty (a scan: the change log was not followed). */
+    char (*dirty)[CAIRN_UUID_SIZE];
+    size_t n_dirty;
+    size_t cap_dirty;
+    bool all_dirty;
 };
 
 static bool runner_stopping(struct api_jobs *j)
@@ -93,6 +102,7 @@ static void active_add(struct api_jobs *j, const char *id, bool import)
     }
     if (j->n_active < ACTIVE_MAX) {
         snprintf(j->active[j->n_active].id, CAIRN_UUID_SIZE, "%s", id);
+        j->active[j->n_active].fresh = true;
         j->active[j->n_active++].import = import;
     }
 }
@@ -122,36 +132,79 @@ static int scan_one(const struct store_object *o, void *arg)
 static int scan(struct api_jobs *j)
 {
     j->n_active = 0;
+    j->all_dirty = true;
     return store_object_foreach(j->api->store, STORE_KIND_JOB, scan_one, j, &j->revision);
 }
 
-/* Follows the change log: jobs that became runnable or ended. */
-static int follow(struct api_jobs *j)
+static void dirty_add(struct api_jobs *j, const char *id)
 {
-    struct store_change_list changes;
-    int rv = store_changes_read(j->api->store, j->revision, CHANGES_PAGE, &changes);
-    if (rv == CAIRN_ENOTFOUND) {
-        return scan(j); /* fell behind the kept log */
+    if (j->all_dirty || strlen(id) >= CAIRN_UUID_SIZE) {
+        return; /* every device is looked at anyway; no job names such an id */
     }
-    if (rv != 0) {
-        return rv;
+    if (j->n_dirty == j->cap_dirty) {
+        size_t cap = j->cap_dirty != 0 ? 2 * j->cap_dirty : 256;
+        void *p = realloc(j->dirty, cap * sizeof *j->dirty);
+        if (p == NULL) {
+            j->all_dirty = true; /* cannot remember: look at all of them */
+            return;
+        }
+        j->dirty = p;
+        j->cap_dirty = cap;
     }
-    for (size_t i = 0; i < changes.n; i++) {
-        const struct store_change *c = &changes.items[i];
+    snprintf(j->dirty[j->n_dirty++], CAIRN_UUID_SIZE, "%s", id);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static bool dirty_has(const struct api_jobs *j, const char *id)
+{
+    return j->all_dirty ||
+           (j->n_dirty > 0 && bsearch(id, j->dirty, j->n_dirty, sizeof *j->dirty, id_cmp) != NULL);
+}
+
+static void follow_page(struct api_jobs *j, const struct store_change_list *changes)
+{
+    for (size_t i = 0; i < changes->n; i++) {
+        const struct store_change *c = &changes->items[i];
+        bool import;
+        if (c->object.kind == STORE_KIND_DEVICE) {
+            dirty_add(j, c->object.id);
+        }
         if (c->object.kind != STORE_KIND_JOB) {
             continue;
         }
-        bool import;
         if (!c->deleted && runnable(c->object.body, c->object.body_len, &import)) {
             active_add(j, c->object.id, import);
         } else {
             active_remove(j, c->object.id);
         }
     }
-    if (changes.n > 0) {
+}
+
+/* Follows the change log: jobs that became runnable or ended, and devices
+ * whose record changed (an outcome may have come). */
+static int follow(struct api_jobs *j)
+{
+    for (int page = 0; page < CHANGES_PAGES; page++) {
+        struct store_change_list changes;
+        int rv = store_changes_read(j->api->store, j->revision, CHANGES_PAGE, &changes);
+        if (rv == CAIRN_ENOTFOUND) {
+            return scan(j); /* fell behind the kept log */
+        }
+        if (rv != 0) {
+            return rv;
+        }
+        if (changes.n == 0) {
+            store_change_list_release(&changes);
+            return 0;
+        }
+        follow_page(j, &changes);
         j->revision = changes.items[changes.n - 1].revision;
+        store_change_list_release(&changes);
     }
-    store_change_list_release(&changes);
     return 0;
 }
 
@@ -693,7 +746,10 @@ static void take_result(json_t *task, const json_t *out, size_t *bytes)
  * check, a sync-from): the outcomes its devices recorded become its
  * tasks; it ends when every task has one (or was cancelled). The owners of
  * the devices do the work (node/devices.c). */
-static void poll_device_job(struct api_jobs *j, const char *id)
+/* Looks at the outcomes of a device job's open tasks: every one when full
+ * (the job's first poll, or after a scan), else only on the devices whose
+ * record changed since the last look. */
+static void poll_device_job(struct api_jobs *j, const char *id, bool full)
 {
     struct run r;
     bool cancel = false;
@@ -724,6 +780,10 @@ static void poll_device_job(struct api_jobs *j, const char *id)
         json_t *out;
         if (s == NULL || device == NULL ||
             (strcmp(s, "queued") != 0 && strcmp(s, "running") != 0)) {
+            continue;
+        }
+        if (!full && !dirty_has(j, device)) {
+            open++;
             continue;
         }
         out = device_outcome(j->api, device, id, &gone);
@@ -767,6 +827,7 @@ static void *runner_main(void *arg)
     for (;;) {
         struct timespec until;
         bool leading = j->api->backend.is_leader(j->api->backend.data);
+        size_t n;
         int rv = 0;
 
         if (leading && !j->leading) {
@@ -775,16 +836,26 @@ static void *runner_main(void *arg)
             rv = follow(j);
         }
         j->leading = leading && rv == 0;
-        for (size_t i = 0; j->leading && i < j->n_active && !runner_stopping(j); i++) {
-            char id[CAIRN_UUID_SIZE];
-            bool import = j->active[i].import;
-            snprintf(id, sizeof id, "%s", j->active[i].id);
-            if (import) {
-                run_import(j, id);
+        if (j->n_dirty > 1) {
+            qsort(j->dirty, j->n_dirty, sizeof *j->dirty, id_cmp);
+        }
+        /* A copy of the list: a job that ends leaves it meanwhile, and
+         * each job must see this look's changed devices. */
+        n = j->leading ? j->n_active : 0;
+        memcpy(j->polling, j->active, n * sizeof *j->active);
+        for (size_t i = 0; i < n; i++) {
+            j->active[i].fresh = false;
+        }
+        for (size_t i = 0; i < n && !runner_stopping(j); i++) {
+            if (j->polling[i].import) {
+                run_import(j, j->polling[i].id);
             } else {
-                poll_device_job(j, id);
+                poll_device_job(j, j->polling[i].id, j->polling[i].fresh);
             }
         }
+        /* Every job looked at the devices that changed: start over. */
+        j->n_dirty = 0;
+        j->all_dirty = false;
         pthread_mutex_lock(&j->mu);
         clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += RUNNER_TICK_MS * 1000000L;
@@ -807,7 +878,11 @@ int api_jobs_start(struct api *api, struct api_jobs **out)
     struct api_jobs *j = calloc(1, sizeof *j);
     pthread_condattr_t attr;
 
-    if (j == NULL || (j->active = calloc(ACTIVE_MAX, sizeof *j->active)) == NULL) {
+    if (j == NULL || (j->active = calloc(ACTIVE_MAX, sizeof *j->active)) == NULL ||
+        (j->polling = calloc(ACTIVE_MAX, sizeof *j->polling)) == NULL) {
+        if (j != NULL) {
+            free(j->active);
+        }
         free(j);
         return CAIRN_ENOMEM;
     }
@@ -821,6 +896,7 @@ int api_jobs_start(struct api *api, struct api_jobs **out)
         pthread_cond_destroy(&j->cv);
         pthread_mutex_destroy(&j->mu);
         free(j->active);
+        free(j->polling);
         free(j);
         return CAIRN_ENOMEM;
     }
@@ -841,5 +917,7 @@ void api_jobs_stop(struct api_jobs *j)
     pthread_cond_destroy(&j->cv);
     pthread_mutex_destroy(&j->mu);
     free(j->active);
+    free(j->polling);
+    free(j->dirty);
     free(j);
 }

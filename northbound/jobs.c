@@ -522,6 +522,78 @@ static int import_item(struct run *r, size_t i, const json_t *item, bool device,
     return 0;
 }
 
+/* Import items proposed at once: each waits for its own commit, so
+ * several in flight share the leader's appends and fsyncs (sequential
+ * proposals made an import of 10,000 devices take about two minutes).
+ * Items of one chunk are all sites or all devices: a device may name a
+ * site of the same import, created by an earlier chunk. */
+#define IMPORT_WORKERS 16
+#define IMPORT_CHUNK   64
+
+struct import_chunk {
+    struct run *r;
+    const json_t *input;
+    size_t n_sites;
+    size_t items[IMPORT_CHUNK]; /* task indexes */
+    size_t n;
+    pthread_mutex_t mu; /* guards next and rv */
+    size_t next;
+    int rv; /* the first failure to propose (the item stays queued) */
+};
+
+static void *import_worker(void *arg)
+{
+    struct import_chunk *c = arg;
+    for (;;) {
+        size_t i;
+        bool device;
+        int rv;
+        pthread_mutex_lock(&c->mu);
+        if (c->next == c->n || c->rv != 0) {
+            pthread_mutex_unlock(&c->mu);
+            return NULL;
+        }
+        i = c->items[c->next++];
+        pthread_mutex_unlock(&c->mu);
+        device = i >= c->n_sites;
+        rv = import_item(c->r, i,
+                         json_array_get(json_object_get(c->input, device ? "devices" : "sites"),
+                                        device ? i - c->n_sites : i),
+                         device, json_array_get(json_object_get(c->r->body, "tasks"), i));
+        if (rv != 0) {
+            pthread_mutex_lock(&c->mu);
+            if (c->rv == 0) {
+                c->rv = rv;
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+    }
+}
+
+/* Proposes the chunk's items with up to IMPORT_WORKERS threads (each
+ * changes only its items' tasks); returns the first failure to propose. */
+static int import_chunk_run(struct import_chunk *c)
+{
+    pthread_t threads[IMPORT_WORKERS];
+    size_t started = 0;
+    size_t want = c->n < IMPORT_WORKERS ? c->n : IMPORT_WORKERS;
+
+    pthread_mutex_init(&c->mu, NULL);
+    c->next = 0;
+    c->rv = 0;
+    while (started < want && pthread_create(&threads[started], NULL, import_worker, c) == 0) {
+        started++;
+    }
+    if (started == 0) {
+        import_worker(c); /* no thread to be had: one at a time, here */
+    }
+    for (size_t t = 0; t < started; t++) {
+        pthread_join(threads[t], NULL);
+    }
+    pthread_mutex_destroy(&c->mu);
+    return c->rv;
+}
+
 /* Starts a look at job id: loads it into *r (a job that vanished leaves
  * the active set) and marks a queued one running. Returns false if there
  * is nothing to do; *started says whether it was queued. */
@@ -561,7 +633,8 @@ static void run_import(struct api_jobs *j, const char *id)
     const json_t *input;
     size_t n_sites;
     size_t i;
-    json_t *task;
+    json_t *tasks;
+    struct import_chunk chunk;
     int rv;
 
     if (!run_open(j, id, &r, &started)) {
@@ -584,27 +657,39 @@ static void run_import(struct api_jobs *j, const char *id)
     n_sites = json_array_size(json_object_get(input, "sites"));
     rv = 0;
     r.written_ms = cairn_now_ms();
-    json_array_foreach(json_object_get(r.body, "tasks"), i, task)
-    {
-        const char *s = json_string_value(json_object_get(task, "state"));
-        bool device = i >= n_sites;
-        const json_t *item = json_array_get(json_object_get(input, device ? "devices" : "sites"),
-                                            device ? i - n_sites : i);
-        if (cancel || rv != 0) {
-            break;
+    chunk.r = &r;
+    chunk.input = input;
+    chunk.n_sites = n_sites;
+    tasks = json_object_get(r.body, "tasks");
+    for (i = 0; i < json_array_size(tasks) && !cancel && rv == 0;) {
+        chunk.n = 0;
+        /* Queued items of one kind, from i on. */
+        for (; i < json_array_size(tasks) && chunk.n < IMPORT_CHUNK; i++) {
+            const char *s = json_string_value(json_object_get(json_array_get(tasks, i), "state"));
+            if (chunk.n > 0 && (chunk.items[0] < n_sites) != (i < n_sites)) {
+                break;
+            }
+            if (s != NULL && strcmp(s, "queued") == 0) {
+                chunk.items[chunk.n++] = i;
+            }
         }
-        if (s == NULL || strcmp(s, "queued") != 0) {
+        if (chunk.n == 0) {
             continue;
         }
         if (runner_stopping(j) || !j->api->backend.is_leader(j->api->backend.data)) {
             rv = CAIRN_ENOTLEADER;
             break;
         }
-        rv = import_item(&r, i, item, device, task);
-        if (rv == 0 && ++r.since_write >= PROGRESS_ITEMS) {
+        rv = import_chunk_run(&chunk);
+        r.since_write += chunk.n;
+        if (rv == 0 && r.since_write >= PROGRESS_ITEMS) {
             rv = checkpoint(&r, false, &cancel);
+            tasks = json_object_get(r.body, "tasks"); /* the body may be a new one */
+            chunk.input = json_object_get(r.body, "input");
         } else if (rv == 0 && cairn_now_ms() - r.written_ms >= PROGRESS_MS) {
             rv = checkpoint(&r, false, &cancel);
+            tasks = json_object_get(r.body, "tasks"); /* the body may be a new one */
+            chunk.input = json_object_get(r.body, "input");
         }
     }
     if (rv == 0 || cancel) {

@@ -379,12 +379,43 @@ static int audit_append(struct store_apply *a)
 
 /* Runs the operation, or only records the audit entry it carries. A
  * failure is rolled back to the save point before it. */
+/* A fenced command applies only while its fence object is at the
+ * revision it names. */
+static int fence_check(struct store_apply *a)
+{
+    const struct store_fence *f = &a->cmd->fence;
+    struct store_loaded o;
+    int rv;
+    if (f->kind == 0) {
+        return 0;
+    }
+    rv = store_apply_load(a, f->kind, f->id, strlen(f->id), &o);
+    if (rv == CAIRN_ENOTFOUND) {
+        store_apply_fail(a, CAIRN_EPRECONDITION, "fenced: %s %s does not exist",
+                         store_kind_name(f->kind), f->id);
+        return 0;
+    }
+    if (rv != 0) {
+        return rv;
+    }
+    if (o.val.mod_rev != f->revision) {
+        store_apply_fail(a, CAIRN_EPRECONDITION,
+                         "fenced: %s %s is at revision %" PRIu64 ", the command expects %" PRIu64,
+                         store_kind_name(f->kind), f->id, o.val.mod_rev, f->revision);
+    }
+    store_apply_unload(&o);
+    return 0;
+}
+
 static int op_apply(struct store_apply *a)
 {
     struct save_point sp;
     int rv = 0;
     save(a, &sp);
     if (a->cmd->op != STORE_OP_AUDIT) {
+        rv = fence_check(a);
+    }
+    if (rv == 0 && a->cmd->op != STORE_OP_AUDIT && a->res->status == 0) {
         rv = store_apply_op(a);
     }
     if (rv == 0 && a->res->status != 0) {

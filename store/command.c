@@ -58,12 +58,13 @@ enum field {
     F_EX,
     F_AS,
     F_AM,
+    F_FE,
     F_COUNT
 };
 
 static const char *const field_keys[F_COUNT] = {
-    "v",  "op", "k",  "id", "n",  "b",  "if", "rid", "fp", "ts",
-    "by", "tn", "pk", "pi", "rf", "lm", "cc", "ex",  "as", "am",
+    "v",  "op", "k",  "id", "n",  "b",  "if", "rid", "fp", "ts", "by",
+    "tn", "pk", "pi", "rf", "lm", "cc", "ex", "as",  "am", "fe",
 };
 
 /* Length limits of the string fields, in bytes without the NUL. */
@@ -145,8 +146,16 @@ static const char *v2_field_used(const struct store_command *cmd)
     return cmd->audit_message != NULL ? "am" : NULL;
 }
 
+static bool fence_used(const struct store_command *cmd)
+{
+    return cmd->fence.kind != 0 || cmd->fence.id != NULL || cmd->fence.revision != 0;
+}
+
 unsigned store_command_version_needed(const struct store_command *cmd)
 {
+    if (fence_used(cmd)) {
+        return 3;
+    }
     return cmd->op == STORE_OP_AUDIT || v2_field_used(cmd) != NULL ? 2 : 1;
 }
 
@@ -192,6 +201,11 @@ static const char *check_v2(const struct store_command *cmd)
     }
     if (cmd->op == STORE_OP_AUDIT && cmd->caller == NULL) {
         return "by";
+    }
+    if (fence_used(cmd) &&
+        (cmd->version < 3 || store_kind_name(cmd->fence.kind) == NULL || !id_valid(cmd->fence.id) ||
+         cmd->fence.revision == 0 || cmd->op == STORE_OP_AUDIT)) {
+        return "fe";
     }
     return NULL;
 }
@@ -287,6 +301,13 @@ static int pack_v2(msgpack_packer *pk, const struct store_command *cmd)
     if (cmd->audit_message != NULL) {
         e |= pack_zstr(pk, "am", cmd->audit_message);
     }
+    if (fence_used(cmd)) {
+        size_t len = strlen(cmd->fence.id) + 1;
+        e |= store_mp_pack_key(pk, "fe") | msgpack_pack_array(pk, 3);
+        e |= msgpack_pack_uint64(pk, (uint64_t)cmd->fence.kind);
+        e |= msgpack_pack_str(pk, len) | msgpack_pack_str_body(pk, cmd->fence.id, len);
+        e |= msgpack_pack_uint64(pk, cmd->fence.revision);
+    }
     return e;
 }
 
@@ -304,7 +325,7 @@ int store_command_encode(const struct store_command *cmd, void **out, size_t *ou
              (cmd->request_id != NULL) + (cmd->fingerprint != 0) + (cmd->caller != NULL);
     count += (cmd->tenant != NULL) + 2 * (cmd->parent_id != NULL) + (cmd->n_refs > 0) +
              (cmd->n_limits > 0) + cmd->cascade + (cmd->expires_ms != 0) +
-             (cmd->audit_status != 0) + (cmd->audit_message != NULL);
+             (cmd->audit_status != 0) + (cmd->audit_message != NULL) + fence_used(cmd);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
     e |= msgpack_pack_map(&pk, count);
@@ -514,6 +535,9 @@ static int read_header(const struct store_mp at[F_COUNT], unsigned seen, const c
             }
         }
     }
+    if (c->version < 3 && (seen & (1u << F_FE)) != 0) {
+        return malformed(errmsg, size, F_FE, "not part of command version 2");
+    }
     return 0;
 }
 
@@ -619,6 +643,33 @@ static int read_limits(const struct store_mp *at, struct store_command *c, char 
     return rv;
 }
 
+/* "fe": [kind, id, revision >= 1]. */
+static int read_fence(const struct store_mp *at, struct store_command *c, char *errmsg, size_t size)
+{
+    static const char what[] = "command field \"fe\"";
+    struct store_mp r = *at;
+    uint32_t n;
+    int rv = read_array(&r, what, 3, &n, errmsg, size);
+    if (rv == 0 && n != 3) {
+        cairn_errmsg_set(errmsg, size, "%s: expected [kind, id, revision]", what);
+        rv = CAIRN_EMALFORMED;
+    }
+    if (rv == 0) {
+        rv = read_kind(&r, what, &c->fence.kind, errmsg, size);
+    }
+    if (rv == 0) {
+        rv = read_zstr_at(&r, what, 1, STORE_ID_MAX, &c->fence.id, errmsg, size);
+    }
+    if (rv == 0 && (store_mp_uint(&r, &c->fence.revision) != 0 || c->fence.revision == 0)) {
+        cairn_errmsg_set(errmsg, size, "%s: expected a revision >= 1", what);
+        rv = CAIRN_EMALFORMED;
+    }
+    if (rv == 0 && c->op == STORE_OP_AUDIT) {
+        return malformed(errmsg, size, F_FE, "not for an audit command");
+    }
+    return rv;
+}
+
 /* The version 2 fields that are not plain strings. */
 static int read_v2(const struct store_mp at[F_COUNT], unsigned seen, struct store_command *c,
                    char *errmsg, size_t size)
@@ -677,6 +728,9 @@ static int read_v2(const struct store_mp at[F_COUNT], unsigned seen, struct stor
         }
     } else if (c->caller == NULL) {
         return malformed(errmsg, size, F_BY, "missing (an audit command names its caller)");
+    }
+    if ((seen & (1u << F_FE)) != 0) {
+        return read_fence(&at[F_FE], c, errmsg, size);
     }
     return 0;
 }

@@ -66,6 +66,18 @@ struct store_ref {
     const char *id;
 };
 
+/* A fence (version 3): the command applies only while object kind/id is
+ * at mod revision `revision`; else it fails with CAIRN_EPRECONDITION and
+ * changes nothing. kind 0: no fence. A device owner fences what it records
+ * with the ownership epoch (the revision of the system object
+ * "ownership"), so that an outcome of an owner whose epoch moved on is
+ * refused by every replica, however late it arrives. */
+struct store_fence {
+    enum store_kind kind;
+    const char *id;
+    uint64_t revision;
+};
+
 /* A quota: at most max objects of kind scoped to the tenant. */
 struct store_limit {
     enum store_kind kind;
@@ -85,7 +97,7 @@ enum store_op {
 /* The newest command version this build writes. Version 1 has the fields
  * up to caller; version 2 adds scope, parent, refs, limits, cascade,
  * expiry and the audit fields, and STORE_OP_AUDIT. Both are decoded. */
-#define STORE_COMMAND_VERSION 2
+#define STORE_COMMAND_VERSION 3
 
 /* The command versions that every Cairn build reads, including the builds
  * that did not yet record their versions in their member record: a voter
@@ -118,6 +130,8 @@ struct store_command {
     int64_t expires_ms;        /* 0, or when the object expires (sessions) */
     int audit_status;          /* STORE_OP_AUDIT: the refusal (CAIRN_E*) */
     const char *audit_message; /* STORE_OP_AUDIT: why it was refused */
+    /* Version 3. */
+    struct store_fence fence; /* see struct store_fence */
 };
 
 /* Encodes a command as msgpack into a malloc'ed buffer (*out, *out_len).
@@ -135,8 +149,8 @@ int store_command_decode(const void *buf, size_t len, struct store_command *cmd,
  * CAIRN_EMALFORMED if there is none to read. Any thread. */
 int store_command_version(const void *buf, size_t len, uint64_t *version);
 
-/* The lowest command version able to carry cmd: 2 if it uses a version 2
- * field or STORE_OP_AUDIT, else 1. */
+/* The lowest command version able to carry cmd: 3 if it has a fence, 2
+ * if it uses a version 2 field or STORE_OP_AUDIT, else 1. */
 unsigned store_command_version_needed(const struct store_command *cmd);
 
 /* The outcome of applying one command; what the proposer reports. */

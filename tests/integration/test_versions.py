@@ -7,7 +7,8 @@ is made to act as an older build that applies only command version 1
    "1" in its member record, and the cluster version drops to 1: a write
    that needs version 2 (a login: sessions expire, a version 2 field) is
    refused with 409 cluster-version naming node 3, and node 3 keeps running;
-   upgraded again (the key removed), it publishes 2 and the write works;
+   upgraded again (the key removed), it publishes the newest version
+   (NEWEST, store/store.h's STORE_COMMAND_VERSION) and the write works;
 2. restarted that way while the log holds a version 2 command it has not
    applied, it refuses to apply it: it exits non-zero saying "command
    version 2 is newer than this build (1..1): upgrade this node" instead of
@@ -42,19 +43,24 @@ def versions(c, node):
     return info["command_version"], {m["id"]: m["command_version_max"] for m in info["members"]}
 
 
+# STORE_COMMAND_VERSION of this build (store/store.h).
+NEWEST = 3
+
+
 class VersionsTest(unittest.TestCase):
     def test_mixed_versions(self):
         with Cluster(3, name="versions") as c:
             for k in (1, 2, 3):
-                wait_for(lambda: versions(c, k) == (2, {1: 2, 2: 2, 3: 2}), 30,
-                         "node %d to see every node publish version 2" % k, interval=0.2)
+                wait_for(lambda: versions(c, k) == (NEWEST, {1: NEWEST, 2: NEWEST, 3: NEWEST}),
+                         30, "node %d to see every node publish version %d" % (k, NEWEST),
+                         interval=0.2)
 
             # ---- 1. node 3 turns into an "old build" with nothing to apply
             c.stop(3)
             set_old_build(c, 3, True)
             c.start(3, wait="ready")
             for k in (1, 2, 3):
-                wait_for(lambda: versions(c, k) == (1, {1: 2, 2: 2, 3: 1}), 30,
+                wait_for(lambda: versions(c, k) == (1, {1: NEWEST, 2: NEWEST, 3: 1}), 30,
                          "node %d to see cluster version 1" % k, interval=0.2)
             for k in (1, 2, 3):
                 r = c.login(k, c.admin["username"], c.admin["password"])
@@ -65,13 +71,13 @@ class VersionsTest(unittest.TestCase):
             self.assertTrue(c.running(3), "node 3 stopped")
             self.assertEqual(c.get(3, "/readyz").status, 200)
 
-            # Upgraded: it publishes 2 again and version 2 writes work.
+            # Upgraded: it publishes the newest again and version 2 writes work.
             c.stop(3)
             set_old_build(c, 3, False)
             c.start(3, wait="ready")
             for k in (1, 2, 3):
-                wait_for(lambda: versions(c, k)[0] == 2, 30,
-                         "node %d to see cluster version 2" % k, interval=0.2)
+                wait_for(lambda: versions(c, k)[0] == NEWEST, 30,
+                         "node %d to see cluster version %d" % (k, NEWEST), interval=0.2)
             c.must_login(3, c.admin["username"], c.admin["password"])
             t = c.must_create_tenant(1, "after-upgrade")
             wait_for(lambda: c.get(3, "/api/v1/tenants/" + t["id"]).status == 200, 20,

@@ -366,7 +366,7 @@ static void test_newer_version_refused(void **state)
     struct fix *f = *state;
     /* {"v": 3, "op": 1, "k": 't', "id": "t9\0", "ts": 1000, "zz": 1}:
      * a future version with a field this build does not know. */
-    static const unsigned char v3[] = {0x86, 0xa1, 'v',  0x03, 0xa2, 'o', 'p', 0x01, 0xa1, 'k',
+    static const unsigned char v4[] = {0x86, 0xa1, 'v',  0x04, 0xa2, 'o', 'p', 0x01, 0xa1, 'k',
                                        't',  0xa2, 'i',  'd',  0xa3, 't', '9', 0x00, 0xa2, 't',
                                        's',  0xcd, 0x03, 0xe8, 0xa2, 'z', 'z', 0x01};
     static const unsigned char v0[] = {0x81, 0xa1, 'v', 0x00};
@@ -382,11 +382,11 @@ static void test_newer_version_refused(void **state)
 
     fix_create(f, "t1", "acme");
     before = dump(f->s);
-    assert_int_equal(store_command_version(v3, sizeof v3, &version), 0);
-    assert_int_equal(version, 3);
-    assert_int_equal(store_apply(f->s, f->index + 1, v3, sizeof v3, &res, msg, sizeof msg),
+    assert_int_equal(store_command_version(v4, sizeof v4, &version), 0);
+    assert_int_equal(version, 4);
+    assert_int_equal(store_apply(f->s, f->index + 1, v4, sizeof v4, &res, msg, sizeof msg),
                      CAIRN_EUNSUPPORTED);
-    assert_contains(msg, "command version 3 is newer than this build (1..2): upgrade this node");
+    assert_contains(msg, "command version 4 is newer than this build (1..3): upgrade this node");
     assert_int_equal(store_applied_index(f->s), f->index);
     after = dump(f->s);
     assert_string_equal(before, after);
@@ -395,9 +395,10 @@ static void test_newer_version_refused(void **state)
     /* A store limited to version 1 (an older build) refuses version 2 the
      * same way, and still applies version 1. */
     assert_int_equal(store_command_version_limit(f->s, 0), CAIRN_EINVAL);
-    assert_int_equal(store_command_version_limit(f->s, 3), CAIRN_EINVAL);
+    assert_int_equal(store_command_version_limit(f->s, 4), CAIRN_EINVAL);
     assert_int_equal(store_command_version_limit(f->s, 1), 0);
     c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t2");
+    c.version = 2;
     assert_int_equal(store_command_encode(&c, &buf, &len), 0);
     msg[0] = '\0';
     assert_int_equal(store_apply(f->s, f->index + 1, buf, len, &res, msg, sizeof msg),
@@ -417,6 +418,7 @@ static void test_newer_version_refused(void **state)
     assert_int_equal(r.status, 0);
     assert_int_equal(store_command_version_max(f->s), 2);
     free(buf);
+    assert_int_equal(store_command_version_limit(f->s, 3), 0);
 
     /* Garbage is consumed deterministically, as before. */
     r = fix_apply_raw(f, v0, sizeof v0);
@@ -432,6 +434,51 @@ static void test_newer_version_refused(void **state)
     c = cmd_make(STORE_OP_CREATE, STORE_KIND_SESSION, "s1");
     c.expires_ms = 5000;
     assert_int_equal(store_command_version_needed(&c), 2);
+    free(before);
+}
+
+/* A fenced command applies only while its fence object is at the revision
+ * it names; otherwise it fails with CAIRN_EPRECONDITION and changes
+ * nothing. */
+static void test_fence(void **state)
+{
+    struct fix *f = *state;
+    struct store_command c;
+    struct store_result r;
+    uint64_t epoch;
+    char *before;
+    char *after;
+
+    r = fix_scoped(f, STORE_OP_PUT, STORE_KIND_SYSTEM, "ownership", NULL, 0, NULL, 0);
+    epoch = r.mod_rev;
+    fix_create(f, "t1", "acme");
+    c = cmd_make(STORE_OP_UPDATE, STORE_KIND_TENANT, "t1");
+    c.version = 3;
+    c.body = "{\"x\":1}";
+    c.body_len = strlen(c.body);
+    c.fence = (struct store_fence){STORE_KIND_SYSTEM, "ownership", epoch};
+    assert_int_equal(fix_apply(f, &c).status, 0);
+
+    /* The epoch moves on: the same write is refused. */
+    fix_scoped(f, STORE_OP_PUT, STORE_KIND_SYSTEM, "ownership", NULL, 0, NULL, 0);
+    before = dump(f->s);
+    c.body = "{\"x\":2}";
+    c.body_len = strlen(c.body);
+    r = fix_apply(f, &c);
+    assert_int_equal(r.status, CAIRN_EPRECONDITION);
+    assert_non_null(strstr(r.message, "fenced: system ownership is at revision"));
+    after = dump(f->s);
+    assert_string_equal(before, after);
+    free(after);
+
+    /* A fence on an object that does not exist refuses too. */
+    c.fence = (struct store_fence){STORE_KIND_SYSTEM, "nothing", 1};
+    r = fix_apply(f, &c);
+    assert_int_equal(r.status, CAIRN_EPRECONDITION);
+    assert_string_equal(r.message, "fenced: system nothing does not exist");
+    after = dump(f->s);
+    assert_string_equal(before, after);
+    free(after);
     free(before);
 }
 
@@ -765,6 +812,7 @@ int run_apply_tests(void)
         cmocka_unit_test_setup_teardown(test_revisions, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_failures_change_nothing, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_newer_version_refused, fix_setup, fix_teardown),
+        cmocka_unit_test_setup_teardown(test_fence, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_replay_skipped, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_request_replay, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_request_prune, fix_setup, fix_teardown),

@@ -216,6 +216,9 @@ static void assert_command_equal(const struct store_command *a, const struct sto
     assert_true(a->expires_ms == b->expires_ms);
     assert_int_equal(a->audit_status, b->audit_status);
     assert_str_eq_or_null(a->audit_message, b->audit_message);
+    assert_int_equal(a->fence.kind, b->fence.kind);
+    assert_str_eq_or_null(a->fence.id, b->fence.id);
+    assert_int_equal(a->fence.revision, b->fence.revision);
 }
 
 /* Encodes, decodes from an exactly sized copy, compares. */
@@ -877,11 +880,53 @@ static void test_command_decode_structure(void **state)
     free(keep);
 }
 
+/* Version 3: the fence. */
+static void test_command_v3_fence(void **state)
+{
+    struct store_command c =
+        cmd_scoped(STORE_OP_UPDATE, STORE_KIND_DEVICE, "d1", "t1", STORE_KIND_SITE, "s1");
+    char msg[256];
+    void *buf;
+    size_t len;
+    (void)state;
+
+    c.fence = (struct store_fence){STORE_KIND_SYSTEM, "ownership", 12345};
+    assert_int_equal(store_command_version_needed(&c), 3);
+    c.version = 3;
+    round_trip(&c);
+    /* The encoder refuses a fence below version 3, without an id, at
+     * revision 0, with an unknown kind, or on an audit. */
+    c.version = 2;
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c.version = 3;
+    c.fence.id = NULL;
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c.fence.id = "ownership";
+    c.fence.revision = 0;
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c.fence.revision = 1;
+    c.fence.kind = (enum store_kind)'x';
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+    c = cmd_make(STORE_OP_AUDIT, STORE_KIND_SITE, "s1");
+    c.version = 3;
+    c.caller = "bob";
+    c.fence = (struct store_fence){STORE_KIND_SYSTEM, "ownership", 1};
+    assert_int_equal(store_command_encode(&c, &buf, &len), CAIRN_EINVAL);
+
+    /* The decoder: "fe" in a version 2 command, or malformed. */
+    const struct field v2_fe[] = {F_UINT("v", 2), F_UINT("fe", 1)};
+    assert_int_equal(decode_edited(v2_fe, 2, msg, sizeof msg, NULL, NULL), CAIRN_EMALFORMED);
+    assert_non_null(strstr(msg, "\"fe\""));
+    const struct field v3_fe[] = {F_UINT("v", 3), F_UINT("fe", 1)};
+    assert_int_equal(decode_edited(v3_fe, 2, msg, sizeof msg, NULL, NULL), CAIRN_EMALFORMED);
+    assert_non_null(strstr(msg, "\"fe\""));
+}
+
 static void test_command_unsupported(void **state)
 {
     char msg[256];
     (void)state;
-    expect_edit(&(struct field)F_UINT("v", 3), CAIRN_EUNSUPPORTED, "version 3");
+    expect_edit(&(struct field)F_UINT("v", 4), CAIRN_EUNSUPPORTED, "version 4");
     expect_edit(&(struct field)F_UINT("v", 0), CAIRN_EUNSUPPORTED, "version 0");
     expect_edit(&(struct field)F_UINT("op", 0), CAIRN_EUNSUPPORTED, "operation 0");
     expect_edit(&(struct field)F_UINT("op", STORE_OP_PUT + 1), CAIRN_EUNSUPPORTED, "operation");
@@ -889,7 +934,7 @@ static void test_command_unsupported(void **state)
     expect_edit(&(struct field)F_UINT("k", 't' + 256), CAIRN_EUNSUPPORTED, "kind");
     /* A newer version is unsupported even with fields this build does not
      * know or reads differently. */
-    const struct field newer[] = {F_UINT("v", 3), F_UINT("new", 1), F_UINT("id", 7)};
+    const struct field newer[] = {F_UINT("v", 4), F_UINT("new", 1), F_UINT("id", 7)};
     assert_int_equal(decode_edited(newer, 3, msg, sizeof msg, NULL, NULL), CAIRN_EUNSUPPORTED);
 }
 
@@ -1339,6 +1384,7 @@ int run_codec_tests(void)
         cmocka_unit_test(test_command_round_trip),
         cmocka_unit_test(test_command_encode_invalid),
         cmocka_unit_test(test_command_v2_round_trip),
+        cmocka_unit_test(test_command_v3_fence),
         cmocka_unit_test(test_command_v2_encode_invalid),
         cmocka_unit_test(test_command_v2_decode),
         cmocka_unit_test(test_command_decode_malformed),

@@ -847,6 +847,15 @@ static void backend_raft_status(void *data, struct api_raft_status *out)
         out->lease_lapses = st.lease_lapses;
         out->epoch_changes = st.epoch_changes;
     }
+    {
+        struct node_callhome_stats ch;
+        node_callhome_stats(n, &ch);
+        out->callhome_bound = ch.bound;
+        out->callhome_known = ch.known;
+        out->callhome_refused = ch.refused;
+        out->callhome_throttled = ch.throttled;
+        out->callhome_failed = ch.failed;
+    }
 }
 
 static bool backend_is_leader(void *data)

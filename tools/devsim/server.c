@@ -17,6 +17,17 @@
  * calls nc_ps_poll with a zero timeout: it serves RPCs back to back, and
  * when a whole pass finds nothing it sleeps, backing off from 1 to 5 ms,
  * instead of nc_ps_poll's 100 us busy loop.
+ *
+ * Call home (RFC 8071): a device with controllers to call is a libnetconf2
+ * call-home client "ch<index>" with one endpoint per controller, persistent,
+ * starting with the first listed and moving to the next after each failed
+ * attempt (libnetconf2 waits 1 s between attempts). The session it makes is
+ * served like an accepted one. libnetconf2 would redial at once when the
+ * session ends (a controller that binds and closes would be called again
+ * and again), so the session's end deletes the client and
+ * server_callhome_tick creates it again after a backoff: 1 s after a
+ * session that lasted a minute or more, doubling up to 60 s after shorter
+ * ones.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -118,10 +129,15 @@ int server_endpoint_del(struct devsim *sim, struct devsim_device *dev)
     return rv;
 }
 
+static void callhome_ended(struct devsim_device *dev);
+
 static void session_end(struct nc_pollsession *ps, struct nc_session *ns)
 {
     struct devsim_session *s = nc_session_get_data(ns);
     nc_ps_del_session(ps, ns);
+    if (s && s->callhome) {
+        callhome_ended(s->dev); /* before the free: libnetconf2 must not redial */
+    }
     if (s) {
         device_session_closed(s->dev, s->id);
         CAIRN_DEBUG("msg=\"session closed\" device=%s session=%" PRIu32, s->dev->name, s->id);
@@ -231,6 +247,147 @@ static void *acceptor_main(void *arg)
     return NULL;
 }
 
+/* Call home ------------------------------------------------------------- */
+
+#define CALLHOME_BACKOFF_MIN_MS 1000
+#define CALLHOME_BACKOFF_MAX_MS 60000
+#define CALLHOME_LONG_MS        60000 /* a session this long resets the backoff */
+
+/* libnetconf2's call-home session callback carries no user data; there is
+ * one simulator per process (devsim.h). */
+static struct devsim *ch_sim;
+
+int callhome_parse(const char *list, char hosts[][DEVSIM_NAME_MAX], uint16_t *ports, unsigned *n)
+{
+    const char *p = list;
+    *n = 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *colon = memchr(p, ':', len);
+        char *end;
+        unsigned long port;
+        if (*n == DEVSIM_CALLHOME_MAX || !colon || colon == p ||
+            (size_t)(colon - p) >= DEVSIM_NAME_MAX) {
+            return -1;
+        }
+        port = strtoul(colon + 1, &end, 10);
+        if (end != p + len || end == colon + 1 || port == 0 || port > 65535) {
+            return -1;
+        }
+        snprintf(hosts[*n], DEVSIM_NAME_MAX, "%.*s", (int)(colon - p), p);
+        ports[(*n)++] = (uint16_t)port;
+        p += len;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    return *n ? 0 : -1;
+}
+
+static int callhome_session_cb(const char *client_name, struct nc_session *ns)
+{
+    unsigned long idx = strtoul(client_name + 2, NULL, 10);
+    struct devsim_session *s;
+    if (!ch_sim || idx >= ch_sim->ndevs || !(s = calloc(1, sizeof(*s)))) {
+        return 1;
+    }
+    s->dev = &ch_sim->devs[idx];
+    s->id = nc_session_get_id(ns);
+    s->callhome = true;
+    nc_session_set_data(ns, s);
+    pthread_mutex_lock(&s->dev->mu);
+    s->dev->ch_since_ms = cairn_now_ms();
+    s->dev->ch_sessions++;
+    pthread_mutex_unlock(&s->dev->mu);
+    CAIRN_DEBUG("msg=\"called home\" device=%s session=%" PRIu32, s->dev->name, s->id);
+    hand_over(ch_sim, ns);
+    return 0;
+}
+
+/* The call-home session of dev ended (a poll thread): no redial by
+ * libnetconf2; server_callhome_tick dials again after the backoff. */
+static void callhome_ended(struct devsim_device *dev)
+{
+    char name[32];
+    uint64_t now = cairn_now_ms();
+    snprintf(name, sizeof(name), "ch%u", dev->index);
+    nc_server_ch_del_client(name);
+    pthread_mutex_lock(&dev->mu);
+    if (now - dev->ch_since_ms >= CALLHOME_LONG_MS || dev->ch_backoff_ms == 0) {
+        dev->ch_backoff_ms = CALLHOME_BACKOFF_MIN_MS;
+    } else if (dev->ch_backoff_ms < CALLHOME_BACKOFF_MAX_MS) {
+        dev->ch_backoff_ms *= 2;
+        if (dev->ch_backoff_ms > CALLHOME_BACKOFF_MAX_MS) {
+            dev->ch_backoff_ms = CALLHOME_BACKOFF_MAX_MS;
+        }
+    }
+    dev->ch_next_ms = now + dev->ch_backoff_ms;
+    dev->ch_dialing = false;
+    pthread_mutex_unlock(&dev->mu);
+}
+
+/* Creates dev's call-home client and its dialing thread. */
+static int callhome_dial(struct devsim_device *dev)
+{
+    char hosts[DEVSIM_CALLHOME_MAX][DEVSIM_NAME_MAX], name[32], endpt[16], key[32];
+    uint16_t ports[DEVSIM_CALLHOME_MAX];
+    unsigned n, i;
+
+    if (callhome_parse(dev->call_home, hosts, ports, &n)) {
+        return CAIRN_EINVAL;
+    }
+    snprintf(name, sizeof(name), "ch%u", dev->index);
+    snprintf(key, sizeof(key), "k%u", dev->index);
+    if (nc_server_ch_add_client(name)) {
+        return CAIRN_EIO;
+    }
+    for (i = 0; i < n; i++) {
+        snprintf(endpt, sizeof(endpt), "c%u", i);
+        if (nc_server_ch_client_add_endpt(name, endpt, NC_TI_LIBSSH) ||
+            nc_server_ch_client_endpt_set_address(name, endpt, hosts[i]) ||
+            nc_server_ch_client_endpt_set_port(name, endpt, ports[i]) ||
+            nc_server_ssh_ch_client_endpt_add_hostkey(name, endpt, key, -1) ||
+            nc_server_ssh_ch_client_endpt_set_auth_methods(name, endpt, NC_SSH_AUTH_PASSWORD) ||
+            nc_server_ssh_ch_client_endpt_set_auth_attempts(name, endpt, 3) ||
+            nc_server_ssh_ch_client_endpt_set_auth_timeout(name, endpt, 10)) {
+            nc_server_ch_del_client(name);
+            return CAIRN_EIO;
+        }
+    }
+    if (nc_server_ch_client_set_conn_type(name, NC_CH_PERSIST) ||
+        nc_server_ch_client_set_start_with(name, NC_CH_FIRST_LISTED) ||
+        nc_server_ch_client_set_max_attempts(name, 1) ||
+        nc_connect_ch_client_dispatch(name, callhome_session_cb)) {
+        nc_server_ch_del_client(name);
+        return CAIRN_EIO;
+    }
+    return 0;
+}
+
+void server_callhome_tick(struct devsim *sim, uint64_t now_ms)
+{
+    for (unsigned i = 0; i < sim->ndevs; i++) {
+        struct devsim_device *dev = &sim->devs[i];
+        bool due;
+        if (!dev->call_home[0]) {
+            continue;
+        }
+        pthread_mutex_lock(&dev->mu);
+        due = !dev->ch_dialing && now_ms >= dev->ch_next_ms;
+        if (due) {
+            dev->ch_dialing = true;
+        }
+        pthread_mutex_unlock(&dev->mu);
+        if (due && callhome_dial(dev)) {
+            CAIRN_ERROR("msg=\"call home: cannot set up the client\" device=%s", dev->name);
+            pthread_mutex_lock(&dev->mu);
+            dev->ch_dialing = false;
+            dev->ch_next_ms = now_ms + CALLHOME_BACKOFF_MAX_MS;
+            pthread_mutex_unlock(&dev->mu);
+        }
+    }
+}
+
 int server_start(struct devsim *sim)
 {
     pthread_rwlockattr_t attr;
@@ -243,6 +400,7 @@ int server_start(struct devsim *sim)
         return CAIRN_EIO;
     }
     rpc_setup(sim);
+    ch_sim = sim;
     nc_server_ssh_set_hostkey_clb(hostkey_cb, sim, NULL);
     nc_server_ssh_set_passwd_auth_clb(passwd_cb, sim, NULL);
     for (i = 0; i < sim->ndevs; i++) {
@@ -278,6 +436,7 @@ void server_stop(struct devsim *sim)
 {
     unsigned i;
     atomic_store(&sim->stop, true);
+    nc_server_ch_del_client(NULL); /* dialing threads exit within a second */
     for (i = 0; sim->acceptors && i < sim->accept_threads; i++) {
         if (sim->acceptors[i]) {
             pthread_join(sim->acceptors[i], NULL);

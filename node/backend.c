@@ -370,6 +370,11 @@ static int backend_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, 
     return leader_call(data, &c, deadline_ms);
 }
 
+int node_read_barrier(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size)
+{
+    return backend_read_barrier(n, deadline_ms, errmsg, size);
+}
+
 /* --- backup -------------------------------------------------------------- */
 
 static int backend_backup(void *data, uint64_t deadline_ms, struct store_backup **out, char *errmsg,

@@ -13,7 +13,8 @@
  *     system-state run with device_timeout_ms (sb_session_accept);
  *  2. a peer ("ADDRESS SERIAL") with too many bad attempts in a row is
  *     closed unread (zt_throttle_allowed), counted "throttled";
- *  3. the records are searched for the serial (find); zt_match decides:
+ *  3. after a read barrier (the decision is made on linearizable state),
+ *     the records are searched for the serial (find_cb); zt_match decides:
  *     - ZT_BIND: the record is updated, pinned to the revision read
  *       (bind): the activation code is consumed (removed, so a replay is
  *       refused), the host key seen is pinned, the peer's address becomes
@@ -127,11 +128,19 @@ static int bind_device(struct node_callhome *ch, const char *serial, const char 
 {
     for (int attempt = 0; attempt < BIND_ATTEMPTS; attempt++) {
         struct search q = {serial, code, fingerprint, ZT_OTHER, ""};
+        char errmsg[CAIRN_ERRMSG_SIZE] = "";
         struct store_object o;
         struct store_result res;
         json_t *body;
         int rv;
 
+        /* Decide on linearizable state: a record created (or a code
+         * consumed) before the call is seen here. */
+        if (node_read_barrier(ch->n, cairn_now_ms() + ch->n->cfg.device_timeout_ms, errmsg,
+                              sizeof errmsg) != 0) {
+            CAIRN_WARN("msg=\"call home: no read point\" serial=%s error=\"%s\"", serial, errmsg);
+            return CAIRN_EUNAVAILABLE;
+        }
         if (store_object_foreach(ch->n->store, STORE_KIND_DEVICE, find_cb, &q, NULL) < 0 ||
             q.match != ZT_BIND) {
             snprintf(id, CAIRN_UUID_SIZE, "%s", q.id);

@@ -168,6 +168,10 @@ int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t 
                               char *errmsg, size_t size);
 int node_leader_transfer(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
 
+/* Returns once the local store reflects every write acknowledged before
+ * the call (a read index from the leader); the API's read_barrier. */
+int node_read_barrier(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
+
 /* Proposes an encoded command through the leader (forwarding it from a
  * follower) and waits until it is applied here; the API's propose. */
 int node_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,

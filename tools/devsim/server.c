@@ -311,7 +311,9 @@ static void callhome_ended(struct devsim_device *dev)
     char name[32];
     uint64_t now = cairn_now_ms();
     snprintf(name, sizeof(name), "ch%u", dev->index);
-    nc_server_ch_del_client(name);
+    if (!atomic_load(&ch_sim->stop)) { /* at a stop, server_stop deleted them all */
+        nc_server_ch_del_client(name);
+    }
     pthread_mutex_lock(&dev->mu);
     if (now - dev->ch_since_ms >= CALLHOME_LONG_MS || dev->ch_backoff_ms == 0) {
         dev->ch_backoff_ms = CALLHOME_BACKOFF_MIN_MS;

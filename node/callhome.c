@@ -22,7 +22,8 @@
  *       zero-touch login becomes the credentials if it has none, and
  *       status.zero_touch records when, where and by which node. A
  *       concurrent change fails the write and the call is matched again;
- *     - ZT_KNOWN: a device already bound calls again: nothing to do;
+ *     - ZT_KNOWN: a device already bound calls again: nothing to do,
+ *       unless its onboarding failed (onboard_again);
  *     - no record, or ZT_BAD_CODE: refused, a warning is logged and the
  *       throttle counts it; no record is written;
  *  4. the session is closed in every case.
@@ -119,6 +120,39 @@ static void bind_body(struct node_callhome *ch, json_t *body, const char *finger
     json_object_set_new(status, "zero_touch", zt);
 }
 
+/* A bound device whose onboarding failed (its owner gave up: state
+ * "unreachable") calls again: it is alive, so its state goes back to "new"
+ * and the owner onboards it once more. Best effort: a failed write waits
+ * for the next call. */
+static void onboard_again(struct node_callhome *ch, const char *id)
+{
+    struct store_object o;
+    struct store_result res;
+    json_t *body;
+    json_t *status;
+
+    if (store_object_get(ch->n->store, STORE_KIND_DEVICE, id, &o) != 0) {
+        return;
+    }
+    body = json_loadb(o.body, o.body_len, 0, NULL);
+    status = json_object_get(body, "status");
+    if (json_is_object(status) && strcmp(json_string_value(json_object_get(status, "state")) != NULL
+                                             ? json_string_value(json_object_get(status, "state"))
+                                             : "",
+                                         "unreachable") == 0) {
+        json_object_set_new(status, "state", json_string("new"));
+        memset(&res, 0, sizeof res);
+        if (node_device_write(ch->n, &o, body, &res) == 0 && res.status == 0) {
+            CAIRN_INFO(
+                "msg=\"call home: a bound device that was not onboarded called again; "
+                "onboarding it again\" device=%s",
+                id);
+        }
+    }
+    json_decref(body);
+    store_object_release(&o);
+}
+
 /* Step 3: matches and, for ZT_BIND, writes. *match gets the match
  * (ZT_OTHER: no record has the serial); CAIRN_EUNAVAILABLE if the binding
  * could not be written (the device calls again). */
@@ -145,6 +179,9 @@ static int bind_device(struct node_callhome *ch, const char *serial, const char 
             q.match != ZT_BIND) {
             snprintf(id, CAIRN_UUID_SIZE, "%s", q.id);
             *match = q.match;
+            if (q.match == ZT_KNOWN) {
+                onboard_again(ch, q.id);
+            }
             return 0;
         }
         if (store_object_get(ch->n->store, STORE_KIND_DEVICE, q.id, &o) != 0) {

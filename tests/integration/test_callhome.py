@@ -12,7 +12,8 @@ cluster, every node listening for call home (tools/localcluster
   when another node took the call; a service deploy then reaches them all.
 - A device with a wrong activation code, and one whose serial has no
   record, are refused: nothing is written to any record, the refusals are
-  counted in /metrics.
+  counted in /metrics; devices guessing codes for one serial from one
+  address get throttled.
 - A second device replaying a consumed code (same serial, another host
   key) is refused and the bound record is left as it was.
 """
@@ -34,12 +35,12 @@ from harness import Cluster, lc, unique_name, wait_for  # noqa: E402
 from test_devsim import DEVSIM, free_ports  # noqa: E402
 
 N_GOOD = 12
+N_FLOOD = 3
 SETTINGS = {
     "liveness_heartbeat_ms": "100",
     "ownership_lease_ms": "1000",
     "liveness_down_ms": "2000",
     "drift_interval_s": "0",
-    "device_timeout_ms": "5000",
     "confirm_timeout_s": "30",
 }
 WRONG_CODE = "AAAAA-BBBBB-CCCCC-DDDDD"
@@ -164,15 +165,30 @@ class CallhomeTest(unittest.TestCase):
             lines.append(self.line("dev%d" % i, base + i, serial, code, rotate=i))
         # A device no record knows.
         lines.append(self.line("ghost", base + N_GOOD + 1, "ZTGHOST", WRONG_CODE))
+        # Three more devices guessing codes for the bad device's serial,
+        # all calling node 1 first: the throttle stops reading their calls.
+        flood = free_ports(N_FLOOD)
+        for i in range(N_FLOOD):
+            lines.append(self.line("flood%d" % i, flood + i, "ZT%06d" % N_GOOD,
+                                   "AAAAA-BBBBB-CCCCC-DDDD%d" % i))
         good, bad = records[:N_GOOD], records[N_GOOD]
         type(self).good, type(self).bad = good, bad
         sim = self.start_sim("first", lines)
         type(self).sim = sim
 
+        seen = []
+
         def onboarded():
             ds = [self.device(r["id"]) for r in good]
-            return ds if all(d["status"].get("state") == "onboarded" for d in ds) else None
-        ds = wait_for(onboarded, 60, "every device that called home onboarded", interval=0.5)
+            seen[:] = ["%s %s %s" % (d["serial"], d["status"].get("state"),
+                                     d["status"].get("last_error", "")) for d in ds
+                       if d["status"].get("state") != "onboarded"]
+            return ds if not seen else None
+        try:
+            ds = wait_for(onboarded, 60, "every device that called home onboarded",
+                          interval=0.5)
+        except harness.Timeout:
+            raise AssertionError("not onboarded: %s" % "; ".join(seen)) from None
         keys = set()
         binders_not_owner = 0
         for rec, d in zip(good, ds):
@@ -195,12 +211,13 @@ class CallhomeTest(unittest.TestCase):
         self.assertEqual(self.counters("cairn_callhome_bound_total"), N_GOOD)
 
     def test_b_wrong_code_refused(self):
-        # Both refused devices have called home at least once, and twice
-        # refusals were counted; their records (the bad one) are untouched.
+        # The refused devices have called home, refusals were counted, the
+        # guessing ones got throttled; the bad record is untouched.
         wait_for(lambda: self.sim.callhome_sessions("dev%d" % N_GOOD) >= 1
                  and self.sim.callhome_sessions("ghost") >= 1
-                 and self.counters("cairn_callhome_refused_total") >= 2,
-                 30, "the bad and unknown devices refused")
+                 and self.counters("cairn_callhome_refused_total") >= 2 + N_FLOOD
+                 and self.counters("cairn_callhome_throttled_total") >= 1,
+                 30, "the bad and unknown devices refused, the guessing ones throttled")
         d = self.device(self.bad["id"])
         self.assertEqual(d["mod_revision"], self.bad["mod_revision"])
         self.assertEqual(d["activation_code"], self.bad["activation_code"])

@@ -131,12 +131,45 @@ int server_endpoint_del(struct devsim *sim, struct devsim_device *dev)
 
 static void callhome_ended(struct devsim_device *dev);
 
+/* Call-home sessions being freed by a reaper thread (server_stop waits). */
+static atomic_uint reapers;
+
+/*
+ * Frees a call-home session. In libnetconf2 2.0.24, nc_session_free of a
+ * call-home session waits for the dialing thread to acknowledge, which it
+ * never signals: the free always takes NC_SESSION_FREE_LOCK_TIMEOUT (1 s)
+ * and logs "Waiting for Call Home thread failed". On a poll thread that
+ * stalled every other session of the thread (their RPCs timed out), so the
+ * wait happens on a thread of its own.
+ */
+static void *reaper_main(void *arg)
+{
+    struct nc_session *ns = arg;
+    free(nc_session_get_data(ns));
+    nc_session_free(ns, NULL);
+    atomic_fetch_sub(&reapers, 1);
+    return NULL;
+}
+
 static void session_end(struct nc_pollsession *ps, struct nc_session *ns)
 {
     struct devsim_session *s = nc_session_get_data(ns);
     nc_ps_del_session(ps, ns);
     if (s && s->callhome) {
+        pthread_attr_t attr;
+        pthread_t t;
+        int rv;
         callhome_ended(s->dev); /* before the free: libnetconf2 must not redial */
+        device_session_closed(s->dev, s->id);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        atomic_fetch_add(&reapers, 1);
+        rv = pthread_create(&t, &attr, reaper_main, ns);
+        pthread_attr_destroy(&attr);
+        if (rv) {
+            reaper_main(ns); /* no thread: wait here */
+        }
+        return;
     }
     if (s) {
         device_session_closed(s->dev, s->id);
@@ -188,6 +221,10 @@ static void *poller_main(void *arg)
             }
         }
         idle = 0;
+    }
+    /* Call-home sessions go to reapers, so their frees wait in parallel. */
+    for (unsigned n = 0; nc_ps_session_count(p->ps) && n < 1000000; n++) {
+        session_end(p->ps, nc_ps_get_session(p->ps, 0));
     }
     nc_ps_clear(p->ps, 1, free);
     return NULL;
@@ -461,6 +498,9 @@ void server_stop(struct devsim *sim)
     free(sim->acceptors);
     sim->pollers = NULL;
     sim->acceptors = NULL;
+    for (i = 0; atomic_load(&reapers) && i < 500; i++) {
+        sleep_ms(10); /* each reaper takes at most about a second */
+    }
     nc_server_destroy();
     pthread_rwlock_destroy(&sim->endpt_gate);
 }

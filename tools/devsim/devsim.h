@@ -90,10 +90,6 @@ struct devsim_device {
     /* Zero-touch (server.c, "Call home"): */
     char activation_code[DEVSIM_NAME_MAX]; /* shown in system-state, "" if none */
     char call_home[512];                   /* "HOST:PORT[,HOST:PORT...]", "" if none */
-    bool ch_dialing;                       /* a libnetconf2 call-home client exists */
-    uint64_t ch_next_ms;                   /* monotonic ms of the next dial, 0: at once */
-    uint64_t ch_since_ms;                  /* monotonic ms its current session began */
-    unsigned ch_backoff_ms;                /* wait before redialing after a short session */
     unsigned ch_sessions;                  /* call-home sessions established so far */
 };
 
@@ -163,9 +159,6 @@ int server_start(struct devsim *sim);
 void server_stop(struct devsim *sim);
 int server_endpoint_add(struct devsim *sim, struct devsim_device *dev);
 int server_endpoint_del(struct devsim *sim, struct devsim_device *dev);
-/* Dials the controllers of call-home devices whose time has come; main
- * thread, every tick. */
-void server_callhome_tick(struct devsim *sim, uint64_t now_ms);
 /* Parses "HOST:PORT[,HOST:PORT...]" (at most DEVSIM_CALLHOME_MAX); 0 or -1. */
 #define DEVSIM_CALLHOME_MAX 8
 int callhome_parse(const char *list, char hosts[][DEVSIM_NAME_MAX], uint16_t *ports, unsigned *n);

@@ -328,7 +328,6 @@ int main(int argc, char **argv)
         for (i = 0; i < sim.ndevs; i++) {
             device_tick(&sim.devs[i], now);
         }
-        server_callhome_tick(&sim, now);
     }
     rv = 0;
 out_server:

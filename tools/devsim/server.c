@@ -19,15 +19,18 @@
  * instead of nc_ps_poll's 100 us busy loop.
  *
  * Call home (RFC 8071): a device with controllers to call is a libnetconf2
- * call-home client "ch<index>" with one endpoint per controller, persistent,
- * starting with the first listed and moving to the next after each failed
- * attempt (libnetconf2 waits 1 s between attempts). The session it makes is
- * served like an accepted one. libnetconf2 would redial at once when the
- * session ends (a controller that binds and closes would be called again
- * and again), so the session's end deletes the client and
- * server_callhome_tick creates it again after a backoff: 1 s after a
- * session that lasted a minute or more, doubling up to 60 s after shorter
- * ones.
+ * call-home client "ch<index>" with one endpoint per controller, starting
+ * with the first listed and moving to the next after each failed attempt
+ * (libnetconf2 waits 1 s between attempts). The session it makes is served
+ * like an accepted one. The clients are periodic (a 1-minute period, no
+ * idle timeout): once a session ends, libnetconf2 waits (now - anchor) mod
+ * 60 s before dialing again, which from a start-time anchor is a backoff
+ * doubling from the first session's end up to a minute; a persistent client
+ * would redial at once, and a controller that binds (or refuses) and
+ * closes would be called in a tight loop. Clients are all created before
+ * any dials and never changed: libnetconf2 holds its client list's read
+ * lock through every connect and SSH handshake, so an add or delete (the
+ * write lock) could wait for as long as devices keep dialing.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -129,8 +132,6 @@ int server_endpoint_del(struct devsim *sim, struct devsim_device *dev)
     return rv;
 }
 
-static void callhome_ended(struct devsim_device *dev);
-
 /* Call-home sessions being freed by a reaper thread (server_stop waits). */
 static atomic_uint reapers;
 
@@ -159,7 +160,6 @@ static void session_end(struct nc_pollsession *ps, struct nc_session *ns)
         pthread_attr_t attr;
         pthread_t t;
         int rv;
-        callhome_ended(s->dev); /* before the free: libnetconf2 must not redial */
         device_session_closed(s->dev, s->id);
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -286,10 +286,6 @@ static void *acceptor_main(void *arg)
 
 /* Call home ------------------------------------------------------------- */
 
-#define CALLHOME_BACKOFF_MIN_MS 1000
-#define CALLHOME_BACKOFF_MAX_MS 60000
-#define CALLHOME_LONG_MS        60000 /* a session this long resets the backoff */
-
 /* libnetconf2's call-home session callback carries no user data; there is
  * one simulator per process (devsim.h). */
 static struct devsim *ch_sim;
@@ -333,7 +329,6 @@ static int callhome_session_cb(const char *client_name, struct nc_session *ns)
     s->callhome = true;
     nc_session_set_data(ns, s);
     pthread_mutex_lock(&s->dev->mu);
-    s->dev->ch_since_ms = cairn_now_ms();
     s->dev->ch_sessions++;
     pthread_mutex_unlock(&s->dev->mu);
     CAIRN_DEBUG("msg=\"called home\" device=%s session=%" PRIu32, s->dev->name, s->id);
@@ -341,32 +336,8 @@ static int callhome_session_cb(const char *client_name, struct nc_session *ns)
     return 0;
 }
 
-/* The call-home session of dev ended (a poll thread): no redial by
- * libnetconf2; server_callhome_tick dials again after the backoff. */
-static void callhome_ended(struct devsim_device *dev)
-{
-    char name[32];
-    uint64_t now = cairn_now_ms();
-    snprintf(name, sizeof(name), "ch%u", dev->index);
-    if (!atomic_load(&ch_sim->stop)) { /* at a stop, server_stop deleted them all */
-        nc_server_ch_del_client(name);
-    }
-    pthread_mutex_lock(&dev->mu);
-    if (now - dev->ch_since_ms >= CALLHOME_LONG_MS || dev->ch_backoff_ms == 0) {
-        dev->ch_backoff_ms = CALLHOME_BACKOFF_MIN_MS;
-    } else if (dev->ch_backoff_ms < CALLHOME_BACKOFF_MAX_MS) {
-        dev->ch_backoff_ms *= 2;
-        if (dev->ch_backoff_ms > CALLHOME_BACKOFF_MAX_MS) {
-            dev->ch_backoff_ms = CALLHOME_BACKOFF_MAX_MS;
-        }
-    }
-    dev->ch_next_ms = now + dev->ch_backoff_ms;
-    dev->ch_dialing = false;
-    pthread_mutex_unlock(&dev->mu);
-}
-
-/* Creates dev's call-home client and its dialing thread. */
-static int callhome_dial(struct devsim_device *dev)
+/* Creates dev's call-home client (no thread yet). */
+static int callhome_client(struct devsim_device *dev)
 {
     char hosts[DEVSIM_CALLHOME_MAX][DEVSIM_NAME_MAX], name[32], endpt[16], key[32];
     uint16_t ports[DEVSIM_CALLHOME_MAX];
@@ -389,42 +360,38 @@ static int callhome_dial(struct devsim_device *dev)
             nc_server_ssh_ch_client_endpt_set_auth_methods(name, endpt, NC_SSH_AUTH_PASSWORD) ||
             nc_server_ssh_ch_client_endpt_set_auth_attempts(name, endpt, 3) ||
             nc_server_ssh_ch_client_endpt_set_auth_timeout(name, endpt, 10)) {
-            nc_server_ch_del_client(name);
             return CAIRN_EIO;
         }
     }
-    if (nc_server_ch_client_set_conn_type(name, NC_CH_PERSIST) ||
+    if (nc_server_ch_client_set_conn_type(name, NC_CH_PERIOD) ||
+        nc_server_ch_client_periodic_set_period(name, 1) ||
+        nc_server_ch_client_periodic_set_anchor_time(name, time(NULL)) ||
+        nc_server_ch_client_periodic_set_idle_timeout(name, 0) ||
         nc_server_ch_client_set_start_with(name, NC_CH_FIRST_LISTED) ||
-        nc_server_ch_client_set_max_attempts(name, 1) ||
-        nc_connect_ch_client_dispatch(name, callhome_session_cb)) {
-        nc_server_ch_del_client(name);
+        nc_server_ch_client_set_max_attempts(name, 1)) {
         return CAIRN_EIO;
     }
     return 0;
 }
 
-void server_callhome_tick(struct devsim *sim, uint64_t now_ms)
+/* Every call-home device's client, then their dialing threads. */
+static int callhome_start(struct devsim *sim)
 {
-    for (unsigned i = 0; i < sim->ndevs; i++) {
-        struct devsim_device *dev = &sim->devs[i];
-        bool due;
-        if (!dev->call_home[0]) {
-            continue;
-        }
-        pthread_mutex_lock(&dev->mu);
-        due = !dev->ch_dialing && now_ms >= dev->ch_next_ms;
-        if (due) {
-            dev->ch_dialing = true;
-        }
-        pthread_mutex_unlock(&dev->mu);
-        if (due && callhome_dial(dev)) {
-            CAIRN_ERROR("msg=\"call home: cannot set up the client\" device=%s", dev->name);
-            pthread_mutex_lock(&dev->mu);
-            dev->ch_dialing = false;
-            dev->ch_next_ms = now_ms + CALLHOME_BACKOFF_MAX_MS;
-            pthread_mutex_unlock(&dev->mu);
+    unsigned i;
+    for (i = 0; i < sim->ndevs; i++) {
+        if (sim->devs[i].call_home[0] && callhome_client(&sim->devs[i])) {
+            CAIRN_ERROR("msg=\"call home: cannot set up the client\" device=%s", sim->devs[i].name);
+            return CAIRN_EIO;
         }
     }
+    for (i = 0; i < sim->ndevs; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "ch%u", sim->devs[i].index);
+        if (sim->devs[i].call_home[0] && nc_connect_ch_client_dispatch(name, callhome_session_cb)) {
+            return CAIRN_ENOMEM;
+        }
+    }
+    return 0;
 }
 
 int server_start(struct devsim *sim)
@@ -468,7 +435,7 @@ int server_start(struct devsim *sim)
             return CAIRN_ENOMEM;
         }
     }
-    return 0;
+    return callhome_start(sim);
 }
 
 void server_stop(struct devsim *sim)

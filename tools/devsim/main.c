@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,6 +128,31 @@ static int devices_load(struct devsim *sim, const char *file)
     }
     fclose(f);
     return 0;
+}
+
+/* libnetconf2 2.0 connects a call-home socket with select() and aborts
+ * the process ("bit out of range 0 - FD_SETSIZE") once that socket's
+ * number reaches 1024. A device holds a listening socket and a session
+ * with its controller, a call-home device also its call-home socket: keep
+ * them all below FD_SETSIZE, with room for the rest, or refuse to start. */
+#define CALLHOME_FD_SPARE 48
+
+static bool callhome_fds_exceed(const struct devsim *sim)
+{
+    unsigned nch = 0, limit;
+    for (unsigned i = 0; i < sim->ndevs; i++) {
+        nch += sim->devs[i].call_home[0] != '\0';
+    }
+    if (nch == 0 || 2 * sim->ndevs + nch + CALLHOME_FD_SPARE <= FD_SETSIZE) {
+        return false;
+    }
+    limit = (FD_SETSIZE - CALLHOME_FD_SPARE) / 3;
+    fprintf(stderr,
+            "cairn-devsim: %u devices, %u of them calling home, need more than %d descriptors: "
+            "libnetconf2 2.0 dials call home with select(), which fails past %d; run at most "
+            "%u call-home devices per process (start several processes)\n",
+            sim->ndevs, nch, FD_SETSIZE, FD_SETSIZE, limit);
+    return true;
 }
 
 static void usage(void)
@@ -281,6 +307,9 @@ int main(int argc, char **argv)
         if (code && !sim.devs[i].activation_code[0]) {
             snprintf(sim.devs[i].activation_code, sizeof(sim.devs[i].activation_code), "%s", code);
         }
+    }
+    if (callhome_fds_exceed(&sim)) {
+        goto out;
     }
     if (key_dir) {
         snprintf(sim.key_dir, sizeof(sim.key_dir), "%s", key_dir);

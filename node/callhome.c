@@ -16,7 +16,7 @@
  *  3. after a read barrier (the decision is made on linearizable state),
  *     the records are searched for the serial (find_cb); zt_match decides:
  *     - ZT_BIND: the record is updated, pinned to the revision read
- *       (bind): the activation code is consumed (removed, so a replay is
+ *       (bind_device, bind_body): the activation code is consumed (removed, so a replay is
  *       refused), the host key seen is pinned, the peer's address becomes
  *       management.host (management.port stays, default 830), the
  *       zero-touch login becomes the credentials if it has none, and

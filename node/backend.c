@@ -370,6 +370,11 @@ static int backend_read_barrier(void *data, uint64_t deadline_ms, char *errmsg, 
     return leader_call(data, &c, deadline_ms);
 }
 
+int node_read_barrier(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size)
+{
+    return backend_read_barrier(n, deadline_ms, errmsg, size);
+}
+
 /* --- backup -------------------------------------------------------------- */
 
 static int backend_backup(void *data, uint64_t deadline_ms, struct store_backup **out, char *errmsg,
@@ -846,6 +851,15 @@ static void backend_raft_status(void *data, struct api_raft_status *out)
         out->handoffs_out = st.handoffs_out;
         out->lease_lapses = st.lease_lapses;
         out->epoch_changes = st.epoch_changes;
+    }
+    {
+        struct node_callhome_stats ch;
+        node_callhome_stats(n, &ch);
+        out->callhome_bound = ch.bound;
+        out->callhome_known = ch.known;
+        out->callhome_refused = ch.refused;
+        out->callhome_throttled = ch.throttled;
+        out->callhome_failed = ch.failed;
     }
 }
 

@@ -55,6 +55,11 @@ static int check_address(const char *v, char *why, size_t n)
     return 0;
 }
 
+static int check_optional_address(const char *v, char *why, size_t n)
+{
+    return v[0] == '\0' ? 0 : check_address(v, why, n);
+}
+
 static int check_level(const char *v, char *why, size_t n)
 {
     if (cairn_log_level_parse(v) == 0) {
@@ -133,6 +138,10 @@ static const struct key keys[] = {
     {"confirm_timeout_s", UINT(confirm_timeout_s, 1, 3600, "60")},
     {"drift_interval_s", UINT(drift_interval_s, 0, 86400, "300")},
     {"yang_dir", STR(yang_dir, false, "", NULL)},
+    /* Zero-touch (callhome.c): off unless callhome_listen is set. */
+    {"callhome_listen", STR(callhome_listen, false, "", check_optional_address)},
+    {"callhome_username", STR(callhome_username, false, "", NULL)},
+    {"callhome_password", STR(callhome_password, false, "", NULL)},
 };
 
 #define N_KEYS (sizeof keys / sizeof keys[0])
@@ -421,6 +430,14 @@ int config_parse(const char *name, const char *text, struct config *cfg, char *e
         cairn_errmsg_set(errmsg, errmsg_size,
                          "%s: member: at least one initial member is required (a 1-node cluster "
                          "lists itself)",
+                         name);
+        return CAIRN_EINVAL;
+    }
+    if (cfg->callhome_listen[0] != '\0' &&
+        (cfg->callhome_username[0] == '\0' || cfg->callhome_password[0] == '\0')) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "%s: callhome_listen: needs callhome_username and callhome_password "
+                         "(the zero-touch login that devices calling home accept)",
                          name);
         return CAIRN_EINVAL;
     }

@@ -51,6 +51,9 @@ struct config {
     unsigned confirm_timeout_s;         /* confirmed commit: rollback unless confirmed in time */
     unsigned drift_interval_s;          /* owned devices are checked this often; 0: never */
     char yang_dir[4096];                /* the CPE YANG modules; "": the built-in location */
+    char callhome_listen[64];           /* NETCONF call-home listener host:port, "": off */
+    char callhome_username[65];         /* zero-touch SSH login on devices calling home */
+    char callhome_password[257];        /* its password */
 };
 
 /* liveness_down_ms must exceed ownership_lease_ms by at least this much, so

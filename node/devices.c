@@ -233,8 +233,7 @@ static bool fence(void *data, const char *device_id, uint64_t *epoch)
 
 /* Store access ------------------------------------------------------------ */
 
-/* Proposes an update of o with body, pinned to o's revision. */
-static int write_body(struct node_devices *c, const struct store_object *o, json_t *body,
+int node_device_write(struct node *n, const struct store_object *o, json_t *body,
                       struct store_result *res)
 {
     char errmsg[CAIRN_ERRMSG_SIZE] = "";
@@ -265,7 +264,7 @@ static int write_body(struct node_devices *c, const struct store_object *o, json
     cmd.tenant = o->tenant;
     rv = store_command_encode(&cmd, &buf, &len);
     if (rv == 0) {
-        rv = node_propose(c->n, buf, len, cairn_now_ms() + WRITE_MS, res, errmsg, sizeof errmsg);
+        rv = node_propose(n, buf, len, cairn_now_ms() + WRITE_MS, res, errmsg, sizeof errmsg);
     }
     if (rv != 0) {
         CAIRN_WARN("msg=\"device record not written\" device=%s error=\"%s\"", o->id, errmsg);
@@ -280,7 +279,7 @@ static const char *str_of(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
-static void set_now(json_t *obj, const char *key)
+void node_set_now(json_t *obj, const char *key)
 {
     char when[32];
     time_t secs = (time_t)(cairn_wall_ms() / 1000);
@@ -378,7 +377,7 @@ static void apply_outcome(json_t *body, const struct outcome *o)
                        LAST_SEEN_STEP_MS) {
         /* Coarse on purpose: a record written for every exchange would
          * cost a raft entry per drift check. */
-        set_now(status, "last_seen");
+        node_set_now(status, "last_seen");
         json_object_set_new(status, "last_seen_ms", json_integer(cairn_wall_ms()));
     }
     set_alarm(status, "unreachable", !reached);
@@ -429,7 +428,7 @@ static void apply_outcome(json_t *body, const struct outcome *o)
                     json_equal(json_object_get(prev, "diff"), json_object_get(drift, "diff"))) {
                     json_decref(drift); /* no news: the record stays as it is */
                 } else {
-                    set_now(drift, "since");
+                    node_set_now(drift, "since");
                     json_object_set_new(status, "drift", drift);
                 }
                 set_alarm(status, "drift", o->changed);
@@ -484,7 +483,7 @@ static void record(struct node_devices *c, struct outcome *o)
             if (json_equal(before, body)) {
                 res.status = 0; /* nothing new to record */
             } else {
-                rv = write_body(c, &obj, body, &res);
+                rv = node_device_write(c->n, &obj, body, &res);
             }
             json_decref(before);
             json_decref(body);

@@ -703,6 +703,10 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     if (rv != 0) {
         goto err_after_liveness;
     }
+    rv = node_callhome_start(n, errmsg, size);
+    if (rv != 0) {
+        goto err_after_liveness;
+    }
     node_backend_init(n, &backend);
     backend.ownership = node_liveness_ownership;
     n->backend_ready = backend.ready;
@@ -730,6 +734,7 @@ err_after_api:
     http_server_route(n->http, "/internal/v1/", NULL, NULL);
     api_destroy(n->api);
 err_after_liveness:
+    node_callhome_stop(n);
     node_devices_stop(n);
     node_liveness_stop(n);
 err_after_loop:
@@ -761,6 +766,7 @@ void node_destroy(struct node *n)
     /* Raft first: closing it fails every operation in flight, which wakes
      * the HTTP handlers waiting on them, so stopping HTTP does not wait for
      * their deadlines. */
+    node_callhome_stop(n);
     node_devices_stop(n);
     node_liveness_stop(n);
     loop_stop(n);

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include <jansson.h>
 #include <uv.h>
 
 #include "api.h"
@@ -119,6 +120,11 @@ struct node {
 
     /* The device controller (devices.c). */
     struct node_devices *devices;
+
+    /* The call-home listener (callhome.c), NULL when off, and its
+     * counters (here, so /metrics may read them while it stops). */
+    struct node_callhome *callhome;
+    atomic_uint_fast64_t ch_bound, ch_known, ch_refused, ch_throttled, ch_failed;
 };
 
 /* node.c */
@@ -162,6 +168,10 @@ int node_leader_member_remove(struct node *n, uint64_t id, bool force, uint64_t 
                               char *errmsg, size_t size);
 int node_leader_transfer(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
 
+/* Returns once the local store reflects every write acknowledged before
+ * the call (a read index from the leader); the API's read_barrier. */
+int node_read_barrier(struct node *n, uint64_t deadline_ms, char *errmsg, size_t size);
+
 /* Proposes an encoded command through the leader (forwarding it from a
  * follower) and waits until it is applied here; the API's propose. */
 int node_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
@@ -195,6 +205,29 @@ int node_liveness_heard(struct node *n, uint64_t id, uint64_t applied, uint64_t 
                         uint64_t *epoch, char *errmsg, size_t size);
 /* The API backend's ownership (api.h). */
 int node_liveness_ownership(void *data, struct api_ownership *out, char *errmsg, size_t size);
+
+/* devices.c: proposes an update of device o with body, pinned to o's
+ * revision (res->status CAIRN_EPRECONDITION if it changed meanwhile); any
+ * thread but the loop's. */
+int node_device_write(struct node *n, const struct store_object *o, json_t *body,
+                      struct store_result *res);
+/* Sets obj[key] to the current UTC time, "YYYY-MM-DDTHH:MM:SSZ". */
+void node_set_now(json_t *obj, const char *key);
+
+/* callhome.c: the zero-touch call-home listener (callhome_listen); start
+ * after the device controller, stop before it. */
+struct node_callhome;
+int node_callhome_start(struct node *n, char *errmsg, size_t size);
+void node_callhome_stop(struct node *n);
+/* Its counters for /metrics (all 0 when it is off). */
+struct node_callhome_stats {
+    uint64_t bound;     /* devices bound to their records */
+    uint64_t known;     /* calls from devices already bound */
+    uint64_t refused;   /* wrong or unknown activation code */
+    uint64_t throttled; /* calls refused unread: too many bad attempts */
+    uint64_t failed;    /* SSH or NETCONF set-up failed */
+};
+void node_callhome_stats(struct node *n, struct node_callhome_stats *out);
 
 /* devices.c: the device controller; start after liveness (it needs
  * n->owner), stop before the loop stops (its writes go through it). */

@@ -59,6 +59,12 @@ struct api_raft_status {
     uint64_t handoffs_out;    /* devices it handed over since it started */
     uint64_t lease_lapses;    /* times its lease was found expired */
     uint64_t epoch_changes;   /* epochs it installed since it started */
+    /* Zero-touch call home on this node since it started (node_callhome). */
+    uint64_t callhome_bound;     /* devices bound to their records */
+    uint64_t callhome_known;     /* calls from devices already bound */
+    uint64_t callhome_refused;   /* wrong or unknown activation code */
+    uint64_t callhome_throttled; /* refused unread after repeated bad attempts */
+    uint64_t callhome_failed;    /* SSH/NETCONF set-up or the binding write failed */
 };
 
 /* Device ownership as the answering node computes it from the committed

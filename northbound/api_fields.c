@@ -783,7 +783,8 @@ const struct api_schema api_site_schema = {site_fields, sizeof site_fields / siz
  * southbound, never answered. */
 
 static const struct api_field management_fields[] = {
-    {"host", API_JSON_STRING, API_FIELD_REQUIRED, 1, 253, api_format_host, NULL},
+    /* No host: the address is learned when the device calls home. */
+    {"host", API_JSON_STRING, 0, 1, 253, api_format_host, NULL},
     {"port", API_JSON_INTEGER, 0, 1, 65535, NULL, NULL},
 };
 
@@ -811,6 +812,7 @@ static const struct api_field device_fields[] = {
     {"desired_state", API_JSON_STRING, 0, 1, 16, api_format_device_state, NULL},
     {"drift_policy", API_JSON_STRING, 0, 1, 16, api_format_drift_policy, NULL},
     {"activation_code", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    {"host_key", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"status", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"owner", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},

@@ -61,6 +61,20 @@ static int raft_render(struct api *api, struct cairn_buf *b)
                  (double)st.handoffs_out);
     rv |= sample(b, "cairn_ownership_lease_lapses_total", "counter",
                  "Times this node found its ownership lease expired.", (double)st.lease_lapses);
+    rv |= sample(b, "cairn_callhome_bound_total", "counter",
+                 "Devices that called home here and were bound to their records.",
+                 (double)st.callhome_bound);
+    rv |= sample(b, "cairn_callhome_known_total", "counter",
+                 "Calls home from devices already bound.", (double)st.callhome_known);
+    rv |= sample(b, "cairn_callhome_refused_total", "counter",
+                 "Calls home refused: unknown serial number or wrong activation code.",
+                 (double)st.callhome_refused);
+    rv |= sample(b, "cairn_callhome_throttled_total", "counter",
+                 "Calls home closed unread after repeated bad attempts from the peer.",
+                 (double)st.callhome_throttled);
+    rv |= sample(b, "cairn_callhome_failed_total", "counter",
+                 "Calls home whose SSH/NETCONF set-up or binding write failed.",
+                 (double)st.callhome_failed);
     return rv;
 }
 

@@ -132,16 +132,18 @@ static int host_fingerprint(ssh_session ssh, char *out, size_t outlen, char *err
 }
 
 /* Steps 1-3: an authenticated SSH session whose host key is trusted. */
-static int ssh_open(struct sb_session *s, const struct sb_connect *c, ssh_session *out,
+static int ssh_open(struct sb_session *s, const struct sb_connect *c, int fd, ssh_session *out,
                     char *errmsg, size_t size)
 {
     long timeout_s = (long)((c->timeout_ms + 999) / 1000);
-    int fd, rv, port = c->port, no = 0;
+    int rv, port = c->port, no = 0;
     ssh_session ssh;
 
-    rv = tcp_connect(c->host, c->port, c->timeout_ms, &fd, errmsg, size);
-    if (rv) {
-        return rv;
+    if (fd < 0) {
+        rv = tcp_connect(c->host, c->port, c->timeout_ms, &fd, errmsg, size);
+        if (rv) {
+            return rv;
+        }
     }
     ssh = ssh_new();
     if (!ssh) {
@@ -347,6 +349,8 @@ static int discover(struct sb_session *s, char *errmsg, size_t size)
              leaf_at(data, "/cairn-cpe-system:system-state/model"));
     snprintf(s->facts.software, sizeof(s->facts.software), "%s",
              leaf_at(data, "/cairn-cpe-system:system-state/software-version"));
+    snprintf(s->activation_code, sizeof(s->activation_code), "%s",
+             leaf_at(data, "/cairn-cpe-system:system-state/activation-code"));
     lyd_free_all(data);
     if (!s->modules || !s->modules[0]) {
         cairn_errmsg_set(errmsg, size, "the device's YANG library lists no modules");
@@ -355,8 +359,9 @@ static int discover(struct sb_session *s, char *errmsg, size_t size)
     return 0;
 }
 
-int sb_session_open(struct ly_ctx *ctx, const struct sb_connect *conn, struct sb_session **out,
-                    char *errmsg, size_t size)
+/* sb_session_open on a new connection (fd < 0) or on an accepted one. */
+static int session_open(struct ly_ctx *ctx, const struct sb_connect *conn, int fd,
+                        struct sb_session **out, char *errmsg, size_t size)
 {
     struct sb_session *s;
     const char *const *caps;
@@ -367,13 +372,20 @@ int sb_session_open(struct ly_ctx *ctx, const struct sb_connect *conn, struct sb
     pthread_once(&client_once, client_init);
     s = calloc(1, sizeof(*s));
     if (!s) {
+        if (fd >= 0) {
+            close(fd);
+        }
         cairn_errmsg_set(errmsg, size, "open session: out of memory");
         return CAIRN_ENOMEM;
     }
     s->ctx = ctx;
     s->fd = -1;
     s->timeout_ms = conn->timeout_ms ? conn->timeout_ms : 10000;
-    rv = ssh_open(s, conn, &ssh, errmsg, size);
+    if (fd >= 0) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    rv = ssh_open(s, conn, fd, &ssh, errmsg, size);
     if (rv) {
         goto err;
     }
@@ -409,6 +421,23 @@ err:
     cairn_errmsg_wrap(errmsg, size, "%s port %u", conn->host, conn->port);
     sb_session_close(s);
     return rv;
+}
+
+int sb_session_open(struct ly_ctx *ctx, const struct sb_connect *conn, struct sb_session **out,
+                    char *errmsg, size_t size)
+{
+    return session_open(ctx, conn, -1, out, errmsg, size);
+}
+
+int sb_session_accept(struct ly_ctx *ctx, int fd, const struct sb_connect *conn,
+                      struct sb_session **out, char *errmsg, size_t size)
+{
+    return session_open(ctx, conn, fd, out, errmsg, size);
+}
+
+const char *sb_session_activation_code(const struct sb_session *s)
+{
+    return s->activation_code;
 }
 
 void sb_session_close(struct sb_session *s)

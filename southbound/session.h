@@ -17,6 +17,7 @@ struct sb_session {
     unsigned timeout_ms;                   /* each RPC's send and reply deadline */
     char fingerprint[SB_FINGERPRINT_SIZE]; /* the server's host key */
     struct sb_facts facts;                 /* from system-state */
+    char activation_code[SB_FACT_SIZE];    /* system-state/activation-code, "" if none */
     char **caps;                           /* hello capabilities, NULL-terminated */
     char **modules;                        /* YANG library module names, NULL-terminated */
 };

@@ -154,6 +154,17 @@ int sb_session_open(struct ly_ctx *ctx, const struct sb_connect *conn, struct sb
                     char *errmsg, size_t size);
 void sb_session_close(struct sb_session *s); /* NULL: no-op */
 
+/* sb_session_open on a TCP connection the device opened to us (NETCONF
+ * call home, RFC 8071: the device is the TCP client and the SSH server).
+ * Takes fd over: it is closed with the session, or at once on failure.
+ * conn->host names the peer in messages; conn->port is unused. */
+int sb_session_accept(struct ly_ctx *ctx, int fd, const struct sb_connect *conn,
+                      struct sb_session **out, char *errmsg, size_t size);
+
+/* The activation code the device shows in cairn-cpe-system:system-state
+ * (zero-touch), "" if none. */
+const char *sb_session_activation_code(const struct sb_session *s);
+
 const char *sb_session_fingerprint(const struct sb_session *s);
 const struct sb_facts *sb_session_facts(const struct sb_session *s);
 /* NULL-terminated module names and capabilities the device announced. */

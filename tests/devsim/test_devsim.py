@@ -293,6 +293,22 @@ class StartupTest(unittest.TestCase):
         finally:
             sim.stop()
 
+    def test_call_home_options_checked(self):
+        # Bad call-home lists are usage errors; more call-home devices than
+        # libnetconf2's select() can dial are refused before anything starts.
+        for args in (["--call-home", "nowhere"], ["--call-home", "h:0"],
+                     ["--call-home", ",".join("h:%d" % p for p in range(1, 10))]):
+            r = subprocess.run([DEVSIM, "--count", "1", "--base-port", "1", "--user", USER,
+                                "--password", PASSWORD] + args,
+                               capture_output=True, text=True, timeout=20)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+            self.assertIn("--call-home must be HOST:PORT", r.stderr)
+        r = subprocess.run([DEVSIM, "--count", "400", "--base-port", "40000", "--user", USER,
+                            "--password", PASSWORD, "--call-home", "127.0.0.1:1"],
+                           capture_output=True, text=True, timeout=20)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("run at most 325 call-home devices per process", r.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -216,8 +216,9 @@ class Cluster:
     manager: the nodes are stopped on exit, the directory removed on
     success and kept (with the log tails printed) on failure."""
 
-    def __init__(self, n, settings=None, name=None, up_timeout=90.0):
+    def __init__(self, n, settings=None, name=None, up_timeout=90.0, call_home=False):
         self.n = n
+        self.call_home = call_home
         self.settings = dict(DEFAULT_SETTINGS)
         self.settings.update({k: str(v) for k, v in (settings or {}).items()})
         self.up_timeout = up_timeout
@@ -293,7 +294,8 @@ class Cluster:
             self.pids[node] = pid
 
     def up(self):
-        urls = lc.up(self.dir, self.n, self.settings, timeout=self.up_timeout)
+        urls = lc.up(self.dir, self.n, self.settings, timeout=self.up_timeout,
+                     call_home=self.call_home)
         self.urls = {k + 1: u for k, u in enumerate(urls)}
         for node in self.urls:
             self._record_pid(node)

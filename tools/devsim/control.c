@@ -197,10 +197,11 @@ static void run_command(struct devsim *sim, int fd, char *line)
         cairn_buf_printf(&body,
                          "port=%u listening=%d lock-running=%" PRIu32 " lock-candidate=%" PRIu32
                          " candidate-dirty=%d confirm-pending=%d refuse=%d drop=%d slow-ms=%u "
-                         "reject-commit=%d writes=%zu\n",
+                         "reject-commit=%d writes=%zu call-home-sessions=%u\n",
                          dev->port, dev->listening, dev->lock_running, dev->lock_candidate,
                          dev->cand_dirty, dev->confirm_pending, dev->fault.refuse, dev->fault.drop,
-                         dev->fault.slow_ms, dev->fault.reject_commit, dev->log_len);
+                         dev->fault.slow_ms, dev->fault.reject_commit, dev->log_len,
+                         dev->ch_sessions);
         pthread_mutex_unlock(&dev->mu);
     } else if (!strcmp(argv[0], "drift")) {
         if (device_drift(dev, argc > 3 ? argv[2] : NULL, argc > 3 ? argv[3] : NULL, err,

@@ -195,6 +195,10 @@ int device_state_locked(struct devsim_device *dev, struct lyd_node **out)
     rv |= add_state(&tree, ctx, "/cairn-cpe-system:system-state/boot-time", buf);
     snprintf(buf, sizeof(buf), "%" PRIu64, up_ms / 1000);
     rv |= add_state(&tree, ctx, "/cairn-cpe-system:system-state/uptime", buf);
+    if (dev->activation_code[0]) {
+        rv |= add_state(&tree, ctx, "/cairn-cpe-system:system-state/activation-code",
+                        dev->activation_code);
+    }
 
     /* Counters grow with uptime so that two reads differ, as on a device. */
     if (dev->running &&

@@ -87,6 +87,10 @@ struct devsim_device {
     struct devsim_write *log;         /* accepted writes, oldest first */
     size_t log_len, log_cap;          /* entries used and allocated */
     unsigned drift_count;             /* drifts triggered so far */
+    /* Zero-touch (server.c, "Call home"): */
+    char activation_code[DEVSIM_NAME_MAX]; /* shown in system-state, "" if none */
+    char call_home[512];                   /* "HOST:PORT[,HOST:PORT...]", "" if none */
+    unsigned ch_sessions;                  /* call-home sessions established so far */
 };
 
 /* The simulator. */
@@ -112,6 +116,7 @@ struct devsim {
 struct devsim_session {
     struct devsim_device *dev; /* the device the session is connected to */
     uint32_t id;               /* NETCONF session id */
+    bool callhome;             /* the device dialed out (RFC 8071) */
 };
 
 /* device.c — all may be called from any thread; each takes dev->mu. */
@@ -154,6 +159,9 @@ int server_start(struct devsim *sim);
 void server_stop(struct devsim *sim);
 int server_endpoint_add(struct devsim *sim, struct devsim_device *dev);
 int server_endpoint_del(struct devsim *sim, struct devsim_device *dev);
+/* Parses "HOST:PORT[,HOST:PORT...]" (at most DEVSIM_CALLHOME_MAX); 0 or -1. */
+#define DEVSIM_CALLHOME_MAX 8
+int callhome_parse(const char *list, char hosts[][DEVSIM_NAME_MAX], uint16_t *ports, unsigned *n);
 
 /* control.c */
 int control_start(struct devsim *sim);

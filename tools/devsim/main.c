@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,7 +61,30 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
-/* Reads "name port serial model user password" lines ('#' comments). */
+/* Optional "activation-code=CODE" and "call-home=HOST:PORT[,...]" fields
+ * after the six positional ones of a device line. */
+static int device_options(struct devsim_device *d, char *rest)
+{
+    char *save = NULL;
+    for (char *tok = strtok_r(rest, " \t\r\n", &save); tok;
+         tok = strtok_r(NULL, " \t\r\n", &save)) {
+        char hosts[DEVSIM_CALLHOME_MAX][DEVSIM_NAME_MAX];
+        uint16_t ports[DEVSIM_CALLHOME_MAX];
+        unsigned n;
+        if (!strncmp(tok, "activation-code=", 16) && strlen(tok + 16) < DEVSIM_NAME_MAX) {
+            snprintf(d->activation_code, sizeof(d->activation_code), "%s", tok + 16);
+        } else if (!strncmp(tok, "call-home=", 10) && strlen(tok + 10) < sizeof(d->call_home) &&
+                   !callhome_parse(tok + 10, hosts, ports, &n)) {
+            snprintf(d->call_home, sizeof(d->call_home), "%s", tok + 10);
+        } else {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Reads "name port serial model user password [activation-code=CODE]
+ * [call-home=HOST:PORT,...]" lines ('#' comments). */
 static int devices_load(struct devsim *sim, const char *file)
 {
     FILE *f = fopen(file, "r");
@@ -88,11 +112,13 @@ static int devices_load(struct devsim *sim, const char *file)
         }
         d = &sim->devs[sim->ndevs];
         memset(d, 0, sizeof(*d));
-        if (sscanf(line, "%63s %u %63s %63s %63s %63s", d->name, &port, d->serial, d->model,
-                   d->user, d->password) != 6 ||
-            port == 0 || port > 65535) {
+        int used = 0;
+        if (sscanf(line, "%63s %u %63s %63s %63s %63s%n", d->name, &port, d->serial, d->model,
+                   d->user, d->password, &used) != 6 ||
+            port == 0 || port > 65535 || device_options(d, line + used)) {
             fprintf(stderr,
-                    "cairn-devsim: %s:%u: expected \"name port serial model user password\"\n",
+                    "cairn-devsim: %s:%u: expected \"name port serial model user password "
+                    "[activation-code=CODE] [call-home=HOST:PORT,...]\"\n",
                     file, lineno);
             fclose(f);
             return CAIRN_EINVAL;
@@ -104,12 +130,38 @@ static int devices_load(struct devsim *sim, const char *file)
     return 0;
 }
 
+/* libnetconf2 2.0 connects a call-home socket with select() and aborts
+ * the process ("bit out of range 0 - FD_SETSIZE") once that socket's
+ * number reaches 1024. A device holds a listening socket and a session
+ * with its controller, a call-home device also its call-home socket: keep
+ * them all below FD_SETSIZE, with room for the rest, or refuse to start. */
+#define CALLHOME_FD_SPARE 48
+
+static bool callhome_fds_exceed(const struct devsim *sim)
+{
+    unsigned nch = 0, limit;
+    for (unsigned i = 0; i < sim->ndevs; i++) {
+        nch += sim->devs[i].call_home[0] != '\0';
+    }
+    if (nch == 0 || 2 * sim->ndevs + nch + CALLHOME_FD_SPARE <= FD_SETSIZE) {
+        return false;
+    }
+    limit = (FD_SETSIZE - CALLHOME_FD_SPARE) / 3;
+    fprintf(stderr,
+            "cairn-devsim: %u devices, %u of them calling home, need more than %d descriptors: "
+            "libnetconf2 2.0 dials call home with select(), which fails past %d; run at most "
+            "%u call-home devices per process (start several processes)\n",
+            sim->ndevs, nch, FD_SETSIZE, FD_SETSIZE, limit);
+    return true;
+}
+
 static void usage(void)
 {
     fprintf(stderr,
             "usage: cairn-devsim (--count N --base-port P --user U --password W | --devices FILE)\n"
             "                    [--control-port C] [--model M] [--key-dir DIR] [--yang-dir DIR]\n"
             "                    [--accept-threads N] [--poll-threads N] [--log-level L]\n"
+            "                    [--call-home HOST:PORT[,HOST:PORT...]] [--activation-code CODE]\n"
             "Serves simulated CPE devices over NETCONF/SSH on 127.0.0.1; see docs/devsim.md.\n");
 }
 
@@ -137,12 +189,17 @@ int main(int argc, char **argv)
         {"accept-threads", required_argument, NULL, 'a'},
         {"poll-threads", required_argument, NULL, 't'},
         {"log-level", required_argument, NULL, 'l'},
+        {"call-home", required_argument, NULL, 'H'},
+        {"activation-code", required_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     struct devsim sim = {.accept_threads = 4, .poll_threads = 4, .control_fd = -1};
     const char *user = NULL, *password = NULL, *file = NULL, *model = "ucpe-s", *key_dir = NULL;
-    const char *yang_dir = CAIRN_YANG_DIR;
+    const char *yang_dir = CAIRN_YANG_DIR, *call_home = NULL, *code = NULL;
+    char ch_hosts[DEVSIM_CALLHOME_MAX][DEVSIM_NAME_MAX];
+    uint16_t ch_ports[DEVSIM_CALLHOME_MAX];
+    unsigned ch_n;
     unsigned long count = 0, base_port = 0;
     uint64_t t0 = cairn_now_ms();
     struct sigaction sa = {.sa_handler = on_signal};
@@ -189,6 +246,12 @@ int main(int argc, char **argv)
             case 'l':
                 cairn_log_setup(cairn_log_level_parse(optarg), "devsim");
                 break;
+            case 'H':
+                call_home = optarg;
+                break;
+            case 'A':
+                code = optarg;
+                break;
             default:
                 usage();
                 return c == 'h' ? 0 : 2;
@@ -198,6 +261,15 @@ int main(int argc, char **argv)
              : (!count || !base_port || base_port + count > 65536 || !user || !password) ||
                    !sim.accept_threads || !sim.poll_threads) {
         usage();
+        return 2;
+    }
+    if ((call_home && (strlen(call_home) >= sizeof(sim.devs->call_home) ||
+                       callhome_parse(call_home, ch_hosts, ch_ports, &ch_n))) ||
+        (code && strlen(code) >= DEVSIM_NAME_MAX)) {
+        fprintf(stderr,
+                "cairn-devsim: --call-home must be HOST:PORT[,HOST:PORT...] (at most %d) "
+                "and --activation-code at most %d characters\n",
+                DEVSIM_CALLHOME_MAX, DEVSIM_NAME_MAX - 1);
         return 2;
     }
     stop_flag = &sim.stop;
@@ -226,6 +298,18 @@ int main(int argc, char **argv)
             snprintf(d->user, sizeof(d->user), "%s", user);
             snprintf(d->password, sizeof(d->password), "%s", password);
         }
+    }
+    for (i = 0; i < sim.ndevs; i++) {
+        /* The command line's values apply to every device that has none. */
+        if (call_home && !sim.devs[i].call_home[0]) {
+            snprintf(sim.devs[i].call_home, sizeof(sim.devs[i].call_home), "%s", call_home);
+        }
+        if (code && !sim.devs[i].activation_code[0]) {
+            snprintf(sim.devs[i].activation_code, sizeof(sim.devs[i].activation_code), "%s", code);
+        }
+    }
+    if (callhome_fds_exceed(&sim)) {
+        goto out;
     }
     if (key_dir) {
         snprintf(sim.key_dir, sizeof(sim.key_dir), "%s", key_dir);

@@ -17,6 +17,20 @@
  * calls nc_ps_poll with a zero timeout: it serves RPCs back to back, and
  * when a whole pass finds nothing it sleeps, backing off from 1 to 5 ms,
  * instead of nc_ps_poll's 100 us busy loop.
+ *
+ * Call home (RFC 8071): a device with controllers to call is a libnetconf2
+ * call-home client "ch<index>" with one endpoint per controller, starting
+ * with the first listed and moving to the next after each failed attempt
+ * (libnetconf2 waits 1 s between attempts). The session it makes is served
+ * like an accepted one. The clients are periodic (a 1-minute period, no
+ * idle timeout): once a session ends, libnetconf2 waits (now - anchor) mod
+ * 60 s before dialing again, which from a start-time anchor is a backoff
+ * doubling from the first session's end up to a minute; a persistent client
+ * would redial at once, and a controller that binds (or refuses) and
+ * closes would be called in a tight loop. Clients are all created before
+ * any dials and never changed: libnetconf2 holds its client list's read
+ * lock through every connect and SSH handshake, so an add or delete (the
+ * write lock) could wait for as long as devices keep dialing.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -118,10 +132,45 @@ int server_endpoint_del(struct devsim *sim, struct devsim_device *dev)
     return rv;
 }
 
+/* Call-home sessions being freed by a reaper thread (server_stop waits). */
+static atomic_uint reapers;
+
+/*
+ * Frees a call-home session. In libnetconf2 2.0.24, nc_session_free of a
+ * call-home session waits for the dialing thread to acknowledge, which it
+ * never signals: the free always takes NC_SESSION_FREE_LOCK_TIMEOUT (1 s)
+ * and logs "Waiting for Call Home thread failed". On a poll thread that
+ * stalled every other session of the thread (their RPCs timed out), so the
+ * wait happens on a thread of its own.
+ */
+static void *reaper_main(void *arg)
+{
+    struct nc_session *ns = arg;
+    free(nc_session_get_data(ns));
+    nc_session_free(ns, NULL);
+    atomic_fetch_sub(&reapers, 1);
+    return NULL;
+}
+
 static void session_end(struct nc_pollsession *ps, struct nc_session *ns)
 {
     struct devsim_session *s = nc_session_get_data(ns);
     nc_ps_del_session(ps, ns);
+    if (s && s->callhome) {
+        pthread_attr_t attr;
+        pthread_t t;
+        int rv;
+        device_session_closed(s->dev, s->id);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        atomic_fetch_add(&reapers, 1);
+        rv = pthread_create(&t, &attr, reaper_main, ns);
+        pthread_attr_destroy(&attr);
+        if (rv) {
+            reaper_main(ns); /* no thread: wait here */
+        }
+        return;
+    }
     if (s) {
         device_session_closed(s->dev, s->id);
         CAIRN_DEBUG("msg=\"session closed\" device=%s session=%" PRIu32, s->dev->name, s->id);
@@ -172,6 +221,10 @@ static void *poller_main(void *arg)
             }
         }
         idle = 0;
+    }
+    /* Call-home sessions go to reapers, so their frees wait in parallel. */
+    for (unsigned n = 0; nc_ps_session_count(p->ps) && n < 1000000; n++) {
+        session_end(p->ps, nc_ps_get_session(p->ps, 0));
     }
     nc_ps_clear(p->ps, 1, free);
     return NULL;
@@ -231,6 +284,116 @@ static void *acceptor_main(void *arg)
     return NULL;
 }
 
+/* Call home ------------------------------------------------------------- */
+
+/* libnetconf2's call-home session callback carries no user data; there is
+ * one simulator per process (devsim.h). */
+static struct devsim *ch_sim;
+
+int callhome_parse(const char *list, char hosts[][DEVSIM_NAME_MAX], uint16_t *ports, unsigned *n)
+{
+    const char *p = list;
+    *n = 0;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        const char *colon = memchr(p, ':', len);
+        char *end;
+        unsigned long port;
+        if (*n == DEVSIM_CALLHOME_MAX || !colon || colon == p ||
+            (size_t)(colon - p) >= DEVSIM_NAME_MAX) {
+            return -1;
+        }
+        port = strtoul(colon + 1, &end, 10);
+        if (end != p + len || end == colon + 1 || port == 0 || port > 65535) {
+            return -1;
+        }
+        snprintf(hosts[*n], DEVSIM_NAME_MAX, "%.*s", (int)(colon - p), p);
+        ports[(*n)++] = (uint16_t)port;
+        p += len;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    return *n ? 0 : -1;
+}
+
+static int callhome_session_cb(const char *client_name, struct nc_session *ns)
+{
+    unsigned long idx = strtoul(client_name + 2, NULL, 10);
+    struct devsim_session *s;
+    if (!ch_sim || idx >= ch_sim->ndevs || !(s = calloc(1, sizeof(*s)))) {
+        return 1;
+    }
+    s->dev = &ch_sim->devs[idx];
+    s->id = nc_session_get_id(ns);
+    s->callhome = true;
+    nc_session_set_data(ns, s);
+    pthread_mutex_lock(&s->dev->mu);
+    s->dev->ch_sessions++;
+    pthread_mutex_unlock(&s->dev->mu);
+    CAIRN_DEBUG("msg=\"called home\" device=%s session=%" PRIu32, s->dev->name, s->id);
+    hand_over(ch_sim, ns);
+    return 0;
+}
+
+/* Creates dev's call-home client (no thread yet). */
+static int callhome_client(struct devsim_device *dev)
+{
+    char hosts[DEVSIM_CALLHOME_MAX][DEVSIM_NAME_MAX], name[32], endpt[16], key[32];
+    uint16_t ports[DEVSIM_CALLHOME_MAX];
+    unsigned n, i;
+
+    if (callhome_parse(dev->call_home, hosts, ports, &n)) {
+        return CAIRN_EINVAL;
+    }
+    snprintf(name, sizeof(name), "ch%u", dev->index);
+    snprintf(key, sizeof(key), "k%u", dev->index);
+    if (nc_server_ch_add_client(name)) {
+        return CAIRN_EIO;
+    }
+    for (i = 0; i < n; i++) {
+        snprintf(endpt, sizeof(endpt), "c%u", i);
+        if (nc_server_ch_client_add_endpt(name, endpt, NC_TI_LIBSSH) ||
+            nc_server_ch_client_endpt_set_address(name, endpt, hosts[i]) ||
+            nc_server_ch_client_endpt_set_port(name, endpt, ports[i]) ||
+            nc_server_ssh_ch_client_endpt_add_hostkey(name, endpt, key, -1) ||
+            nc_server_ssh_ch_client_endpt_set_auth_methods(name, endpt, NC_SSH_AUTH_PASSWORD) ||
+            nc_server_ssh_ch_client_endpt_set_auth_attempts(name, endpt, 3) ||
+            nc_server_ssh_ch_client_endpt_set_auth_timeout(name, endpt, 10)) {
+            return CAIRN_EIO;
+        }
+    }
+    if (nc_server_ch_client_set_conn_type(name, NC_CH_PERIOD) ||
+        nc_server_ch_client_periodic_set_period(name, 1) ||
+        nc_server_ch_client_periodic_set_anchor_time(name, time(NULL)) ||
+        nc_server_ch_client_periodic_set_idle_timeout(name, 0) ||
+        nc_server_ch_client_set_start_with(name, NC_CH_FIRST_LISTED) ||
+        nc_server_ch_client_set_max_attempts(name, 1)) {
+        return CAIRN_EIO;
+    }
+    return 0;
+}
+
+/* Every call-home device's client, then their dialing threads. */
+static int callhome_start(struct devsim *sim)
+{
+    unsigned i;
+    for (i = 0; i < sim->ndevs; i++) {
+        if (sim->devs[i].call_home[0] && callhome_client(&sim->devs[i])) {
+            CAIRN_ERROR("msg=\"call home: cannot set up the client\" device=%s", sim->devs[i].name);
+            return CAIRN_EIO;
+        }
+    }
+    for (i = 0; i < sim->ndevs; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "ch%u", sim->devs[i].index);
+        if (sim->devs[i].call_home[0] && nc_connect_ch_client_dispatch(name, callhome_session_cb)) {
+            return CAIRN_ENOMEM;
+        }
+    }
+    return 0;
+}
+
 int server_start(struct devsim *sim)
 {
     pthread_rwlockattr_t attr;
@@ -243,6 +406,7 @@ int server_start(struct devsim *sim)
         return CAIRN_EIO;
     }
     rpc_setup(sim);
+    ch_sim = sim;
     nc_server_ssh_set_hostkey_clb(hostkey_cb, sim, NULL);
     nc_server_ssh_set_passwd_auth_clb(passwd_cb, sim, NULL);
     for (i = 0; i < sim->ndevs; i++) {
@@ -271,13 +435,14 @@ int server_start(struct devsim *sim)
             return CAIRN_ENOMEM;
         }
     }
-    return 0;
+    return callhome_start(sim);
 }
 
 void server_stop(struct devsim *sim)
 {
     unsigned i;
     atomic_store(&sim->stop, true);
+    nc_server_ch_del_client(NULL); /* dialing threads exit within a second */
     for (i = 0; sim->acceptors && i < sim->accept_threads; i++) {
         if (sim->acceptors[i]) {
             pthread_join(sim->acceptors[i], NULL);
@@ -300,6 +465,9 @@ void server_stop(struct devsim *sim)
     free(sim->acceptors);
     sim->pollers = NULL;
     sim->acceptors = NULL;
+    for (i = 0; atomic_load(&reapers) && i < 500; i++) {
+        sleep_ms(10); /* each reaper takes at most about a second */
+    }
     nc_server_destroy();
     pthread_rwlock_destroy(&sim->endpt_gate);
 }

@@ -206,12 +206,33 @@ static void test_load_missing_file(void **state)
     assert_non_null(strstr(err, "/nonexistent/cairnd.conf: No such file"));
 }
 
+static void test_callhome(void **state)
+{
+    (void)state;
+    assert_int_equal(parse(BASE), 0);
+    assert_string_equal(cfg.callhome_listen, ""); /* off by default */
+    assert_int_equal(parse(BASE "callhome_listen = 0.0.0.0:4334\n"
+                                "callhome_username = zt\n"
+                                "callhome_password = secret\n"),
+                     0);
+    assert_string_equal(cfg.callhome_listen, "0.0.0.0:4334");
+    assert_string_equal(cfg.callhome_username, "zt");
+    assert_string_equal(cfg.callhome_password, "secret");
+    /* A listener needs the zero-touch login. */
+    assert_int_equal(parse(BASE "callhome_listen = 0.0.0.0:4334\ncallhome_username = zt\n"),
+                     CAIRN_EINVAL);
+    assert_non_null(strstr(err, "callhome_listen: needs callhome_username and callhome_password"));
+    assert_int_equal(parse(BASE "callhome_listen = nowhere\n"), CAIRN_EINVAL);
+    assert_non_null(strstr(err, "t.conf:7: callhome_listen: must be host:port"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),       cmocka_unit_test(test_members),
         cmocka_unit_test(test_admin_password), cmocka_unit_test(test_errors),
         cmocka_unit_test(test_address_parse),  cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_callhome),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

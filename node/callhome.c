@@ -142,7 +142,7 @@ static void onboard_again(struct node_callhome *ch, const char *id)
                                          "unreachable") == 0) {
         json_object_set_new(status, "state", json_string("new"));
         memset(&res, 0, sizeof res);
-        if (node_device_write(ch->n, &o, body, &res) == 0 && res.status == 0) {
+        if (node_device_write(ch->n, &o, body, 0, &res) == 0 && res.status == 0) {
             CAIRN_INFO(
                 "msg=\"call home: a bound device that was not onboarded called again; "
                 "onboarding it again\" device=%s",
@@ -195,7 +195,7 @@ static int bind_device(struct node_callhome *ch, const char *serial, const char 
         }
         bind_body(ch, body, fingerprint, peer);
         memset(&res, 0, sizeof res);
-        rv = node_device_write(ch->n, &o, body, &res);
+        rv = node_device_write(ch->n, &o, body, 0, &res);
         json_decref(body);
         store_object_release(&o);
         if (rv == 0 && res.status == 0) {

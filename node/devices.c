@@ -233,9 +233,10 @@ static bool fence(void *data, const char *device_id, uint64_t *epoch)
 
 /* Store access ------------------------------------------------------------ */
 
-int node_device_write(struct node *n, const struct store_object *o, json_t *body,
+int node_device_write(struct node *n, const struct store_object *o, json_t *body, uint64_t epoch,
                       struct store_result *res)
 {
+    uint64_t lowest;
     char errmsg[CAIRN_ERRMSG_SIZE] = "";
     char request_id[64];
     struct store_command cmd;
@@ -262,6 +263,9 @@ int node_device_write(struct node *n, const struct store_object *o, json_t *body
     cmd.time_ms = cairn_wall_ms();
     cmd.caller = CALLER;
     cmd.tenant = o->tenant;
+    if (epoch != 0 && node_cluster_version(n, &lowest) >= 3) {
+        cmd.fence = (struct store_fence){STORE_KIND_SYSTEM, RING_STATE_ID, epoch};
+    }
     rv = store_command_encode(&cmd, &buf, &len);
     if (rv == 0) {
         rv = node_propose(n, buf, len, cairn_now_ms() + WRITE_MS, res, errmsg, sizeof errmsg);
@@ -483,12 +487,23 @@ static void record(struct node_devices *c, struct outcome *o)
             if (json_equal(before, body)) {
                 res.status = 0; /* nothing new to record */
             } else {
-                rv = node_device_write(c->n, &obj, body, &res);
+                rv = node_device_write(c->n, &obj, body, o->epoch, &res);
             }
             json_decref(before);
             json_decref(body);
         }
         store_object_release(&obj);
+        if (rv == 0 && res.status == CAIRN_EPRECONDITION &&
+            strncmp(res.message, "fenced:", 7) == 0) {
+            CAIRN_WARN(
+                "msg=\"device outcome refused by the fence: the epoch moved on\" "
+                "device=%s op=%s epoch=%" PRIu64 " detail=\"%s\"",
+                o->device, sb_op_name(o->op), o->epoch, res.message);
+            if (d != NULL && o->job[0] != '\0') {
+                dev_unmark(d, o->job); /* to be done again by whoever owns it now */
+            }
+            return;
+        }
         if (body == NULL || rv != 0 || res.status != CAIRN_EPRECONDITION) {
             if (d != NULL && o->job[0] != '\0' && rv == 0 && res.status == 0) {
                 dev_mark(d, o->job);

@@ -208,8 +208,10 @@ int node_liveness_ownership(void *data, struct api_ownership *out, char *errmsg,
 
 /* devices.c: proposes an update of device o with body, pinned to o's
  * revision (res->status CAIRN_EPRECONDITION if it changed meanwhile); any
- * thread but the loop's. */
-int node_device_write(struct node *n, const struct store_object *o, json_t *body,
+ * thread but the loop's. A non-zero epoch fences the write to that
+ * ownership epoch once the cluster runs command version 3: every replica
+ * refuses it (CAIRN_EPRECONDITION, "fenced: ...") if the epoch moved on. */
+int node_device_write(struct node *n, const struct store_object *o, json_t *body, uint64_t epoch,
                       struct store_result *res);
 /* Sets obj[key] to the current UTC time, "YYYY-MM-DDTHH:MM:SSZ". */
 void node_set_now(json_t *obj, const char *key);

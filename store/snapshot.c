@@ -28,6 +28,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,22 +43,80 @@
 #define SNAP_NAME_MAX  255
 #define SNAP_FILE_HEAD (4 + 8) /* name length and size */
 
-/* CRC-32C, reflected polynomial 0x82F63B78, four bits per table step. */
-static const uint32_t crc_table[16] = {
-    0x00000000, 0x105ec76f, 0x20bd8ede, 0x30e349b1, 0x417b1dbc, 0x5125dad3, 0x61c69362, 0x7198540d,
-    0x82f63b78, 0x92a8fc17, 0xa24bb5a6, 0xb21572c9, 0xc38d26c4, 0xd3d3e1ab, 0xe330a81a, 0xf36e6f75,
-};
+/* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78). The CPU's crc32
+ * instruction (SSE4.2, every x86-64 server of the last fifteen years) does
+ * eight bytes a step; elsewhere, a table of 256 entries made on first use
+ * does one. The four-bit table of before spent a fifth of a busy leader's
+ * CPU: every snapshot and backup streams the whole database through it. */
+static uint32_t crc_table[256];
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
+
+static void crc_table_make(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) {
+            c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
+        }
+        crc_table[i] = c;
+    }
+}
+
+static uint32_t crc_bytes(uint32_t crc, const unsigned char *p, size_t len)
+{
+    pthread_once(&crc_once, crc_table_make);
+    for (size_t i = 0; i < len; i++) {
+        crc = (crc >> 8) ^ crc_table[(crc ^ p[i]) & 0xff];
+    }
+    return crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <nmmintrin.h>
+
+__attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t crc, const unsigned char *p,
+                                                         size_t len)
+{
+    uint64_t c = crc;
+    for (; len > 0 && ((uintptr_t)p & 7) != 0; len--) {
+        c = _mm_crc32_u8((uint32_t)c, *p++);
+    }
+    for (; len >= 8; len -= 8, p += 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        c = _mm_crc32_u64(c, w);
+    }
+    for (; len > 0; len--) {
+        c = _mm_crc32_u8((uint32_t)c, *p++);
+    }
+    return (uint32_t)c;
+}
+
+static bool crc_have_hw(void)
+{
+    static int have = -1; /* a benign race: every thread computes the same */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+    }
+    return have == 1;
+}
+#endif
 
 uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len)
 {
-    const unsigned char *p = buf;
     crc = ~crc;
-    for (size_t i = 0; i < len; i++) {
-        crc ^= p[i];
-        crc = (crc >> 4) ^ crc_table[crc & 0x0f];
-        crc = (crc >> 4) ^ crc_table[crc & 0x0f];
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    if (crc_have_hw()) {
+        return ~crc_hw(crc, buf, len);
     }
-    return ~crc;
+#endif
+    return ~crc_bytes(crc, buf, len);
+}
+
+uint32_t store_crc32c_table(uint32_t crc, const void *buf, size_t len)
+{
+    return ~crc_bytes(~crc, buf, len);
 }
 
 static void put32(unsigned char **p, uint32_t v)

@@ -444,6 +444,8 @@ int store_apply_prune_audit(struct store_apply *a);
 
 /* CRC-32C (Castagnoli) of buf, continuing from crc (0 to start). */
 uint32_t store_crc32c(uint32_t crc, const void *buf, size_t len);
+/* The same by table only (tests compare it with the CPU instruction). */
+uint32_t store_crc32c_table(uint32_t crc, const void *buf, size_t len);
 
 /* The packed form's fixed parts (see snapshot.c's header comment). */
 #define STORE_SNAP_HEADER  (8 + 4 + 8 + 8 + 4)

@@ -159,23 +159,59 @@ void node_view_wait(struct node *n, uint64_t deadline_ms)
     pthread_mutex_unlock(&n->vmu);
 }
 
+/* Wakes the applied waiters whose index is applied (all of them when
+ * shutting down). vmu held. */
+static void applied_waiters_wake(struct node *n)
+{
+    struct applied_waiter **pp = &n->applied_waiters;
+    while (*pp != NULL) {
+        struct applied_waiter *w = *pp;
+        if (w->index <= n->view.applied_index || n->shutting_down) {
+            *pp = w->next;
+            w->woken = true;
+            pthread_cond_signal(&w->cv);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
 int node_wait_applied(struct node *n, uint64_t index, uint64_t deadline_ms)
 {
+    struct applied_waiter w = {.index = index};
     struct timespec ts;
     int rv = 0;
     node_abs_deadline(deadline_ms, &ts);
     pthread_mutex_lock(&n->vmu);
+    if (n->view.applied_index >= index) {
+        pthread_mutex_unlock(&n->vmu);
+        return 0;
+    }
+    node_cond_init(&w.cv);
+    w.next = n->applied_waiters;
+    n->applied_waiters = &w;
     while (n->view.applied_index < index) {
         if (n->shutting_down) {
             rv = CAIRN_ESHUTDOWN;
             break;
         }
-        if (pthread_cond_timedwait(&n->vcv, &n->vmu, &ts) == ETIMEDOUT) {
+        if (w.woken) {
+            break; /* spurious: applied_index says otherwise; cannot happen */
+        }
+        if (pthread_cond_timedwait(&w.cv, &n->vmu, &ts) == ETIMEDOUT) {
             rv = n->view.applied_index >= index ? 0 : CAIRN_ETIMEDOUT;
             break;
         }
     }
+    if (!w.woken) {
+        struct applied_waiter **pp = &n->applied_waiters;
+        while (*pp != &w) {
+            pp = &(*pp)->next;
+        }
+        *pp = w.next;
+    }
     pthread_mutex_unlock(&n->vmu);
+    pthread_cond_destroy(&w.cv);
     return rv;
 }
 
@@ -341,6 +377,7 @@ static void publish_view(struct node *n)
         }
         n->view = s;
         pthread_cond_broadcast(&n->vcv);
+        applied_waiters_wake(n);
     }
     pthread_mutex_unlock(&n->vmu);
 }
@@ -762,6 +799,7 @@ void node_destroy(struct node *n)
     pthread_mutex_lock(&n->vmu);
     n->shutting_down = true;
     pthread_cond_broadcast(&n->vcv);
+    applied_waiters_wake(n);
     pthread_mutex_unlock(&n->vmu);
     /* Raft first: closing it fails every operation in flight, which wakes
      * the HTTP handlers waiting on them, so stopping HTTP does not wait for

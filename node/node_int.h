@@ -56,6 +56,13 @@ struct op {
     struct op *next;
 };
 
+struct applied_waiter {
+    uint64_t index;
+    pthread_cond_t cv;
+    bool woken; /* unlinked: applied, or shutting down */
+    struct applied_waiter *next;
+};
+
 struct node {
     struct config cfg;
     char errmsg[CAIRN_ERRMSG_SIZE];
@@ -92,6 +99,11 @@ struct node {
     pthread_mutex_t vmu;
     pthread_cond_t vcv;
     struct consensus_status view;
+    /* Threads waiting until an index is applied (node_wait_applied), each
+     * woken alone once its index is (not by every change of the view: with
+     * hundreds of writers waiting through a follower, that broadcast woke
+     * them all for every loop iteration). Guarded by vmu. */
+    struct applied_waiter *applied_waiters;
     uint64_t leader_changes;   /* times a new leader became known (for /metrics) */
     atomic_bool shutting_down; /* set once, at node_destroy */
 

@@ -28,7 +28,6 @@ import json
 import os
 import subprocess
 import sys
-import unittest
 import uuid
 
 sys.dont_write_bytecode = True
@@ -36,8 +35,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "devsim"))
 import harness  # noqa: E402
-from harness import Cluster, assert_problem, unique_name, wait_for  # noqa: E402
-from test_devsim import PASSWORD, USER, Devsim  # noqa: E402
+from devsim_cluster import DevsimClusterTest  # noqa: E402
+from harness import assert_problem, unique_name, wait_for  # noqa: E402
+from test_devsim import PASSWORD, USER  # noqa: E402
 
 N_DEVICES = 20
 SETTINGS = {
@@ -60,45 +60,13 @@ def policy(name, port):
                        "protocol": "tcp", "port": port, "action": "permit"}]}
 
 
-class OnDemandTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.sim = Devsim(N_DEVICES)
-        try:
-            cls.c = Cluster(3, settings=SETTINGS, name="ondemand")
-            cls.c.__enter__()
-        except BaseException:
-            cls.sim.stop()
-            raise
-        cls.failed = False
-
-    @classmethod
-    def tearDownClass(cls):
-        try:
-            cls.c.__exit__(AssertionError if cls.failed else None, None, None)
-        finally:
-            cls.sim.stop()
-
-    def run(self, result=None):
-        result = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            type(self).failed = True
-        return result
+class OnDemandTest(DevsimClusterTest):
+    N_DEVICES = N_DEVICES
+    SETTINGS = SETTINGS
+    NAME = "ondemand"
+    JOB_TIMEOUT_S = 90
 
     # Helpers
-
-    def req(self, method, path, node=None, status=None, **kw):
-        node = node or self.c.live_nodes()[0]
-        r = self.c.request(node, method, path, **kw)
-        if status is not None:
-            self.assertEqual(r.status, status, r)
-        return r
-
-    def wait_job(self, location, timeout=90, node=None):
-        def ended():
-            job = self.req("GET", location, node, status=200).json
-            return job if job["state"] in ("succeeded", "failed", "cancelled") else None
-        return wait_for(ended, timeout, "job %s to end" % location, interval=0.2)
 
     def running(self, i):
         return "\n".join(self.sim.command("config dev%d running" % i))

@@ -195,9 +195,6 @@ int node_wait_applied(struct node *n, uint64_t index, uint64_t deadline_ms)
             rv = CAIRN_ESHUTDOWN;
             break;
         }
-        if (w.woken) {
-            break; /* spurious: applied_index says otherwise; cannot happen */
-        }
         if (pthread_cond_timedwait(&w.cv, &n->vmu, &ts) == ETIMEDOUT) {
             rv = n->view.applied_index >= index ? 0 : CAIRN_ETIMEDOUT;
             break;

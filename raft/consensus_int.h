@@ -71,14 +71,14 @@ struct consensus {
                      raft_io_recv_cb recv);
         int (*snapshot_put)(struct raft_io *io, unsigned trailing, struct raft_io_snapshot_put *req,
                             const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb);
-        raft_io_recv_cb recv;                 /* libraft's receive callback */
-        struct raft_io_snapshot_put put;      /* our own snapshot's write */
-        struct raft_io_snapshot_put *put_req; /* libraft's request for it */
-        bool local_put;                       /* our own snapshot is being written */
-        bool receiving_install;               /* libraft handles an InstallSnapshot */
-        bool holding;                         /* held is set */
-        struct raft_message held;             /* the InstallSnapshot held back */
-        char *held_address;                   /* its sender's address (owned) */
+        raft_io_recv_cb recv;            /* libraft's receive callback */
+        struct raft_io_snapshot_put put; /* our own snapshot's write */
+        /* libraft's request for it: not NULL while ours is written */
+        struct raft_io_snapshot_put *put_req;
+        bool receiving_install;   /* libraft handles an InstallSnapshot */
+        bool holding;             /* held is set */
+        struct raft_message held; /* the InstallSnapshot held back */
+        char *held_address;       /* its sender's address (owned) */
     } guard;
     /* Proposals waiting for their callback. */
     struct proposal *pending;

@@ -67,7 +67,7 @@ static void guard_recv(struct raft_io *io, struct raft_message *msg)
     struct consensus *c = io_consensus(io);
     char *address;
 
-    if (msg->type != RAFT_INSTALL_SNAPSHOT || !c->guard.local_put) {
+    if (msg->type != RAFT_INSTALL_SNAPSHOT || c->guard.put_req == NULL) {
         deliver(c, msg);
         return;
     }
@@ -108,12 +108,11 @@ static void guard_put_cb(struct raft_io_snapshot_put *put, int status)
     struct raft_message msg;
     char *address;
 
-    c->guard.local_put = false;
     c->guard.put_req = NULL;
     req->cb(req, status);
     /* libraft's callback may have applied entries and started the next
      * snapshot of our own: the install waits for that one too. */
-    if (!c->guard.holding || c->guard.local_put) {
+    if (!c->guard.holding || c->guard.put_req != NULL) {
         return;
     }
     if (status != 0 || c->closing || c->r->legacy.closing) {
@@ -144,10 +143,8 @@ static int guard_snapshot_put(struct raft_io *io, unsigned trailing,
     req->cb = cb;
     c->guard.put_req = req;
     c->guard.put.data = c;
-    c->guard.local_put = true;
     rv = c->guard.snapshot_put(io, trailing, &c->guard.put, snapshot, guard_put_cb);
     if (rv != 0) {
-        c->guard.local_put = false;
         c->guard.put_req = NULL;
     }
     return rv;

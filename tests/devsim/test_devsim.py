@@ -45,18 +45,13 @@ def free_ports(count):
     raise RuntimeError("no free port range")
 
 
-class Devsim:
-    """A running cairn-devsim and its control socket."""
+class DevsimProcess:
+    """A running cairn-devsim started with args (its control port is added)
+    and its control socket."""
 
-    def __init__(self, count):
-        base = free_ports(count + 1)
-        self.control_port = base
-        self.base_port = base + 1
-        self.count = count
+    def _start(self, args):
         self.proc = subprocess.Popen(
-            [DEVSIM, "--count", str(count), "--base-port", str(self.base_port),
-             "--user", USER, "--password", PASSWORD,
-             "--control-port", str(self.control_port)],
+            [DEVSIM] + args + ["--control-port", str(self.control_port)],
             stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("ready"):
@@ -74,6 +69,30 @@ class Devsim:
             raise RuntimeError("control %r: %s" % (line, head))
         return [self.ctl_file.readline().rstrip("\n") for _ in range(int(head.split()[1]))]
 
+    def stop(self):
+        """Stops it (SIGTERM, then SIGKILL after 10 s); returns its exit status."""
+        if getattr(self, "ctl", None):
+            self.ctl.close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        return self.proc.returncode
+
+
+class Devsim(DevsimProcess):
+    """count devices on consecutive ports, with USER/PASSWORD."""
+
+    def __init__(self, count):
+        base = free_ports(count + 1)
+        self.control_port = base
+        self.base_port = base + 1
+        self.count = count
+        self._start(["--count", str(count), "--base-port", str(self.base_port),
+                     "--user", USER, "--password", PASSWORD])
+
     def log(self, dev):
         rows = []
         for line in self.command("log " + dev):
@@ -85,16 +104,6 @@ class Devsim:
         return manager.connect(host="127.0.0.1", port=self.base_port + index,
                                username=USER, password=password, hostkey_verify=False,
                                allow_agent=False, look_for_keys=False, timeout=10)
-
-    def stop(self):
-        if getattr(self, "ctl", None):
-            self.ctl.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def iface_edit(name, description, epoch=None, op=None):

@@ -1,48 +1,42 @@
 """A test class that runs against one 3-node cluster and one cairn-devsim
 for all its tests (test_devices.py, test_ondemand.py): the class sets
-N_DEVICES, SETTINGS and NAME. The cluster's directory is kept when a test
-failed; the simulator and the nodes are stopped in every case."""
+N_DEVICES, SETTINGS and NAME (harness.ClusterTestCase keeps the cluster's
+directory when a test failed); the simulator and the nodes are stopped in
+every case."""
 
 import os
 import sys
-import unittest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "devsim"))
-from harness import Cluster, wait_for  # noqa: E402
+from harness import ClusterTestCase, wait_for  # noqa: E402
 from test_devsim import Devsim  # noqa: E402
 
 
-class DevsimClusterTest(unittest.TestCase):
+class DevsimClusterTest(ClusterTestCase):
+    """A ClusterTestCase with a cairn-devsim of N_DEVICES devices, started
+    before the cluster and stopped after it; self.c is the cluster."""
+
     N_DEVICES = 0
-    SETTINGS = {}
-    NAME = "devsim"
     JOB_TIMEOUT_S = 120
 
     @classmethod
     def setUpClass(cls):
         cls.sim = Devsim(cls.N_DEVICES)
         try:
-            cls.c = Cluster(3, settings=cls.SETTINGS, name=cls.NAME)
-            cls.c.__enter__()
+            super().setUpClass()
         except BaseException:
             cls.sim.stop()
             raise
-        cls.failed = False
+        cls.c = cls.cluster
 
     @classmethod
     def tearDownClass(cls):
         try:
-            cls.c.__exit__(AssertionError if cls.failed else None, None, None)
+            super().tearDownClass()
         finally:
             cls.sim.stop()
-
-    def run(self, result=None):
-        result = super().run(result)
-        if result is not None and (result.failures or result.errors):
-            type(self).failed = True
-        return result
 
     def req(self, method, path, node=None, status=None, **kw):
         """A request to node (the first live one by default), checking the

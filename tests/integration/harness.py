@@ -529,11 +529,12 @@ class ClusterTestCase(unittest.TestCase):
 
     NODES = 3
     NAME = "it"
+    SETTINGS = None  # node settings, as for Cluster
     cluster = None
 
     @classmethod
     def setUpClass(cls):
-        cls.cluster = Cluster(cls.NODES, name=cls.NAME)
+        cls.cluster = Cluster(cls.NODES, settings=cls.SETTINGS, name=cls.NAME)
         cls.cluster.__enter__()
 
     @classmethod

@@ -20,8 +20,6 @@ cluster, every node listening for call home (tools/localcluster
 
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
 import unittest
@@ -32,7 +30,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "devsim"))
 import harness  # noqa: E402
 from harness import Cluster, lc, unique_name, wait_for  # noqa: E402
-from test_devsim import DEVSIM, free_ports  # noqa: E402
+from test_devsim import DevsimProcess, free_ports  # noqa: E402
 
 N_GOOD = 12
 N_FLOOD = 3
@@ -46,7 +44,7 @@ SETTINGS = {
 WRONG_CODE = "AAAAA-BBBBB-CCCCC-DDDDD"
 
 
-class CallhomeSim:
+class CallhomeSim(DevsimProcess):
     """A cairn-devsim serving the devices of a device list file."""
 
     def __init__(self, directory, name, lines):
@@ -54,39 +52,11 @@ class CallhomeSim:
         path = os.path.join(directory, name + ".txt")
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
-        self.proc = subprocess.Popen(
-            [DEVSIM, "--devices", path, "--control-port", str(self.control_port),
-             "--key-dir", os.path.join(directory, name + "-keys")],
-            stdout=subprocess.PIPE, stderr=sys.stderr, text=True)
-        line = self.proc.stdout.readline()
-        if not line.startswith("ready"):
-            self.stop()
-            raise RuntimeError("cairn-devsim did not start: %r" % line)
-        self.ctl = socket.create_connection(("127.0.0.1", self.control_port), timeout=10)
-        self.ctl_file = self.ctl.makefile("rw")
-
-    def command(self, line):
-        self.ctl_file.write(line + "\n")
-        self.ctl_file.flush()
-        head = self.ctl_file.readline().strip()
-        if not head.startswith("OK"):
-            raise RuntimeError("control %r: %s" % (line, head))
-        return [self.ctl_file.readline().rstrip("\n") for _ in range(int(head.split()[1]))]
+        self._start(["--devices", path, "--key-dir", os.path.join(directory, name + "-keys")])
 
     def callhome_sessions(self, dev):
         return int(re.search(r"call-home-sessions=(\d+)", self.command("status " + dev)[0])
                    .group(1))
-
-    def stop(self):
-        if getattr(self, "ctl", None):
-            self.ctl.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.proc.returncode
 
 
 class CallhomeTest(unittest.TestCase):

@@ -570,13 +570,39 @@ static void *import_worker(void *arg)
     }
 }
 
+/* Whether the tenant's quota for the chunk's kind (if it has one) leaves
+ * room for all of its items. When it does not, which items fail must not
+ * depend on which commit first: the chunk goes one item at a time, in
+ * order, as the documentation promises. */
+static bool import_room(const struct import_chunk *c)
+{
+    struct store *s = c->r->j->api->store;
+    enum store_kind kind = c->items[0] >= c->n_sites ? STORE_KIND_DEVICE : STORE_KIND_SITE;
+    struct store_object t;
+    uint64_t count = 0;
+    bool room = true;
+
+    if (store_object_get(s, STORE_KIND_TENANT, c->r->tenant, &t) != 0) {
+        return false; /* gone or unreadable: each item will say why */
+    }
+    for (size_t i = 0; i < t.n_limits && room; i++) {
+        if (t.limits[i].kind == kind) {
+            room =
+                store_count(s, c->r->tenant, kind, &count) == 0 && count + c->n <= t.limits[i].max;
+        }
+    }
+    store_object_release(&t);
+    return room;
+}
+
 /* Proposes the chunk's items with up to IMPORT_WORKERS threads (each
- * changes only its items' tasks); returns the first failure to propose. */
+ * changes only its items' tasks), or one at a time if the tenant's quota
+ * is nearly full; returns the first failure to propose. */
 static int import_chunk_run(struct import_chunk *c)
 {
     pthread_t threads[IMPORT_WORKERS];
     size_t started = 0;
-    size_t want = c->n < IMPORT_WORKERS ? c->n : IMPORT_WORKERS;
+    size_t want = !import_room(c) ? 0 : c->n < IMPORT_WORKERS ? c->n : IMPORT_WORKERS;
 
     pthread_mutex_init(&c->mu, NULL);
     c->next = 0;
@@ -585,7 +611,7 @@ static int import_chunk_run(struct import_chunk *c)
         started++;
     }
     if (started == 0) {
-        import_worker(c); /* no thread to be had: one at a time, here */
+        import_worker(c); /* one at a time, here */
     }
     for (size_t t = 0; t < started; t++) {
         pthread_join(threads[t], NULL);

@@ -840,6 +840,8 @@ static void backend_raft_status(void *data, struct api_raft_status *out)
     out->last_index = n->view.last_index;
     out->leader_id = n->view.leader_id;
     out->leader_changes = n->leader_changes;
+    out->proposed_entries = atomic_load(&n->proposed_entries);
+    out->proposed_commands = atomic_load(&n->proposed_commands);
     out->leader = n->view.state == CONSENSUS_LEADER;
     pthread_mutex_unlock(&n->vmu);
     if (n->owner != NULL) {

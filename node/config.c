@@ -110,6 +110,7 @@ static const struct key keys[] = {
     {"heartbeat_timeout_ms", UINT(heartbeat_timeout_ms, 10, 30000, "50")},
     {"snapshot_threshold", UINT(snapshot_threshold, 8, 100000000, "8192")},
     {"snapshot_trailing", UINT(snapshot_trailing, 0, 100000000, "1024")},
+    {"propose_batch_max", UINT(propose_batch_max, 1, STORE_BATCH_MAX, "64")},
     {"http_threads", UINT(http_threads, 1, 1024, "16")},
     {"max_body_bytes", KEY_U64, offsetof(struct config, max_body_bytes), 0, 1024,
      (uint64_t)64 << 20, false, "1048576", NULL},

@@ -325,9 +325,57 @@ static void run_op(struct node *n, struct op *op)
     }
 }
 
+/* Bytes of commands one batched entry carries at most (a single larger
+ * command still goes alone). */
+#define BATCH_BYTES (1u << 20)
+
+/* Proposes k queued OP_APPLY operations, in order: as batched entries of
+ * up to propose_batch_max commands each while every voter applies them
+ * (versions.c), else one entry each. Writes that arrive together then
+ * share one raft entry: one append, one replication message per follower,
+ * one store write on every node. */
+static void run_applies(struct node *n, struct op **ops, size_t k)
+{
+    struct consensus_cmd cmds[STORE_BATCH_MAX];
+    uint64_t lowest;
+    size_t i = 0;
+
+    if (k < 2 || n->consensus == NULL || n->cfg.propose_batch_max < 2 ||
+        node_cluster_version(n, &lowest) < STORE_COMMAND_VERSION_BATCH) {
+        for (; i < k; i++) {
+            atomic_fetch_add(&n->proposed_entries, 1);
+            atomic_fetch_add(&n->proposed_commands, 1);
+            run_op(n, ops[i]);
+        }
+        return;
+    }
+    while (i < k) {
+        size_t m = 0;
+        size_t bytes = 0;
+        int rv;
+        while (i + m < k && m < n->cfg.propose_batch_max &&
+               (m == 0 || bytes + ops[i + m]->len <= BATCH_BYTES)) {
+            struct op *op = ops[i + m];
+            cmds[m] = (struct consensus_cmd){op->buf, op->len, apply_done_cb, op};
+            bytes += op->len;
+            m++;
+        }
+        atomic_fetch_add(&n->proposed_entries, 1);
+        atomic_fetch_add(&n->proposed_commands, m);
+        rv = m == 1 ? consensus_apply(n->consensus, cmds[0].buf, cmds[0].len, apply_done_cb, ops[i])
+                    : consensus_apply_batch(n->consensus, cmds, m);
+        for (size_t j = 0; rv != 0 && j < m; j++) {
+            op_complete(ops[i + j], rv, cairn_strerror(rv));
+        }
+        i += m;
+    }
+}
+
 static void async_cb(uv_async_t *a)
 {
     struct node *n = a->data;
+    struct op *applies[STORE_BATCH_MAX];
+    size_t k = 0;
     struct op *op;
     bool stop = false;
 
@@ -342,11 +390,21 @@ static void async_cb(uv_async_t *a)
             op_complete(op, 0, NULL);
         } else if (stop) {
             op_complete(op, CAIRN_ESHUTDOWN, "shutting down");
+        } else if (op->type == OP_APPLY) {
+            /* Gathered; the other operations keep their place after them. */
+            applies[k++] = op;
+            if (k == STORE_BATCH_MAX) {
+                run_applies(n, applies, k);
+                k = 0;
+            }
         } else {
+            run_applies(n, applies, k);
+            k = 0;
             run_op(n, op);
         }
         op = next;
     }
+    run_applies(n, applies, k);
     if (stop && n->consensus != NULL) {
         consensus_close(n->consensus, consensus_closed_cb, n);
     } else if (stop) {
@@ -680,6 +738,7 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     pthread_mutex_init(&n->smu, NULL);
     pthread_cond_init(&n->scv, NULL);
     pthread_mutex_init(&n->vmu, NULL);
+    pthread_mutex_init(&n->cvmu, NULL);
     node_cond_init(&n->vcv);
     pthread_mutex_init(&n->rimu, NULL);
     node_cond_init(&n->ricv);
@@ -817,6 +876,7 @@ void node_destroy(struct node *n)
     pthread_mutex_destroy(&n->smu);
     pthread_cond_destroy(&n->scv);
     pthread_mutex_destroy(&n->vmu);
+    pthread_mutex_destroy(&n->cvmu);
     pthread_cond_destroy(&n->vcv);
     pthread_mutex_destroy(&n->rimu);
     pthread_cond_destroy(&n->ricv);

@@ -104,7 +104,22 @@ struct node {
      * hundreds of writers waiting through a follower, that broadcast woke
      * them all for every loop iteration). Guarded by vmu. */
     struct applied_waiter *applied_waiters;
-    uint64_t leader_changes;   /* times a new leader became known (for /metrics) */
+    uint64_t leader_changes; /* times a new leader became known (for /metrics) */
+    /* Entries this node proposed as leader, and the commands they carried
+     * (node.c, run_applies; more commands than entries: batches). */
+    atomic_uint_fast64_t proposed_entries;
+    atomic_uint_fast64_t proposed_commands;
+    /* The cluster version as last computed (versions.c), trusted while
+     * the configuration and the member records are as they were then.
+     * Guarded by cvmu. */
+    pthread_mutex_t cvmu;
+    struct {
+        bool valid;
+        uint64_t config_index;      /* of the configuration it read */
+        uint64_t member_generation; /* store_member_generation before */
+        unsigned version;
+        uint64_t lowest;
+    } cv;
     atomic_bool shutting_down; /* set once, at node_destroy */
 
     /* Follower read points (backend.c, read_remote): one

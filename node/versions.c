@@ -52,13 +52,28 @@ unsigned node_member_version(struct node *n, uint64_t id)
     return v;
 }
 
+/* It depends on the voters of the configuration and on their member
+ * records only: cached, keyed on both (the member generation is read
+ * before the records, so a record written meanwhile makes the next call
+ * compute again). A write that needs a newer version, and every batch of
+ * writes (node.c), asks; the records are read once per change. */
 unsigned node_cluster_version(struct node *n, uint64_t *lowest)
 {
     struct consensus_status v;
     unsigned version = store_command_version_max(n->store);
+    uint64_t generation = store_member_generation(n->store);
 
     *lowest = n->cfg.node_id;
     node_view(n, &v);
+    pthread_mutex_lock(&n->cvmu);
+    if (n->cv.valid && n->cv.config_index == v.config_index &&
+        n->cv.member_generation == generation) {
+        version = n->cv.version;
+        *lowest = n->cv.lowest;
+        pthread_mutex_unlock(&n->cvmu);
+        return version;
+    }
+    pthread_mutex_unlock(&n->cvmu);
     for (size_t i = 0; i < v.n_members; i++) {
         unsigned m;
         if (v.members[i].role != CONSENSUS_VOTER) {
@@ -71,6 +86,13 @@ unsigned node_cluster_version(struct node *n, uint64_t *lowest)
             *lowest = v.members[i].id;
         }
     }
+    pthread_mutex_lock(&n->cvmu);
+    n->cv.valid = true;
+    n->cv.config_index = v.config_index;
+    n->cv.member_generation = generation;
+    n->cv.version = version;
+    n->cv.lowest = *lowest;
+    pthread_mutex_unlock(&n->cvmu);
     return version;
 }
 

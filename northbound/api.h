@@ -49,9 +49,11 @@ struct api_raft_status {
     uint64_t commit_index;
     uint64_t applied_index;
     uint64_t last_index;
-    uint64_t leader_id;      /* 0 if none is known */
-    uint64_t leader_changes; /* times a new leader became known since start */
-    bool leader;             /* this node leads */
+    uint64_t leader_id;         /* 0 if none is known */
+    uint64_t leader_changes;    /* times a new leader became known since start */
+    uint64_t proposed_entries;  /* raft entries this node proposed as leader */
+    uint64_t proposed_commands; /* the writes they carried (more: batches) */
+    bool leader;                /* this node leads */
     /* This node's ownership view (owner.h). */
     uint64_t ownership_epoch; /* the epoch it applied (0: none yet) */
     bool leased;              /* it may drive devices now */

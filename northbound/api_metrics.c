@@ -45,6 +45,13 @@ static int raft_render(struct api *api, struct cairn_buf *b)
     rv |= sample(b, "cairn_raft_leader_changes_total", "counter",
                  "Times this node learned of a new leader since it started.",
                  (double)st.leader_changes);
+    rv |= sample(b, "cairn_raft_proposed_entries_total", "counter",
+                 "Raft entries of writes this node proposed as leader since it started.",
+                 (double)st.proposed_entries);
+    rv |= sample(b, "cairn_raft_proposed_commands_total", "counter",
+                 "Writes those entries carried (more than entries: writes shared batched "
+                 "entries).",
+                 (double)st.proposed_commands);
     rv |= sample(b, "cairn_ownership_epoch", "gauge",
                  "The device ownership epoch this node applied.", (double)st.ownership_epoch);
     rv |= sample(b, "cairn_ownership_leased", "gauge",

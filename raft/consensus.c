@@ -3,15 +3,16 @@
  * proposals and batched read barriers, and status. See consensus.h.
  *
  * A proposal's life:
- *   1. consensus_apply copies the command and calls raft_apply; the
- *      proposal joins the pending list with the entry's index.
+ *   1. consensus_apply (one command) or consensus_apply_batch (several in
+ *      one entry) frames the commands and calls raft_apply; the proposal
+ *      joins the pending list with the entry's index.
  *   2. When the entry is committed, fsm_apply (fsm.c) applies it to the
- *      store and copies the store's result into the pending proposal with
+ *      store and copies the store's results into the pending proposal with
  *      that index (raft fires apply callbacks later, batched, so the store's
- *      result buffer may already hold a later entry's result by then).
- *   3. apply_cb leaves the pending list and calls the user callback.
+ *      result buffer may already hold a later entry's results by then).
+ *   3. apply_cb leaves the pending list and calls each command's callback.
  * Invariant: a proposal is in the pending list exactly between steps 1
- * and 3, and its user callback fires exactly once.
+ * and 3, and each of its commands' callbacks fires exactly once.
  */
 #include "consensus_int.h"
 
@@ -122,6 +123,7 @@ int consensus_create(uv_loop_t *loop, struct store *store, const struct consensu
         goto err_after_alloc;
     }
     c->transport_ready = true;
+    consensus_transport_nodelay(c);
     rv = raft_uv_init(&c->io, loop, c->dir, &c->transport);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "raft: disk io in %s: %s", c->dir, c->io.errmsg);
@@ -253,7 +255,22 @@ void consensus_destroy(struct consensus *c)
     free(c);
 }
 
-int consensus_entry_encode(const void *payload, size_t len, struct raft_buffer *out)
+static void be32_put(uint8_t *p, size_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static size_t be32_get(const uint8_t *p)
+{
+    return (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | (size_t)p[3];
+}
+
+/* A zeroed frame of framing version for a payload of len bytes; the
+ * payload starts CONSENSUS_ENTRY_HEADER bytes in. */
+static int frame_alloc(uint8_t version, size_t len, struct raft_buffer *out)
 {
     size_t padded = CONSENSUS_ENTRY_HEADER + ((len + 7) & ~(size_t)7);
     uint8_t *p;
@@ -267,35 +284,105 @@ int consensus_entry_encode(const void *payload, size_t len, struct raft_buffer *
     memset(p, 0, padded);
     p[0] = 'C';
     p[1] = 'E';
-    p[2] = 1; /* framing version */
-    p[4] = (uint8_t)(len >> 24);
-    p[5] = (uint8_t)(len >> 16);
-    p[6] = (uint8_t)(len >> 8);
-    p[7] = (uint8_t)len;
-    memcpy(p + CONSENSUS_ENTRY_HEADER, payload, len);
+    p[2] = version;
+    be32_put(p + 4, len);
     out->base = p;
     out->len = padded;
     return 0;
 }
 
-int consensus_entry_decode(const struct raft_buffer *buf, const void **payload, size_t *len)
+int consensus_entry_encode(const void *payload, size_t len, struct raft_buffer *out)
+{
+    int rv = frame_alloc(1, len, out);
+    if (rv == 0) {
+        memcpy((uint8_t *)out->base + CONSENSUS_ENTRY_HEADER, payload, len);
+    }
+    return rv;
+}
+
+int consensus_entry_encode_batch(const struct consensus_cmd *cmds, size_t n,
+                                 struct raft_buffer *out)
+{
+    size_t len = 4;
+    uint8_t *p;
+    int rv;
+    if (n == 0 || n > STORE_BATCH_MAX) {
+        return CAIRN_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (cmds[i].len > UINT32_MAX) {
+            return CAIRN_ETOOBIG;
+        }
+        len += 4 + cmds[i].len;
+    }
+    rv = frame_alloc(2, len, out);
+    if (rv != 0) {
+        return rv;
+    }
+    p = (uint8_t *)out->base + CONSENSUS_ENTRY_HEADER;
+    be32_put(p, n);
+    p += 4;
+    for (size_t i = 0; i < n; i++) {
+        be32_put(p, cmds[i].len);
+        memcpy(p + 4, cmds[i].buf, cmds[i].len);
+        p += 4 + cmds[i].len;
+    }
+    return 0;
+}
+
+int consensus_entry_decode(const struct raft_buffer *buf, struct store_slice *cmds, size_t *n,
+                           bool *batched)
 {
     const uint8_t *p = buf->base;
-    size_t n;
-    if (buf->len < CONSENSUS_ENTRY_HEADER || p[0] != 'C' || p[1] != 'E' || p[2] != 1) {
+    size_t len;
+    size_t count;
+    if (buf->len < CONSENSUS_ENTRY_HEADER || p[0] != 'C' || p[1] != 'E' || p[2] == 0) {
         return CAIRN_EMALFORMED;
     }
-    n = (size_t)p[4] << 24 | (size_t)p[5] << 16 | (size_t)p[6] << 8 | (size_t)p[7];
-    if (n > buf->len - CONSENSUS_ENTRY_HEADER) {
+    if (p[2] > 2) {
+        return CAIRN_EUNSUPPORTED;
+    }
+    *batched = p[2] == 2;
+    len = be32_get(p + 4);
+    if (len > buf->len - CONSENSUS_ENTRY_HEADER) {
         return CAIRN_EMALFORMED;
     }
-    *payload = p + CONSENSUS_ENTRY_HEADER;
-    *len = n;
+    p += CONSENSUS_ENTRY_HEADER;
+    if (!*batched) {
+        cmds[0].buf = p;
+        cmds[0].len = len;
+        *n = 1;
+        return 0;
+    }
+    if (len < 4) {
+        return CAIRN_EMALFORMED;
+    }
+    count = be32_get(p);
+    p += 4;
+    len -= 4;
+    if (count == 0 || count > STORE_BATCH_MAX) {
+        return CAIRN_EMALFORMED;
+    }
+    for (size_t i = 0; i < count; i++) {
+        size_t one;
+        if (len < 4 || (one = be32_get(p)) > len - 4) {
+            return CAIRN_EMALFORMED;
+        }
+        cmds[i].buf = p + 4;
+        cmds[i].len = one;
+        p += 4 + one;
+        len -= 4 + one;
+    }
+    if (len != 0) {
+        return CAIRN_EMALFORMED;
+    }
+    *n = count;
     return 0;
 }
 
 struct proposal *consensus_pending_find(struct consensus *c, uint64_t index)
 {
+    /* Oldest first: entries are applied in order, so the first usually is. */
     for (struct proposal *p = c->pending; p != NULL; p = p->next) {
         if (p->req.index == index) {
             return p;
@@ -313,6 +400,8 @@ static void pending_remove(struct consensus *c, struct proposal *p)
     }
     if (p->next != NULL) {
         p->next->prev = p->prev;
+    } else {
+        c->pending_tail = p->prev;
     }
 }
 
@@ -323,30 +412,34 @@ static void apply_cb(struct raft_apply *req, int status, void *result)
     int rv = consensus_error(status);
     (void)result;
     pending_remove(c, p);
-    if (rv == 0 && !p->have_result) {
+    for (size_t i = 0; i < p->n; i++) {
+        struct proposal_cmd *cmd = &p->cmds[i];
         /* Applied but the store skipped it: cannot happen for an entry
          * proposed in this process, whose index is above the stored one. */
-        rv = CAIRN_ECORRUPT;
+        int one = rv == 0 && !cmd->have_result ? CAIRN_ECORRUPT : rv;
+        cmd->cb(cmd->arg, one, p->req.index, one == 0 ? &cmd->result : NULL);
     }
-    p->cb(p->arg, rv, p->req.index, rv == 0 ? &p->result : NULL);
     free(p);
 }
 
-int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry, consensus_apply_cb cb,
-                          void *arg)
+int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry,
+                          const struct consensus_cmd *cmds, size_t n)
 {
     struct proposal *p;
     int rv;
 
     rv = c->closing ? CAIRN_ESHUTDOWN : raft_state(c->r) != RAFT_LEADER ? CAIRN_ENOTLEADER : 0;
-    p = rv == 0 ? calloc(1, sizeof *p) : NULL;
+    p = rv == 0 ? calloc(1, sizeof *p + n * sizeof p->cmds[0]) : NULL;
     if (p == NULL) {
         raft_free(entry->base);
         return rv != 0 ? rv : CAIRN_ENOMEM;
     }
     p->c = c;
-    p->cb = cb;
-    p->arg = arg;
+    p->n = n;
+    for (size_t i = 0; i < n; i++) {
+        p->cmds[i].cb = cmds[i].cb;
+        p->cmds[i].arg = cmds[i].arg;
+    }
     p->req.data = p;
     rv = raft_apply(c->r, &p->req, entry, 1, apply_cb);
     if (rv != 0) {
@@ -355,23 +448,36 @@ int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry, consen
         free(p);
         return consensus_error(rv);
     }
-    p->next = c->pending;
-    if (c->pending != NULL) {
-        c->pending->prev = p;
+    p->prev = c->pending_tail;
+    if (c->pending_tail != NULL) {
+        c->pending_tail->next = p;
+    } else {
+        c->pending = p;
     }
-    c->pending = p;
+    c->pending_tail = p;
     return 0;
 }
 
 int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_apply_cb cb,
                     void *arg)
 {
+    struct consensus_cmd cmd = {buf, len, cb, arg};
     struct raft_buffer entry;
     int rv = consensus_entry_encode(buf, len, &entry);
     if (rv != 0) {
         return rv;
     }
-    return consensus_apply_entry(c, &entry, cb, arg);
+    return consensus_apply_entry(c, &entry, &cmd, 1);
+}
+
+int consensus_apply_batch(struct consensus *c, const struct consensus_cmd *cmds, size_t n)
+{
+    struct raft_buffer entry;
+    int rv = consensus_entry_encode_batch(cmds, n, &entry);
+    if (rv != 0) {
+        return rv;
+    }
+    return consensus_apply_entry(c, &entry, cmds, n);
 }
 
 static void barrier_start(struct consensus *c);

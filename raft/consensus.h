@@ -102,6 +102,19 @@ typedef void (*consensus_apply_cb)(void *arg, int status, uint64_t index,
 int consensus_apply(struct consensus *c, const void *buf, size_t len, consensus_apply_cb cb,
                     void *arg);
 
+/* Proposes n (1..STORE_BATCH_MAX, else CAIRN_EINVAL) encoded commands as
+ * one raft entry, applied in this order. Each command's cb fires exactly
+ * once as consensus_apply's would, all with the entry's index. Only for a
+ * cluster whose voters all apply STORE_COMMAND_VERSION_BATCH: a node that
+ * does not stops at the entry ("upgrade this node"). */
+struct consensus_cmd {
+    const void *buf;
+    size_t len;
+    consensus_apply_cb cb;
+    void *arg;
+};
+int consensus_apply_batch(struct consensus *c, const struct consensus_cmd *cmds, size_t n);
+
 /* Asks for a linearizable read point. Concurrent callers share one raft
  * barrier; a caller waits for a barrier started after its call. cb gets
  * the applied index that reflects every write committed before the call.

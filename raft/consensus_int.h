@@ -13,18 +13,25 @@
 #include "cairn.h"
 #include "consensus.h"
 
-/* A proposal from raft_apply until its callback. Its result is filled by the
- * FSM apply of its index (raft fires apply callbacks later, in a batch,
- * after further entries may have been applied). */
-struct proposal {
-    struct raft_apply req;      /* req.index is the entry's index */
-    struct consensus *c;        /* owner */
+/* One command of a proposal: whom to tell, and what its apply said. */
+struct proposal_cmd {
     consensus_apply_cb cb;      /* user callback */
     void *arg;                  /* its argument */
     struct store_result result; /* filled by fsm_apply */
     bool have_result;           /* result is set */
-    struct proposal *prev;      /* pending list links */
+};
+
+/* A proposal from raft_apply until its callback: one entry, of one command
+ * or a batch of them. Its results are filled by the FSM apply of its index
+ * (raft fires apply callbacks later, in a batch, after further entries may
+ * have been applied). */
+struct proposal {
+    struct raft_apply req; /* req.index is the entry's index */
+    struct consensus *c;   /* owner */
+    struct proposal *prev; /* pending list links (oldest first) */
     struct proposal *next;
+    size_t n;                   /* commands */
+    struct proposal_cmd cmds[]; /* n of them, in the entry's order */
 };
 
 /* A caller waiting for a read barrier. */
@@ -81,7 +88,8 @@ struct consensus {
         char *held_address;       /* its sender's address (owned) */
     } guard;
     /* Proposals waiting for their callback. */
-    struct proposal *pending;
+    struct proposal *pending;      /* proposals waiting for their entry, oldest first */
+    struct proposal *pending_tail; /* the newest */
     /* Read barriers: callers queued for the next barrier, and the callers
      * the barrier in flight will answer. */
     struct read_waiter *read_queue;
@@ -104,20 +112,28 @@ struct consensus {
     char errmsg[CAIRN_ERRMSG_SIZE];
 };
 
-/* Raft entries must be multiples of 8 bytes (libraft's uv io), so a
- * command travels in a frame: "CE", framing version 1, a zero byte, the
- * payload length (32-bit big-endian), the payload, zero padding. */
+/* Raft entries must be multiples of 8 bytes (libraft's uv io), so commands
+ * travel in a frame: "CE", the framing version, a zero byte, the payload
+ * length (32-bit big-endian), the payload, zero padding. Framing 1 carries
+ * one command; framing 2 (a batch, STORE_COMMAND_VERSION_BATCH) carries a
+ * count (32-bit big-endian, 1..STORE_BATCH_MAX) and as many commands, each
+ * its length (32-bit big-endian) and bytes. encode_batch frames n commands
+ * (framing 2 even for one). decode gives the commands: CAIRN_EMALFORMED
+ * for a bad frame, CAIRN_EUNSUPPORTED for a framing newer than 2. */
 #define CONSENSUS_ENTRY_HEADER 8
 int consensus_entry_encode(const void *payload, size_t len, struct raft_buffer *out);
-int consensus_entry_decode(const struct raft_buffer *buf, const void **payload, size_t *len);
+int consensus_entry_encode_batch(const struct consensus_cmd *cmds, size_t n,
+                                 struct raft_buffer *out);
+int consensus_entry_decode(const struct raft_buffer *buf, struct store_slice *cmds, size_t *n,
+                           bool *batched);
 
 /* Proposes an already framed entry and always takes its memory: freed here
  * on a failure before raft_apply, and owned by libraft from raft_apply on,
  * even when it reports an error (libraft 0.22's log takes the batch, so
  * freeing it then would be a double free). consensus_apply frames and calls
  * this. */
-int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry, consensus_apply_cb cb,
-                          void *arg);
+int consensus_apply_entry(struct consensus *c, struct raft_buffer *entry,
+                          const struct consensus_cmd *cmds, size_t n);
 
 /* fsm.c: fills c->fsm with the store-backed state machine. */
 void consensus_fsm_init(struct consensus *c);
@@ -129,5 +145,7 @@ struct proposal *consensus_pending_find(struct consensus *c, uint64_t index);
  * and frees what it holds (after raft_close). */
 void consensus_io_guard(struct consensus *c);
 void consensus_io_guard_close(struct consensus *c);
+/* io.c: sets TCP_NODELAY on every raft connection this node opens. */
+void consensus_transport_nodelay(struct consensus *c);
 
 #endif /* CAIRN_CONSENSUS_INT_H */

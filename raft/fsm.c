@@ -32,11 +32,11 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     struct consensus *c = fsm->data;
     const struct store_result *res = NULL;
     uint64_t index = raft_last_applied(c->r) + 1;
+    struct store_slice cmds[STORE_BATCH_MAX];
+    size_t n = 1;
+    bool batched = false;
     struct proposal *p;
     int rv;
-
-    const void *payload = NULL;
-    size_t len = 0;
 
     *result = NULL;
     if (c->compact_first && c->compact_taken && !c->r->legacy.snapshot_taking) {
@@ -52,13 +52,29 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
             "threshold=%u trailing=%u",
             c->cfg.snapshot_threshold, c->cfg.snapshot_trailing);
     }
-    /* An unframed entry reaches the store as an empty command, which it
-     * rejects as malformed without touching state (but the index moves). */
-    if (consensus_entry_decode(buf, &payload, &len) != 0) {
-        payload = "";
-        len = 0;
+    rv = consensus_entry_decode(buf, cmds, &n, &batched);
+    if (rv == CAIRN_EUNSUPPORTED) {
+        /* A framing a newer build wrote: skipping it would make this
+         * replica diverge from those that apply it. */
+        cairn_errmsg_set(c->errmsg, sizeof c->errmsg,
+                         "apply entry %llu: framing version %u is newer than this build (1..2): "
+                         "upgrade this node",
+                         (unsigned long long)index, ((const unsigned char *)buf->base)[2]);
+        c->cfg.fatal_cb(c->cfg.fatal_arg, c->errmsg);
+        return RAFT_IOERR;
     }
-    rv = store_apply(c->store, index, payload, len, &res, c->errmsg, sizeof c->errmsg);
+    if (rv != 0) {
+        /* An unframed entry reaches the store as an empty command, which
+         * it rejects as malformed without touching state (but the index
+         * moves). */
+        cmds[0].buf = "";
+        cmds[0].len = 0;
+        n = 1;
+        batched = false;
+    }
+    rv = batched ? store_apply_batch(c->store, index, cmds, n, &res, c->errmsg, sizeof c->errmsg)
+                 : store_apply(c->store, index, cmds[0].buf, cmds[0].len, &res, c->errmsg,
+                               sizeof c->errmsg);
     if (rv != 0) {
         cairn_errmsg_wrap(c->errmsg, sizeof c->errmsg, "apply entry %llu",
                           (unsigned long long)index);
@@ -67,9 +83,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     }
     if (res != NULL && c->pending != NULL) {
         p = consensus_pending_find(c, index);
-        if (p != NULL) {
-            p->result = *res;
-            p->have_result = true;
+        for (size_t i = 0; p != NULL && i < n && i < p->n; i++) {
+            p->cmds[i].result = res[i];
+            p->cmds[i].have_result = true;
         }
     }
     return 0;

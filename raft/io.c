@@ -162,3 +162,38 @@ void consensus_io_guard_close(struct consensus *c)
 {
     held_free(c);
 }
+
+/* Raft connections without Nagle's algorithm. libraft's TCP transport
+ * leaves it on, and a connection carries messages one way only (each
+ * node sends on the connections it opened and reads those it accepted),
+ * so the peer's ACKs are all delayed ACKs: a message sent while the
+ * previous one is unacknowledged waited for one, about 40 ms. Entries
+ * that carry several writes made that the common case: at 16 writers, 90%
+ * of the writes took 45 ms. */
+static raft_uv_connect_cb libraft_connect_cb; /* its one connect callback (uv_send.c) */
+static int (*tcp_connect)(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+                          const char *address, raft_uv_connect_cb cb);
+
+static void nodelay_connect_cb(struct raft_uv_connect *req, struct uv_stream_s *stream, int status)
+{
+    if (status == 0 && stream != NULL && stream->type == UV_TCP) {
+        uv_tcp_nodelay((uv_tcp_t *)stream, 1);
+    }
+    libraft_connect_cb(req, stream, status);
+}
+
+/* libraft passes the same callback for every connection, and the TCP
+ * transport's connect function is the same for every instance, so one
+ * copy of each serves every consensus in the process. */
+static int nodelay_connect(struct raft_uv_transport *t, struct raft_uv_connect *req, raft_id id,
+                           const char *address, raft_uv_connect_cb cb)
+{
+    libraft_connect_cb = cb;
+    return tcp_connect(t, req, id, address, nodelay_connect_cb);
+}
+
+void consensus_transport_nodelay(struct consensus *c)
+{
+    tcp_connect = c->transport.connect;
+    c->transport.connect = nodelay_connect;
+}

@@ -123,6 +123,8 @@ int store_apply_change(struct store_apply *a, enum store_kind kind, const char *
 
     if (kind == STORE_KIND_SESSION || kind == STORE_KIND_USER) {
         a->auth_changed = true;
+    } else if (kind == STORE_KIND_MEMBER) {
+        a->members_changed = true;
     }
     msgpack_sbuffer_init(&sb);
     rv = store_change_encode(&rec, &sb);
@@ -491,17 +493,76 @@ static int batch_write(struct store *s, rocksdb_writebatch_wi_t *wb, char *errms
     return 0;
 }
 
-int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
-                const struct store_result **result, char *errmsg, size_t errmsg_size)
+/* One command of an entry, into a's batch; *res is its outcome.
+ * Non-zero only for a storage failure. */
+static int apply_command(struct store_apply *a, const struct store_slice *c,
+                         struct store_result *res)
 {
     struct store_command cmd;
-    struct store_result res;
-    struct store_apply a;
+    int rv;
+
+    memset(res, 0, sizeof *res);
+    a->res = res;
+    a->changed = false;
+    a->changes = 0;
+    a->pruned = 0;
+    a->scope[0] = '\0';
+    rv = store_command_decode(c->buf, c->len, &cmd, res->message, sizeof res->message);
+    if (rv != 0) {
+        /* A command no node can read (garbage, or a version, operation or
+         * kind no build ever wrote) is answered, not fatal: the entry is
+         * consumed so that the log moves on. */
+        res->status = rv;
+        res->revision = a->revision;
+        return 0;
+    }
+    a->cmd = &cmd;
+    a->kind = store_kind_name(cmd.kind);
+    rv = run(a);
+    if (rv != 0) {
+        cairn_errmsg_wrap(a->errmsg, a->errmsg_size, "%s %s", a->kind, cmd.id);
+    }
+    a->cmd = NULL;
+    return rv;
+}
+
+/* Refuses, before anything is written, an entry this build must not
+ * apply (CAIRN_EUNSUPPORTED), so that it is applied once this node runs a
+ * build that reads it. */
+static int check_versions(struct store *s, const struct store_slice *cmds, size_t n, bool batched,
+                          char *errmsg, size_t errmsg_size)
+{
     uint64_t version;
+    if (batched && s->version_max < STORE_COMMAND_VERSION_BATCH) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "batched entries need command version %u; this build applies 1..%u: "
+                         "upgrade this node",
+                         STORE_COMMAND_VERSION_BATCH, s->version_max);
+        return CAIRN_EUNSUPPORTED;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (store_command_version(cmds[i].buf, cmds[i].len, &version) == 0 &&
+            version > s->version_max) {
+            cairn_errmsg_set(errmsg, errmsg_size,
+                             "command version %" PRIu64
+                             " is newer than this build (1..%u): upgrade this node",
+                             version, s->version_max);
+            return CAIRN_EUNSUPPORTED;
+        }
+    }
+    return 0;
+}
+
+/* Applies one raft entry of n commands (batched: in a batch entry). */
+static int apply_entry(struct store *s, uint64_t index, const struct store_slice *cmds, size_t n,
+                       bool batched, const struct store_result **results, char *errmsg,
+                       size_t errmsg_size)
+{
+    struct store_apply a;
     int rv;
 
     if (index <= atomic_load(&s->applied)) {
-        *result = NULL;
+        *results = NULL;
         return 0;
     }
     if (s->db.db == NULL) {
@@ -509,39 +570,23 @@ int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
                          index);
         return CAIRN_EIO;
     }
-    /* A newer command is refused before anything is written, so that the
-     * entry is applied once this node runs a build that reads it. */
-    if (store_command_version(buf, len, &version) == 0 && version > s->version_max) {
-        cairn_errmsg_set(errmsg, errmsg_size,
-                         "command version %" PRIu64
-                         " is newer than this build (1..%u): upgrade this node",
-                         version, s->version_max);
-        return CAIRN_EUNSUPPORTED;
+    rv = check_versions(s, cmds, n, batched, errmsg, errmsg_size);
+    if (rv != 0) {
+        return rv;
     }
-    memset(&res, 0, sizeof res);
     memset(&a, 0, sizeof a);
     a.s = s;
-    a.res = &res;
     a.revision = atomic_load(&s->revision);
     a.errmsg = errmsg;
     a.errmsg_size = errmsg_size;
-    /* Overwriting keys in the index: a read sees the last write of a key. */
+    /* Overwriting keys in the index: a read sees the last write of a key,
+     * also one of an earlier command of the same entry. */
     a.wb = rocksdb_writebatch_wi_create(0, 1);
-    rv = store_command_decode(buf, len, &cmd, res.message, sizeof res.message);
+    for (size_t i = 0; i < n && rv == 0; i++) {
+        rv = apply_command(&a, &cmds[i], &s->results[i]);
+    }
     if (rv != 0) {
-        /* A command no node can read (garbage, or a version, operation or
-         * kind no build ever wrote) is answered, not fatal: the entry is
-         * consumed so that the log moves on. */
-        res.status = rv;
-        res.revision = a.revision;
-    } else {
-        a.cmd = &cmd;
-        a.kind = store_kind_name(cmd.kind);
-        rv = run(&a);
-        if (rv != 0) {
-            cairn_errmsg_wrap(errmsg, errmsg_size, "%s %s", a.kind, cmd.id);
-            goto err_after_batch;
-        }
+        goto err_after_batch;
     }
     store_apply_meta_put(&a, STORE_META_APPLIED, index);
     store_apply_meta_put(&a, STORE_META_REVISION, a.revision);
@@ -556,8 +601,10 @@ int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
     if (a.auth_changed) {
         atomic_fetch_add(&s->auth_generation, 1);
     }
-    s->result = res;
-    *result = &s->result;
+    if (a.members_changed) {
+        atomic_fetch_add(&s->member_generation, 1);
+    }
+    *results = s->results;
     return 0;
 
 err_after_batch:
@@ -567,4 +614,22 @@ err_after_batch:
     memset(s->db.meta, 0, sizeof s->db.meta);
     assert(rv != 0);
     return rv;
+}
+
+int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
+                const struct store_result **result, char *errmsg, size_t errmsg_size)
+{
+    struct store_slice c = {buf, len};
+    return apply_entry(s, index, &c, 1, false, result, errmsg, errmsg_size);
+}
+
+int store_apply_batch(struct store *s, uint64_t index, const struct store_slice *cmds, size_t n,
+                      const struct store_result **results, char *errmsg, size_t errmsg_size)
+{
+    if (n == 0 || n > STORE_BATCH_MAX) {
+        cairn_errmsg_set(errmsg, errmsg_size, "apply %" PRIu64 ": a batch of %zu commands (1..%d)",
+                         index, n, STORE_BATCH_MAX);
+        return CAIRN_EINVAL;
+    }
+    return apply_entry(s, index, cmds, n, true, results, errmsg, errmsg_size);
 }

@@ -267,3 +267,8 @@ uint64_t store_auth_generation(struct store *s)
 {
     return atomic_load(&s->auth_generation);
 }
+
+uint64_t store_member_generation(struct store *s)
+{
+    return atomic_load(&s->member_generation);
+}

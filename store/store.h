@@ -94,10 +94,19 @@ enum store_op {
                           * write the API refused before proposing it */
 };
 
-/* The newest command version this build writes. Version 1 has the fields
- * up to caller; version 2 adds scope, parent, refs, limits, cascade,
- * expiry and the audit fields, and STORE_OP_AUDIT. Both are decoded. */
-#define STORE_COMMAND_VERSION 3
+/* The newest command version this build applies. Version 1 has the
+ * fields up to caller; version 2 adds scope, parent, refs, limits,
+ * cascade, expiry and the audit fields, and STORE_OP_AUDIT; version 3 the
+ * fence; version 4 batched entries (below). All are decoded. */
+#define STORE_COMMAND_VERSION 4
+
+/* Version 4 adds no command field: a build that applies it also applies
+ * batched entries (store_apply_batch), several commands in one raft
+ * entry. A leader batches only while every voter applies version 4. */
+#define STORE_COMMAND_VERSION_BATCH 4
+
+/* Most commands one batched entry carries. */
+#define STORE_BATCH_MAX 64
 
 /* The command versions that every Cairn build reads, including the builds
  * that did not yet record their versions in their member record: a voter
@@ -190,6 +199,23 @@ void store_destroy(struct store *s);
 int store_apply(struct store *s, uint64_t index, const void *buf, size_t len,
                 const struct store_result **result, char *errmsg, size_t errmsg_size);
 
+/* One encoded command of a batch. */
+struct store_slice {
+    const void *buf;
+    size_t len;
+};
+
+/* Applies a batched entry: n (1..STORE_BATCH_MAX, else CAIRN_EINVAL)
+ * commands in order, each exactly as store_apply would apply it alone
+ * (its own revision, result and refusal), all in one WriteBatch with the
+ * index. A store whose store_command_version_max is below
+ * STORE_COMMAND_VERSION_BATCH, or a command newer than it, refuses the
+ * whole entry with CAIRN_EUNSUPPORTED, nothing written ("upgrade this
+ * node"). *results points to n results in the store, valid until the next
+ * apply, or is NULL if the index was already applied. */
+int store_apply_batch(struct store *s, uint64_t index, const struct store_slice *cmds, size_t n,
+                      const struct store_result **results, char *errmsg, size_t errmsg_size);
+
 /* The newest command version this store applies: STORE_COMMAND_VERSION
  * unless lowered (1..STORE_COMMAND_VERSION, else CAIRN_EINVAL) to make a
  * node behave like an older build (debug_command_version_max, tests).
@@ -206,6 +232,11 @@ uint64_t store_revision(struct store *s);
  * authenticated sessions read it before reading them, and trusts an entry
  * only while it has not moved. Any thread. */
 uint64_t store_auth_generation(struct store *s);
+
+/* Moves (after the change is readable) whenever a member record is
+ * written or deleted, or a snapshot replaced the state: what a cached
+ * cluster version is keyed on, with the configuration. Any thread. */
+uint64_t store_member_generation(struct store *s);
 
 /* One object as read. Free with store_object_release. */
 struct store_object {

@@ -115,18 +115,19 @@ struct store_db {
 };
 
 struct store {
-    char *dir;                        /* the directory given to store_open */
-    char *db_path;                    /* dir/db: the live database */
-    char *new_path;                   /* dir/db.new: a snapshot being restored */
-    char *old_path;                   /* dir/db.old: the database a restore replaces */
-    char *checkpoint_path;            /* dir/checkpoint-tmp: a snapshot being taken */
-    pthread_rwlock_t lock;            /* readers: reads; writer: restore's swap */
-    struct store_db db;               /* db.db is NULL if a failed restore lost it */
-    _Atomic uint64_t applied;         /* last applied raft index */
-    _Atomic uint64_t revision;        /* global revision */
-    _Atomic uint64_t auth_generation; /* moves after a session or user changed */
-    struct store_result result;       /* outcome of the last apply */
-    unsigned fail_writes;             /* tests: fail this many next batch writes */
+    char *dir;                                    /* the directory given to store_open */
+    char *db_path;                                /* dir/db: the live database */
+    char *new_path;                               /* dir/db.new: a snapshot being restored */
+    char *old_path;                               /* dir/db.old: the database a restore replaces */
+    char *checkpoint_path;                        /* dir/checkpoint-tmp: a snapshot being taken */
+    pthread_rwlock_t lock;                        /* readers: reads; writer: restore's swap */
+    struct store_db db;                           /* db.db is NULL if a failed restore lost it */
+    _Atomic uint64_t applied;                     /* last applied raft index */
+    _Atomic uint64_t revision;                    /* global revision */
+    _Atomic uint64_t auth_generation;             /* moves after a session or user changed */
+    _Atomic uint64_t member_generation;           /* moves after a member record changed */
+    struct store_result results[STORE_BATCH_MAX]; /* outcomes of the last apply */
+    unsigned fail_writes;                         /* tests: fail this many next batch writes */
     /* Bounds, set by store_open to the STORE_* defaults; tests lower them. */
     uint64_t changes_kept;    /* revisions kept in the change log */
     uint64_t audit_kept;      /* audit records kept */
@@ -375,8 +376,9 @@ struct store_apply {
     const struct store_command *cmd; /* the decoded command */
     const char *kind;                /* its kind's name, for messages */
     uint64_t revision;               /* global revision; one more once anything changed */
-    bool changed;                    /* the revision was bumped for this entry */
+    bool changed;                    /* the revision was bumped for this command */
     bool auth_changed;               /* a session or user changed (auth_generation) */
+    bool members_changed;            /* a member record changed (member_generation) */
     uint32_t changes;                /* change records written at this revision */
     size_t pruned;                   /* objects removed by expiry pruning this entry */
     char scope[STORE_ID_MAX + 1];    /* the object's tenant, for the audit */

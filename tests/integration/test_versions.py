@@ -12,10 +12,17 @@ is made to act as an older build that applies only command version 1
 2. restarted that way while the log holds a version 2 command it has not
    applied, it refuses to apply it: it exits non-zero saying "command
    version 2 is newer than this build (1..1): upgrade this node" instead of
-   skipping it; upgraded, it applies it and serves the same data."""
+   skipping it; upgraded, it applies it and serves the same data;
+3. writes that reach the leader together share raft entries (batches,
+   command version 4) while every voter applies version 4: the leader's
+   /metrics count more writes than entries, and every node serves every
+   write; with node 3 acting as a build of version 3, the leader makes one
+   entry per write and node 3 keeps running."""
 
 import os
+import re
 import sys
+import threading
 import unittest
 
 sys.dont_write_bytecode = True
@@ -23,19 +30,52 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Cluster, lc, log, wait_for  # noqa: E402
 
-DEBUG_KEY = "debug_command_version_max = 1\n"
+DEBUG_KEY = re.compile(r"^debug_command_version_max = \d+\n", re.M)
 
 
 def conf_path(c, node):
     return os.path.join(c.node_dir(node), "cairnd.conf")
 
 
-def set_old_build(c, node, old):
+def set_old_build(c, node, old, version=1):
     path = conf_path(c, node)
     with open(path) as f:
-        text = f.read().replace(DEBUG_KEY, "")
+        text = DEBUG_KEY.sub("", f.read())
     with open(path, "w") as f:
-        f.write(text + (DEBUG_KEY if old else ""))
+        f.write(text + ("debug_command_version_max = %d\n" % version if old else ""))
+
+
+def proposed(c, node):
+    """The leader's (entries, commands) proposed, from its /metrics."""
+    text = c.request(node, "GET", "/metrics", auth=False).body.decode()
+    got = {}
+    for name in ("entries", "commands"):
+        m = re.search(r"^cairn_raft_proposed_%s_total (\S+)$" % name, text, re.M)
+        got[name] = int(float(m.group(1))) if m else None
+    return got["entries"], got["commands"]
+
+
+def concurrent_creates(test, c, node, prefix, writers=24, each=8):
+    """writers threads each create `each` tenants on node at once; returns
+    their ids."""
+    ids, errors = [], []
+    lock = threading.Lock()
+
+    def writer(w):
+        for i in range(each):
+            r = c.request(node, "POST", "/api/v1/tenants",
+                          body={"name": "%s-%d-%d" % (prefix, w, i)})
+            with lock:
+                (ids.append(r.json["id"]) if r.status == 201 else errors.append(r))
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+        test.assertFalse(t.is_alive(), "a writer did not finish")
+    test.assertEqual(errors, [])
+    test.assertEqual(len(ids), writers * each)
+    return ids
 
 
 def versions(c, node):
@@ -44,7 +84,7 @@ def versions(c, node):
 
 
 # STORE_COMMAND_VERSION of this build (store/store.h).
-NEWEST = 3
+NEWEST = 4
 
 
 class VersionsTest(unittest.TestCase):
@@ -114,6 +154,37 @@ class VersionsTest(unittest.TestCase):
                          "node 3 to serve tenant %s" % tid)
             ids = lambda k: sorted(x["id"] for x in c.list_tenants(k)[0])  # noqa: E731
             self.assertEqual(ids(3), ids(1))
+
+            # ---- 3. batched entries, and none while a voter is at version 3
+            for k in (1, 2, 3):
+                wait_for(lambda: versions(c, k)[0] == NEWEST, 30,
+                         "node %d to see cluster version %d" % (k, NEWEST), interval=0.2)
+            leader = c.leader()
+            e0, n0 = proposed(c, leader)
+            made = concurrent_creates(self, c, leader, "batched")
+            e1, n1 = proposed(c, leader)
+            log("version %d: %d writes in %d entries" % (NEWEST, n1 - n0, e1 - e0))
+            self.assertGreaterEqual(n1 - n0, len(made))
+            self.assertLess(e1 - e0, n1 - n0, "no write shared an entry")
+            for k in (1, 2, 3):
+                wait_for(lambda: set(made) <= set(ids(k)), 30,
+                         "node %d to serve every batched write" % k)
+
+            c.stop(3)
+            set_old_build(c, 3, True, version=NEWEST - 1)
+            c.start(3, wait="ready")
+            for k in (1, 2):
+                wait_for(lambda: versions(c, k)[0] == NEWEST - 1, 30,
+                         "node %d to see cluster version %d" % (k, NEWEST - 1), interval=0.2)
+            leader = c.leader()
+            e0, n0 = proposed(c, leader)
+            made = concurrent_creates(self, c, leader, "single")
+            e1, n1 = proposed(c, leader)
+            log("version %d: %d writes in %d entries" % (NEWEST - 1, n1 - n0, e1 - e0))
+            self.assertGreaterEqual(n1 - n0, len(made))
+            self.assertEqual(e1 - e0, n1 - n0, "a batch while node 3 applies version 3")
+            wait_for(lambda: set(made) <= set(ids(3)), 30, "node 3 to serve every write")
+            self.assertTrue(c.running(3), "node 3 stopped")
 
 
 if __name__ == "__main__":

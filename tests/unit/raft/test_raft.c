@@ -441,8 +441,9 @@ static void test_nudge(void **state)
 static void test_entry_framing(void **state)
 {
     struct raft_buffer buf;
-    const void *payload;
-    size_t len;
+    struct store_slice got[STORE_BATCH_MAX];
+    size_t n_got;
+    bool batched;
     (void)state;
     for (size_t n = 0; n < 20; n++) {
         char data[20];
@@ -450,21 +451,150 @@ static void test_entry_framing(void **state)
         assert_int_equal(consensus_entry_encode(data, n, &buf), 0);
         assert_int_equal(buf.len % 8, 0);
         assert_true(buf.len >= n + CONSENSUS_ENTRY_HEADER);
-        assert_int_equal(consensus_entry_decode(&buf, &payload, &len), 0);
-        assert_int_equal(len, n);
-        assert_memory_equal(payload, data, n);
-        /* A frame cut short, or with another version, is refused. */
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), 0);
+        assert_false(batched);
+        assert_int_equal(n_got, 1);
+        assert_int_equal(got[0].len, n);
+        assert_memory_equal(got[0].buf, data, n);
+        /* A frame cut short, or of framing 0, is malformed; a framing
+         * newer than 2 is unsupported (the node must stop, not skip it). */
         buf.len = CONSENSUS_ENTRY_HEADER - 1;
-        assert_int_equal(consensus_entry_decode(&buf, &payload, &len), CAIRN_EMALFORMED);
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), CAIRN_EMALFORMED);
         if (n > 0) {
             buf.len = CONSENSUS_ENTRY_HEADER + n - 1;
-            assert_int_equal(consensus_entry_decode(&buf, &payload, &len), CAIRN_EMALFORMED);
+            assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), CAIRN_EMALFORMED);
         }
         buf.len = CONSENSUS_ENTRY_HEADER + n;
-        ((char *)buf.base)[2] = 2;
-        assert_int_equal(consensus_entry_decode(&buf, &payload, &len), CAIRN_EMALFORMED);
+        ((char *)buf.base)[2] = 0;
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), CAIRN_EMALFORMED);
+        ((char *)buf.base)[2] = 3;
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), CAIRN_EUNSUPPORTED);
         raft_free(buf.base);
     }
+}
+
+/* A batch frame carries its commands in order, each with its length; a
+ * count or a length that does not add up to the frame is refused. */
+static void test_batch_framing(void **state)
+{
+    struct consensus_cmd cmds[STORE_BATCH_MAX + 1];
+    char data[STORE_BATCH_MAX + 1][8];
+    struct store_slice got[STORE_BATCH_MAX];
+    struct raft_buffer buf;
+    size_t n_got;
+    bool batched;
+    uint8_t *p;
+    (void)state;
+    for (size_t i = 0; i <= STORE_BATCH_MAX; i++) {
+        snprintf(data[i], sizeof data[i], "c%zu", i);
+        cmds[i].buf = data[i];
+        cmds[i].len = strlen(data[i]) + (i % 2); /* with and without the NUL */
+    }
+    for (size_t n = 1; n <= STORE_BATCH_MAX; n += 21) {
+        assert_int_equal(consensus_entry_encode_batch(cmds, n, &buf), 0);
+        assert_int_equal(buf.len % 8, 0);
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), 0);
+        assert_true(batched);
+        assert_int_equal(n_got, n);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(got[i].len, cmds[i].len);
+            assert_memory_equal(got[i].buf, cmds[i].buf, cmds[i].len);
+        }
+        p = (uint8_t *)buf.base + CONSENSUS_ENTRY_HEADER;
+        p[3]++; /* one command more than it holds */
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), CAIRN_EMALFORMED);
+        p[3] = 0; /* none */
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), CAIRN_EMALFORMED);
+        p[3] = (uint8_t)n;
+        p[7]++; /* the first command longer than it is */
+        assert_int_equal(consensus_entry_decode(&buf, got, &n_got, &batched), CAIRN_EMALFORMED);
+        raft_free(buf.base);
+    }
+    assert_int_equal(consensus_entry_encode_batch(cmds, 0, &buf), CAIRN_EINVAL);
+    assert_int_equal(consensus_entry_encode_batch(cmds, STORE_BATCH_MAX + 1, &buf), CAIRN_EINVAL);
+}
+
+/* A batch is one entry: every command is applied on every server in
+ * order, each with its own result (a refusal among them refuses only
+ * that command), and each callback fires once with the entry's index. */
+static void test_apply_batch(void **state)
+{
+    struct cluster *cl = *state;
+    struct consensus *l = leader(cl);
+    struct outcome o[4] = {{0}};
+    struct consensus_cmd cmds[4];
+    void *bufs[4];
+    size_t lens[4];
+    struct store_object obj;
+    uint64_t before = store_revision(l->store);
+
+    tenant_cmd(STORE_OP_CREATE, "t1", "acme", &bufs[0], &lens[0]);
+    tenant_cmd(STORE_OP_CREATE, "t2", "acme", &bufs[1], &lens[1]); /* name taken by t1 */
+    tenant_cmd(STORE_OP_UPDATE, "t1", "acme2", &bufs[2], &lens[2]);
+    tenant_cmd(STORE_OP_CREATE, "t2", "acme", &bufs[3], &lens[3]); /* free again */
+    for (int i = 0; i < 4; i++) {
+        cmds[i] = (struct consensus_cmd){bufs[i], lens[i], apply_cb, &o[i]};
+    }
+    assert_int_equal(consensus_apply_batch(l, cmds, 4), 0);
+    for (int i = 0; i < 4; i++) {
+        free(bufs[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        step_until_fired(cl, &o[i]);
+        assert_int_equal(o[i].status, 0);
+        assert_int_equal(o[i].index, o[0].index);
+    }
+    assert_int_equal(o[0].res.status, 0);
+    assert_int_equal(o[0].res.mod_rev, before + 1);
+    assert_int_equal(o[1].res.status, CAIRN_EEXIST);
+    assert_int_equal(o[2].res.status, 0);
+    assert_int_equal(o[2].res.mod_rev, before + 2);
+    assert_int_equal(o[3].res.status, 0);
+    assert_int_equal(o[3].res.mod_rev, before + 3);
+    assert_string_equal(o[3].res.id, "t2");
+    step_until_all_applied(cl, o[0].index);
+    for (unsigned i = 0; i < cl->n; i++) {
+        assert_int_equal(store_revision(cl->s[i].store), before + 3);
+        assert_int_equal(store_object_get(cl->s[i].store, STORE_KIND_TENANT, "t1", &obj), 0);
+        assert_string_equal(obj.name, "acme2");
+        store_object_release(&obj);
+        assert_int_equal(store_object_get(cl->s[i].store, STORE_KIND_TENANT, "t2", &obj), 0);
+        assert_string_equal(obj.name, "acme");
+        store_object_release(&obj);
+    }
+    assert_null(l->pending);
+}
+
+/* A batch whose leader is cut off fails every one of its commands once. */
+static void test_batch_leadership_lost(void **state)
+{
+    struct cluster *cl = *state;
+    unsigned li = raft_fixture_leader_index(&cl->f);
+    struct outcome o[3] = {{0}};
+    struct consensus_cmd cmds[3];
+    void *bufs[3];
+    size_t lens[3];
+    char id[8];
+
+    for (unsigned i = 0; i < cl->n; i++) {
+        if (i != li) {
+            raft_fixture_disconnect(&cl->f, li, i);
+        }
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(id, sizeof id, "t%d", i);
+        tenant_cmd(STORE_OP_CREATE, id, id, &bufs[i], &lens[i]);
+        cmds[i] = (struct consensus_cmd){bufs[i], lens[i], apply_cb, &o[i]};
+    }
+    assert_int_equal(consensus_apply_batch(&cl->s[li].c, cmds, 3), 0);
+    for (int i = 0; i < 3; i++) {
+        free(bufs[i]);
+    }
+    for (int i = 0; i < 3; i++) {
+        step_until_fired(cl, &o[i]);
+        assert_int_equal(o[i].status, CAIRN_ENOTLEADER);
+    }
+    assert_null(cl->s[li].c.pending);
 }
 
 /* An entry that is not a valid frame reaches the store as a malformed
@@ -478,7 +608,8 @@ static void test_garbage_entry(void **state)
 
     buf.base = raft_calloc(1, 16);
     memcpy(buf.base, "garbage-garbage", 16);
-    assert_int_equal(consensus_apply_entry(l, &buf, apply_cb, &o), 0);
+    struct consensus_cmd cmd = {NULL, 0, apply_cb, &o};
+    assert_int_equal(consensus_apply_entry(l, &buf, &cmd, 1), 0);
     step_until_fired(cl, &o);
     assert_int_equal(o.status, 0);
     assert_int_equal(o.res.status, CAIRN_EMALFORMED);
@@ -515,7 +646,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nudge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_apply_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_leadership_lost, setup, teardown),
         cmocka_unit_test(test_entry_framing),
+        cmocka_unit_test(test_batch_framing),
         cmocka_unit_test(test_error_translation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -364,9 +364,9 @@ static void test_failures_change_nothing(void **state)
 static void test_newer_version_refused(void **state)
 {
     struct fix *f = *state;
-    /* {"v": 3, "op": 1, "k": 't', "id": "t9\0", "ts": 1000, "zz": 1}:
+    /* {"v": 5, "op": 1, "k": 't', "id": "t9\0", "ts": 1000, "zz": 1}:
      * a future version with a field this build does not know. */
-    static const unsigned char v4[] = {0x86, 0xa1, 'v',  0x04, 0xa2, 'o', 'p', 0x01, 0xa1, 'k',
+    static const unsigned char v5[] = {0x86, 0xa1, 'v',  0x05, 0xa2, 'o', 'p', 0x01, 0xa1, 'k',
                                        't',  0xa2, 'i',  'd',  0xa3, 't', '9', 0x00, 0xa2, 't',
                                        's',  0xcd, 0x03, 0xe8, 0xa2, 'z', 'z', 0x01};
     static const unsigned char v0[] = {0x81, 0xa1, 'v', 0x00};
@@ -382,11 +382,11 @@ static void test_newer_version_refused(void **state)
 
     fix_create(f, "t1", "acme");
     before = dump(f->s);
-    assert_int_equal(store_command_version(v4, sizeof v4, &version), 0);
-    assert_int_equal(version, 4);
-    assert_int_equal(store_apply(f->s, f->index + 1, v4, sizeof v4, &res, msg, sizeof msg),
+    assert_int_equal(store_command_version(v5, sizeof v5, &version), 0);
+    assert_int_equal(version, 5);
+    assert_int_equal(store_apply(f->s, f->index + 1, v5, sizeof v5, &res, msg, sizeof msg),
                      CAIRN_EUNSUPPORTED);
-    assert_contains(msg, "command version 4 is newer than this build (1..3): upgrade this node");
+    assert_contains(msg, "command version 5 is newer than this build (1..4): upgrade this node");
     assert_int_equal(store_applied_index(f->s), f->index);
     after = dump(f->s);
     assert_string_equal(before, after);
@@ -395,7 +395,7 @@ static void test_newer_version_refused(void **state)
     /* A store limited to version 1 (an older build) refuses version 2 the
      * same way, and still applies version 1. */
     assert_int_equal(store_command_version_limit(f->s, 0), CAIRN_EINVAL);
-    assert_int_equal(store_command_version_limit(f->s, 4), CAIRN_EINVAL);
+    assert_int_equal(store_command_version_limit(f->s, 5), CAIRN_EINVAL);
     assert_int_equal(store_command_version_limit(f->s, 1), 0);
     c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t2");
     c.version = 2;
@@ -418,7 +418,7 @@ static void test_newer_version_refused(void **state)
     assert_int_equal(r.status, 0);
     assert_int_equal(store_command_version_max(f->s), 2);
     free(buf);
-    assert_int_equal(store_command_version_limit(f->s, 3), 0);
+    assert_int_equal(store_command_version_limit(f->s, STORE_COMMAND_VERSION), 0);
 
     /* Garbage is consumed deterministically, as before. */
     r = fix_apply_raw(f, v0, sizeof v0);

@@ -926,7 +926,7 @@ static void test_command_unsupported(void **state)
 {
     char msg[256];
     (void)state;
-    expect_edit(&(struct field)F_UINT("v", 4), CAIRN_EUNSUPPORTED, "version 4");
+    expect_edit(&(struct field)F_UINT("v", 5), CAIRN_EUNSUPPORTED, "version 5");
     expect_edit(&(struct field)F_UINT("v", 0), CAIRN_EUNSUPPORTED, "version 0");
     expect_edit(&(struct field)F_UINT("op", 0), CAIRN_EUNSUPPORTED, "operation 0");
     expect_edit(&(struct field)F_UINT("op", STORE_OP_PUT + 1), CAIRN_EUNSUPPORTED, "operation");
@@ -934,7 +934,7 @@ static void test_command_unsupported(void **state)
     expect_edit(&(struct field)F_UINT("k", 't' + 256), CAIRN_EUNSUPPORTED, "kind");
     /* A newer version is unsupported even with fields this build does not
      * know or reads differently. */
-    const struct field newer[] = {F_UINT("v", 4), F_UINT("new", 1), F_UINT("id", 7)};
+    const struct field newer[] = {F_UINT("v", 5), F_UINT("new", 1), F_UINT("id", 7)};
     assert_int_equal(decode_edited(newer, 3, msg, sizeof msg, NULL, NULL), CAIRN_EUNSUPPORTED);
 }
 

@@ -521,53 +521,65 @@ static void cf_same(struct store *a, struct store *b, enum store_cf cf)
     rocksdb_iter_destroy(y);
 }
 
+/* A random mix of commands: creates with request ids, sessions that
+ * expire, deletes, and time that jumps past the request lifetime. */
+struct mix {
+    uint64_t rng;
+    int64_t now;
+    int step;
+    uint64_t requests;
+    uint64_t sessions;
+    char id[16];
+    char rid[32];
+};
+
+static struct store_command mix_next(struct mix *m)
+{
+    struct store_command c;
+    uint64_t r = prng_next(&m->rng);
+    int n = (int)(r % 40);
+
+    m->now += (int64_t)(r >> 8) % 50;
+    if (r % 97 == 0) {
+        m->now += STORE_REQUEST_TTL_MS / 3; /* requests start to expire */
+    }
+    snprintf(m->rid, sizeof m->rid, "req-%d", m->step);
+    if (r % 5 < 2) {
+        snprintf(m->id, sizeof m->id, "t%02d", n);
+        c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, m->id);
+        c.request_id = m->rid;
+        m->requests++;
+    } else if (r % 5 < 4) {
+        m->sessions++;
+        snprintf(m->id, sizeof m->id, "s%03d", m->step);
+        c = cmd_scoped(STORE_OP_CREATE, STORE_KIND_SESSION, m->id, "t00", 0, NULL);
+        c.expires_ms = m->now + (int64_t)((r >> 16) % 400);
+    } else {
+        snprintf(m->id, sizeof m->id, "t%02d", n);
+        c = cmd_make(STORE_OP_DELETE, STORE_KIND_TENANT, m->id);
+        c.request_id = m->rid;
+        m->requests++;
+    }
+    c.time_ms = m->now;
+    m->step++;
+    return c;
+}
+
 /* The prune hints (apply_prune.c) and the cached meta values (apply.c)
  * change nothing: a store that uses them ends every entry in the same
  * state as one that forgets them before every entry (as after a restart),
- * through a
- * random mix of creates with request ids, sessions that expire, deletes,
- * and time that jumps past the request lifetime. */
+ * through the random mix. */
 static void test_prune_hints(void **state)
 {
     struct fix *with = fix_new();
     struct fix *without = fix_new();
-    uint64_t rng = 0x9e3779b97f4a7c15ull;
-    int64_t now = 1000;
-    uint64_t requests = 0;
-    uint64_t sessions = 0;
+    struct mix m = {.rng = 0x9e3779b97f4a7c15ull, .now = 1000};
     (void)state;
 
     with->s->changes_kept = without->s->changes_kept = 7;
     with->s->audit_kept = without->s->audit_kept = 11;
     for (int step = 0; step < 600; step++) {
-        struct store_command c;
-        char id[16];
-        char rid[32];
-        uint64_t r = prng_next(&rng);
-        int n = (int)(r % 40);
-
-        now += (int64_t)(r >> 8) % 50;
-        if (r % 97 == 0) {
-            now += STORE_REQUEST_TTL_MS / 3; /* requests start to expire */
-        }
-        snprintf(rid, sizeof rid, "req-%d", step);
-        if (r % 5 < 2) {
-            snprintf(id, sizeof id, "t%02d", n);
-            c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, id);
-            c.request_id = rid;
-            requests++;
-        } else if (r % 5 < 4) {
-            sessions++;
-            snprintf(id, sizeof id, "s%03d", step);
-            c = cmd_scoped(STORE_OP_CREATE, STORE_KIND_SESSION, id, "t00", 0, NULL);
-            c.expires_ms = now + (int64_t)((r >> 16) % 400);
-        } else {
-            snprintf(id, sizeof id, "t%02d", n);
-            c = cmd_make(STORE_OP_DELETE, STORE_KIND_TENANT, id);
-            c.request_id = rid;
-            requests++;
-        }
-        c.time_ms = now;
+        struct store_command c = mix_next(&m);
         assert_int_equal(fix_apply(with, &c).status, fix_apply(without, &c).status);
         memset(without->s->db.hint, 0, sizeof without->s->db.hint);
         memset(without->s->db.meta, 0, sizeof without->s->db.meta);
@@ -577,11 +589,94 @@ static void test_prune_hints(void **state)
     }
     /* The mix did prune each kind of thing. */
     assert_true(cf_count(with->s, STORE_CF_CHANGES) <= 7 + 64);
-    assert_true(requests > 100 && sessions > 100);
-    assert_true(cf_count(with->s, STORE_CF_REQUEST_TIMES) < requests);
-    assert_true(cf_count(with->s, STORE_CF_EXPIRY) < sessions);
+    assert_true(m.requests > 100 && m.sessions > 100);
+    assert_true(cf_count(with->s, STORE_CF_REQUEST_TIMES) < m.requests);
+    assert_true(cf_count(with->s, STORE_CF_EXPIRY) < m.sessions);
     fix_free(with);
     fix_free(without);
+}
+
+/* A batched entry is its commands applied one by one: after every batch
+ * (1 to 12 commands of the random mix, some with the same request id
+ * twice) a store that applies batches holds exactly what a store that
+ * applies each command as its own entry holds, but for the applied index,
+ * and every command got the same result. */
+static void test_batch_same_as_single(void **state)
+{
+    struct fix *batched = fix_new();
+    struct fix *single = fix_new();
+    struct mix m = {.rng = 0x2545f4914f6cdd1dull, .now = 1000};
+    struct store_slice cmds[12];
+    void *bufs[12];
+    char msg[CAIRN_ERRMSG_SIZE];
+    size_t lens[12];
+    (void)state;
+
+    batched->s->changes_kept = single->s->changes_kept = 9;
+    batched->s->audit_kept = single->s->audit_kept = 13;
+    for (int round = 0; round < 80; round++) {
+        const struct store_result *res;
+        size_t n = 1 + (size_t)(prng_next(&m.rng) % 12);
+        for (size_t i = 0; i < n; i++) {
+            struct store_command c = mix_next(&m);
+            if (i > 0 && prng_next(&m.rng) % 8 == 0) {
+                c.request_id = "again"; /* a retry within the batch */
+            }
+            assert_int_equal(store_command_encode(&c, &bufs[i], &lens[i]), 0);
+            cmds[i] = (struct store_slice){bufs[i], lens[i]};
+        }
+        assert_int_equal(
+            store_apply_batch(batched->s, ++batched->index, cmds, n, &res, msg, sizeof msg), 0);
+        assert_non_null(res);
+        for (size_t i = 0; i < n; i++) {
+            struct store_result one = fix_apply_raw(single, bufs[i], lens[i]);
+            assert_int_equal(res[i].status, one.status);
+            assert_int_equal(res[i].revision, one.revision);
+            assert_int_equal(res[i].mod_rev, one.mod_rev);
+            assert_int_equal(res[i].replayed, one.replayed);
+            assert_string_equal(res[i].message, one.message);
+            free(bufs[i]);
+        }
+        assert_int_equal(store_applied_index(batched->s), batched->index);
+        assert_int_equal(store_revision(batched->s), store_revision(single->s));
+        for (enum store_cf cf = STORE_CF_META + 1; cf < STORE_CF_COUNT; cf++) {
+            cf_same(batched->s, single->s, cf);
+        }
+    }
+    assert_true(m.requests > 100 && m.sessions > 100);
+    fix_free(batched);
+    fix_free(single);
+}
+
+/* A store that applies only up to version 3 (an older build) refuses a
+ * batched entry whole, as it refuses a newer command: nothing written,
+ * "upgrade this node"; once it may, the same entry applies. */
+static void test_batch_needs_version(void **state)
+{
+    struct fix *f = fix_new();
+    struct store_command c = cmd_make(STORE_OP_CREATE, STORE_KIND_TENANT, "t1");
+    const struct store_result *res = NULL;
+    char msg[CAIRN_ERRMSG_SIZE] = "";
+    struct store_slice one;
+    void *buf;
+    size_t len;
+    (void)state;
+
+    assert_int_equal(store_command_encode(&c, &buf, &len), 0);
+    one = (struct store_slice){buf, len};
+    assert_int_equal(store_command_version_limit(f->s, STORE_COMMAND_VERSION_BATCH - 1), 0);
+    assert_int_equal(store_apply_batch(f->s, 1, &one, 1, &res, msg, sizeof msg),
+                     CAIRN_EUNSUPPORTED);
+    assert_non_null(strstr(msg, "upgrade this node"));
+    assert_int_equal(store_applied_index(f->s), 0);
+    assert_int_equal(store_revision(f->s), 0);
+    assert_int_equal(store_apply_batch(f->s, 1, &one, 0, &res, msg, sizeof msg), CAIRN_EINVAL);
+    assert_int_equal(store_command_version_limit(f->s, STORE_COMMAND_VERSION_BATCH), 0);
+    assert_int_equal(store_apply_batch(f->s, 1, &one, 1, &res, msg, sizeof msg), 0);
+    assert_int_equal(res[0].status, 0);
+    assert_int_equal(store_revision(f->s), 1);
+    free(buf);
+    fix_free(f);
 }
 
 static void test_snapshot_new_cfs(void **state)
@@ -655,6 +750,8 @@ int run_log_tests(void)
         cmocka_unit_test_setup_teardown(test_audit_records, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_audit_query, fix_setup, fix_teardown),
         cmocka_unit_test(test_prune_hints),
+        cmocka_unit_test(test_batch_same_as_single),
+        cmocka_unit_test(test_batch_needs_version),
         cmocka_unit_test(test_snapshot_new_cfs),
     };
     return cmocka_run_group_tests_name("store logs", tests, NULL, NULL);

@@ -15,6 +15,7 @@
  */
 #include "node_int.h"
 
+#include <assert.h>
 #include <endian.h>
 #include <errno.h>
 #include <stdio.h>
@@ -149,9 +150,11 @@ static int submit_wait(struct node *n, struct op *op, uint64_t deadline_ms, char
     return rv;
 }
 
-int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwarded,
-                        uint64_t deadline_ms, uint64_t *index, struct store_result *res,
-                        char *errmsg, size_t size)
+/* Encodes cmd at the cluster's command version and queues it for the
+ * loop thread; *out is the operation to wait for (node_op_wait, then
+ * node_op_unref). */
+static int propose_start(struct node *n, const void *cmd, size_t len, bool forwarded,
+                         struct op **out, char *errmsg, size_t size)
 {
     struct op *op;
     void *encoded = NULL;
@@ -174,19 +177,65 @@ int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwar
             node_op_unref(op);
         }
         free(encoded);
+        cairn_errmsg_set(errmsg, size, "out of memory");
         return CAIRN_ENOMEM;
     }
     memcpy(op->buf, cmd, len);
     op->len = len;
     free(encoded);
     op->nudge = forwarded;
-    rv = submit_wait(n, op, deadline_ms, errmsg, size);
+    rv = node_submit(n, op);
+    if (rv != 0) {
+        node_op_unref(op); /* node_submit dropped the loop's reference */
+        cairn_errmsg_set(errmsg, size, "the node is shutting down");
+        return rv;
+    }
+    *out = op;
+    return 0;
+}
+
+/* Waits for a started proposal and releases it. */
+static int propose_finish(struct node *n, struct op *op, uint64_t deadline_ms, uint64_t *index,
+                          struct store_result *res, char *errmsg, size_t size)
+{
+    int rv = node_op_wait(n, op, deadline_ms);
     if (rv == 0) {
         *index = op->index;
         *res = op->result;
+    } else if (rv != CAIRN_ENOTLEADER) {
+        cairn_errmsg_set(errmsg, size, "%s", op->message);
     }
     node_op_unref(op);
     return rv;
+}
+
+int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwarded,
+                        uint64_t deadline_ms, uint64_t *index, struct store_result *res,
+                        char *errmsg, size_t size)
+{
+    struct op *op;
+    int rv = propose_start(n, cmd, len, forwarded, &op, errmsg, size);
+    return rv != 0 ? rv : propose_finish(n, op, deadline_ms, index, res, errmsg, size);
+}
+
+void node_leader_propose_many(struct node *n, struct node_proposal *p, size_t k, bool forwarded,
+                              uint64_t deadline_ms)
+{
+    struct op *ops[STORE_BATCH_MAX];
+    assert(k <= STORE_BATCH_MAX);
+    /* All queued before any is waited for: the loop thread finds them
+     * together and puts them in one entry. */
+    for (size_t i = 0; i < k; i++) {
+        p[i].errmsg[0] = '\0';
+        p[i].rv = propose_start(n, p[i].cmd, p[i].len, forwarded, &ops[i], p[i].errmsg,
+                                sizeof p[i].errmsg);
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (p[i].rv == 0) {
+            p[i].rv = propose_finish(n, ops[i], deadline_ms, &p[i].index, &p[i].res, p[i].errmsg,
+                                     sizeof p[i].errmsg);
+        }
+    }
 }
 
 int node_leader_read_index(struct node *n, bool forwarded, uint64_t deadline_ms, uint64_t *index,
@@ -214,13 +263,152 @@ static int propose_local(struct node *n, struct call *c, uint64_t deadline_ms)
                                c->errmsg_size);
 }
 
+/* Forwarded writes, combined: concurrent writes on a follower share one
+ * /internal/v1/propose-batch call to the leader, which proposes them
+ * together (one raft entry), as concurrent follower reads share one
+ * read-index call.
+ *   1. A write joins the queue (fw_head) with the leader's address.
+ *   2. While fewer than FORWARD_CALLS calls are out, a waiting write whose
+ *      forward nobody took makes a call itself: it takes its own and up to
+ *      propose_batch_max - 1 more queued for the same address, oldest
+ *      first, and drops the lock meanwhile.
+ *   3. The caller fills each taken write's outcome and wakes them all.
+ * A write gives up at its deadline only while nobody took it (the taker
+ * holds a pointer to it until step 3; its call has a deadline too). Each
+ * outcome is handled by leader_call as a call of its own: "not the
+ * leader" retries that write on the next leader. */
+#define FORWARD_CALLS 4
+
+struct forward {
+    const void *cmd;
+    size_t len;
+    const char *address;
+    bool taken;
+    bool done;
+    struct node_proposal out;
+    struct forward *next;
+};
+
+static void forward_unlink(struct node *n, struct forward *f)
+{
+    struct forward **pp = &n->fw_head;
+    while (*pp != NULL && *pp != f) {
+        pp = &(*pp)->next;
+    }
+    if (*pp == f) {
+        *pp = f->next;
+    }
+}
+
+/* Makes one call for the taken writes; fills their outcomes. */
+static void forward_call(struct node *n, struct forward **fs, size_t k, const char *address,
+                         uint64_t deadline_ms)
+{
+    struct node_proposal p[STORE_BATCH_MAX];
+    struct cairn_buf req, resp;
+    char err[256] = "";
+    int status = 0;
+    int rv;
+
+    for (size_t i = 0; i < k; i++) {
+        p[i].cmd = fs[i]->cmd;
+        p[i].len = fs[i]->len;
+    }
+    cairn_buf_init(&req);
+    cairn_buf_init(&resp);
+    rv = node_forward_encode(p, k, &req);
+    if (rv == 0) {
+        rv = peer_call(n->peers, address, "POST", "/internal/v1/propose-batch",
+                       "application/octet-stream", req.data, req.len, deadline_ms, &status, &resp,
+                       err, sizeof err);
+    }
+    if (rv == 0 && status != 200) {
+        rv = remote_error(status, &resp, err, sizeof err);
+    } else if (rv == 0 && node_forward_answer_decode(resp.data, resp.len, p, k) != 0) {
+        snprintf(err, sizeof err, "garbled answer from leader %s", address);
+        rv = CAIRN_EMALFORMED;
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (rv != 0) {
+            p[i].rv = rv;
+            snprintf(p[i].errmsg, sizeof p[i].errmsg, "%s", err);
+        }
+        fs[i]->out = p[i];
+    }
+    cairn_buf_close(&req);
+    cairn_buf_close(&resp);
+}
+
+static int forward_combined(struct node *n, struct call *c, const char *address,
+                            uint64_t deadline_ms)
+{
+    struct forward f = {.cmd = c->cmd, .len = c->len, .address = address};
+    struct forward **tail;
+    struct timespec ts;
+    int rv;
+
+    node_abs_deadline(deadline_ms, &ts);
+    pthread_mutex_lock(&n->fwmu);
+    for (tail = &n->fw_head; *tail != NULL; tail = &(*tail)->next) {
+    }
+    *tail = &f;
+    while (!f.done) {
+        if (!f.taken && n->fw_calls < FORWARD_CALLS) {
+            struct forward *fs[STORE_BATCH_MAX];
+            size_t k = 0;
+            fs[k++] = &f;
+            f.taken = true;
+            forward_unlink(n, &f);
+            for (struct forward *o = n->fw_head; o != NULL && k < n->cfg.propose_batch_max;) {
+                struct forward *next = o->next;
+                if (strcmp(o->address, address) == 0) {
+                    o->taken = true;
+                    forward_unlink(n, o);
+                    fs[k++] = o;
+                }
+                o = next;
+            }
+            n->fw_calls++;
+            pthread_mutex_unlock(&n->fwmu);
+            forward_call(n, fs, k, address, deadline_ms);
+            pthread_mutex_lock(&n->fwmu);
+            n->fw_calls--;
+            for (size_t i = 0; i < k; i++) {
+                fs[i]->done = true;
+            }
+            pthread_cond_broadcast(&n->fwcv);
+        } else if (pthread_cond_timedwait(&n->fwcv, &n->fwmu, &ts) == ETIMEDOUT && !f.taken) {
+            forward_unlink(n, &f);
+            f.out.rv = CAIRN_ETIMEDOUT;
+            snprintf(f.out.errmsg, sizeof f.out.errmsg, "no answer from the leader in time");
+            break;
+        }
+    }
+    pthread_mutex_unlock(&n->fwmu);
+    rv = f.out.rv;
+    if (rv == 0) {
+        c->index = f.out.index;
+        *c->res = f.out.res;
+    } else {
+        cairn_errmsg_set(c->errmsg, c->errmsg_size, "%s", f.out.errmsg);
+    }
+    return rv;
+}
+
 static int propose_remote(struct node *n, struct call *c, const char *address, uint64_t deadline_ms)
 {
     struct cairn_buf resp;
+    uint64_t lowest;
     uint64_t be;
     int status = 0;
     int rv;
 
+    if (n->cfg.propose_batch_max > 1 &&
+        node_cluster_version(n, &lowest) >= STORE_COMMAND_VERSION_BATCH) {
+        /* Every voter, the leader too, serves propose-batch. */
+        rv = forward_combined(n, c, address, deadline_ms);
+        goto applied;
+    }
     cairn_buf_init(&resp);
     rv = peer_call(n->peers, address, "POST", "/internal/v1/propose", "application/msgpack", c->cmd,
                    c->len, deadline_ms, &status, &resp, c->errmsg, c->errmsg_size);
@@ -237,6 +425,7 @@ static int propose_remote(struct node *n, struct call *c, const char *address, u
         }
     }
     cairn_buf_close(&resp);
+applied:
     if (rv == 0) {
         /* The caller reads what it wrote from this node's store next. */
         rv = node_wait_applied(n, c->index, deadline_ms);

@@ -739,6 +739,8 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     pthread_cond_init(&n->scv, NULL);
     pthread_mutex_init(&n->vmu, NULL);
     pthread_mutex_init(&n->cvmu, NULL);
+    pthread_mutex_init(&n->fwmu, NULL);
+    node_cond_init(&n->fwcv);
     node_cond_init(&n->vcv);
     pthread_mutex_init(&n->rimu, NULL);
     node_cond_init(&n->ricv);
@@ -877,6 +879,8 @@ void node_destroy(struct node *n)
     pthread_cond_destroy(&n->scv);
     pthread_mutex_destroy(&n->vmu);
     pthread_mutex_destroy(&n->cvmu);
+    pthread_mutex_destroy(&n->fwmu);
+    pthread_cond_destroy(&n->fwcv);
     pthread_cond_destroy(&n->vcv);
     pthread_mutex_destroy(&n->rimu);
     pthread_cond_destroy(&n->ricv);

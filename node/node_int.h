@@ -134,6 +134,13 @@ struct node {
     uint64_t ri_index;   /* its read index, if ri_status is 0 */
     char ri_errmsg[256]; /* its failure detail */
 
+    /* Forwarded writes waiting to share a propose-batch call (backend.c,
+     * forward_combined), and the calls out. Guarded by fwmu. */
+    pthread_mutex_t fwmu;
+    pthread_cond_t fwcv;
+    struct forward *fw_head;
+    unsigned fw_calls;
+
     /* The first administrator's creation (bootstrap.c). */
     pthread_t bootstrap_thread;
     bool bootstrap_started;
@@ -181,6 +188,25 @@ void node_backend_init(struct node *n, struct api_backend *b);
 /* Leader-side halves, also used by rpc.c for forwarded requests. */
 /* forwarded: the request came from a follower, which waits until it has
  * applied the index too: the leader then propagates its commit at once. */
+/* One of several commands proposed together (node_leader_propose_many). */
+struct node_proposal {
+    const void *cmd; /* in */
+    size_t len;
+    int rv; /* out: as node_leader_propose returns */
+    uint64_t index;
+    struct store_result res;
+    char errmsg[256];
+};
+/* Leader: proposes k (<= STORE_BATCH_MAX) commands at once, so that they
+ * share an entry, and waits for each; each gets its own outcome. */
+void node_leader_propose_many(struct node *n, struct node_proposal *p, size_t k, bool forwarded,
+                              uint64_t deadline_ms);
+/* rpc.c: the /internal/v1/propose-batch request and answer. decode
+ * points into buf; answer_decode fills rv, index, res, errmsg of k. */
+int node_forward_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out);
+int node_forward_decode(const void *buf, size_t len, struct node_proposal *p, size_t *k);
+int node_forward_answer_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out);
+int node_forward_answer_decode(const void *buf, size_t len, struct node_proposal *p, size_t k);
 int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwarded,
                         uint64_t deadline_ms, uint64_t *index, struct store_result *res,
                         char *errmsg, size_t size);

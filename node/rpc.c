@@ -4,6 +4,10 @@
  *
  *   POST   /internal/v1/propose      msgpack command -> 8-byte big-endian
  *                                     raft index + msgpack store result
+ *   POST   /internal/v1/propose-batch  several commands proposed together
+ *                                     (node_forward_* below) -> each one's
+ *                                     outcome; a follower uses it once the
+ *                                     cluster version is 4
  *   POST   /internal/v1/readindex    -> 8-byte big-endian read index
  *   GET    /internal/v1/status       -> JSON view of this node
  *   POST   /internal/v1/members      JSON {id, raft_address, api_address}
@@ -97,6 +101,144 @@ static int handle_propose(struct mg_connection *conn, struct node *n)
         return reply_error(conn, rv, NULL);
     }
     http_reply(conn, 200, "application/msgpack", NULL, out.data, out.len);
+    cairn_buf_close(&out);
+    return 200;
+}
+
+/* The propose-batch formats (all integers big-endian):
+ *   request: count (32-bit, 1..STORE_BATCH_MAX), then per command its
+ *            length (32-bit) and bytes;
+ *   answer:  per command, in order: its outcome (32-bit: 0 or a CAIRN_E*
+ *            code), the raft index (64-bit), a length (32-bit) and that
+ *            many bytes: the msgpack store result, or the failure's
+ *            message. */
+static uint32_t be32_at(const unsigned char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return be32toh(v);
+}
+
+int node_forward_decode(const void *buf, size_t len, struct node_proposal *p, size_t *k)
+{
+    const unsigned char *b = buf;
+    size_t count;
+    if (len < 4 || (count = be32_at(b)) == 0 || count > STORE_BATCH_MAX) {
+        return CAIRN_EMALFORMED;
+    }
+    b += 4;
+    len -= 4;
+    for (size_t i = 0; i < count; i++) {
+        size_t one;
+        if (len < 4 || (one = be32_at(b)) > len - 4) {
+            return CAIRN_EMALFORMED;
+        }
+        memset(&p[i], 0, sizeof p[i]);
+        p[i].cmd = b + 4;
+        p[i].len = one;
+        b += 4 + one;
+        len -= 4 + one;
+    }
+    *k = count;
+    return len == 0 ? 0 : CAIRN_EMALFORMED;
+}
+
+int node_forward_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out)
+{
+    uint32_t be = htobe32((uint32_t)k);
+    int rv = cairn_buf_append(out, &be, sizeof be);
+    for (size_t i = 0; i < k && rv == 0; i++) {
+        be = htobe32((uint32_t)p[i].len);
+        rv = cairn_buf_append(out, &be, sizeof be);
+        if (rv == 0) {
+            rv = cairn_buf_append(out, p[i].cmd, p[i].len);
+        }
+    }
+    return rv;
+}
+
+int node_forward_answer_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out)
+{
+    int rv = 0;
+    for (size_t i = 0; i < k && rv == 0; i++) {
+        uint32_t code = htobe32((uint32_t)p[i].rv);
+        uint64_t index = htobe64(p[i].rv == 0 ? p[i].index : 0);
+        void *enc = NULL;
+        size_t enc_len = 0;
+        uint32_t be;
+        if (p[i].rv == 0) {
+            rv = store_result_encode(&p[i].res, &enc, &enc_len);
+        } else {
+            enc_len = strlen(p[i].errmsg);
+        }
+        be = htobe32((uint32_t)enc_len);
+        if (rv == 0) {
+            rv = cairn_buf_append(out, &code, sizeof code);
+        }
+        if (rv == 0) {
+            rv = cairn_buf_append(out, &index, sizeof index);
+        }
+        if (rv == 0) {
+            rv = cairn_buf_append(out, &be, sizeof be);
+        }
+        if (rv == 0) {
+            rv = cairn_buf_append(out, enc != NULL ? enc : (const void *)p[i].errmsg, enc_len);
+        }
+        free(enc);
+    }
+    return rv;
+}
+
+int node_forward_answer_decode(const void *buf, size_t len, struct node_proposal *p, size_t k)
+{
+    const unsigned char *b = buf;
+    for (size_t i = 0; i < k; i++) {
+        uint64_t index;
+        size_t one;
+        if (len < 16 || (one = be32_at(b + 12)) > len - 16) {
+            return CAIRN_EMALFORMED;
+        }
+        p[i].rv = (int)be32_at(b);
+        memcpy(&index, b + 4, sizeof index);
+        p[i].index = be64toh(index);
+        p[i].errmsg[0] = '\0';
+        if (p[i].rv == 0 && store_result_decode(b + 16, one, &p[i].res) != 0) {
+            return CAIRN_EMALFORMED;
+        }
+        if (p[i].rv != 0) {
+            snprintf(p[i].errmsg, sizeof p[i].errmsg, "%.*s", (int)one, (const char *)b + 16);
+        }
+        b += 16 + one;
+        len -= 16 + one;
+    }
+    return len == 0 ? 0 : CAIRN_EMALFORMED;
+}
+
+static int handle_propose_batch(struct mg_connection *conn, struct node *n)
+{
+    struct node_proposal p[STORE_BATCH_MAX];
+    struct cairn_buf body, out;
+    size_t k = 0;
+    int rv;
+
+    cairn_buf_init(&body);
+    rv = http_body_read(conn, (http_server_max_body(n->http) * 2 + 4096) * STORE_BATCH_MAX, &body);
+    if (rv == 0) {
+        rv = node_forward_decode(body.data, body.len, p, &k);
+    }
+    if (rv != 0) {
+        cairn_buf_close(&body);
+        return reply_error(conn, rv, "malformed batch of commands");
+    }
+    node_leader_propose_many(n, p, k, true, rpc_deadline(n));
+    cairn_buf_init(&out);
+    rv = node_forward_answer_encode(p, k, &out);
+    cairn_buf_close(&body);
+    if (rv != 0) {
+        cairn_buf_close(&out);
+        return reply_error(conn, rv, NULL);
+    }
+    http_reply(conn, 200, "application/octet-stream", NULL, out.data, out.len);
     cairn_buf_close(&out);
     return 200;
 }
@@ -242,6 +384,9 @@ static int rpc_handler(struct mg_connection *conn, void *data)
     }
     if (strcmp(path, "/internal/v1/propose") == 0 && strcmp(method, "POST") == 0) {
         return handle_propose(conn, n);
+    }
+    if (strcmp(path, "/internal/v1/propose-batch") == 0 && strcmp(method, "POST") == 0) {
+        return handle_propose_batch(conn, n);
     }
     if (strcmp(path, "/internal/v1/readindex") == 0 && strcmp(method, "POST") == 0) {
         return handle_readindex(conn, n);

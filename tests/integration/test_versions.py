@@ -16,8 +16,9 @@ is made to act as an older build that applies only command version 1
 3. writes that reach the leader together share raft entries (batches,
    command version 4) while every voter applies version 4: the leader's
    /metrics count more writes than entries, and every node serves every
-   write; with node 3 acting as a build of version 3, the leader makes one
-   entry per write and node 3 keeps running."""
+   write, also writes through a follower (which forwards them to the
+   leader combined); with node 3 acting as a build of version 3, the
+   leader makes one entry per write and node 3 keeps running."""
 
 import os
 import re
@@ -166,6 +167,15 @@ class VersionsTest(unittest.TestCase):
             log("version %d: %d writes in %d entries" % (NEWEST, n1 - n0, e1 - e0))
             self.assertGreaterEqual(n1 - n0, len(made))
             self.assertLess(e1 - e0, n1 - n0, "no write shared an entry")
+            # Through a follower: its writes share forwarded calls, and
+            # the leader's entries.
+            follower = [k for k in (1, 2, 3) if k != leader][0]
+            e0, n0 = proposed(c, leader)
+            made += concurrent_creates(self, c, follower, "forwarded")
+            e1, n1 = proposed(c, leader)
+            log("version %d via node %d: %d writes in %d entries" %
+                (NEWEST, follower, n1 - n0, e1 - e0))
+            self.assertLess(e1 - e0, n1 - n0, "no forwarded write shared an entry")
             for k in (1, 2, 3):
                 wait_for(lambda: set(made) <= set(ids(k)), 30,
                          "node %d to serve every batched write" % k)
@@ -179,6 +189,8 @@ class VersionsTest(unittest.TestCase):
             leader = c.leader()
             e0, n0 = proposed(c, leader)
             made = concurrent_creates(self, c, leader, "single")
+            made += concurrent_creates(self, c, [k for k in (1, 2, 3) if k != leader][0],
+                                       "single-forwarded")
             e1, n1 = proposed(c, leader)
             log("version %d: %d writes in %d entries" % (NEWEST - 1, n1 - n0, e1 - e0))
             self.assertGreaterEqual(n1 - n0, len(made))

@@ -535,8 +535,13 @@ static int op_push(struct run *r)
     struct ly_ctx *ctx = r->d->home->ctx;
     struct lyd_node *base = NULL, *intended = NULL;
     struct sb_push_result pr = {0};
-    struct sb_push_opts po = {m->cfg.epoch, m->node_id, m->cfg.confirm_timeout,
-                              r->j->op == SB_OP_DRY_RUN};
+    struct sb_push_opts po = {.epoch = m->cfg.epoch,
+                              .node_id = m->node_id,
+                              .confirm_timeout = m->cfg.confirm_timeout,
+                              .dry_run = r->j->op == SB_OP_DRY_RUN,
+                              .fence = m->cfg.fence,
+                              .fence_data = m->cfg.cb_data,
+                              .device_id = r->d->id};
     struct sb_target t;
     int rv = 0;
 
@@ -563,8 +568,9 @@ static int op_push(struct run *r)
     }
     if (!rv && r->j->op == SB_OP_PUSH && m->cfg.fence != NULL &&
         !m->cfg.fence(m->cfg.cb_data, r->d->id, &po.epoch)) {
-        /* Checked at the last moment, and the epoch it gives is the one
-         * the edit carries: a node that lost the device writes nothing. */
+        /* Checked before the push reads the device, and the epoch it
+         * gives is the one the edit carries; sb_session_push asks again
+         * before each step that writes. */
         cairn_errmsg_set(r->msg, sizeof(r->msg),
                          "this node does not own the device in the current epoch");
         rv = CAIRN_EPRECONDITION;

@@ -11,6 +11,12 @@
  *  6. commit confirmed with a timeout: running changes, rollback armed;
  *  7. commit: confirms;
  *  8. unlock.
+ * Steps 2, 4, 6 and 7 each start by asking the fence (opts->fence)
+ * whether this node still owns the device in the epoch the edit carries:
+ * a node paused or cut off mid-push, whose devices have moved on, must
+ * not lock or write once it resumes. A fence failing at 2 ends the push
+ * with nothing sent; later, the roll-back below runs under the lock we
+ * still hold, so no other owner's write is undone.
  * On a failure at 2-7: cancel-commit if 6 succeeded, discard-changes,
  * unlock if 2 succeeded (rollback), each best effort; if the session died
  * the device does the same when it sees the session close (locks
@@ -72,6 +78,21 @@ static bool roll_back(struct sb_session *s, bool locked, bool confirmed)
     return ok;
 }
 
+/* 0 while the push may go on to `step`; else why not, in errmsg. */
+static int fence_check(const struct sb_push_opts *opts, enum sb_step step, char *errmsg,
+                       size_t size)
+{
+    uint64_t epoch = 0;
+    if (opts->fence == NULL ||
+        (opts->fence(opts->fence_data, opts->device_id, &epoch) && epoch == opts->epoch)) {
+        return 0;
+    }
+    cairn_errmsg_set(errmsg, size,
+                     "this node no longer owns the device in epoch %llu: stopped before %s",
+                     (unsigned long long)opts->epoch, sb_step_name(step));
+    return CAIRN_EPRECONDITION;
+}
+
 int sb_session_push(struct sb_session *s, const struct lyd_node *intended,
                     const struct sb_push_opts *opts, struct sb_push_result *res, char *errmsg,
                     size_t size)
@@ -98,6 +119,11 @@ int sb_session_push(struct sb_session *s, const struct lyd_node *intended,
     }
 
     step = SB_STEP_LOCK;
+    rv = fence_check(opts, step, errmsg, size);
+    if (rv) {
+        res->failed_step = step;
+        return rv;
+    }
     rv = session_call(s, nc_rpc_lock(NC_DATASTORE_CANDIDATE), "lock candidate", NULL, errmsg, size);
     locked = rv == 0;
     if (!rv) {
@@ -106,6 +132,9 @@ int sb_session_push(struct sb_session *s, const struct lyd_node *intended,
     }
     if (!rv) {
         step = SB_STEP_EDIT;
+        rv = fence_check(opts, step, errmsg, size);
+    }
+    if (!rv) {
         rv = session_call(
             s,
             nc_rpc_edit(NC_DATASTORE_CANDIDATE, NC_RPC_EDIT_DFLTOP_MERGE,
@@ -122,6 +151,9 @@ int sb_session_push(struct sb_session *s, const struct lyd_node *intended,
     }
     if (!rv) {
         step = SB_STEP_CONFIRMED_COMMIT;
+        rv = fence_check(opts, step, errmsg, size);
+    }
+    if (!rv) {
         rv = session_call(s,
                           nc_rpc_commit(1, opts->confirm_timeout ? opts->confirm_timeout : 60, NULL,
                                         NULL, NC_PARAMTYPE_CONST),
@@ -130,11 +162,13 @@ int sb_session_push(struct sb_session *s, const struct lyd_node *intended,
     }
     if (!rv) {
         step = SB_STEP_CONFIRM;
-        rv = session_call(s, nc_rpc_commit(0, 0, NULL, NULL, NC_PARAMTYPE_CONST),
-                          "confirming commit", NULL, errmsg, size);
-        confirmed = false; /* on failure the device may or may not have confirmed */
-        if (rv && s->alive) {
-            confirmed = true;
+        rv = fence_check(opts, step, errmsg, size);
+        if (!rv) {
+            rv = session_call(s, nc_rpc_commit(0, 0, NULL, NULL, NC_PARAMTYPE_CONST),
+                              "confirming commit", NULL, errmsg, size);
+            /* On failure the device may or may not have confirmed: cancel
+             * while the session lives. */
+            confirmed = rv != 0 && s->alive;
         }
     }
     if (!rv) {

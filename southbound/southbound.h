@@ -198,6 +198,12 @@ struct sb_push_opts {
     const char *node_id;      /* controller node, informative */
     unsigned confirm_timeout; /* seconds of the confirmed commit */
     bool dry_run;             /* only compute the diff */
+    /* Optional: asked again right before each step that changes the
+     * device (lock, edit-config, confirmed commit, confirming commit);
+     * the push goes on only while it answers true with `epoch`. */
+    bool (*fence)(void *fence_data, const char *device_id, uint64_t *epoch);
+    void *fence_data;      /* passed to fence */
+    const char *device_id; /* passed to fence */
 };
 
 struct sb_push_result {
@@ -213,8 +219,10 @@ void sb_push_result_free(struct sb_push_result *r);
  * lock candidate -> discard-changes -> edit-config (with the epoch) ->
  * validate -> commit confirmed -> commit -> unlock. On a failure:
  * cancel-commit if the confirmed commit was sent, discard-changes,
- * unlock; errmsg names the step and carries the device's answer. The
- * result is filled in both cases. */
+ * unlock; errmsg names the step and carries the device's answer. A fence
+ * that fails before the lock stops the push with CAIRN_EPRECONDITION and
+ * nothing sent; after it, the same roll-back as any failure. The result
+ * is filled in both cases. */
 int sb_session_push(struct sb_session *s, const struct lyd_node *intended,
                     const struct sb_push_opts *opts, struct sb_push_result *res, char *errmsg,
                     size_t size);

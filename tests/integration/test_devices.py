@@ -231,7 +231,9 @@ class DevicesTest(DevsimClusterTest):
         """SIGSTOP an owner while a deployment is about to start; the others
         take its devices over and deploy; after SIGCONT, no write of the
         stale owner is accepted after the new owners' first writes (the
-        simulator's epoch records)."""
+        simulator's epoch records). The owner paused here has no push in
+        flight; one that loses its device in the middle of a push is
+        southbound.ManagerTest.test_6c_ownership_lost_mid_push."""
         leader = self.c.leader()
         zombie = [k for k in (1, 2, 3) if k != leader][0]
         ds = self.devices(leader)

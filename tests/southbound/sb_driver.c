@@ -11,6 +11,8 @@
  *                             JSON: {"services":[{"id","type","parameters"}]}
  *   submit-all OP [JSON]      the same for every device, in order
  *   status ID                 prints {"status":...}
+ *   fence ID off|on           the manager's fence answers false for ID
+ *                             (one device at a time): ownership lost
  *   stats                     prints {"stats":...}: threads, sessions, RSS, fds
  *   quit
  * Every job result is printed as one JSON line {"result":...} from the
@@ -134,6 +136,35 @@ static int parse_services(json_t *root, struct sb_service **out, size_t *n)
 
 static long seq;
 
+/* The fence: every device is owned in the configured epoch except the one
+ * a `fence ID off` named. */
+static pthread_mutex_t fence_mu = PTHREAD_MUTEX_INITIALIZER;
+static char fenced_off[96];
+static uint64_t fence_epoch;
+
+static bool driver_fence(void *data, const char *device_id, uint64_t *epoch)
+{
+    bool owns;
+    (void)data;
+    pthread_mutex_lock(&fence_mu);
+    owns = strcmp(device_id, fenced_off) != 0;
+    pthread_mutex_unlock(&fence_mu);
+    *epoch = fence_epoch;
+    return owns;
+}
+
+static void fence_set(const char *id, const char *state)
+{
+    if (strcmp(state, "off") && strcmp(state, "on")) {
+        emit_error("usage: fence ID off|on");
+        return;
+    }
+    pthread_mutex_lock(&fence_mu);
+    snprintf(fenced_off, sizeof(fenced_off), "%s", !strcmp(state, "off") ? id : "");
+    pthread_mutex_unlock(&fence_mu);
+    emit(json_pack("{sb}", "ok", 1));
+}
+
 static void submit(struct sb_manager *m, const char *id, const char *opname, const char *json,
                    bool all)
 {
@@ -212,7 +243,8 @@ static void status(struct sb_manager *m, const char *id)
 
 int main(int argc, char **argv)
 {
-    struct sb_manager_config cfg = {.cb = result_cb, .node_id = "n1", .epoch = 1};
+    struct sb_manager_config cfg = {
+        .cb = result_cb, .node_id = "n1", .epoch = 1, .fence = driver_fence};
     struct sb_manager *m;
     char errmsg[CAIRN_ERRMSG_SIZE], *line = NULL;
     size_t cap = 0;
@@ -241,6 +273,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    fence_epoch = cfg.epoch;
     if (sb_manager_create(&cfg, &m, errmsg, sizeof(errmsg))) {
         fprintf(stderr, "sb_driver: %s\n", errmsg);
         return 1;
@@ -283,6 +316,8 @@ int main(int argc, char **argv)
             emit(rv ? json_pack("{ss}", "error", cairn_strerror(rv)) : json_pack("{sb}", "ok", 1));
         } else if (!strcmp(cmd, "status") && n == 1) {
             status(m, a[0]);
+        } else if (!strcmp(cmd, "fence") && n == 2) {
+            fence_set(a[0], a[1]);
         } else if (!strcmp(cmd, "stats")) {
             emit(json_pack("{s{si si sI sI si}}", "stats", "threads", proc_count("/proc/self/task"),
                            "workers", (int)sb_manager_threads(m), "sessions",

@@ -327,6 +327,44 @@ class ManagerTest(unittest.TestCase):
         self.assertIn("services a and b", res["error"])
         self.assertEqual(len(self.sim.log("dev7")), writes)
 
+    def test_6c_ownership_lost_mid_push(self):
+        """The fence is asked again before each step that writes: a push
+        whose device moved to another owner while it read the device (or
+        while its confirmed commit was on the way) writes nothing more, and
+        leaves the device as it was."""
+        def lose_ownership_during(rpc):
+            self.sim.command("log-clear dev11")
+            self.sim.command("fault dev11 slow 1200 " + rpc)
+            seq = self.drv.cmd("submit dev11 push " + FW2)["first_seq"]
+            try:
+                until(lambda: dev_status(self.sim, "dev11")["busy"] == rpc, 10,
+                      "dev11 answering %s slowly" % rpc)
+                self.drv.cmd("fence dev11 off")
+                res = self.drv.wait(seq, 1, 30)[0]
+            finally:
+                self.drv.cmd("fence dev11 on")
+                self.sim.command("clear dev11")
+            self.assertNotEqual(res["rv"], 0, res)
+            self.assertIn("no longer owns the device in epoch %d" % EPOCH, res["error"])
+            self.assertTrue(clean(self.sim, "dev11"), dev_status(self.sim, "dev11"))
+            self.assertNotIn("<name>dns</name>", "\n".join(self.sim.command("config dev11")))
+            return res, [op for _, _, op, _, _ in self.sim.log("dev11")]
+
+        self.ok(self.drv.run("dev11", "onboard"))  # its base config (when run alone)
+        # Lost while reading running: not even a lock is taken.
+        res, ops = lose_ownership_during("get-config")
+        self.assertEqual(res["step"], "lock candidate")
+        self.assertEqual(ops, [])
+        # Lost while the confirmed commit ran: no confirming commit; the
+        # commit is cancelled (rolled back) under our lock.
+        res, ops = lose_ownership_during("commit")
+        self.assertEqual(res["step"], "confirming commit")
+        self.assertTrue(res["rolled_back"])
+        self.assertEqual(ops[:3], ["discard-changes", "edit-config", "confirmed-commit"])
+        self.assertNotIn("commit", ops[3:])
+        # Owned again: the same push goes through.
+        self.assertTrue(self.ok(self.drv.run("dev11", "push", FW2))["changed"])
+
     def test_7_drift_detected_and_reconciled(self):
         self.ok(self.drv.run("dev8", "check-drift"))
         self.sim.command("drift dev8")

@@ -100,13 +100,14 @@ static int cmd_fault(struct devsim *sim, struct devsim_device *dev, char **argv,
         dev->fault.drop = argc > 1 ? atoi(argv[1]) : -1;
     } else if (!strcmp(argv[0], "slow") && argc > 1) {
         dev->fault.slow_ms = (unsigned)strtoul(argv[1], NULL, 10);
+        snprintf(dev->fault.slow_op, sizeof(dev->fault.slow_op), "%s", argc > 2 ? argv[2] : "");
     } else if (!strcmp(argv[0], "reject-commit")) {
         dev->fault.reject_commit = true;
     } else if (!strcmp(argv[0], "refuse")) {
         dev->fault.refuse = true;
     } else {
-        snprintf(err, errlen, "unknown fault %s: use refuse, drop [N], slow MS or reject-commit",
-                 argv[0]);
+        snprintf(err, errlen,
+                 "unknown fault %s: use refuse, drop [N], slow MS [RPC] or reject-commit", argv[0]);
         rv = -1;
     }
     pthread_mutex_unlock(&dev->mu);
@@ -197,11 +198,11 @@ static void run_command(struct devsim *sim, int fd, char *line)
         cairn_buf_printf(&body,
                          "port=%u listening=%d lock-running=%" PRIu32 " lock-candidate=%" PRIu32
                          " candidate-dirty=%d confirm-pending=%d refuse=%d drop=%d slow-ms=%u "
-                         "reject-commit=%d writes=%zu call-home-sessions=%u\n",
+                         "reject-commit=%d writes=%zu call-home-sessions=%u busy=%s\n",
                          dev->port, dev->listening, dev->lock_running, dev->lock_candidate,
                          dev->cand_dirty, dev->confirm_pending, dev->fault.refuse, dev->fault.drop,
                          dev->fault.slow_ms, dev->fault.reject_commit, dev->log_len,
-                         dev->ch_sessions);
+                         dev->ch_sessions, dev->busy_op ? dev->busy_op : "-");
         pthread_mutex_unlock(&dev->mu);
     } else if (!strcmp(argv[0], "drift")) {
         if (device_drift(dev, argc > 3 ? argv[2] : NULL, argc > 3 ? argv[3] : NULL, err,

@@ -28,6 +28,7 @@ struct devsim_fault {
     bool refuse;        /* the device's port is closed: connects are refused */
     int drop;           /* drop the session at the next N RPCs; -1: every RPC */
     unsigned slow_ms;   /* sleep this long before answering each RPC */
+    char slow_op[32];   /* only RPCs of this name are slow; "": every RPC */
     bool reject_commit; /* <commit> fails with operation-failed */
 };
 
@@ -84,6 +85,7 @@ struct devsim_device {
     char persist_id[DEVSIM_NAME_MAX]; /* <persist> value, "" if none */
     struct lyd_node *rollback;        /* running before the confirmed commit */
     struct devsim_fault fault;        /* injected faults */
+    const char *busy_op;              /* the RPC being answered now, NULL: none (status) */
     struct devsim_write *log;         /* accepted writes, oldest first */
     size_t log_len, log_cap;          /* entries used and allocated */
     unsigned drift_count;             /* drifts triggered so far */

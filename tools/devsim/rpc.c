@@ -425,7 +425,9 @@ static struct nc_server_reply *rpc_dispatch(struct lyd_node *rpc, struct nc_sess
     size_t i;
 
     pthread_mutex_lock(&dev->mu);
-    slow_ms = dev->fault.slow_ms;
+    slow_ms = dev->fault.slow_op[0] == '\0' || !strcmp(dev->fault.slow_op, LYD_NAME(rpc))
+                  ? dev->fault.slow_ms
+                  : 0;
     if (dev->fault.drop) {
         drop = true;
         if (dev->fault.drop > 0) {
@@ -445,7 +447,13 @@ static struct nc_server_reply *rpc_dispatch(struct lyd_node *rpc, struct nc_sess
     }
     if (slow_ms) {
         struct timespec ts = {slow_ms / 1000, (long)(slow_ms % 1000) * 1000000L};
+        pthread_mutex_lock(&dev->mu);
+        dev->busy_op = LYD_NAME(rpc); /* a schema name: lives as long as the context */
+        pthread_mutex_unlock(&dev->mu);
         nanosleep(&ts, NULL);
+        pthread_mutex_lock(&dev->mu);
+        dev->busy_op = NULL;
+        pthread_mutex_unlock(&dev->mu);
     }
     for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         if (!strcmp(ops[i].name, LYD_NAME(rpc))) {

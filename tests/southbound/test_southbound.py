@@ -7,7 +7,10 @@ device's running config with an independent NETCONF client (Debian's
 python3-ncclient) and the simulator's epoch records, then injects each
 devsim fault (refused connection, session dropped mid-RPC, slow reply and
 a reply timeout, rejected commit, drift) and checks the job's outcome and
-that no device is left with a half-applied candidate.
+that no device is left with a half-applied candidate. It also loses a
+device's ownership in the middle of a push (the fence, asked before each
+writing step) and kills a controller during its confirmed commit (the
+device rolls back when the session closes).
 
 `test_southbound.py measure N` instead onboards N devices and prints the
 time, the driver's thread count and RSS (the numbers in docs/southbound.md).
@@ -364,6 +367,33 @@ class ManagerTest(unittest.TestCase):
         self.assertNotIn("commit", ops[3:])
         # Owned again: the same push goes through.
         self.assertTrue(self.ok(self.drv.run("dev11", "push", FW2))["changed"])
+
+    def test_6d_owner_dies_mid_commit(self):
+        """The controller process dies (SIGKILL) while its confirmed commit
+        is on the device: the device rolls the commit back when the session
+        closes, releases the lock and drops the candidate, so the job that
+        was mid-commit ends in a known state on the device, which a new
+        owner then configures."""
+        before = "\n".join(self.sim.command("config dev12"))
+        other = Driver("--threads", "1", "--epoch", str(EPOCH), "--timeout-ms", "5000")
+        try:
+            other.cmd("device dev12 127.0.0.1 %d %s %s" % (self.sim.base_port + 12, USER,
+                                                            PASSWORD))
+            self.ok(other.run("dev12", "onboard"))
+            self.sim.command("fault dev12 slow 1500 commit")
+            other.cmd("submit dev12 push " + FW2)
+            until(lambda: dev_status(self.sim, "dev12")["busy"] == "commit", 10,
+                  "dev12's confirmed commit in flight")
+        finally:
+            other.proc.kill()
+            other.proc.wait()
+            self.sim.command("clear dev12")
+        until(lambda: clean(self.sim, "dev12"), 15, "dev12 clean after its owner died")
+        ops = [op for _, _, op, _, _ in self.sim.log("dev12")]
+        self.assertEqual(ops[-2:], ["confirmed-commit", "rollback"], ops)
+        self.assertEqual("\n".join(self.sim.command("config dev12")), before)
+        self.ok(self.drv.run("dev12", "onboard"))  # the new owner re-reads the device
+        self.assertTrue(self.ok(self.drv.run("dev12", "push", FW2))["changed"])
 
     def test_7_drift_detected_and_reconciled(self):
         self.ok(self.drv.run("dev8", "check-drift"))

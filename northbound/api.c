@@ -39,51 +39,58 @@
 #include "metrics.h"
 
 /* Problem types and their titles (the title is the same for every
- * occurrence of a type, as RFC 9457 asks). */
+ * occurrence of a type, as RFC 9457 asks). `audit`: a write refused with
+ * this type is refused by the API before anything is proposed, so nothing
+ * else records it: problem_va files it in the audit log with this code.
+ * Refusals that other paths already record (403, the 404 of a hidden
+ * object, a state machine's refusal after a proposal) have 0. */
 static const struct {
     const char *type;
     const char *title;
+    int audit;
 } problem_titles[] = {
-    {"unauthorized", "Authentication required"},
-    {"forbidden", "Forbidden"},
-    {"too-many-requests", "Too many failed logins"},
-    {"not-found", "Resource not found"},
-    {"events-expired", "Events no longer kept"},
-    {"method-not-allowed", "Method not allowed"},
-    {"conflict", "Conflict with the current state"},
-    {"busy", "Another operation is in progress"},
-    {"precondition-failed", "Precondition failed"},
-    {"idempotency-key-reused", "Idempotency key reused with a different request"},
-    {"invalid-request", "Request rejected"},
-    {"unavailable", "Service unavailable"},
-    {"body-too-large", "Request body too large"},
-    {"unsupported-media-type", "Unsupported media type"},
-    {"malformed-json", "Malformed JSON"},
-    {"invalid-body", "Invalid request body"},
-    {"unknown-field", "Unknown field"},
-    {"read-only-field", "Read-only field"},
-    {"missing-field", "Missing field"},
-    {"invalid-field", "Invalid field"},
-    {"unknown-parameter", "Unknown query parameter"},
-    {"invalid-parameter", "Invalid query parameter"},
-    {"invalid-header", "Invalid header"},
-    {"not-ready", "Not ready"},
-    {"not-implemented", "Not implemented"},
-    {"internal", "Internal error"},
-    {"unsafe-membership-change", "Membership change would leave the cluster without quorum"},
-    {"cluster-version", "The cluster's command version is too old for this write"},
-    {"device-unmanaged", "The device is unmanaged"},
-    {"device-not-onboarded", "The device is not onboarded"},
+    {"unauthorized", "Authentication required", 0},
+    {"forbidden", "Forbidden", 0},
+    {"too-many-requests", "Too many failed logins", 0},
+    {"not-found", "Resource not found", 0},
+    {"events-expired", "Events no longer kept", 0},
+    {"method-not-allowed", "Method not allowed", 0},
+    {"conflict", "Conflict with the current state", 0},
+    {"busy", "Another operation is in progress", 0},
+    {"precondition-failed", "Precondition failed", 0},
+    {"idempotency-key-reused", "Idempotency key reused with a different request", 0},
+    {"invalid-request", "Request rejected", 0},
+    {"unavailable", "Service unavailable", 0},
+    {"body-too-large", "Request body too large", 0},
+    {"unsupported-media-type", "Unsupported media type", CAIRN_EINVAL},
+    {"malformed-json", "Malformed JSON", CAIRN_EINVAL},
+    {"invalid-body", "Invalid request body", CAIRN_EINVAL},
+    {"unknown-field", "Unknown field", CAIRN_EINVAL},
+    {"read-only-field", "Read-only field", CAIRN_EINVAL},
+    {"missing-field", "Missing field", CAIRN_EINVAL},
+    {"invalid-field", "Invalid field", CAIRN_EINVAL},
+    {"unknown-parameter", "Unknown query parameter", CAIRN_EINVAL},
+    {"invalid-parameter", "Invalid query parameter", CAIRN_EINVAL},
+    {"invalid-header", "Invalid header", CAIRN_EINVAL},
+    {"not-ready", "Not ready", 0},
+    {"not-implemented", "Not implemented", 0},
+    {"internal", "Internal error", 0},
+    {"unsafe-membership-change", "Membership change would leave the cluster without quorum",
+     CAIRN_ECONFLICT},
+    {"cluster-version", "The cluster's command version is too old for this write", 0},
+    {"device-unmanaged", "The device is unmanaged", CAIRN_ECONFLICT},
+    {"device-not-onboarded", "The device is not onboarded", CAIRN_ECONFLICT},
 };
 
-static const char *problem_title(const char *type)
+static size_t problem_index(const char *type)
 {
-    for (size_t i = 0; i < sizeof problem_titles / sizeof problem_titles[0]; i++) {
+    size_t i;
+    for (i = 0; i < sizeof problem_titles / sizeof problem_titles[0]; i++) {
         if (strcmp(problem_titles[i].type, type) == 0) {
-            return problem_titles[i].title;
+            break;
         }
     }
-    return NULL;
+    return i;
 }
 
 /* How each backend or store error is answered; anything else is a 500. */
@@ -123,11 +130,53 @@ static int problem_va(struct api_req *req, int status, const char *type, const c
                       const char *extra_headers, const char *fmt, va_list ap)
     __attribute__((format(printf, 6, 0)));
 
+static bool method_writes(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+/* The kind of object a refused write was about, for its audit record: the
+ * route's resource, else the first segment after /api/v1/. */
+static enum store_kind refused_kind(const struct api_req *req)
+{
+    static const struct {
+        const char *prefix;
+        enum store_kind kind;
+    } kinds[] = {
+        {"/api/v1/tenants", STORE_KIND_TENANT}, {"/api/v1/users", STORE_KIND_USER},
+        {"/api/v1/auth", STORE_KIND_SESSION},   {"/api/v1/cluster/members", STORE_KIND_MEMBER},
+        {"/api/v1/imports", STORE_KIND_JOB},    {"/api/v1/jobs", STORE_KIND_JOB},
+        {"/api/v1/devices", STORE_KIND_DEVICE}, {"/api/v1/services", STORE_KIND_SERVICE},
+    };
+    if (req->resource != NULL) {
+        return req->resource->kind;
+    }
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        if (strncmp(req->path, kinds[i].prefix, strlen(kinds[i].prefix)) == 0) {
+            return kinds[i].kind;
+        }
+    }
+    return STORE_KIND_SYSTEM;
+}
+
 static int problem_va(struct api_req *req, int status, const char *type, const char *field,
                       const char *extra_headers, const char *fmt, va_list ap)
 {
-    return http_problem_va(req->conn, status, extra_headers, type, problem_title(type), field, fmt,
-                           ap);
+    size_t i = problem_index(type);
+    bool known = i < sizeof problem_titles / sizeof problem_titles[0];
+    char detail[256];
+    va_list copy;
+
+    if (known && problem_titles[i].audit != 0 && req->authenticated && method_writes(req->method)) {
+        va_copy(copy, ap);
+        vsnprintf(detail, sizeof detail, fmt, copy);
+        va_end(copy);
+        api_audit_refusal(req, refused_kind(req), req->path_id, NULL, problem_titles[i].audit,
+                          "%s: %s %s: %s%s%s", type, req->method, req->path,
+                          field != NULL ? field : "", field != NULL ? ": " : "", detail);
+    }
+    return http_problem_va(req->conn, status, extra_headers, type,
+                           known ? problem_titles[i].title : NULL, field, fmt, ap);
 }
 
 int api_problem(struct api_req *req, int status, const char *type, const char *field,
@@ -500,6 +549,9 @@ int api_propose(struct api_req *req, const struct store_command *cmd, struct sto
 {
     char errmsg[CAIRN_ERRMSG_SIZE] = "";
     int rv = api_propose_quiet(req->api, cmd, req->deadline_ms, res, errmsg, sizeof errmsg);
+    /* Applied, the command is audited with its caller, refused or not; a
+     * problem answered from here on is not audited a second time. */
+    req->audited = true;
     if (rv == CAIRN_EMALFORMED || rv == CAIRN_ENOMEM) {
         return api_problem(req, 500, "internal", NULL, NULL, "%s", errmsg);
     }

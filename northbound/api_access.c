@@ -40,6 +40,7 @@ static void audit_va(struct api_req *req, enum store_kind kind, const char *id, 
     int rv;
 
     vsnprintf(message, sizeof message, fmt, ap);
+    req->audited = true;
     api_request_id_fresh(request_id);
     api_command_init(req, &cmd, STORE_OP_AUDIT, kind);
     cmd.id = id != NULL && id[0] != '\0' ? id : "-";

@@ -117,6 +117,8 @@ struct api_req {
     const struct api_resource *resource; /* the route's resource, for the generic handlers */
     bool authenticated;                  /* who is valid */
     struct api_principal who;            /* the caller, once authenticated */
+    bool audited;                        /* proposed, or its refusal audited: problem_va
+                                            files no refusal of its own */
     struct api_build *dry_run;           /* set: a create/update hands its checked build
                                             here (the caller frees its stored body)
                                             instead of proposing it */

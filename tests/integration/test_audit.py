@@ -156,6 +156,49 @@ class AuditTest(unittest.TestCase):
                 assert_problem(self, r, 403, msg=role)
         assert_problem(self, self.c.request(1, "GET", AUDIT, auth=False), 401)
 
+    def test_validation_refusals(self):
+        """A write the API refuses before proposing anything (bad JSON, an
+        unknown or invalid field, a wrong Content-Type) is audited once, with
+        the caller, the problem type and the field; a tenant user's under its
+        own tenant. Nothing else is written."""
+        tenant = self.c.must_create_tenant(1, unique_name("va"))
+        admin_user, admin_token = self.user("tenant_admin", tenant["id"])
+        before = self.c.request(1, "GET", "/api/v1/tenants?limit=1").revision
+        cases = (
+            (2, None, "POST", "/api/v1/tenants", b'{"name": ', 400, "malformed-json"),
+            (3, None, "POST", "/api/v1/tenants", {"name": "x", "colour": "red"}, 400,
+             "unknown-field"),
+            (1, admin_token, "POST", "/api/v1/sites", {"name": 7, "tenant_id": tenant["id"]},
+             400, "invalid-field"),
+        )
+        for node, token, method, path, body, status, ptype in cases:
+            kw = {"token": token} if token else {}
+            if isinstance(body, bytes):
+                kw["raw"] = body
+                kw["headers"] = {"Content-Type": "application/json"}
+            else:
+                kw["body"] = body
+            r = self.c.request(node, method, path, **kw)
+            assert_problem(self, r, status, msg=ptype)
+            self.assertEqual(r.json["type"], "urn:cairn:problem:" + ptype, r.json)
+        self.assertEqual(self.c.request(1, "GET", "/api/v1/tenants?limit=1").revision, before)
+
+        mine = self.audit(user=self.c.admin["username"], limit=50)["items"]
+        for ptype in ("malformed-json", "unknown-field"):
+            found = [i for i in mine
+                     if (i["message"] or "").startswith(ptype + ": POST /api/v1/tenants")]
+            self.assertEqual(len(found), 1, (ptype, mine[:5]))
+            self.assertEqual(found[0]["action"], "refused")
+            self.assertEqual(found[0]["kind"], "tenant")
+        unknown = [i for i in mine if (i["message"] or "").startswith("unknown-field")]
+        self.assertIn("colour", unknown[0]["message"])
+        theirs = [i for i in self.audit(user=admin_user["username"], tenant=tenant["id"])["items"]
+                  if i["action"] == "refused"]
+        self.assertEqual(len(theirs), 1, theirs)
+        self.assertTrue(theirs[0]["message"].startswith("invalid-field: POST /api/v1/sites: name"),
+                        theirs)
+        self.assertEqual(theirs[0]["kind"], "site")
+
     def test_bad_filters(self):
         for query, field in (("limit=0", "limit"), ("limit=1001", "limit"), ("cursor=x", "cursor"),
                              ("kind=widget", "kind"), ("tenant=nope", "tenant"),

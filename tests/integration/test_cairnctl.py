@@ -8,11 +8,12 @@ exit code but 7 (a 5xx, unit-tested) comes from the situation it names;
 credentials from flags, environment and config file; fail-over past a
 dead port, a paused node, a node answering 503 and a killed leader; jobs
 waited for to success and failure; backups written atomically and
-checked.
+checked; every audit filter selects the records it names.
 
 One cluster serves every test; the last test kills a node. Each cairnctl
 run has its own empty HOME, so nothing of the machine's user leaks in."""
 
+import calendar
 import json
 import os
 import select
@@ -62,6 +63,20 @@ def crc32c(data):
     for byte in data:
         crc = (crc >> 8) ^ CRC32C_TABLE[(crc ^ byte) & 0xFF]
     return crc ^ 0xFFFFFFFF
+
+
+def rfc3339(secs, offset_min=0):
+    """A Unix time as RFC 3339 (whole seconds) in the given UTC offset."""
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs + offset_min * 60))
+    if offset_min == 0:
+        return text + "Z"
+    sign = "+" if offset_min > 0 else "-"
+    return "%s%s%02d:%02d" % (text, sign, abs(offset_min) // 60, abs(offset_min) % 60)
+
+
+def unix_time(text):
+    """The Unix time of an audit record's time (RFC 3339, whole seconds, Z)."""
+    return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
 
 
 class Run:
@@ -166,6 +181,11 @@ class CairnctlTest(harness.ClusterTestCase):
 
     def api_get(self, path):
         return self.cluster.get(1, path)
+
+    def audit(self, *filters):
+        """The audit records cairnctl lists with these filters (every page);
+        cairnctl must exit 0."""
+        return self.ok("audit", *filters, "--all", "-o", "json").json()["items"]
 
     # Tests
 
@@ -344,6 +364,71 @@ class CairnctlTest(harness.ClusterTestCase):
         self.assertIn("whole number", self.fails(1, "member", "add", "x", "h:1", "h:2"))
         line = self.fails(4, "member", "add", "2", "127.0.0.1:1", "127.0.0.1:2")
         self.assertIn("409", line)
+
+    def test_audit_filters(self):
+        oid = self.cluster.must_create_tenant(1)["id"]
+        tid = self.ok("tenant", "create", "-f", "-", "-o", "json",
+                      stdin=json.dumps({"name": unique_name("aud")})).json()["id"]
+        site = self.ok("site", "create", "-f", "-", "-o", "json", stdin=json.dumps(
+            {"tenant_id": tid, "name": "audited", "role": "hub"})).json()
+        uname = unique_name("aud")
+        user = self.ok("user", "create", "-f", "-", "-o", "json", stdin=json.dumps(
+            {"username": uname, "password": "twelve-chars-long", "role": "tenant_operator",
+             "tenant_id": tid})).json()
+        env = {"CAIRN_USER": uname, "CAIRN_PASSWORD": "twelve-chars-long"}
+        self.fails(6, "tenant", "create", "-f", "-", stdin='{"name":"x"}', env=env, auth=False)
+
+        # --user: only what that user did, here the refused write (filed
+        # best effort, so polled for).
+        def refused():
+            rows = self.audit("--user", uname)
+            self.assertTrue(rows)
+            self.assertEqual({r["user"] for r in rows}, {uname}, rows)
+            return any(r["action"] == "refused" and r["kind"] == "tenant" for r in rows)
+
+        wait_for(refused, 10, "the refused write in audit --user")
+        # --tenant: only that tenant's records, and all of the writes into it.
+        rows = self.audit("--tenant", tid)
+        self.assertEqual({r["tenant"] for r in rows}, {tid}, rows)
+        made = {(r["action"], r["kind"], r["id"]) for r in rows}
+        for want in (("create", "tenant", tid), ("create", "site", site["id"]),
+                     ("create", "user", user["id"])):
+            self.assertIn(want, made)
+        self.assertIn(("refused", "tenant"), {(r["action"], r["kind"]) for r in rows})
+        self.assertNotIn(("create", "tenant", oid), made)
+        self.assertEqual([(r["action"], r["id"]) for r in self.audit("--tenant", oid)],
+                         [("create", oid)])
+        # --kind: with --tenant, only the site.
+        rows_site = self.audit("--tenant", tid, "--kind", "site")
+        self.assertEqual([(r["action"], r["kind"], r["id"]) for r in rows_site],
+                         [("create", "site", site["id"])])
+        # --since and --until: the tenant's records lie between the start
+        # of its first record's second and the end of its last one's (a
+        # record shows whole seconds; the filters compare milliseconds),
+        # none before or after.
+        seqs = sorted(r["seq"] for r in rows)
+        first = min(unix_time(r["time"]) for r in rows)
+        end = max(unix_time(r["time"]) for r in rows) + 1
+        between = self.audit("--tenant", tid, "--since", rfc3339(first), "--until", rfc3339(end))
+        self.assertEqual(sorted(r["seq"] for r in between), seqs)
+        self.assertEqual(self.audit("--tenant", tid, "--until", rfc3339(first - 1)), [])
+        self.assertEqual(self.audit("--tenant", tid, "--since", rfc3339(end)), [])
+        # An offset with a '+' (escaped on the way) names the same instant.
+        shifted = self.audit("--tenant", tid, "--since", rfc3339(first, 60),
+                             "--until", rfc3339(end, -90))
+        self.assertEqual(sorted(r["seq"] for r in shifted), seqs)
+        # Without --tenant, --since and --until bound every record's time.
+        window = self.audit("--since", rfc3339(first), "--until", rfc3339(end))
+        self.assertTrue(set(seqs) <= {r["seq"] for r in window})
+        for r in window:
+            self.assertTrue(first <= unix_time(r["time"]) <= end, r)
+        # A bad filter is the server's 400 naming it (2).
+        line = self.fails(2, "audit", "--tenant", "acme")
+        self.assertIn("400 invalid-parameter (tenant)", line)
+        self.assertIn("(until)", self.fails(2, "audit", "--since", rfc3339(end),
+                                            "--until", rfc3339(first - 1)))
+        self.ok("tenant", "delete", tid, "--cascade")
+        self.ok("tenant", "delete", oid)
 
     def test_sites_devices_templates_services_jobs(self):
         tid = self.cluster.must_create_tenant(1)["id"]
@@ -525,6 +610,7 @@ class CairnctlTest(harness.ClusterTestCase):
         self.assertTrue(seen <= {0, 5}, seen)
         live = c.live_nodes()[0]
         self.assertEqual(len(c.get(live, "/api/v1/tenants?name=" + name).json["items"]), 1)
+
 
 
 if __name__ == "__main__":

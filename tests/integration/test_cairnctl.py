@@ -8,12 +8,15 @@ exit code but 7 (a 5xx, unit-tested) comes from the situation it names;
 credentials from flags, environment and config file; fail-over past a
 dead port, a paused node, a node answering 503 and a killed leader; jobs
 waited for to success and failure; backups written atomically and
-checked; every audit filter selects the records it names.
+checked; every audit filter selects the records it names; member removal
+sends force=true only with --force, and without it an unsafe removal is
+refused.
 
-One cluster serves every test; the last test kills a node. Each cairnctl
+One cluster serves every test; the last two tests kill a node. Each cairnctl
 run has its own empty HOME, so nothing of the machine's user leaks in."""
 
 import calendar
+import http.server
 import json
 import os
 import select
@@ -23,6 +26,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.dont_write_bytecode = True
@@ -77,6 +81,39 @@ def rfc3339(secs, offset_min=0):
 def unix_time(text):
     """The Unix time of an audit record's time (RFC 3339, whole seconds, Z)."""
     return calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%SZ"))
+
+
+class RecordingServer:
+    """A loopback HTTP server that answers every request 204 and records
+    (method, path with query): what cairnctl sends, without a cluster."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def answer(self):
+                seen.append((self.command, self.path))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = do_DELETE = answer
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
 
 
 class Run:
@@ -365,6 +402,18 @@ class CairnctlTest(harness.ClusterTestCase):
         line = self.fails(4, "member", "add", "2", "127.0.0.1:1", "127.0.0.1:2")
         self.assertIn("409", line)
 
+    def test_member_remove_force(self):
+        # What is sent: force=true with --force only. (Removing a member of
+        # the shared cluster for real would break the other tests; the
+        # refusal without --force is test_zzz_unsafe_member_removal.)
+        with RecordingServer() as server:
+            self.ok("member", "remove", "2", endpoints=server.url)
+            self.ok("member", "remove", "2", "--force", endpoints=server.url)
+        self.assertEqual(server.seen, [("DELETE", "/api/v1/cluster/members/2"),
+                                       ("DELETE", "/api/v1/cluster/members/2?force=true")])
+        # The cluster takes it: a node that is not a member is 404, not 400.
+        self.assertIn("404 not-found", self.fails(3, "member", "remove", "99", "--force"))
+
     def test_audit_filters(self):
         oid = self.cluster.must_create_tenant(1)["id"]
         tid = self.ok("tenant", "create", "-f", "-", "-o", "json",
@@ -611,6 +660,24 @@ class CairnctlTest(harness.ClusterTestCase):
         live = c.live_nodes()[0]
         self.assertEqual(len(c.get(live, "/api/v1/tenants?name=" + name).json["items"]), 1)
 
+
+    def test_zzz_unsafe_member_removal(self):
+        # After test_zz_failover one of the three voters is down (alone,
+        # this test kills one): removing either live voter would leave a
+        # configuration whose quorum does not answer. Refused without
+        # --force (409: 4), and nothing changes.
+        c = self.cluster
+        if len(c.live_nodes()) == 3:
+            c.kill(c.followers()[0])
+        live = c.live_nodes()
+        self.assertEqual(len(live), 2, live)
+        wait_for(lambda: c.write_works(live[0]), 60, "writes with two of three voters")
+        for victim in live:
+            line = self.fails(4, "member", "remove", str(victim), endpoints=c.url(live[0]))
+            self.assertIn("409 unsafe-membership-change", line)
+            self.assertIn("force=true", line)
+        members = self.ok("member", "list", "-o", "json", endpoints=c.url(live[1])).json()
+        self.assertEqual(sorted(m["id"] for m in members["members"]), [1, 2, 3])
 
 
 if __name__ == "__main__":

@@ -588,18 +588,12 @@ class CairnctlTest(harness.ClusterTestCase):
         r = self.ctl("backup", "-f", out)
         self.assertEqual([f for f in os.listdir(folder) if f != "cluster.bak"], [],
                          "no temporary file left: %r" % r)
-        if r.rc == 3:
-            # This build has no backup route yet (it comes with the backup
-            # work): the 404 is told and nothing is written.
-            self.assertIn("404", r.err)
-            self.assertFalse(os.path.exists(out))
-        else:
-            self.assertEqual(r.rc, 0, r)
-            with open(out, "rb") as f:
-                data = f.read()
-            self.assertGreater(len(data), 4)
-            self.assertEqual(crc32c(data[:-4]), int.from_bytes(data[-4:], "big"))
-            self.assertIn("backup written to " + out, r.out)
+        self.assertEqual(r.rc, 0, r)
+        with open(out, "rb") as f:
+            data = f.read()
+        self.assertGreater(len(data), 4)
+        self.assertEqual(crc32c(data[:-4]), int.from_bytes(data[-4:], "big"))
+        self.assertIn("backup written to " + out, r.out)
         self.assertIn("-f FILE", self.fails(1, "backup"))
         self.fails(1, "backup", "-f", os.path.join(folder, "missing", "x.bak"))
 

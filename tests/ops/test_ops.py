@@ -19,8 +19,7 @@ cluster's REST API:
  6. backup.yml saves a backup on the controller, and
  7. deploy-medium.yml -e cairn_restore_from=BACKUP makes a new cluster
     (three more hosts) from it that serves the same objects at the same
-    revisions; a re-run: changed=0 (6 and 7 only when the build serves
-    GET /api/v1/cluster/backup).
+    revisions; a re-run: changed=0.
 
     test_ops.py BUILD_DIR    (ctest passes it; ansible-playbook must be on PATH)
 
@@ -395,35 +394,29 @@ class OpsTest(unittest.TestCase):
         self.playbook("rolling-upgrade.yml", inv3, "-e", "cairn_source_prefix=" + stage2,
                       expect_changed=0)
 
-        # 6. backup (the endpoint may not exist in this build yet)
-        status, _ = call(self.api_port(1), "GET", "/api/v1/cluster/backup", token=token,
-                         timeout=60)
-        if status == 404:
-            print("backup.yml: skipped, GET /api/v1/cluster/backup answers 404 in this build",
-                  flush=True)
-        else:
-            backups = os.path.join(self.dir, "backups")
-            self.playbook("backup.yml", inv3, "-e", "cairn_backup_dir=" + backups)
-            files = os.listdir(backups)
-            self.assertEqual(len(files), 1, repr(files))
-            backup = os.path.join(backups, files[0])
-            self.assertGreater(os.path.getsize(backup), 0)
+        # 6. backup
+        backups = os.path.join(self.dir, "backups")
+        self.playbook("backup.yml", inv3, "-e", "cairn_backup_dir=" + backups)
+        files = os.listdir(backups)
+        self.assertEqual(len(files), 1, repr(files))
+        backup = os.path.join(backups, files[0])
+        self.assertGreater(os.path.getsize(backup), 0)
 
-            # 7. a new cluster (nodes 5-7) restored from that backup
-            restored = (5, 6, 7)
-            inv_r = self.inventory(restored, initial=restored, cairn_cluster_id="ops-restored")
-            self.playbook("deploy-medium.yml", inv_r, "-e", "cairn_restore_from=" + backup)
-            token_r = self.login(5)
-            wait_for(lambda: self.voters(6, token_r) == [5, 6, 7], 30, "the restored cluster")
-            status, got = call(self.api_port(6), "GET", "/api/v1/tenants/" + doc["id"],
-                               token=token_r)
-            self.assertEqual((status, got.get("name"), got.get("mod_revision")),
-                             (200, "ops-1", doc["mod_revision"]), "ops-1 in the restored cluster")
-            _, tid, name = writer.acked[-1]
-            status, got = call(self.api_port(7), "GET", "/api/v1/tenants/" + tid, token=token_r)
-            self.assertEqual((status, got.get("name")), (200, name), "the last write, restored")
-            self.playbook("deploy-medium.yml", inv_r, "-e", "cairn_restore_from=" + backup,
-                          expect_changed=0)
+        # 7. a new cluster (nodes 5-7) restored from that backup
+        restored = (5, 6, 7)
+        inv_r = self.inventory(restored, initial=restored, cairn_cluster_id="ops-restored")
+        self.playbook("deploy-medium.yml", inv_r, "-e", "cairn_restore_from=" + backup)
+        token_r = self.login(5)
+        wait_for(lambda: self.voters(6, token_r) == [5, 6, 7], 30, "the restored cluster")
+        status, got = call(self.api_port(6), "GET", "/api/v1/tenants/" + doc["id"],
+                           token=token_r)
+        self.assertEqual((status, got.get("name"), got.get("mod_revision")),
+                         (200, "ops-1", doc["mod_revision"]), "ops-1 in the restored cluster")
+        _, tid, name = writer.acked[-1]
+        status, got = call(self.api_port(7), "GET", "/api/v1/tenants/" + tid, token=token_r)
+        self.assertEqual((status, got.get("name")), (200, name), "the last write, restored")
+        self.playbook("deploy-medium.yml", inv_r, "-e", "cairn_restore_from=" + backup,
+                      expect_changed=0)
 
         self.ok = True
 

@@ -223,22 +223,32 @@ static int run_list(struct ctl *ctl)
     return rv != 0 ? rv : list_run(ctl, p);
 }
 
+int ctl_audit_query_add(char *path, size_t n, const struct ctl_opts *o)
+{
+    /* Each option and the parameter of GET /api/v1/audit it becomes
+     * (audit_params in northbound/api.c, which refuses others with 400). */
+    const struct {
+        const char *param;
+        const char *value;
+    } filters[] = {
+        {"user", o->audit_user}, {"tenant", o->tenant}, {"kind", o->kind},
+        {"since", o->since},     {"until", o->until},
+    };
+    for (size_t i = 0; i < sizeof(filters) / sizeof(filters[0]); i++) {
+        if (filters[i].value != NULL &&
+            ctl_query_add(path, n, filters[i].param, filters[i].value) != 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int run_audit(struct ctl *ctl)
 {
     char p[PATH_MAX_LEN];
-    const struct ctl_opts *o = &ctl->opts;
     int rv = list_path(ctl, p);
-    if (rv == 0) {
-        rv = query(ctl, p, "user", o->audit_user);
-    }
-    if (rv == 0) {
-        rv = query(ctl, p, "tenant_id", o->tenant);
-    }
-    if (rv == 0) {
-        rv = query(ctl, p, "kind", o->kind);
-    }
-    if (rv == 0) {
-        rv = query(ctl, p, "since", o->since);
+    if (rv == 0 && ctl_audit_query_add(p, sizeof(p), &ctl->opts) != 0) {
+        rv = ctl_fail(ctl, CTL_EXIT_USAGE, "the query is too long (at the audit filters)");
     }
     return rv != 0 ? rv : list_run(ctl, p);
 }
@@ -786,9 +796,10 @@ const struct ctl_verb ctl_verbs[CTL_VERB_COUNT] = {
                       "add a started node (a spare, then a voter)"},
     [CTL_VERB_REMOVE] = {"remove", run_remove, O(FORCE), 1, 1, "ID [--force]",
                          "remove a node from the configuration"},
-    [CTL_VERB_AUDIT] = {NULL, run_audit, LIST_OPT | O(AUDIT_USER) | O(TENANT) | O(KIND) | O(SINCE),
-                        0, 0,
-                        "[--user U] [--tenant T] [--kind K] [--since RFC3339] [--limit N] [--all]",
+    [CTL_VERB_AUDIT] = {NULL, run_audit,
+                        LIST_OPT | O(AUDIT_USER) | O(TENANT) | O(KIND) | O(SINCE) | O(UNTIL), 0, 0,
+                        "[--user U] [--tenant T] [--kind K] [--since RFC3339] [--until RFC3339] "
+                        "[--limit N] [--all]",
                         "who did what"},
     [CTL_VERB_BACKUP] = {NULL, run_backup, O(FILE), 0, 0, "-f FILE",
                          "write a backup to FILE (restore: cairnd --restore FILE)"},

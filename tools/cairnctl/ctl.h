@@ -72,6 +72,7 @@ enum ctl_opt {
     CTL_OPT_TENANT,
     CTL_OPT_KIND,
     CTL_OPT_SINCE,
+    CTL_OPT_UNTIL,
     CTL_OPT_DRY_RUN,
     CTL_OPT_COUNT
 };
@@ -178,6 +179,7 @@ struct ctl_opts {
     const char *tenant;
     const char *kind;
     const char *since;
+    const char *until;
     bool dry_run;
     unsigned seen; /* CTL_OPT_BITs given */
 };
@@ -323,6 +325,13 @@ int ctl_client_request(struct ctl_client *c, const char *method, const char *pat
 
 /* Appends "?k=v" or "&k=v" (v escaped) to a path buffer of size n. */
 int ctl_query_add(char *path, size_t n, const char *key, const char *value);
+
+/*
+ * Appends the audit filters given in opts (--user, --tenant, --kind,
+ * --since, --until) as the query parameters GET /api/v1/audit takes.
+ * Returns 0, or -1 if the path would not fit in n bytes.
+ */
+int ctl_audit_query_add(char *path, size_t n, const struct ctl_opts *opts);
 
 /* ---- Rendering ----------------------------------------------------------- */
 

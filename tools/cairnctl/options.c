@@ -75,6 +75,8 @@ static const struct option_def options[CTL_OPT_COUNT] = {
                         "only what concerns this tenant"},
     [CTL_OPT_KIND] = {"kind", 0, OPT_STRING, AT(kind), "KIND", "only this kind of object"},
     [CTL_OPT_SINCE] = {"since", 0, OPT_STRING, AT(since), "RFC3339", "only from this time on"},
+    [CTL_OPT_UNTIL] = {"until", 0, OPT_STRING, AT(until), "RFC3339",
+                       "only up to this time (inclusive)"},
     [CTL_OPT_DRY_RUN] = {"dry-run", 0, OPT_FLAG, AT(dry_run), NULL,
                          "only diff the devices (a job); write nothing (services)"},
 };

@@ -529,6 +529,36 @@ static void test_query(void **state)
     assert_int_equal(ctl_query_add(small, sizeof(small), "name", "much-too-long"), -1);
 }
 
+/* The audit filters become the parameters GET /api/v1/audit takes
+ * (audit_params in northbound/api.c): tenant, not tenant_id. */
+static void test_audit_query(void **state)
+{
+    (void)state;
+    struct ctl_opts o;
+    char err[256];
+    assert_int_equal(
+        parse(&o, err, sizeof(err), "audit", "--user", "bob", "--tenant", "t-1", "--kind", "tenant",
+              "--since", "2026-01-01T00:00:00+01:00", "--until", "2026-01-02T00:00:00Z", NULL),
+        0);
+    char p[256] = "/api/v1/audit";
+    assert_int_equal(ctl_audit_query_add(p, sizeof(p), &o), 0);
+    assert_string_equal(p,
+                        "/api/v1/audit?user=bob&tenant=t-1&kind=tenant"
+                        "&since=2026-01-01T00%3A00%3A00%2B01%3A00&until=2026-01-02T00%3A00%3A00Z");
+    /* Only what was given; after the list's own parameters. */
+    assert_int_equal(parse(&o, err, sizeof(err), "audit", "--until", "2026-01-02T00:00:00Z", NULL),
+                     0);
+    char q[64] = "/api/v1/audit?limit=5";
+    assert_int_equal(ctl_audit_query_add(q, sizeof(q), &o), 0);
+    assert_string_equal(q, "/api/v1/audit?limit=5&until=2026-01-02T00%3A00%3A00Z");
+    char small[24] = "/api/v1/audit";
+    assert_int_equal(ctl_audit_query_add(small, sizeof(small), &o), -1);
+    /* --until is the audit's only. */
+    assert_int_equal(parse(&o, err, sizeof(err), "tenant", "list", "--until", "x", NULL),
+                     CTL_EXIT_USAGE);
+    assert_non_null(strstr(err, "takes no option --until"));
+}
+
 static void test_jobs(void **state)
 {
     (void)state;
@@ -600,6 +630,7 @@ int main(void)
         cmocka_unit_test(test_atomic_files),
         cmocka_unit_test(test_endpoints),
         cmocka_unit_test(test_query),
+        cmocka_unit_test(test_audit_query),
         cmocka_unit_test(test_jobs),
         cmocka_unit_test(test_crc32c),
         cmocka_unit_test(test_resource_table),

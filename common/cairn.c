@@ -209,7 +209,7 @@ void cairn_buf_close(struct cairn_buf *b)
     cairn_buf_init(b);
 }
 
-static int buf_reserve(struct cairn_buf *b, size_t extra)
+int cairn_buf_reserve(struct cairn_buf *b, size_t extra)
 {
     size_t want = b->len + extra + 1;
     size_t cap = b->cap != 0 ? b->cap : 256;
@@ -231,7 +231,7 @@ static int buf_reserve(struct cairn_buf *b, size_t extra)
 
 int cairn_buf_append(struct cairn_buf *b, const void *data, size_t len)
 {
-    int rv = buf_reserve(b, len);
+    int rv = cairn_buf_reserve(b, len);
     if (rv != 0) {
         return rv;
     }
@@ -254,7 +254,7 @@ int cairn_buf_printf(struct cairn_buf *b, const char *fmt, ...)
     if (n < 0) {
         return CAIRN_EINVAL;
     }
-    rv = buf_reserve(b, (size_t)n);
+    rv = cairn_buf_reserve(b, (size_t)n);
     if (rv != 0) {
         return rv;
     }

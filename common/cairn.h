@@ -112,6 +112,9 @@ struct cairn_buf {
 void cairn_buf_init(struct cairn_buf *b);
 void cairn_buf_close(struct cairn_buf *b);
 int cairn_buf_append(struct cairn_buf *b, const void *data, size_t len);
+/* Makes room for extra more bytes (and the NUL) after len, so that a read
+ * can fill b->data + b->len directly; len is unchanged. */
+int cairn_buf_reserve(struct cairn_buf *b, size_t extra);
 int cairn_buf_printf(struct cairn_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

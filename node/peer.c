@@ -221,20 +221,28 @@ static int send_request(int fd, const char *head, size_t head_len, const void *b
     return (size_t)w < len ? send_all(fd, (const char *)body + w, len - (size_t)w, deadline_ms) : 0;
 }
 
-/* Reads more bytes into b; CAIRN_EUNAVAILABLE on EOF. */
+/* Reads more bytes into b; CAIRN_EUNAVAILABLE on EOF. The bytes go
+ * straight into b: this runs on civetweb's workers, whose stacks are
+ * 100 KB (see CAIRN_FRAME_MAX in CMakeLists.txt). */
 static int recv_some(int fd, struct cairn_buf *b, uint64_t deadline_ms)
 {
-    char chunk[16384];
+    enum { CHUNK = 16384 };
+    int rv = cairn_buf_reserve(b, CHUNK);
+    if (rv != 0) {
+        return rv;
+    }
     for (;;) {
-        ssize_t r = recv(fd, chunk, sizeof chunk, 0);
+        ssize_t r = recv(fd, b->data + b->len, CHUNK, 0);
         if (r > 0) {
-            return cairn_buf_append(b, chunk, (size_t)r);
+            b->len += (size_t)r;
+            b->data[b->len] = '\0';
+            return 0;
         }
         if (r == 0) {
             return CAIRN_EUNAVAILABLE;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int rv = wait_fd(fd, POLLIN, deadline_ms);
+            rv = wait_fd(fd, POLLIN, deadline_ms);
             if (rv != 0) {
                 return rv;
             }

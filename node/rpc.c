@@ -216,11 +216,15 @@ int node_forward_answer_decode(const void *buf, size_t len, struct node_proposal
 
 static int handle_propose_batch(struct mg_connection *conn, struct node *n)
 {
-    struct node_proposal p[STORE_BATCH_MAX];
+    /* On the heap: 64 proposals are 46 KB, civetweb's worker stacks 100 KB. */
+    struct node_proposal *p = calloc(STORE_BATCH_MAX, sizeof *p);
     struct cairn_buf body, out;
     size_t k = 0;
     int rv;
 
+    if (p == NULL) {
+        return reply_error(conn, CAIRN_ENOMEM, NULL);
+    }
     cairn_buf_init(&body);
     rv = http_body_read(conn, (http_server_max_body(n->http) * 2 + 4096) * STORE_BATCH_MAX, &body);
     if (rv == 0) {
@@ -228,12 +232,14 @@ static int handle_propose_batch(struct mg_connection *conn, struct node *n)
     }
     if (rv != 0) {
         cairn_buf_close(&body);
+        free(p);
         return reply_error(conn, rv, "malformed batch of commands");
     }
     node_leader_propose_many(n, p, k, true, rpc_deadline(n));
     cairn_buf_init(&out);
     rv = node_forward_answer_encode(p, k, &out);
     cairn_buf_close(&body);
+    free(p);
     if (rv != 0) {
         cairn_buf_close(&out);
         return reply_error(conn, rv, NULL);

@@ -383,7 +383,7 @@ int http_server_port(const struct http_server *srv)
 int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b)
 {
     const struct mg_request_info *ri = mg_get_request_info(conn);
-    char chunk[8192];
+    enum { CHUNK = 8192 }; /* read straight into b: worker stacks are 100 KB */
     size_t total = 0;
     int rv;
 
@@ -395,7 +395,7 @@ int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b)
     /* A Content-Length body ends after its length; a chunked one (length
      * -1) when mg_read reports the end. Either way count what arrives. */
     for (;;) {
-        size_t want = sizeof chunk;
+        size_t want = CHUNK;
         int got;
         if (ri->content_length >= 0) {
             size_t left = (size_t)ri->content_length - total;
@@ -406,7 +406,11 @@ int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b)
                 want = left;
             }
         }
-        got = mg_read(conn, chunk, want);
+        rv = cairn_buf_reserve(b, want);
+        if (rv != 0) {
+            return rv;
+        }
+        got = mg_read(conn, b->data + b->len, want);
         if (got < 0) {
             close_after_reply(conn);
             return CAIRN_EIO;
@@ -424,10 +428,8 @@ int http_body_read(struct mg_connection *conn, size_t max, struct cairn_buf *b)
             close_after_reply(conn);
             return CAIRN_ETOOBIG;
         }
-        rv = cairn_buf_append(b, chunk, (size_t)got);
-        if (rv != 0) {
-            return rv;
-        }
+        b->len += (size_t)got;
+        b->data[b->len] = '\0';
     }
     if (b->data == NULL) {
         /* Callers may rely on b->data being a (possibly empty) string. */

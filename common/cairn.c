@@ -153,6 +153,18 @@ void cairn_random_bytes(void *buf, size_t len)
     }
 }
 
+uint64_t cairn_backoff_ms(uint64_t min_ms, uint64_t max_ms, unsigned failures, uint32_t random)
+{
+    uint64_t b = min_ms < max_ms ? min_ms : max_ms;
+    for (unsigned i = 1; i < failures && b < max_ms; i++) {
+        b *= 2;
+    }
+    if (b > max_ms) {
+        b = max_ms;
+    }
+    return b * 3 / 4 + (b / 2) * (random % 1001) / 1000;
+}
+
 void cairn_uuid(char out[CAIRN_UUID_SIZE])
 {
     unsigned char b[16];

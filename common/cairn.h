@@ -85,6 +85,13 @@ int64_t cairn_wall_ms(void);
 /* Fills buf with len cryptographically random bytes (getrandom). */
 void cairn_random_bytes(void *buf, size_t len);
 
+/* The delay before retry number `failures` (1 for the first) of something
+ * that keeps failing: min_ms doubled for each earlier failure, capped at
+ * max_ms, then spread over +-25% by random (any value; pass
+ * cairn_random_bytes' output) so that many peers that failed together do
+ * not retry together. Pure: the caller keeps the failure count. */
+uint64_t cairn_backoff_ms(uint64_t min_ms, uint64_t max_ms, unsigned failures, uint32_t random);
+
 /* Writes a random RFC 4122 version 4 UUID, lower-case, into out (at least
  * CAIRN_UUID_SIZE bytes, NUL-terminated). */
 #define CAIRN_UUID_SIZE 37

@@ -138,6 +138,10 @@ static const struct key keys[] = {
     {"device_timeout_ms", UINT(device_timeout_ms, 100, 600000, "10000")},
     {"confirm_timeout_s", UINT(confirm_timeout_s, 1, 3600, "60")},
     {"drift_interval_s", UINT(drift_interval_s, 0, 86400, "300")},
+    /* A device never onboarded is tried again after onboard_retry_min_ms,
+     * doubling up to onboard_retry_max_ms (checked together below). */
+    {"onboard_retry_min_ms", UINT(onboard_retry_min_ms, 100, 3600000, "5000")},
+    {"onboard_retry_max_ms", UINT(onboard_retry_max_ms, 100, 86400000, "300000")},
     {"yang_dir", STR(yang_dir, false, "", NULL)},
     /* Zero-touch (callhome.c): off unless callhome_listen is set. */
     {"callhome_listen", STR(callhome_listen, false, "", check_optional_address)},
@@ -409,6 +413,12 @@ int config_parse(const char *name, const char *text, struct config *cfg, char *e
                          "take them over",
                          name, CONFIG_OWNERSHIP_MARGIN_MS,
                          cfg->ownership_lease_ms + CONFIG_OWNERSHIP_MARGIN_MS);
+        return CAIRN_EINVAL;
+    }
+    if (cfg->onboard_retry_min_ms > cfg->onboard_retry_max_ms) {
+        cairn_errmsg_set(errmsg, errmsg_size,
+                         "%s: onboard_retry_min_ms: must be at most onboard_retry_max_ms (%u)",
+                         name, cfg->onboard_retry_max_ms);
         return CAIRN_EINVAL;
     }
     if (strcmp(cfg->raft_address, cfg->api_address) == 0) {

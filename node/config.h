@@ -51,6 +51,8 @@ struct config {
     unsigned device_timeout_ms;         /* connect and each NETCONF RPC */
     unsigned confirm_timeout_s;         /* confirmed commit: rollback unless confirmed in time */
     unsigned drift_interval_s;          /* owned devices are checked this often; 0: never */
+    unsigned onboard_retry_min_ms;      /* first delay before onboarding a device again */
+    unsigned onboard_retry_max_ms;      /* the delay doubles up to this */
     char yang_dir[4096];                /* the CPE YANG modules; "": the built-in location */
     char callhome_listen[64];           /* NETCONF call-home listener host:port, "": off */
     char callhome_username[65];         /* zero-touch SSH login on devices calling home */

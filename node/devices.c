@@ -8,9 +8,11 @@
  * log from there. For every device it owns and that is to be managed it
  *   - registers the device with the manager (address, credentials, the
  *     pinned host key, the base and intended configs another owner
- *     recorded) and onboards it: at its first contact (status "new"), and
+ *     recorded) and onboards it: at its first contact (status "new"),
  *     whenever this node gains it (the new owner reconnects and re-reads
- *     the device; a known base config is kept, not re-adopted);
+ *     the device; a known base config is kept, not re-adopted), when an
+ *     operator changes how to reach it, and again with backoff while a
+ *     first onboarding keeps failing (see consider);
  *   - pushes the intended config for each task of a running service job
  *     (service-deploy, service-delete) that names the device: the device's
  *     config rendered from every active service that targets it;
@@ -19,8 +21,9 @@
  *     device untouched), a drift check (device-check-drift: recorded as
  *     the periodic check records it) and a sync-from (device-sync-from:
  *     running adopted as the base config, as onboarding does);
- *   - checks drift every drift_interval_s and, for devices whose policy is
- *     "reconcile", pushes the intended config back.
+ *   - checks drift every drift_interval_s on devices onboarded once and,
+ *     for devices whose policy is "reconcile", pushes the intended config
+ *     back.
  * The manager's workers report on their threads; the controller's thread
  * writes the outcomes into the device objects (status, the job's outcome
  * under status.jobs, the pinned host key, the adopted and intended
@@ -65,7 +68,14 @@ struct dev {
     bool inflight;                         /* a job of the manager runs or waits */
     char done[JOBS_KEPT][CAIRN_UUID_SIZE]; /* jobs handled here (a ring) */
     unsigned n_done;
-    uint64_t next_drift_ms; /* cairn_now_ms of its next drift check */
+    uint64_t next_drift_ms;    /* cairn_now_ms of its next drift check */
+    bool managed;              /* desired_state "managed", and not deleted, at the last look */
+    bool has_base;             /* the record holds an adopted config: onboarded once */
+    uint64_t conn_hash;        /* address, port and credentials when registered */
+    bool look_again;           /* the record changed while a job ran: consider it once free */
+    unsigned onboard_failures; /* onboardings failed in a row, on this owner */
+    uint64_t next_onboard_ms;  /* cairn_now_ms of the next onboarding attempt, 0: none */
+    bool onboard_due;          /* next_onboard_ms came: onboard at the next look */
 };
 
 /* An outcome of the manager, queued for the controller's thread. */
@@ -82,6 +92,7 @@ struct outcome {
     char fingerprint[SB_FINGERPRINT_SIZE];
     struct sb_facts facts;
     bool has_facts;
+    int64_t next_attempt_ms; /* a failed onboarding: wall ms of the next, 0: none */
 };
 
 /* What a submitted job carries to its outcome. */
@@ -283,14 +294,20 @@ static const char *str_of(const json_t *obj, const char *key)
     return json_string_value(json_object_get(obj, key));
 }
 
-void node_set_now(json_t *obj, const char *key)
+/* Sets obj[key] to wall_ms (ms since the epoch) as an RFC 3339 UTC time. */
+static void set_time(json_t *obj, const char *key, int64_t wall_ms)
 {
     char when[32];
-    time_t secs = (time_t)(cairn_wall_ms() / 1000);
+    time_t secs = (time_t)(wall_ms / 1000);
     struct tm tm;
     gmtime_r(&secs, &tm);
     strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
     json_object_set_new(obj, key, json_string(when));
+}
+
+void node_set_now(json_t *obj, const char *key)
+{
+    set_time(obj, key, cairn_wall_ms());
 }
 
 /* Adds or removes an alarm in status.alarms. */
@@ -370,7 +387,9 @@ static void record_job(json_t *status, const struct outcome *o)
 static void apply_outcome(json_t *body, const struct outcome *o)
 {
     json_t *status = json_object_get(body, "status");
-    bool reached = o->rv == 0 || (o->step != SB_STEP_NONE && o->step != SB_STEP_CONNECT);
+    /* Only a failed connection says the device is out of reach; any other
+     * failure came from a device that answered (or from this side). */
+    bool reached = o->rv == 0 || o->step != SB_STEP_CONNECT;
 
     if (!json_is_object(status)) {
         status = json_object();
@@ -409,6 +428,11 @@ static void apply_outcome(json_t *body, const struct outcome *o)
             } else if (strcmp(str_of(status, "state") != NULL ? str_of(status, "state") : "",
                               "onboarded") != 0) {
                 json_object_set_new(status, "state", json_string("unreachable"));
+            }
+            if (o->next_attempt_ms != 0) {
+                set_time(status, "next_attempt_at", o->next_attempt_ms);
+            } else {
+                json_object_del(status, "next_attempt_at");
             }
             set_alarm(status, "host-key-mismatch", o->rv == CAIRN_EPRECONDITION);
             break;
@@ -534,6 +558,18 @@ static int submit(struct node_devices *c, struct dev *d, enum sb_op op, const ch
     return 0;
 }
 
+/* What identifies how the device is reached: a change is an operator's
+ * fix (a wrong address or password) that deserves an attempt at once. */
+static uint64_t conn_hash(const struct sb_connect *conn)
+{
+    const char *parts[] = {conn->host, conn->username, conn->password};
+    uint64_t h = conn->port;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        h = h * 1000003u ^ ring_hash64(parts[i], strlen(parts[i]));
+    }
+    return h;
+}
+
 /* Gives the manager what it needs to reach the device. */
 static int register_device(struct node_devices *c, struct dev *d, const struct store_object *o,
                            const json_t *body)
@@ -582,18 +618,35 @@ static int register_device(struct node_devices *c, struct dev *d, const struct s
         }
         d->registered = true;
         d->registered_rev = o->mod_rev;
+        d->has_base = str_of(body, "base_config") != NULL;
+        d->conn_hash = conn_hash(&conn);
     }
     return rv;
 }
 
-/* Looks at one device: registers and onboards what this node now owns. */
+/* Onboarding, per device on its owner (the backoff state is this node's
+ * memory: a new owner starts afresh):
+ *  1. consider() submits an onboarding when the device is new ("new" or
+ *     no state: created, or set back by a call home), when this node gains
+ *     it or starts, and when an operator makes it managed again or changes
+ *     its address, port or credentials; each forgets the backoff, here and
+ *     in the manager, so that a fix takes effect at once.
+ *  2. A failed onboarding of a device never onboarded (no base config)
+ *     schedules the next attempt, cairn_backoff_ms after the failures so
+ *     far (onboard_schedule); status.next_attempt_at says when.
+ *  3. timers() finds it due and looks at the record again (look()), which
+ *     submits it if the device is still managed and owned here.
+ *  4. A success ends the retries; so does the device becoming unmanaged
+ *     or deleted (nothing is submitted for it).
+ * A device that was onboarded once is not retried this way: its jobs and
+ * drift checks reconnect (the manager's backoff). */
 static void consider(struct node_devices *c, const struct store_object *o)
 {
     struct dev *d = dev_get(c, o->id, true);
     json_t *body;
     uint64_t epoch = 0;
     bool owned = owner_owns(c->n->owner, o->id, &epoch);
-    bool gained;
+    bool gained, was_managed, due, afresh = false;
     const char *state;
 
     if (d == NULL) {
@@ -601,6 +654,8 @@ static void consider(struct node_devices *c, const struct store_object *o)
     }
     gained = owned && !d->owned;
     d->owned = owned;
+    due = d->onboard_due;
+    d->onboard_due = false;
     if (gained) {
         /* What was handled here before is the device record's to say. */
         memset(d->done, 0, sizeof d->done);
@@ -611,23 +666,86 @@ static void consider(struct node_devices *c, const struct store_object *o)
         return;
     }
     body = json_loadb(o->body, o->body_len, 0, NULL);
-    if (body == NULL ||
-        strcmp(str_of(body, "desired_state") != NULL ? str_of(body, "desired_state") : "",
-               "managed") != 0) {
+    was_managed = d->managed;
+    d->managed = body != NULL &&
+                 strcmp(str_of(body, "desired_state") != NULL ? str_of(body, "desired_state") : "",
+                        "managed") == 0;
+    if (!d->managed) {
         json_decref(body);
         return;
     }
-    if ((!d->registered || d->registered_rev != o->mod_rev) && !d->inflight) {
-        bool first = !d->registered;
-        if (register_device(c, d, o, body) == 0 && (first || gained)) {
-            gained = true; /* (re)connect and re-read */
+    if (!d->registered || d->registered_rev != o->mod_rev) {
+        if (d->inflight) {
+            d->look_again = true; /* registered once the job ends (timers) */
+        } else {
+            bool first = !d->registered;
+            uint64_t before = d->conn_hash;
+            if (register_device(c, d, o, body) == 0) {
+                afresh = first || gained || !was_managed || d->conn_hash != before;
+            }
         }
     }
     state = str_of(json_object_get(body, "status"), "state");
-    if (d->registered && !d->inflight && (gained || state == NULL || strcmp(state, "new") == 0)) {
+    /* "new": just created, or a call home proved the device alive. */
+    afresh = afresh || state == NULL || strcmp(state, "new") == 0;
+    if (afresh) {
+        d->onboard_failures = 0;
+        d->next_onboard_ms = 0;
+    }
+    if (d->registered && !d->inflight && (afresh || due)) {
+        /* This node's schedule (or the operator) decides: the manager's
+         * own reconnect backoff would only add to it. */
+        sb_manager_device_retry(c->sb, d->id);
         submit(c, d, SB_OP_ONBOARD, NULL, epoch, NULL, 0);
+    } else if (due) {
+        d->onboard_due = d->inflight; /* a job runs: onboard after it */
     }
     json_decref(body);
+}
+
+/* Looks at a device's record again (a retry is due, or it changed while
+ * a job ran); a deleted device is forgotten as managed. */
+static void look(struct node_devices *c, struct dev *d)
+{
+    struct store_object o;
+    d->look_again = false;
+    if (store_object_get(c->n->store, STORE_KIND_DEVICE, d->id, &o) != 0) {
+        d->managed = false;
+        d->next_onboard_ms = 0;
+        d->onboard_due = false;
+        return;
+    }
+    consider(c, &o);
+    store_object_release(&o);
+}
+
+/* Step 2 of onboarding: after an onboarding's outcome, the next attempt
+ * of a device never onboarded, and when (o->next_attempt_ms, recorded in
+ * its status). */
+static void onboard_schedule(struct node_devices *c, struct outcome *o)
+{
+    struct dev *d = dev_get(c, o->device, false);
+    uint64_t delay;
+    uint32_t r;
+
+    if (d == NULL || o->op != SB_OP_ONBOARD || o->rv == CAIRN_ESHUTDOWN) {
+        return;
+    }
+    if (o->rv == 0 || d->has_base) {
+        d->has_base = d->has_base || o->config_json != NULL;
+        d->onboard_failures = 0;
+        d->next_onboard_ms = 0;
+        return;
+    }
+    cairn_random_bytes(&r, sizeof r);
+    delay = cairn_backoff_ms(c->n->cfg.onboard_retry_min_ms, c->n->cfg.onboard_retry_max_ms,
+                             ++d->onboard_failures, r);
+    d->next_onboard_ms = cairn_now_ms() + delay;
+    o->next_attempt_ms = cairn_wall_ms() + (int64_t)delay;
+    CAIRN_INFO(
+        "msg=\"onboarding failed: trying again later\" device=%s failures=%u delay_ms=%" PRIu64
+        " error=\"%s\"",
+        o->device, d->onboard_failures, delay, o->message != NULL ? o->message : "");
 }
 
 static int consider_cb(const struct store_object *o, void *arg)
@@ -731,6 +849,12 @@ static int follow(struct node_devices *c)
         const struct store_change *x = &ch.items[i];
         if (x->object.kind == STORE_KIND_DEVICE && !x->deleted) {
             consider(c, &x->object);
+        } else if (x->object.kind == STORE_KIND_DEVICE) {
+            struct dev *d = dev_get(c, x->object.id, false);
+            if (d != NULL) {
+                d->managed = false; /* nothing more to retry or check */
+                d->next_onboard_ms = 0;
+            }
         } else if (x->object.kind == STORE_KIND_JOB) {
             json_t *body =
                 x->deleted ? NULL : json_loadb(x->object.body, x->object.body_len, 0, NULL);
@@ -925,18 +1049,30 @@ static void dispatch_job(struct node_devices *c, const char *job_id)
     store_object_release(&o);
 }
 
-/* Drift checks of owned, onboarded devices whose time has come; a drifted
- * device under the "reconcile" policy gets its intended config back. */
-static void drift_checks(struct node_devices *c)
+/* What is due on the devices this node drives: a second look at a record
+ * that changed while a job ran, an onboarding retry (step 3 above), a
+ * drift check. Drift is checked only on devices onboarded once: one with
+ * no adopted config has nothing to compare, and its failed connections
+ * are the onboarding's to report. A drifted device under the "reconcile"
+ * policy gets its intended config back (reconcile). */
+static void timers(struct node_devices *c)
 {
     uint64_t now = cairn_now_ms();
-    if (c->n->cfg.drift_interval_s == 0) {
-        return;
-    }
     for (unsigned b = 0; b < BUCKETS; b++) {
         for (struct dev *d = c->buckets[b]; d != NULL; d = d->next) {
             uint64_t epoch;
-            if (!d->registered || d->inflight || now < d->next_drift_ms ||
+            if (d->inflight || !d->owned) {
+                continue;
+            }
+            if (d->next_onboard_ms != 0 && now >= d->next_onboard_ms) {
+                d->next_onboard_ms = 0;
+                d->onboard_due = true;
+                look(c, d);
+            } else if (d->look_again) {
+                look(c, d);
+            }
+            if (d->inflight || !d->registered || !d->managed || !d->has_base ||
+                c->n->cfg.drift_interval_s == 0 || now < d->next_drift_ms ||
                 !owner_owns(c->n->owner, d->id, &epoch)) {
                 continue;
             }
@@ -990,6 +1126,7 @@ static void *controller_main(void *arg)
         pthread_mutex_unlock(&c->mu);
         while (o != NULL) {
             struct outcome *next = o->next;
+            onboard_schedule(c, o);
             record(c, o);
             reconcile(c, o);
             outcome_free(o);
@@ -1009,7 +1146,7 @@ static void *controller_main(void *arg)
             snprintf(id, sizeof id, "%s", c->active[i]);
             dispatch_job(c, id);
         }
-        drift_checks(c);
+        timers(c);
         pthread_mutex_lock(&c->mu);
         if (c->head == NULL && !c->stop) {
             clock_gettime(CLOCK_MONOTONIC, &until);

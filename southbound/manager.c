@@ -15,10 +15,14 @@
  *  1. ensure_session: reuse the open session, or connect (host key pinned
  *     on first contact, verified afterwards); a failed connect counts a
  *     failure, sets the device unreachable and schedules the next attempt
- *     after min(max, min * 2^(failures-1)) ms with +-25% jitter. The job
- *     waits for that attempt if its deadline allows, else fails. A host
- *     key mismatch or a refused login fails at once (retrying cannot fix
- *     them).
+ *     after min(max, min * 2^(failures-1)) ms with +-25% jitter
+ *     (cairn_backoff_ms). The job waits for that attempt if its deadline
+ *     allows, else fails. An onboarding never waits: it makes one attempt
+ *     and its submitter schedules the next (node/devices.c records each
+ *     one, so an operator sees every failed first contact). A host key
+ *     mismatch or a refused login fails at once (retrying cannot fix
+ *     them). sb_manager_device_retry forgets the backoff and the session
+ *     (new address or credentials).
  *  2. the operation (onboard, push, dry-run, check-drift, sync-from);
  *  3. a session that died during the operation is closed; the next job
  *     reconnects at once.
@@ -62,6 +66,7 @@ struct device {
     struct job *head, *tail;               /* queued jobs (mu) */
     size_t heap_pos;                       /* index in the heap, or SIZE_MAX (mu) */
     uint64_t not_before;                   /* heap key (mu) */
+    bool stale;                            /* the session predates sb_manager_device_retry (mu) */
     /* Used only by the worker running this device's job: */
     struct sb_session *sess; /* open session or NULL (pointer also read under mu) */
     struct worker *home;     /* the worker whose context sess uses */
@@ -114,6 +119,17 @@ static void heap_swap(struct sb_manager *m, size_t a, size_t b)
     m->heap[b]->heap_pos = b;
 }
 
+/* Moves entry i up to its place after its key went down, and wakes a
+ * worker: the entry may be due earlier than the one it waited for. */
+static void heap_up(struct sb_manager *m, size_t i)
+{
+    while (i > 0 && heap_less(m, i, (i - 1) / 2)) {
+        heap_swap(m, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+    pthread_cond_signal(&m->cond);
+}
+
 static int heap_push(struct sb_manager *m, struct device *d, uint64_t not_before)
 {
     size_t i;
@@ -130,11 +146,7 @@ static int heap_push(struct sb_manager *m, struct device *d, uint64_t not_before
     i = m->heap_len++;
     m->heap[i] = d;
     d->heap_pos = i;
-    while (i > 0 && heap_less(m, i, (i - 1) / 2)) {
-        heap_swap(m, i, (i - 1) / 2);
-        i = (i - 1) / 2;
-    }
-    pthread_cond_signal(&m->cond);
+    heap_up(m, i);
     return 0;
 }
 
@@ -263,6 +275,24 @@ int sb_manager_device_set(struct sb_manager *m, const char *id, const struct sb_
     }
     pthread_mutex_unlock(&m->mu);
     return rv;
+}
+
+int sb_manager_device_retry(struct sb_manager *m, const char *id)
+{
+    struct device *d;
+    pthread_mutex_lock(&m->mu);
+    d = device_find(m, id);
+    if (d) {
+        d->st.failures = 0;
+        d->st.next_attempt_ms = 0;
+        d->stale = true;
+        if (d->heap_pos != SIZE_MAX && d->not_before > cairn_now_ms()) {
+            d->not_before = cairn_now_ms(); /* a job waiting for its backoff runs now */
+            heap_up(m, d->heap_pos);
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return d ? 0 : CAIRN_ENOTFOUND;
 }
 
 int sb_manager_device_configs(struct sb_manager *m, const char *id, const char *base_json,
@@ -403,16 +433,9 @@ struct run {
 
 static unsigned backoff_ms(const struct sb_manager *m, unsigned failures)
 {
-    uint64_t b = m->cfg.backoff_min_ms;
     uint32_t r;
-    while (--failures > 0 && b < m->cfg.backoff_max_ms) {
-        b *= 2;
-    }
-    if (b > m->cfg.backoff_max_ms) {
-        b = m->cfg.backoff_max_ms;
-    }
     cairn_random_bytes(&r, sizeof(r));
-    return (unsigned)(b * 3 / 4 + (b / 2) * (r % 1001) / 1000); /* +-25% */
+    return (unsigned)cairn_backoff_ms(m->cfg.backoff_min_ms, m->cfg.backoff_max_ms, failures, r);
 }
 
 /* Closes the device's session under its context's read lock. */
@@ -440,9 +463,14 @@ static int ensure_session(struct run *r)
     struct sb_session *s = NULL;
     char pinned[SB_FINGERPRINT_SIZE];
     char *host, *user, *password;
+    bool stale;
     int rv;
 
-    if (d->sess && sb_session_alive(d->sess)) {
+    pthread_mutex_lock(&m->mu);
+    stale = d->stale;
+    d->stale = false;
+    pthread_mutex_unlock(&m->mu);
+    if (d->sess && sb_session_alive(d->sess) && !stale) {
         return 0;
     }
     session_drop(m, d);
@@ -482,7 +510,7 @@ static int ensure_session(struct run *r)
         d->st.reach = SB_REACH_UNREACHABLE;
         d->st.next_attempt_ms = next;
         snprintf(d->st.last_error, sizeof(d->st.last_error), "%s", r->msg);
-        if (rv != CAIRN_EPRECONDITION && next < r->j->deadline_ms) {
+        if (rv != CAIRN_EPRECONDITION && r->j->op != SB_OP_ONBOARD && next < r->j->deadline_ms) {
             rv = 1; /* wait for the next attempt */
         }
     }

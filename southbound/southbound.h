@@ -274,7 +274,7 @@ struct sb_manager_config {
     unsigned confirm_timeout; /* seconds (default 60) */
     unsigned backoff_min_ms;  /* first reconnect delay (default 500) */
     unsigned backoff_max_ms;  /* cap (default 60000) */
-    unsigned job_deadline_ms; /* a job waits this long for a connection (default 30000) */
+    unsigned job_deadline_ms; /* a job (not an onboarding) waits this long to connect (30000) */
     sb_result_cb cb;          /* called on a worker thread for every job */
     void *cb_data;            /* passed to cb */
     /* Optional fencing: called on the worker right before a push writes
@@ -315,6 +315,12 @@ int sb_manager_device_set(struct sb_manager *m, const char *id, const struct sb_
  * once, on a worker thread, unless this returns an error. Any thread. */
 int sb_manager_submit(struct sb_manager *m, const char *device_id, enum sb_op op,
                       const struct sb_service *services, size_t nservices, void *job_data);
+
+/* Forgets a device's reconnect backoff and has its next job open a new
+ * session: its connection settings changed, or a new owner starts fresh.
+ * A job waiting for the backoff runs now. CAIRN_ENOTFOUND for an unknown
+ * device. Any thread. */
+int sb_manager_device_retry(struct sb_manager *m, const char *id);
 
 /* Gives a device the adopted base config and the last pushed intended
  * config (libyang JSON, either NULL) that another node recorded: an

@@ -105,12 +105,40 @@ static void test_log_one_line(void **state)
     assert_ptr_equal(strchr(out, '\n'), out + len - 1);
 }
 
+/* Doubling from min, capped at max, and +-25% jitter at the extremes of
+ * the random value and for many random values. */
+static void test_backoff(void **state)
+{
+    (void)state;
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 1, 500), 1000);
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 0, 500), 1000); /* 0 counts as 1 */
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 2, 500), 2000);
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 4, 500), 8000);
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 9, 500), 256000);
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 10, 500), 300000);
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 4000000000U, 500), 300000);
+    assert_int_equal(cairn_backoff_ms(5000, 2000, 1, 500), 2000); /* min above max */
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 1, 0), 750);
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 1, 1000), 1250);
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 1, 1001), 750); /* wraps */
+    assert_int_equal(cairn_backoff_ms(1000, 300000, 30, UINT32_MAX),
+                     300000 * 3 / 4 + 150000 * (UINT32_MAX % 1001) / 1000);
+    for (unsigned i = 0; i < 1000; i++) {
+        uint32_t r;
+        unsigned failures = 1 + i % 12;
+        uint64_t base = failures >= 10 ? 300000 : 1000ULL << (failures - 1);
+        cairn_random_bytes(&r, sizeof r);
+        assert_in_range(cairn_backoff_ms(1000, 300000, failures, r), base * 3 / 4, base * 5 / 4);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_strerror), cmocka_unit_test(test_errmsg_chain),
         cmocka_unit_test(test_uuid),     cmocka_unit_test(test_parse_u64),
         cmocka_unit_test(test_buf),      cmocka_unit_test(test_log_one_line),
+        cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

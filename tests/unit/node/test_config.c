@@ -54,6 +54,8 @@ static void test_defaults(void **state)
     assert_string_equal(cfg.admin_password_file, "");
     assert_string_equal(cfg.admin_password, "");
     assert_int_equal(cfg.session_ttl_s, 28800);
+    assert_int_equal(cfg.onboard_retry_min_ms, 5000);
+    assert_int_equal(cfg.onboard_retry_max_ms, 300000);
 }
 
 /* Writes text to a fresh temporary file; returns its path (static). */
@@ -172,6 +174,9 @@ static const struct {
     {BASE "liveness_heartbeat_ms = 1000\n", "liveness_heartbeat_ms: must be at most a third"},
     {BASE "ownership_lease_ms = 2600\n", "liveness_down_ms: must be at least ownership_lease_ms"},
     {BASE "liveness_down_ms = 2400\n", "must be at least ownership_lease_ms + 500 ms (2500)"},
+    {BASE "onboard_retry_min_ms = 6000\nonboard_retry_max_ms = 5000\n",
+     "onboard_retry_min_ms: must be at most onboard_retry_max_ms (5000)"},
+    {BASE "onboard_retry_min_ms = 99\n", "onboard_retry_min_ms"},
 };
 
 static void test_errors(void **state)

@@ -83,14 +83,15 @@ static uint16_t closed_port(void)
     return ntohs(a.sin_port);
 }
 
-static struct sb_manager *manager(struct collect *c, unsigned deadline_ms)
+static struct sb_manager *manager_backoff(struct collect *c, unsigned deadline_ms,
+                                          unsigned backoff_min_ms, unsigned backoff_max_ms)
 {
     struct sb_manager_config cfg = {.threads = 2,
                                     .cb = collect_cb,
                                     .cb_data = c,
                                     .timeout_ms = 1000,
-                                    .backoff_min_ms = 50,
-                                    .backoff_max_ms = 200,
+                                    .backoff_min_ms = backoff_min_ms,
+                                    .backoff_max_ms = backoff_max_ms,
                                     .job_deadline_ms = deadline_ms};
     struct sb_manager *m = NULL;
     char errmsg[CAIRN_ERRMSG_SIZE];
@@ -100,6 +101,11 @@ static struct sb_manager *manager(struct collect *c, unsigned deadline_ms)
     assert_int_equal(sb_manager_create(&cfg, &m, errmsg, sizeof(errmsg)), 0);
     assert_int_equal(sb_manager_threads(m), 2);
     return m;
+}
+
+static struct sb_manager *manager(struct collect *c, unsigned deadline_ms)
+{
+    return manager_backoff(c, deadline_ms, 50, 200);
 }
 
 static void test_backoff_until_deadline(void **state)
@@ -112,7 +118,7 @@ static void test_backoff_until_deadline(void **state)
     (void)state;
 
     assert_int_equal(sb_manager_device_set(m, "r1", &conn, NULL), 0);
-    assert_int_equal(sb_manager_submit(m, "r1", SB_OP_ONBOARD, NULL, 0, NULL), 0);
+    assert_int_equal(sb_manager_submit(m, "r1", SB_OP_CHECK_DRIFT, NULL, 0, NULL), 0);
     assert_true(cairn_now_ms() - t0 < 100); /* submit does not wait for the device */
     assert_int_equal(collect_wait(&c, 1, 10000), 1);
     assert_int_equal(c.rv[0], CAIRN_EUNAVAILABLE);
@@ -129,6 +135,42 @@ static void test_backoff_until_deadline(void **state)
     assert_true(st.next_attempt_ms > 0);
     assert_non_null(strstr(st.last_error, "Connection refused"));
     assert_int_equal(sb_manager_sessions(m), 0);
+    sb_manager_destroy(m);
+}
+
+/* An onboarding makes one attempt (its submitter schedules the next);
+ * sb_manager_device_retry forgets the backoff, so a job that waits for it
+ * runs at once. */
+static void test_onboard_once_and_retry(void **state)
+{
+    struct collect c;
+    struct sb_manager *m = manager_backoff(&c, 60000, 5000, 5000);
+    struct sb_connect conn = {"127.0.0.1", closed_port(), "admin", "pw", NULL, 0};
+    struct sb_device_status st;
+    uint64_t t0;
+    (void)state;
+
+    assert_int_equal(sb_manager_device_set(m, "r1", &conn, NULL), 0);
+    assert_int_equal(sb_manager_submit(m, "r1", SB_OP_ONBOARD, NULL, 0, NULL), 0);
+    assert_int_equal(collect_wait(&c, 1, 10000), 1);
+    assert_int_equal(c.rv[0], CAIRN_EUNAVAILABLE);
+    assert_int_equal(c.step[0], SB_STEP_CONNECT);
+    assert_int_equal(c.attempts[0], 1);
+    assert_int_equal(sb_manager_device_status(m, "r1", &st), 0);
+    assert_int_equal(st.failures, 1);
+    assert_true(st.next_attempt_ms >= cairn_now_ms() + 3000); /* 5 s - 25%, less time spent */
+
+    /* The next job waits for the backoff (3.75 s at least) until told. */
+    t0 = cairn_now_ms();
+    assert_int_equal(sb_manager_submit(m, "r1", SB_OP_ONBOARD, NULL, 0, NULL), 0);
+    assert_int_equal(collect_wait(&c, 2, 200), 1);
+    assert_int_equal(sb_manager_device_retry(m, "r1"), 0);
+    assert_int_equal(collect_wait(&c, 2, 10000), 2);
+    assert_true(cairn_now_ms() - t0 < 3000);
+    assert_int_equal(c.attempts[1], 1);
+    assert_int_equal(sb_manager_device_status(m, "r1", &st), 0);
+    assert_int_equal(st.failures, 1); /* counted afresh */
+    assert_int_equal(sb_manager_device_retry(m, "nope"), CAIRN_ENOTFOUND);
     sb_manager_destroy(m);
 }
 
@@ -168,6 +210,7 @@ int manager_tests(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_backoff_until_deadline),
+        cmocka_unit_test(test_onboard_once_and_retry),
         cmocka_unit_test(test_unknown_device_and_bad_input),
         cmocka_unit_test(test_destroy_answers_queued_jobs),
     };

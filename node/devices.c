@@ -773,7 +773,7 @@ static const struct {
 } job_ops[] = {
     {"service-deploy", SB_OP_PUSH},        {"service-delete", SB_OP_PUSH},
     {"service-dry-run", SB_OP_DRY_RUN},    {"device-check-drift", SB_OP_CHECK_DRIFT},
-    {"device-sync-from", SB_OP_SYNC_FROM},
+    {"device-sync-from", SB_OP_SYNC_FROM}, {"device-onboard", SB_OP_ONBOARD},
 };
 
 /* Whether body is a job whose tasks run here that has not ended; sets
@@ -1039,6 +1039,13 @@ static void dispatch_job(struct node_devices *c, const char *job_id)
         }
         if (op == SB_OP_DRY_RUN) {
             n = dry_run_services(body, device, svcs, n, SERVICES_PER_DEVICE_MAX);
+        }
+        if (op == SB_OP_ONBOARD) {
+            /* The operator asked for it now: no backoff of ours or the
+             * manager's stands in the way. */
+            d->onboard_failures = 0;
+            d->next_onboard_ms = 0;
+            sb_manager_device_retry(c->sb, d->id);
         }
         if (submit(c, d, op, job_id, epoch, svcs, n) == 0) {
             dev_mark(d, job_id);

@@ -748,6 +748,11 @@ static const struct api_route routes[] = {
      {{"GET", api_resource_get, 0, read_params, &api_device_resource},
       {"PUT", api_resource_put, METHOD_BODY, NULL, &api_device_resource},
       {"DELETE", api_resource_delete, 0, NULL, &api_device_resource}}},
+    {"/api/v1/devices/*/onboard",
+     {{"POST", api_device_onboard, API_METHOD_ACCEPTED, NULL, NULL,
+       "Onboard the device now (reconnect and re-read it if it was onboarded), without waiting "
+       "for its owner's next retry; answers 202 with the job",
+       NULL, &api_job_schema}}},
     {"/api/v1/devices/*/check-drift",
      {{"POST", api_device_check_drift, API_METHOD_ACCEPTED, NULL, NULL,
        "Check the device's running config against its intended one now; answers 202 with the "

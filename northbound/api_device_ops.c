@@ -1,10 +1,12 @@
 /*
- * On-demand device operations: POST /api/v1/devices/{id}/check-drift and
+ * On-demand device operations: POST /api/v1/devices/{id}/onboard,
+ * POST /api/v1/devices/{id}/check-drift and
  * POST /api/v1/devices/{id}/sync-from.
  *
  * Only the device's owner may talk to it, and any node may be asked, so an
- * operation is a job like a service job ("device-check-drift",
- * "device-sync-from", one task for the device): a replicated record that
+ * operation is a job like a service job ("device-onboard",
+ * "device-check-drift", "device-sync-from", one task for the device): a
+ * replicated record that
  * the owner's device controller (node/devices.c) picks up, runs through
  * the southbound and answers in the device's status.jobs, pinned to its
  * ownership epoch; the job runner (jobs.c) copies that outcome (the diff,
@@ -16,8 +18,11 @@
  *
  * The caller needs the right to operate on the device (as for cancelling
  * its jobs): tenant users only in their tenant (others' devices are 404).
- * A device that is unmanaged, or not yet onboarded, has nothing to compare
- * or adopt: 409, nothing queued.
+ * A device that is unmanaged is not to be touched: 409, nothing queued.
+ * One not yet onboarded has nothing to compare or adopt: 409 for a drift
+ * check or a sync-from; onboarding it is what the onboard operation is for
+ * (now, without waiting for its owner's next retry), and an onboarded one
+ * is reconnected and re-read (its adopted base config is kept).
  */
 #include "api_int.h"
 
@@ -26,8 +31,9 @@
 
 #include <civetweb.h>
 
-/* Queues a job of type for the path's device and answers 202 with it. */
-static int device_op(struct api_req *req, const char *type, const char *verb)
+/* Queues a job of type for the path's device and answers 202 with it;
+ * onboarded: the device must be onboarded already. */
+static int device_op(struct api_req *req, const char *type, const char *verb, bool onboarded)
 {
     struct store_object o;
     struct store_result res;
@@ -58,10 +64,10 @@ static int device_op(struct api_req *req, const char *type, const char *verb)
         rc = api_problem(req, 409, "device-unmanaged", "desired_state", NULL,
                          "device %s is unmanaged: set desired_state to \"managed\" to %s it", o.id,
                          verb);
-    } else if (state == NULL || strcmp(state, "onboarded") != 0) {
+    } else if (onboarded && (state == NULL || strcmp(state, "onboarded") != 0)) {
         rc = api_problem(req, 409, "device-not-onboarded", NULL, NULL,
                          "device %s is not onboarded yet (state %s): wait until its owner has "
-                         "reached it, then %s it",
+                         "reached it (or POST its onboard operation), then %s it",
                          o.id, state != NULL ? state : "new", verb);
     }
     if (rc == 0) {
@@ -75,12 +81,17 @@ static int device_op(struct api_req *req, const char *type, const char *verb)
     return rc != 0 ? rc : api_job_accepted(req, &res);
 }
 
+int api_device_onboard(struct api_req *req)
+{
+    return device_op(req, "device-onboard", "onboard", false);
+}
+
 int api_device_check_drift(struct api_req *req)
 {
-    return device_op(req, "device-check-drift", "check");
+    return device_op(req, "device-check-drift", "check", true);
 }
 
 int api_device_sync_from(struct api_req *req)
 {
-    return device_op(req, "device-sync-from", "sync from");
+    return device_op(req, "device-sync-from", "sync from", true);
 }

@@ -755,8 +755,9 @@ int api_services_post(struct api_req *req);
 int api_service_put(struct api_req *req);
 int api_service_delete(struct api_req *req);
 int api_job_cancel(struct api_req *req);
-/* api_device_ops.c: POST /api/v1/devices/{id}/check-drift and
+/* api_device_ops.c: POST /api/v1/devices/{id}/onboard, /check-drift and
  * /sync-from: 202 and a job run by the device's owner. */
+int api_device_onboard(struct api_req *req);
 int api_device_check_drift(struct api_req *req);
 int api_device_sync_from(struct api_req *req);
 /* POST /api/v1/imports: a bulk import of sites and devices, run as a job. */

@@ -209,7 +209,7 @@ bool api_job_on_devices(const char *type)
     return api_job_service_write(type) ||
            (type != NULL &&
             (strcmp(type, "service-dry-run") == 0 || strcmp(type, "device-check-drift") == 0 ||
-             strcmp(type, "device-sync-from") == 0));
+             strcmp(type, "device-sync-from") == 0 || strcmp(type, "device-onboard") == 0));
 }
 
 int api_job_queue(struct api_req *req, const char *job_id, const char *type,

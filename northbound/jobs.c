@@ -325,6 +325,7 @@ static const char *done_verb(const char *type)
         {"service-dry-run", "diffed (dry run: nothing changed)"},
         {"device-check-drift", "checked for drift"},
         {"device-sync-from", "synced from"},
+        {"device-onboard", "onboarded"},
     };
     for (size_t i = 0; type != NULL && i < sizeof verbs / sizeof verbs[0]; i++) {
         if (strcmp(type, verbs[i][0]) == 0) {

@@ -11,6 +11,10 @@ to 10 s) and a drift check every second.
 - A device imported with a wrong port stays unreachable, its retries
   spaced further and further apart; a PUT with the right port onboards it
   at once, well before its next scheduled attempt.
+- POST /api/v1/devices/{id}/onboard: a device whose retries are spaced
+  out is onboarded by the job at once once it answers again (202, the
+  job succeeds well before the next scheduled attempt); while it still
+  refuses, the job fails saying why; an unmanaged device is 409.
 """
 
 import calendar
@@ -27,7 +31,7 @@ from devsim_cluster import DevsimClusterTest  # noqa: E402
 from harness import unique_name, wait_for  # noqa: E402
 from test_devsim import PASSWORD, USER, free_ports  # noqa: E402
 
-N_DEVICES = 3
+N_DEVICES = 4
 SETTINGS = {
     "liveness_heartbeat_ms": "100",
     "ownership_lease_ms": "1000",
@@ -81,12 +85,14 @@ class OnboardingTest(DevsimClusterTest):
     # The tests run in name order: a_ imports, the others build on it.
 
     def test_a_import(self):
-        """dev0 refuses connections, dev1 is fine, dev2 is given a port
-        nothing listens on."""
+        """dev0 and dev3 refuse connections, dev1 is fine, dev2 is given a
+        port nothing listens on."""
         self.sim.command("fault dev0 refuse")
+        self.sim.command("fault dev3 refuse")
         type(self).wrong_port = free_ports(1)
         t = self.c.must_create_tenant(1, unique_name("ob"))
-        ports = [self.sim.base_port, self.sim.base_port + 1, self.wrong_port]
+        ports = [self.sim.base_port, self.sim.base_port + 1, self.wrong_port,
+                 self.sim.base_port + 3]
         body = {"tenant_id": t["id"], "sites": [{"name": "hq", "role": "hub"}],
                 "devices": [{"site": "hq", "serial": "OBD%08d" % i, "family": "ucpe",
                              "management": {"host": "127.0.0.1", "port": ports[i]},
@@ -101,6 +107,7 @@ class OnboardingTest(DevsimClusterTest):
         self.assert_onboarded(self.wait_state("OBD00000001", "onboarded", 60))
         self.assert_unreachable(self.wait_state("OBD00000000", "unreachable", 60))
         self.assert_unreachable(self.wait_state("OBD00000002", "unreachable", 60))
+        self.assert_unreachable(self.wait_state("OBD00000003", "unreachable", 60))
 
     def test_b_refused_then_cleared(self):
         first = self.device("OBD00000000")["status"]["next_attempt_at"]
@@ -119,15 +126,19 @@ class OnboardingTest(DevsimClusterTest):
         harness.log("dev0 onboarded %.1f s after its fault was cleared"
                     % (time.monotonic() - started))
 
-    def test_c_wrong_port_then_put(self):
-        # Wait until the retries are spaced out (the next attempt at least
-        # 5 s away), so that an onboarding right after the PUT can only be
-        # the PUT's doing.
+    def wait_spaced(self, serial):
+        """Waits until the device's retries are spaced out (the next
+        attempt at least 5 s away), so that an onboarding right after what
+        the test does next can only be that's doing."""
         def spaced():
-            d = self.device("OBD00000002")
+            d = self.device(serial)
             when = d["status"].get("next_attempt_at")
             return d if when and epoch_s(when) >= time.time() + 5 else None
-        d = wait_for(spaced, 6 * MAX_DELAY_S, "dev2's retries to be 5 s apart", interval=0.2)
+        return wait_for(spaced, 6 * MAX_DELAY_S, "%s's retries to be 5 s apart" % serial,
+                        interval=0.2)
+
+    def test_c_wrong_port_then_put(self):
+        d = self.wait_spaced("OBD00000002")
         self.assert_unreachable(d)
         next_attempt = epoch_s(d["status"]["next_attempt_at"])
         body = {k: d[k] for k in ("site_id", "serial", "family")}
@@ -140,6 +151,36 @@ class OnboardingTest(DevsimClusterTest):
         self.assertLess(time.time(), next_attempt)
         harness.log("dev2 onboarded %.1f s after the PUT (its next attempt was %.1f s away)"
                     % (time.monotonic() - started, next_attempt - time.time()))
+
+    def test_d_onboard_operation(self):
+        dev = self.ids["OBD00000003"]
+        path = "/api/v1/devices/%s/onboard" % dev
+        # Still refusing: the job fails, naming the device's answer.
+        job = self.wait_job(self.req("POST", path, 3, 202).header("location"))
+        self.assertEqual(job["type"], "device-onboard")
+        self.assertEqual(job["state"], "failed", job)
+        self.assertIn("refused", job["tasks"][0]["message"], job)
+        d = self.wait_spaced("OBD00000003")
+        self.assert_unreachable(d)
+        next_attempt = epoch_s(d["status"]["next_attempt_at"])
+        self.sim.command("clear dev3")
+        started = time.monotonic()
+        r = self.req("POST", path, 2, 202)
+        self.assertEqual(r.json["target"], {"kind": "device", "id": dev})
+        job = self.wait_job(r.header("location"))
+        self.assertEqual(job["state"], "succeeded", job)
+        self.assertEqual(job["progress"], {"done": 1, "total": 1}, job)
+        self.assert_onboarded(self.device("OBD00000003"))
+        self.assertLess(time.time(), next_attempt)
+        harness.log("dev3 onboarded by its job %.1f s after the POST (its next attempt was "
+                    "%.1f s away)" % (time.monotonic() - started, next_attempt - time.time()))
+        # Unmanaged: not to be touched.
+        d = self.device("OBD00000001")
+        body = {k: d[k] for k in ("site_id", "serial", "family", "management")}
+        body["desired_state"] = "unmanaged"
+        self.req("PUT", "/api/v1/devices/" + d["id"], status=200, body=body)
+        r = self.req("POST", "/api/v1/devices/%s/onboard" % d["id"], 1, 409)
+        self.assertEqual(r.json["type"], "urn:cairn:problem:device-unmanaged", r.json)
 
 
 if __name__ == "__main__":

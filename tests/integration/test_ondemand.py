@@ -291,6 +291,17 @@ class OnDemandTest(DevsimClusterTest):
         p = self.cairnctl("device", "sync-from", self.ids[12], "--wait", "-o", "json")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("drift-", json.loads(p.stdout)["tasks"][0]["adopted"])
+        # Onboarding an onboarded device reconnects and re-reads it (the
+        # pinned host key still matches).
+        before = self.device(12)
+        p = self.cairnctl("device", "onboard", self.ids[12], "--wait", "-o", "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        job = json.loads(p.stdout)
+        self.assertEqual((job["type"], job["state"]), ("device-onboard", "succeeded"), job)
+        self.assertEqual(job["tasks"][0]["message"], "onboarded", job)
+        after = self.device(12)
+        self.assertEqual(after["status"]["state"], "onboarded")
+        self.assertEqual(after["host_key"], before["host_key"])
         # Without --wait: the job is named on stderr.
         p = self.cairnctl("device", "check-drift", self.ids[12])
         self.assertEqual(p.returncode, 0, p.stderr)

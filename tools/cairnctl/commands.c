@@ -507,6 +507,11 @@ static int action_run(struct ctl *ctl, const char *suffix, const char *what)
     return rv;
 }
 
+static int run_onboard(struct ctl *ctl)
+{
+    return action_run(ctl, "/onboard", "onboarding");
+}
+
 static int run_check_drift(struct ctl *ctl)
 {
     return action_run(ctl, "/check-drift", "checked");
@@ -812,4 +817,6 @@ const struct ctl_verb ctl_verbs[CTL_VERB_COUNT] = {
                               "compare running with the intended config now (a job)"},
     [CTL_VERB_SYNC_FROM] = {"sync-from", run_sync_from, O(WAIT) | O(WAIT_TIMEOUT), 1, 1,
                             "ID [--wait]", "adopt running as the base config (a job)"},
+    [CTL_VERB_ONBOARD] = {"onboard", run_onboard, O(WAIT) | O(WAIT_TIMEOUT), 1, 1, "ID [--wait]",
+                          "onboard now, or reconnect and re-read (a job)"},
 };

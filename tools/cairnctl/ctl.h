@@ -122,6 +122,7 @@ enum ctl_verb_id {
     CTL_VERB_WHOAMI,
     CTL_VERB_CHECK_DRIFT,
     CTL_VERB_SYNC_FROM,
+    CTL_VERB_ONBOARD,
     CTL_VERB_COUNT
 };
 #define CTL_VERB_BIT(id) (1u << (id))

@@ -113,7 +113,7 @@ const struct ctl_resource ctl_resources[] = {
     {"site", "/api/v1/sites", NULL, "items", site_columns, CTL_VERBS_CRUD, false,
      "tenants' sites (hubs and spokes)"},
     {"device", "/api/v1/devices", NULL, "items", device_columns,
-     CTL_VERBS_CRUD | V(CHECK_DRIFT) | V(SYNC_FROM), false, "managed devices (CPEs)"},
+     CTL_VERBS_CRUD | V(ONBOARD) | V(CHECK_DRIFT) | V(SYNC_FROM), false, "managed devices (CPEs)"},
     {"template", "/api/v1/templates", NULL, "items", template_columns, CTL_VERBS_CRUD | V(PUBLISH),
      false, "the service catalog"},
     {"service", "/api/v1/services", NULL, "items", service_columns, CTL_VERBS_CRUD, true,

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cairn.h"
 #include "devsim.h"
@@ -29,6 +30,7 @@ int device_init(struct devsim *sim, struct devsim_device *dev)
 {
     size_t i;
     pthread_mutex_init(&dev->mu, NULL);
+    dev->reserve_fd = -1;
     dev->boot_ms = cairn_now_ms();
     dev->boot_wall_ms = cairn_wall_ms();
     for (i = 0; i < sizeof(initial_config) / sizeof(initial_config[0]); i++) {
@@ -46,6 +48,10 @@ int device_init(struct devsim *sim, struct devsim_device *dev)
 
 void device_close(struct devsim_device *dev)
 {
+    if (dev->reserve_fd >= 0) {
+        close(dev->reserve_fd);
+        dev->reserve_fd = -1;
+    }
     lyd_free_all(dev->running);
     lyd_free_all(dev->candidate);
     lyd_free_all(dev->rollback);

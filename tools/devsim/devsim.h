@@ -61,17 +61,18 @@ struct devsim_write {
  */
 struct devsim_device {
     pthread_mutex_t mu;
-    unsigned index;                   /* position in the device table */
-    char name[DEVSIM_NAME_MAX];       /* control-socket name, e.g. dev0 */
-    char serial[DEVSIM_NAME_MAX];     /* serial number */
-    char model[DEVSIM_NAME_MAX];      /* model family */
-    char user[DEVSIM_NAME_MAX];       /* SSH user name */
-    char password[DEVSIM_NAME_MAX];   /* SSH password */
-    char key_path[1024];              /* ed25519 host key file */
-    uint16_t port;                    /* loopback port */
-    bool listening;                   /* the endpoint exists in libnetconf2 */
-    uint64_t boot_ms;                 /* monotonic start time */
-    int64_t boot_wall_ms;             /* wall-clock start time */
+    unsigned index;                 /* position in the device table */
+    char name[DEVSIM_NAME_MAX];     /* control-socket name, e.g. dev0 */
+    char serial[DEVSIM_NAME_MAX];   /* serial number */
+    char model[DEVSIM_NAME_MAX];    /* model family */
+    char user[DEVSIM_NAME_MAX];     /* SSH user name */
+    char password[DEVSIM_NAME_MAX]; /* SSH password */
+    char key_path[1024];            /* ed25519 host key file */
+    uint16_t port;                  /* loopback port */
+    bool listening;                 /* the endpoint exists in libnetconf2 */
+    int reserve_fd;       /* while refused: a socket bound to the port, not listening, -1: none */
+    uint64_t boot_ms;     /* monotonic start time */
+    int64_t boot_wall_ms; /* wall-clock start time */
     struct lyd_node *running;         /* running datastore (may be NULL) */
     struct lyd_node *candidate;       /* candidate datastore */
     bool cand_dirty;                  /* candidate differs from running */

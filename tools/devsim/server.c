@@ -32,12 +32,16 @@
  * lock through every connect and SSH handshake, so an add or delete (the
  * write lock) could wait for as long as devices keep dialing.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <nc_server.h>
 
@@ -96,6 +100,25 @@ static int passwd_cb(const struct nc_session *session, const char *password, voi
  * reads it, each endpoint change writes it, so a change waits for at most
  * the accept calls in progress.
  */
+/* A refused device's port stays bound, by a socket that does not listen
+ * (connects get ECONNREFUSED), so that no other program takes the port
+ * while the fault lasts and the device can listen on it again. */
+static void port_reserve(struct devsim_device *dev)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)dev->port)};
+    int one = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+                    bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)) {
+        CAIRN_WARN("msg=\"could not keep the refused port\" device=%s port=%u error=\"%s\"",
+                   dev->name, dev->port, strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    dev->reserve_fd = fd;
+}
+
 int server_endpoint_add(struct devsim *sim, struct devsim_device *dev)
 {
     char endpt[32], key[32];
@@ -103,6 +126,10 @@ int server_endpoint_add(struct devsim *sim, struct devsim_device *dev)
     snprintf(endpt, sizeof(endpt), "d%u", dev->index);
     snprintf(key, sizeof(key), "k%u", dev->index);
     pthread_rwlock_wrlock(&sim->endpt_gate);
+    if (dev->reserve_fd >= 0) {
+        close(dev->reserve_fd); /* the endpoint binds the port right after */
+        dev->reserve_fd = -1;
+    }
     if (nc_server_add_endpt(endpt, NC_TI_LIBSSH)) {
         rv = CAIRN_EIO;
     } else if (nc_server_endpt_set_address(endpt, "127.0.0.1") ||
@@ -128,6 +155,9 @@ int server_endpoint_del(struct devsim *sim, struct devsim_device *dev)
     pthread_rwlock_wrlock(&sim->endpt_gate);
     dev->listening = false;
     rv = nc_server_del_endpt(endpt, 0) ? CAIRN_ENOTFOUND : 0;
+    if (rv == 0) {
+        port_reserve(dev);
+    }
     pthread_rwlock_unlock(&sim->endpt_gate);
     return rv;
 }

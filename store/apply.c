@@ -260,15 +260,26 @@ static int roll_back(struct store_apply *a, const struct save_point *sp)
     return 0;
 }
 
+/* The meta keys whose values apply keeps in memory (store_db.meta). */
+static const char *const meta_cached_keys[STORE_META_CACHED_N] = {
+    [STORE_META_CACHED_AUDIT_SEQ] = STORE_META_AUDIT_SEQ,
+    [STORE_META_CACHED_FLOOR] = STORE_META_CHANGES_FLOOR,
+};
+
+static int meta_cached_index(const char *key)
+{
+    for (int i = 0; i < STORE_META_CACHED_N; i++) {
+        if (strcmp(key, meta_cached_keys[i]) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
 static struct store_meta_value *meta_cached(struct store *s, const char *key)
 {
-    if (strcmp(key, STORE_META_AUDIT_SEQ) == 0) {
-        return &s->db.meta[STORE_META_CACHED_AUDIT_SEQ];
-    }
-    if (strcmp(key, STORE_META_CHANGES_FLOOR) == 0) {
-        return &s->db.meta[STORE_META_CACHED_FLOOR];
-    }
-    return NULL;
+    int i = meta_cached_index(key);
+    return i >= 0 ? &s->db.meta[i] : NULL;
 }
 
 int store_apply_meta_get(struct store_apply *a, const char *key, uint64_t *v, bool *found)
@@ -309,14 +320,35 @@ int store_apply_meta_get(struct store_apply *a, const char *key, uint64_t *v, bo
     return rv;
 }
 
-void store_apply_meta_put(struct store_apply *a, const char *key, uint64_t v)
+static void meta_write(struct store_apply *a, const char *key, uint64_t v)
 {
     unsigned char val[8];
-    struct store_meta_value *m = meta_cached(a->s, key);
     store_be64_put(v, val);
     store_apply_put(a, STORE_CF_META, key, strlen(key), val, sizeof val);
-    if (m != NULL) {
-        *m = (struct store_meta_value){true, true, v};
+}
+
+/* A cached value is written once per entry (meta_flush), not once per
+ * command: every put is a memtable insert on every node, and the audit
+ * sequence moves with every command of a batch. Reads within the entry
+ * are answered from the cache. */
+void store_apply_meta_put(struct store_apply *a, const char *key, uint64_t v)
+{
+    int i = meta_cached_index(key);
+    if (i < 0) {
+        meta_write(a, key, v);
+        return;
+    }
+    a->s->db.meta[i] = (struct store_meta_value){true, true, v};
+    a->meta_dirty[i] = true;
+}
+
+/* Puts the cached meta values this entry changed. */
+static void meta_flush(struct store_apply *a)
+{
+    for (int i = 0; i < STORE_META_CACHED_N; i++) {
+        if (a->meta_dirty[i]) {
+            meta_write(a, meta_cached_keys[i], a->s->db.meta[i].value);
+        }
     }
 }
 
@@ -588,6 +620,7 @@ static int apply_entry(struct store *s, uint64_t index, const struct store_slice
     if (rv != 0) {
         goto err_after_batch;
     }
+    meta_flush(&a);
     store_apply_meta_put(&a, STORE_META_APPLIED, index);
     store_apply_meta_put(&a, STORE_META_REVISION, a.revision);
     rv = batch_write(s, a.wb, errmsg, errmsg_size);

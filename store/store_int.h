@@ -372,18 +372,19 @@ void store_read_end(struct store *s, struct store_read *r);
  * already moved, a child already deleted). */
 struct store_apply {
     struct store *s;
-    rocksdb_writebatch_wi_t *wb;     /* everything this entry changes */
-    const struct store_command *cmd; /* the decoded command */
-    const char *kind;                /* its kind's name, for messages */
-    uint64_t revision;               /* global revision; one more once anything changed */
-    bool changed;                    /* the revision was bumped for this command */
-    bool auth_changed;               /* a session or user changed (auth_generation) */
-    bool members_changed;            /* a member record changed (member_generation) */
-    uint32_t changes;                /* change records written at this revision */
-    size_t pruned;                   /* objects removed by expiry pruning this entry */
-    char scope[STORE_ID_MAX + 1];    /* the object's tenant, for the audit */
-    struct store_result *res;        /* what the proposer is told */
-    char *errmsg;                    /* storage failures */
+    rocksdb_writebatch_wi_t *wb;          /* everything this entry changes */
+    const struct store_command *cmd;      /* the decoded command */
+    const char *kind;                     /* its kind's name, for messages */
+    uint64_t revision;                    /* global revision; one more once anything changed */
+    bool changed;                         /* the revision was bumped for this command */
+    bool auth_changed;                    /* a session or user changed (auth_generation) */
+    bool members_changed;                 /* a member record changed (member_generation) */
+    uint32_t changes;                     /* change records written at this revision */
+    size_t pruned;                        /* objects removed by expiry pruning this entry */
+    char scope[STORE_ID_MAX + 1];         /* the object's tenant, for the audit */
+    bool meta_dirty[STORE_META_CACHED_N]; /* cached meta values put once, at the entry's end */
+    struct store_result *res;             /* what the proposer is told */
+    char *errmsg;                         /* storage failures */
     size_t errmsg_size;
 };
 

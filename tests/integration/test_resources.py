@@ -5,7 +5,8 @@ cluster, each written through one node and read through the others:
 - sites and devices: create, read, list with filters and pages, replace
   with If-Match, delete; names unique per tenant; a device's password is
   never answered and survives a replace that omits it; a device needs a
-  live site; quotas hold; a tenant with sites needs ?cascade=true;
+  live site; quotas hold, also against 12 concurrent creates through the
+  three nodes; a tenant with sites needs ?cascade=true;
 - templates: drafts change, published ones neither change nor go; tenant
   users see only the published templates offered to them;
 - services: parameters checked against the template (defaults filled in),
@@ -13,11 +14,14 @@ cluster, each written through one node and read through the others:
   Location of a queued job; an Idempotency-Key retry finds the same service
   and the same job, also after the leader was killed; jobs are cancelled;
 - isolation: a tenant administrator probing every route with another
-  tenant's ids gets the answer of a missing object, and lists only its own.
+  tenant's ids (an import into it included) gets the answer of a missing
+  object, lists only its own, and changes nothing in the catalog.
 """
 
+import concurrent.futures
 import os
 import sys
+import threading
 import uuid
 
 sys.dont_write_bytecode = True
@@ -448,6 +452,30 @@ class ResourcesTest(harness.ClusterTestCase):
 
     # Isolation
 
+    def test_quota_holds_under_concurrent_creates(self):
+        """The quota is checked in the state machine: 12 creates sent at
+        once through all three nodes to a tenant with room for 5 sites get
+        exactly 5 201s; the others are refused with 409 naming the quota,
+        and exactly 5 sites exist."""
+        t = self.tenant(quotas={"sites": 5})
+        barrier = threading.Barrier(12)
+
+        def create(i):
+            barrier.wait(timeout=30)
+            return self.c.request(1 + i % 3, "POST", "/api/v1/sites",
+                                  body={"tenant_id": t, "name": "q%d" % i, "role": "spoke"})
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(create, range(12)))
+        created = [r for r in answers if r.status == 201]
+        refused = [r for r in answers if r.status != 201]
+        self.assertEqual(len(created), 5, answers)
+        for r in refused:
+            assert_problem(self, r, 409)
+            self.assertIn("quota", r.json["detail"], r.json)
+        listed = self.get(2, "/api/v1/sites?limit=100&tenant_id=" + t).json["items"]
+        self.assertEqual(sorted(x["id"] for x in listed), sorted(r.json["id"] for r in created))
+
     def test_tenant_isolation_on_every_route(self):
         a = self.tenant()
         b = self.tenant()
@@ -489,6 +517,26 @@ class ResourcesTest(harness.ClusterTestCase):
         r = self.c.request(2, "POST", "/api/v1/sites", token=token,
                            body={"tenant_id": a, "name": "x", "role": "hub"})
         assert_problem(self, r, 422, field="tenant_id")
+        # An import into another tenant: answered as for a tenant that
+        # does not exist.
+        imp = {"sites": [{"name": "x", "role": "hub"}], "devices": []}
+        r = self.c.request(1, "POST", "/api/v1/imports", token=token, body=dict(imp, tenant_id=a))
+        missing = self.c.request(1, "POST", "/api/v1/imports", token=token,
+                                 body=dict(imp, tenant_id=MISSING))
+        self.assertIn(r.status, (404, 422), r)
+        self.assertEqual(r.status, missing.status, (r, missing))
+        self.assertEqual(r.json["detail"].replace(a, "X"),
+                         missing.json["detail"].replace(MISSING, "X"))
+        # The catalog is the provider's: a tenant administrator changes none of it.
+        valid = {k: tmpl[k] for k in ("name", "version", "type", "public", "parameters")}
+        for method, path, body in (("PUT", "/api/v1/templates/" + tmpl["id"], valid),
+                                   ("DELETE", "/api/v1/templates/" + tmpl["id"], None),
+                                   ("POST", "/api/v1/templates/%s/publish" % tmpl["id"], None),
+                                   ("POST", "/api/v1/templates", dict(valid, name="mine"))):
+            r = self.c.request(2, method, path, token=token, body=body)
+            self.assertIn(r.status, (403, 404), (method, path, r))
+        self.assertEqual(self.get(1, "/api/v1/templates/" + tmpl["id"]).json["mod_revision"],
+                         tmpl["mod_revision"])
         # Its own objects work without naming its tenant.
         own = self.post(3, "/api/v1/sites", {"name": "own", "role": "hub"}, token=token).json
         self.assertEqual(own["tenant_id"], b)

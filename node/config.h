@@ -31,6 +31,7 @@ struct config {
     unsigned heartbeat_timeout_ms;
     unsigned snapshot_threshold;
     unsigned snapshot_trailing;
+    unsigned snapshot_log_mb;   /* snapshot once the log since the last one holds this many MiB */
     unsigned propose_batch_max; /* commands one raft entry may carry (1: no batches) */
     unsigned http_threads;
     uint64_t max_body_bytes;

@@ -466,6 +466,7 @@ static int start_raft(struct node *n, char *errmsg, size_t size)
         .heartbeat_timeout_ms = n->cfg.heartbeat_timeout_ms,
         .snapshot_threshold = n->cfg.snapshot_threshold,
         .snapshot_trailing = n->cfg.snapshot_trailing,
+        .snapshot_log_bytes = (uint64_t)n->cfg.snapshot_log_mb << 20,
         .compact_first = store_applied_index(n->store) == 0 && store_revision(n->store) > 0,
         .fatal_cb = fatal_cb,
         .fatal_arg = n,

@@ -29,8 +29,10 @@ struct consensus_config {
     const char *dir;               /* directory of the raft log and snapshots */
     unsigned election_timeout_ms;  /* base election timeout */
     unsigned heartbeat_timeout_ms; /* leader heartbeat interval */
-    unsigned snapshot_threshold;   /* entries between snapshots */
+    unsigned snapshot_threshold;   /* entries between snapshots, at most */
     unsigned snapshot_trailing;    /* entries kept after a snapshot */
+    uint64_t snapshot_log_bytes;   /* a snapshot once the entries applied since the last
+                                      carry this many bytes (0: only the threshold) */
     /* The store was seeded from a backup (store_seed) and holds state that
      * the raft log does not: take the first snapshot at once and keep no
      * log before it, so that a node joining later gets the state as a

@@ -71,6 +71,10 @@ struct consensus {
     bool closing;
     bool compact_first; /* cfg.compact_first, until the first snapshot */
     bool compact_taken; /* a snapshot was taken (fsm_snapshot) */
+    /* fsm.c: the log's size, for cfg.snapshot_log_bytes. */
+    uint64_t log_bytes;      /* of the entries applied since the last snapshot (or start) */
+    uint64_t snapshot_index; /* the last snapshot taken or restored, 0: none */
+    unsigned threshold_kept; /* libraft's threshold before log_bytes lowered it, 0: not lowered */
     /* io.c: holds an InstallSnapshot back while a snapshot of our own is
      * written (libraft 0.22.1 crashes on one that arrives then). */
     struct {

@@ -19,6 +19,18 @@
  * that joins later is sent that snapshot instead of a log from index 1
  * that lacks the seeded state.
  *
+ * When to snapshot: libraft counts entries (snapshot_threshold), but what
+ * a long log costs is memory (libraft keeps every entry since the last
+ * snapshot) and what a snapshot costs grows with the database, not with
+ * the entries. So apply also counts the bytes of the entries since the
+ * last snapshot, and once they reach snapshot_log_bytes it lowers libraft's
+ * threshold to the entries applied so far, which makes libraft take the
+ * snapshot after this apply; fsm_snapshot puts the threshold it lowered
+ * back. Batched entries of 64 writes are tens of KB, a single write's a
+ * few hundred bytes: a count of entries alone either snapshots a big
+ * database far too often under light load or lets the log grow to
+ * gigabytes under heavy load.
+ *
  * restore: called at start-up with the latest local snapshot and when a
  * leader installs one. The store keeps its own state when it is already at
  * or past the snapshot. On success the FSM owns and frees buf->base.
@@ -26,6 +38,24 @@
 #include "consensus_int.h"
 
 #include <stdlib.h>
+
+/* Counts an applied entry toward snapshot_log_bytes (see above). */
+static void log_size_count(struct consensus *c, uint64_t index, size_t len)
+{
+    uint64_t since;
+    c->log_bytes += len;
+    if (c->cfg.snapshot_log_bytes == 0 || c->log_bytes < c->cfg.snapshot_log_bytes ||
+        c->compact_first || index <= c->snapshot_index) {
+        return;
+    }
+    since = index - c->snapshot_index;
+    if (since > 0 && since < c->r->legacy.snapshot_threshold) {
+        if (c->threshold_kept == 0) {
+            c->threshold_kept = c->r->legacy.snapshot_threshold;
+        }
+        raft_set_snapshot_threshold(c->r, (unsigned)since);
+    }
+}
 
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void **result)
 {
@@ -39,6 +69,7 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf, void *
     int rv;
 
     *result = NULL;
+    log_size_count(c, index, buf->len);
     if (c->compact_first && c->compact_taken && !c->r->legacy.snapshot_taking) {
         /* The first snapshot is persisted and the log before it is gone:
          * libraft 0.22's legacy layer truncates in its put callback, with
@@ -125,7 +156,14 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     (*bufs)[0].len = len;
     *n_bufs = 1;
     c->compact_taken = true;
-    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu", (unsigned long long)applied, len);
+    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu log_bytes=%llu",
+               (unsigned long long)applied, len, (unsigned long long)c->log_bytes);
+    c->snapshot_index = applied;
+    c->log_bytes = 0;
+    if (c->threshold_kept != 0) {
+        raft_set_snapshot_threshold(c->r, c->threshold_kept);
+        c->threshold_kept = 0;
+    }
     return 0;
 }
 
@@ -159,6 +197,8 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
     }
     CAIRN_INFO("msg=\"snapshot restored\" index=%llu bytes=%zu", (unsigned long long)index,
                buf->len);
+    c->snapshot_index = index;
+    c->log_bytes = 0;
     raft_free(buf->base);
     return 0;
 }

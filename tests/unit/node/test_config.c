@@ -39,8 +39,9 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.node_id, 1);
     assert_int_equal(cfg.election_timeout_ms, 1000);
     assert_int_equal(cfg.heartbeat_timeout_ms, 50);
-    assert_int_equal(cfg.snapshot_threshold, 8192);
-    assert_int_equal(cfg.snapshot_trailing, 1024);
+    assert_int_equal(cfg.snapshot_threshold, 131072);
+    assert_int_equal(cfg.snapshot_trailing, 4096);
+    assert_int_equal(cfg.snapshot_log_mb, 64);
     assert_int_equal(cfg.http_threads, 16);
     assert_int_equal(cfg.max_body_bytes, 1048576);
     assert_int_equal(cfg.request_timeout_ms, 5000);

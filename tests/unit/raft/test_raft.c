@@ -327,6 +327,42 @@ static void test_snapshot_install(void **state)
     assert_int_equal(store_revision(cl->s[lag].store), store_revision(cl->s[li].store));
 }
 
+/* Snapshots by the log's size: with a threshold of 1,000 entries, a log
+ * of more than 256 bytes (12 small creates are about 770) is compacted after a few entries, and the
+ * configured threshold is back afterwards; without a size limit nothing is. */
+static void test_snapshot_by_log_bytes(void **state)
+{
+    struct cluster *cl = *state;
+    unsigned li = raft_fixture_leader_index(&cl->f);
+    struct outcome o[12];
+    char id[16], name[16];
+
+    for (unsigned i = 0; i < cl->n; i++) {
+        cl->s[i].c.cfg.snapshot_threshold = 1000;
+        cl->s[i].c.cfg.snapshot_log_bytes = i == li ? 256 : 0;
+        raft_set_snapshot_threshold(cl->s[i].c.r, 1000);
+    }
+    for (unsigned i = 0; i < 12; i++) {
+        memset(&o[i], 0, sizeof o[i]);
+        snprintf(id, sizeof id, "t%02u", i);
+        snprintf(name, sizeof name, "n%02u", i);
+        assert_int_equal(propose(&cl->s[li].c, STORE_OP_CREATE, id, name, &o[i]), 0);
+        step_until_fired(cl, &o[i]);
+        assert_int_equal(o[i].res.status, 0);
+    }
+    step_until_all_applied(cl, o[11].index);
+    assert_true(cl->s[li].c.snapshot_index > 0);
+    assert_true(cl->s[li].c.snapshot_index <= o[11].index);
+    assert_true(cl->s[li].c.log_bytes < 256);
+    assert_int_equal(cl->s[li].c.r->legacy.snapshot_threshold, 1000);
+    for (unsigned i = 0; i < cl->n; i++) {
+        if (i != li) {
+            assert_int_equal(cl->s[i].c.snapshot_index, 0);
+            assert_true(cl->s[i].c.log_bytes >= 256);
+        }
+    }
+}
+
 /* A new server joins as a spare, catches up and becomes a voter. */
 static void test_member_add(void **state)
 {
@@ -641,6 +677,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_barrier_batches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leadership_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_install, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_by_log_bytes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_add, setup, teardown),
         cmocka_unit_test_setup_teardown(test_member_remove, setup, teardown),
         cmocka_unit_test_setup_teardown(test_garbage_entry, setup, teardown),

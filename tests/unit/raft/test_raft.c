@@ -610,7 +610,7 @@ static void test_batch_leadership_lost(void **state)
     struct consensus_cmd cmds[3];
     void *bufs[3];
     size_t lens[3];
-    char id[8];
+    char id[16];
 
     for (unsigned i = 0; i < cl->n; i++) {
         if (i != li) {

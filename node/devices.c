@@ -15,7 +15,8 @@
  *     first onboarding keeps failing (see consider);
  *   - pushes the intended config for each task of a running service job
  *     (service-deploy, service-delete) that names the device: the device's
- *     config rendered from every active service that targets it;
+ *     config rendered from every active service that targets it, by its
+ *     id or its site's (targets.h);
  *   - runs the tasks of the on-demand jobs the same way: a service dry run
  *     (service-dry-run: the diff the would-be service set would make, the
  *     device untouched), a drift check (device-check-drift: recorded as
@@ -47,6 +48,7 @@
 #include <jansson.h>
 
 #include "southbound.h"
+#include "targets.h"
 
 #define TICK_MS           200
 #define WRITE_MS          5000
@@ -62,6 +64,7 @@
 struct dev {
     struct dev *next;
     char id[CAIRN_UUID_SIZE];
+    char site[CAIRN_UUID_SIZE];            /* its site when registered */
     bool owned;                            /* at the last look */
     bool registered;                       /* given to the manager */
     uint64_t registered_rev;               /* the record's revision when registered */
@@ -618,6 +621,7 @@ static int register_device(struct node_devices *c, struct dev *d, const struct s
         }
         d->registered = true;
         d->registered_rev = o->mod_rev;
+        snprintf(d->site, sizeof d->site, "%s", o->parent_id != NULL ? o->parent_id : "");
         d->has_base = str_of(body, "base_config") != NULL;
         d->conn_hash = conn_hash(&conn);
     }
@@ -869,9 +873,10 @@ static int follow(struct node_devices *c)
     return 0;
 }
 
-/* The services that configure a device: active ones of its tenant that
- * target it. Fills svcs (up to max) and keeps their bodies in *keep. */
-static size_t services_of(struct node_devices *c, const char *tenant, const char *device,
+/* The services that configure device d: active ones of its tenant that
+ * target it, by its id or its site's. Fills svcs (up to max) and keeps
+ * their bodies in *keep. */
+static size_t services_of(struct node_devices *c, const char *tenant, const struct dev *d,
                           struct sb_service *svcs, size_t max, json_t *keep)
 {
     struct store_query q;
@@ -891,15 +896,9 @@ static size_t services_of(struct node_devices *c, const char *tenant, const char
         }
         for (size_t i = 0; i < list.n; i++) {
             json_t *body = json_loadb(list.items[i].body, list.items[i].body_len, 0, NULL);
-            size_t k;
-            json_t *id;
-            bool targets = false;
+            bool targets = targets_match(json_object_get(body, "targets"), d->id,
+                                         d->site[0] != '\0' ? d->site : NULL);
             snprintf(after, sizeof after, "%s", list.items[i].id);
-            json_array_foreach(json_object_get(json_object_get(body, "targets"), "device_ids"), k,
-                               id)
-            {
-                targets = targets || strcmp(json_string_value(id), device) == 0;
-            }
             if (targets && n < max &&
                 strcmp(str_of(body, "desired_state") != NULL ? str_of(body, "desired_state") : "",
                        "active") == 0) {
@@ -960,29 +959,24 @@ static void unmanageable(struct node_devices *c, const char *device, const char 
 
 #define SERVICES_PER_DEVICE_MAX 64
 
-/* A dry run's would-be service set for device: svcs[0..n) are the active
- * services that target it now; the job's service (new, or a replacement
- * of one of them) takes its place, or joins, if it would target the
- * device. Returns the new count. */
-static size_t dry_run_services(const json_t *job, const char *device, struct sb_service *svcs,
+/* A dry run's would-be service set for device d: svcs[0..n) are the
+ * active services that target it now; the job's service (new, or a
+ * replacement of one of them) takes its place, or joins, if it would
+ * target the device (by its id or its site's). Returns the new count. */
+static size_t dry_run_services(const json_t *job, const struct dev *d, struct sb_service *svcs,
                                size_t n, size_t max)
 {
     const json_t *svc = json_object_get(job, "service");
     const char *id = str_of(svc, "id");
     const char *state = str_of(svc, "desired_state");
+    bool targets =
+        targets_match(json_object_get(svc, "targets"), d->id, d->site[0] != '\0' ? d->site : NULL);
     size_t k = 0;
-    size_t i;
-    json_t *target;
-    bool targets = false;
 
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (id == NULL || strcmp(svcs[i].id, id) != 0) {
             svcs[k++] = svcs[i];
         }
-    }
-    json_array_foreach(json_object_get(json_object_get(svc, "targets"), "device_ids"), i, target)
-    {
-        targets = targets || strcmp(json_string_value(target), device) == 0;
     }
     if (targets && k < max && (state == NULL || strcmp(state, "active") == 0)) {
         svcs[k].id = id != NULL ? id : "(new service)";
@@ -1035,10 +1029,10 @@ static void dispatch_job(struct node_devices *c, const char *job_id)
         keep = json_array();
         n = 0;
         if (op == SB_OP_PUSH || op == SB_OP_DRY_RUN) {
-            n = services_of(c, o.tenant, device, svcs, SERVICES_PER_DEVICE_MAX, keep);
+            n = services_of(c, o.tenant, d, svcs, SERVICES_PER_DEVICE_MAX, keep);
         }
         if (op == SB_OP_DRY_RUN) {
-            n = dry_run_services(body, device, svcs, n, SERVICES_PER_DEVICE_MAX);
+            n = dry_run_services(body, d, svcs, n, SERVICES_PER_DEVICE_MAX);
         }
         if (op == SB_OP_ONBOARD) {
             /* The operator asked for it now: no backoff of ours or the
@@ -1109,7 +1103,7 @@ static void reconcile(struct node_devices *c, const struct outcome *o)
         owner_owns(c->n->owner, o->device, &epoch)) {
         struct sb_service svcs[SERVICES_PER_DEVICE_MAX];
         json_t *keep = json_array();
-        size_t n = services_of(c, obj.tenant, o->device, svcs, SERVICES_PER_DEVICE_MAX, keep);
+        size_t n = services_of(c, obj.tenant, d, svcs, SERVICES_PER_DEVICE_MAX, keep);
         CAIRN_INFO("msg=\"drift: reconciling\" device=%s", o->device);
         submit(c, d, SB_OP_PUSH, NULL, epoch, svcs, n);
         json_decref(keep);

@@ -15,7 +15,10 @@
  *     first onboarding keeps failing (see consider);
  *   - pushes the intended config for each task of a running service job
  *     (service-deploy, service-delete) that names the device: the device's
- *     config rendered from every active service that targets it;
+ *     config rendered from every active service that targets it, by its
+ *     id or its site's (targets.h); and once, with no job, right after
+ *     its first successful onboarding if services target it already (a
+ *     device added to a site gets the site's services: push_after_onboard);
  *   - runs the tasks of the on-demand jobs the same way: a service dry run
  *     (service-dry-run: the diff the would-be service set would make, the
  *     device untouched), a drift check (device-check-drift: recorded as
@@ -47,6 +50,7 @@
 #include <jansson.h>
 
 #include "southbound.h"
+#include "targets.h"
 
 #define TICK_MS           200
 #define WRITE_MS          5000
@@ -62,6 +66,7 @@
 struct dev {
     struct dev *next;
     char id[CAIRN_UUID_SIZE];
+    char site[CAIRN_UUID_SIZE];            /* its site when registered */
     bool owned;                            /* at the last look */
     bool registered;                       /* given to the manager */
     uint64_t registered_rev;               /* the record's revision when registered */
@@ -83,6 +88,7 @@ struct outcome {
     struct outcome *next;
     char device[CAIRN_UUID_SIZE];
     char job[CAIRN_UUID_SIZE]; /* the service job of a push, "" for none */
+    const char *trigger;       /* what asked for a push of no job (static), or NULL */
     enum sb_op op;
     uint64_t epoch;
     int rv;
@@ -93,11 +99,13 @@ struct outcome {
     struct sb_facts facts;
     bool has_facts;
     int64_t next_attempt_ms; /* a failed onboarding: wall ms of the next, 0: none */
+    bool first_onboard;      /* the device's first successful onboarding */
 };
 
 /* What a submitted job carries to its outcome. */
 struct ticket {
     char job[CAIRN_UUID_SIZE];
+    const char *trigger; /* see struct outcome */
     uint64_t epoch;
 };
 
@@ -204,6 +212,7 @@ static void on_result(const struct sb_result *res, void *data)
     if (o != NULL) {
         snprintf(o->device, sizeof o->device, "%s", res->device_id);
         snprintf(o->job, sizeof o->job, "%s", t != NULL ? t->job : "");
+        o->trigger = t != NULL ? t->trigger : NULL;
         o->op = res->op;
         o->epoch = t != NULL ? t->epoch : 0;
         o->rv = res->rv;
@@ -445,6 +454,14 @@ static void apply_outcome(json_t *body, const struct outcome *o)
                     json_object_set_new(body, "intended_config", json_string(o->intended_json));
                 }
             }
+            if (o->trigger != NULL) {
+                /* No job reports this push: the device's record does. */
+                json_t *last = json_pack("{s:s, s:s, s:s?}", "trigger", o->trigger, "state",
+                                         o->rv == 0 ? "succeeded" : "failed", "message",
+                                         o->rv == 0 ? success_message(o) : o->message);
+                node_set_now(last, "at");
+                json_object_set_new(status, "last_push", last);
+            }
             break;
         case SB_OP_CHECK_DRIFT:
             if (o->rv == 0) {
@@ -539,8 +556,10 @@ static void record(struct node_devices *c, struct outcome *o)
 
 /* Submitting -------------------------------------------------------------- */
 
+/* Submits op for d, on behalf of job (NULL for none; then trigger says
+ * what asked for a push, for its record in status.last_push). */
 static int submit(struct node_devices *c, struct dev *d, enum sb_op op, const char *job,
-                  uint64_t epoch, const struct sb_service *svcs, size_t n)
+                  const char *trigger, uint64_t epoch, const struct sb_service *svcs, size_t n)
 {
     struct ticket *t = calloc(1, sizeof *t);
     int rv;
@@ -548,6 +567,7 @@ static int submit(struct node_devices *c, struct dev *d, enum sb_op op, const ch
         return CAIRN_ENOMEM;
     }
     snprintf(t->job, sizeof t->job, "%s", job != NULL ? job : "");
+    t->trigger = trigger;
     t->epoch = epoch;
     rv = sb_manager_submit(c->sb, d->id, op, svcs, n, t);
     if (rv != 0) {
@@ -618,6 +638,7 @@ static int register_device(struct node_devices *c, struct dev *d, const struct s
         }
         d->registered = true;
         d->registered_rev = o->mod_rev;
+        snprintf(d->site, sizeof d->site, "%s", o->parent_id != NULL ? o->parent_id : "");
         d->has_base = str_of(body, "base_config") != NULL;
         d->conn_hash = conn_hash(&conn);
     }
@@ -696,7 +717,7 @@ static void consider(struct node_devices *c, const struct store_object *o)
         /* This node's schedule (or the operator) decides: the manager's
          * own reconnect backoff would only add to it. */
         sb_manager_device_retry(c->sb, d->id);
-        submit(c, d, SB_OP_ONBOARD, NULL, epoch, NULL, 0);
+        submit(c, d, SB_OP_ONBOARD, NULL, NULL, epoch, NULL, 0);
     } else if (due) {
         d->onboard_due = d->inflight; /* a job runs: onboard after it */
     }
@@ -732,6 +753,7 @@ static void onboard_schedule(struct node_devices *c, struct outcome *o)
         return;
     }
     if (o->rv == 0 || d->has_base) {
+        o->first_onboard = o->rv == 0 && !d->has_base;
         d->has_base = d->has_base || o->config_json != NULL;
         d->onboard_failures = 0;
         d->next_onboard_ms = 0;
@@ -869,9 +891,10 @@ static int follow(struct node_devices *c)
     return 0;
 }
 
-/* The services that configure a device: active ones of its tenant that
- * target it. Fills svcs (up to max) and keeps their bodies in *keep. */
-static size_t services_of(struct node_devices *c, const char *tenant, const char *device,
+/* The services that configure device d: active ones of its tenant that
+ * target it, by its id or its site's. Fills svcs (up to max) and keeps
+ * their bodies in *keep. */
+static size_t services_of(struct node_devices *c, const char *tenant, const struct dev *d,
                           struct sb_service *svcs, size_t max, json_t *keep)
 {
     struct store_query q;
@@ -891,15 +914,9 @@ static size_t services_of(struct node_devices *c, const char *tenant, const char
         }
         for (size_t i = 0; i < list.n; i++) {
             json_t *body = json_loadb(list.items[i].body, list.items[i].body_len, 0, NULL);
-            size_t k;
-            json_t *id;
-            bool targets = false;
+            bool targets = targets_match(json_object_get(body, "targets"), d->id,
+                                         d->site[0] != '\0' ? d->site : NULL);
             snprintf(after, sizeof after, "%s", list.items[i].id);
-            json_array_foreach(json_object_get(json_object_get(body, "targets"), "device_ids"), k,
-                               id)
-            {
-                targets = targets || strcmp(json_string_value(id), device) == 0;
-            }
             if (targets && n < max &&
                 strcmp(str_of(body, "desired_state") != NULL ? str_of(body, "desired_state") : "",
                        "active") == 0) {
@@ -960,29 +977,24 @@ static void unmanageable(struct node_devices *c, const char *device, const char 
 
 #define SERVICES_PER_DEVICE_MAX 64
 
-/* A dry run's would-be service set for device: svcs[0..n) are the active
- * services that target it now; the job's service (new, or a replacement
- * of one of them) takes its place, or joins, if it would target the
- * device. Returns the new count. */
-static size_t dry_run_services(const json_t *job, const char *device, struct sb_service *svcs,
+/* A dry run's would-be service set for device d: svcs[0..n) are the
+ * active services that target it now; the job's service (new, or a
+ * replacement of one of them) takes its place, or joins, if it would
+ * target the device (by its id or its site's). Returns the new count. */
+static size_t dry_run_services(const json_t *job, const struct dev *d, struct sb_service *svcs,
                                size_t n, size_t max)
 {
     const json_t *svc = json_object_get(job, "service");
     const char *id = str_of(svc, "id");
     const char *state = str_of(svc, "desired_state");
+    bool targets =
+        targets_match(json_object_get(svc, "targets"), d->id, d->site[0] != '\0' ? d->site : NULL);
     size_t k = 0;
-    size_t i;
-    json_t *target;
-    bool targets = false;
 
-    for (i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         if (id == NULL || strcmp(svcs[i].id, id) != 0) {
             svcs[k++] = svcs[i];
         }
-    }
-    json_array_foreach(json_object_get(json_object_get(svc, "targets"), "device_ids"), i, target)
-    {
-        targets = targets || strcmp(json_string_value(target), device) == 0;
     }
     if (targets && k < max && (state == NULL || strcmp(state, "active") == 0)) {
         svcs[k].id = id != NULL ? id : "(new service)";
@@ -1035,10 +1047,10 @@ static void dispatch_job(struct node_devices *c, const char *job_id)
         keep = json_array();
         n = 0;
         if (op == SB_OP_PUSH || op == SB_OP_DRY_RUN) {
-            n = services_of(c, o.tenant, device, svcs, SERVICES_PER_DEVICE_MAX, keep);
+            n = services_of(c, o.tenant, d, svcs, SERVICES_PER_DEVICE_MAX, keep);
         }
         if (op == SB_OP_DRY_RUN) {
-            n = dry_run_services(body, device, svcs, n, SERVICES_PER_DEVICE_MAX);
+            n = dry_run_services(body, d, svcs, n, SERVICES_PER_DEVICE_MAX);
         }
         if (op == SB_OP_ONBOARD) {
             /* The operator asked for it now: no backoff of ours or the
@@ -1047,7 +1059,7 @@ static void dispatch_job(struct node_devices *c, const char *job_id)
             d->next_onboard_ms = 0;
             sb_manager_device_retry(c->sb, d->id);
         }
-        if (submit(c, d, op, job_id, epoch, svcs, n) == 0) {
+        if (submit(c, d, op, job_id, NULL, epoch, svcs, n) == 0) {
             dev_mark(d, job_id);
         }
         json_decref(keep);
@@ -1084,11 +1096,28 @@ static void timers(struct node_devices *c)
                 continue;
             }
             if (d->next_drift_ms != 0) {
-                submit(c, d, SB_OP_CHECK_DRIFT, NULL, epoch, NULL, 0);
+                submit(c, d, SB_OP_CHECK_DRIFT, NULL, NULL, epoch, NULL, 0);
             }
             d->next_drift_ms = now + (uint64_t)c->n->cfg.drift_interval_s * 1000;
         }
     }
+}
+
+/* Pushes d's intended config, rendered from the services of tenant that
+ * target it, outside any job; trigger says why (status.last_push). With
+ * only_if_targeted, a device no active service targets is left alone. */
+static void push_intended(struct node_devices *c, struct dev *d, const char *tenant, uint64_t epoch,
+                          const char *trigger, bool only_if_targeted)
+{
+    struct sb_service svcs[SERVICES_PER_DEVICE_MAX];
+    json_t *keep = json_array();
+    size_t n = services_of(c, tenant, d, svcs, SERVICES_PER_DEVICE_MAX, keep);
+    if (n > 0 || !only_if_targeted) {
+        CAIRN_INFO("msg=\"pushing the intended config\" device=%s trigger=\"%s\" services=%zu",
+                   d->id, trigger, n);
+        submit(c, d, SB_OP_PUSH, NULL, trigger, epoch, svcs, n);
+    }
+    json_decref(keep);
 }
 
 /* A drift outcome under the reconcile policy: push the intended config. */
@@ -1107,14 +1136,29 @@ static void reconcile(struct node_devices *c, const struct outcome *o)
     if (strcmp(str_of(body, "drift_policy") != NULL ? str_of(body, "drift_policy") : "",
                "reconcile") == 0 &&
         owner_owns(c->n->owner, o->device, &epoch)) {
-        struct sb_service svcs[SERVICES_PER_DEVICE_MAX];
-        json_t *keep = json_array();
-        size_t n = services_of(c, obj.tenant, o->device, svcs, SERVICES_PER_DEVICE_MAX, keep);
-        CAIRN_INFO("msg=\"drift: reconciling\" device=%s", o->device);
-        submit(c, d, SB_OP_PUSH, NULL, epoch, svcs, n);
-        json_decref(keep);
+        push_intended(c, d, obj.tenant, epoch, "drift reconcile", false);
     }
     json_decref(body);
+    store_object_release(&obj);
+}
+
+/* A device's first onboarding succeeded: if active services target it
+ * already (those of its site, typically: a branch device added after
+ * they were deployed), it gets its intended config now instead of at the
+ * next write of one of them. Runs after record(), which freed the device;
+ * the push's outcome is recorded in status.last_push. */
+static void push_after_onboard(struct node_devices *c, const struct outcome *o)
+{
+    struct store_object obj;
+    struct dev *d = dev_get(c, o->device, false);
+    uint64_t epoch;
+
+    if (!o->first_onboard || d == NULL || d->inflight || !d->registered ||
+        !owner_owns(c->n->owner, o->device, &epoch) ||
+        store_object_get(c->n->store, STORE_KIND_DEVICE, o->device, &obj) != 0) {
+        return;
+    }
+    push_intended(c, d, obj.tenant, epoch, "first onboarding", true);
     store_object_release(&obj);
 }
 
@@ -1136,6 +1180,7 @@ static void *controller_main(void *arg)
             onboard_schedule(c, o);
             record(c, o);
             reconcile(c, o);
+            push_after_onboard(c, o);
             outcome_free(o);
             o = next;
         }

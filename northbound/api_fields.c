@@ -845,6 +845,9 @@ const struct api_schema api_template_schema = {template_fields,
 static const struct api_field targets_fields[] = {
     {"device_ids", API_JSON_ARRAY, API_FIELD_UNIQUE, 0, API_SERVICE_TARGETS_MAX, api_format_uuid,
      NULL},
+    /* Each site stands for every device in it, now and later. */
+    {"site_ids", API_JSON_ARRAY, API_FIELD_UNIQUE, 0, API_SERVICE_TARGETS_MAX, api_format_uuid,
+     NULL},
 };
 
 static const struct api_schema targets_schema = {targets_fields,

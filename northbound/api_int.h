@@ -429,7 +429,7 @@ bool api_format_host(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_serial(const char *s, size_t len, char *why, size_t why_size);
 bool api_format_version(const char *s, size_t len, char *why, size_t why_size);
 
-/* Most devices one service may target. */
+/* Most devices, and most sites, one service may name in its targets. */
 #define API_SERVICE_TARGETS_MAX 10000
 
 extern const struct api_schema api_site_schema;

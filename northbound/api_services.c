@@ -3,8 +3,9 @@
  *
  * A service is an instance of a published service template for one
  * tenant: its parameters, validated against the template's parameter
- * schema (defaults filled in), and its targets (devices of the same
- * tenant). Realizing it on devices is a long operation, so every write of
+ * schema (defaults filled in), and its targets: devices and sites of the
+ * same tenant, a site standing for every device in it. Realizing it on
+ * devices is a long operation, so every write of
  * a service answers 202 with the Location of the job that realizes it:
  * POST and PUT store the service (its "generation" counts the writes) and
  * queue a "service-deploy" job; DELETE marks it "deleted" and queues a
@@ -12,7 +13,10 @@
  * clean. The job's id is chosen with the service write and stored in the
  * service ("job_id"), so a retried request (Idempotency-Key) finds and
  * creates the same job even if the first attempt died between the two
- * commands.
+ * commands. A job's tasks are the devices the service targets when the job
+ * is queued (service_devices); a device added to a targeted site later
+ * gets the site's services from its owner once it is onboarded
+ * (node/devices.c).
  *
  * A job: type, state (queued, running, succeeded, failed, cancelled),
  * progress (done/total), one task per device with its state and message,
@@ -63,26 +67,40 @@ static int service_template(struct api *api, const char *tenant, const char *id,
     return 0;
 }
 
-/* Every target device exists in the tenant (missing and hidden alike). */
-static int service_targets(struct api *api, const char *tenant, const json_t *ids,
+/* What a service's targets name (each list in "targets"), and the kind of
+ * object each id must be. */
+static const struct {
+    const char *key;
+    enum store_kind kind;
+    const char *noun;
+} target_kinds[] = {
+    {"device_ids", STORE_KIND_DEVICE, "device"},
+    {"site_ids", STORE_KIND_SITE, "site"},
+};
+
+/* Every target is an object of the tenant: a missing one and another
+ * tenant's are answered alike, so nothing is learnt of other tenants. */
+static int service_targets(struct api *api, const char *tenant, const json_t *targets,
                            struct api_error *err)
 {
-    size_t i;
-    const json_t *id;
-    json_array_foreach(ids, i, id)
-    {
-        struct store_object d;
-        int rv = store_object_get(api->store, STORE_KIND_DEVICE, json_string_value(id), &d);
-        bool ok = rv == 0 && d.tenant != NULL && strcmp(d.tenant, tenant) == 0;
-        if (rv == 0) {
-            store_object_release(&d);
-        }
-        if (!ok) {
-            char field[64];
-            snprintf(field, sizeof field, "targets.device_ids[%zu]", i);
-            return api_error_set(err, 422, "invalid-reference", field,
-                                 "no device with id %s in the service's tenant",
-                                 json_string_value(id));
+    for (size_t k = 0; k < sizeof target_kinds / sizeof target_kinds[0]; k++) {
+        size_t i;
+        const json_t *id;
+        json_array_foreach(json_object_get(targets, target_kinds[k].key), i, id)
+        {
+            struct store_object o;
+            int rv = store_object_get(api->store, target_kinds[k].kind, json_string_value(id), &o);
+            bool ok = rv == 0 && o.tenant != NULL && strcmp(o.tenant, tenant) == 0;
+            if (rv == 0) {
+                store_object_release(&o);
+            }
+            if (!ok) {
+                char field[64];
+                snprintf(field, sizeof field, "targets.%s[%zu]", target_kinds[k].key, i);
+                return api_error_set(err, 422, "invalid-reference", field,
+                                     "no %s with id %s in the service's tenant",
+                                     target_kinds[k].noun, json_string_value(id));
+            }
         }
     }
     return 0;
@@ -127,9 +145,7 @@ static int service_build(struct api *api, const struct store_object *old, struct
         rc = api_template_params_check(schema, params, err);
     }
     if (rc == 0) {
-        rc = service_targets(api, b->tenant,
-                             json_object_get(json_object_get(b->stored, "targets"), "device_ids"),
-                             err);
+        rc = service_targets(api, b->tenant, json_object_get(b->stored, "targets"), err);
     }
     if (rc == 0) {
         snprintf(b->name, sizeof b->name, "%s/%s", b->tenant,
@@ -267,6 +283,91 @@ int api_job_queue(struct api_req *req, const char *job_id, const char *type,
     return rc;
 }
 
+/* Adds id to devices (an array of ids) unless seen (an object used as a
+ * set of ids: a site may hold thousands of devices) has it. */
+static void add_id(json_t *devices, json_t *seen, const char *id)
+{
+    if (id != NULL && json_object_get(seen, id) == NULL) {
+        json_object_set_new(seen, id, json_true());
+        json_array_append_new(devices, json_string(id));
+    }
+}
+
+#define SITE_PAGE      200   /* devices read at once (with their bodies) */
+#define SITE_PAGES_MAX 10000 /* only a broken store reaches it: quotas bound a site */
+
+/* Adds the devices that site (of tenant) holds now. */
+static int site_devices(struct api *api, const char *tenant, const char *site, json_t *devices,
+                        json_t *seen)
+{
+    struct store_query q;
+    char after[CAIRN_UUID_SIZE] = "";
+    memset(&q, 0, sizeof q);
+    q.kind = STORE_KIND_DEVICE;
+    q.tenant = tenant;
+    q.parent_kind = STORE_KIND_SITE;
+    q.parent_id = site;
+    q.limit = SITE_PAGE;
+    q.now_ms = cairn_wall_ms();
+    for (int page = 0; page < SITE_PAGES_MAX; page++) {
+        struct store_list list;
+        bool more;
+        int rv;
+        q.after = after[0] != '\0' ? after : NULL;
+        rv = store_object_query(api->store, &q, &list);
+        if (rv != 0) {
+            return rv;
+        }
+        for (size_t i = 0; i < list.n; i++) {
+            add_id(devices, seen, list.items[i].id);
+        }
+        if (list.n > 0) {
+            snprintf(after, sizeof after, "%s", list.items[list.n - 1].id);
+        }
+        more = list.more;
+        store_list_release(&list);
+        if (!more) {
+            break;
+        }
+    }
+    return 0;
+}
+
+/* The devices a service's job has tasks for: those targets (a service's
+ * "targets") name now, its device_ids and every device of its site_ids,
+ * and those of also (another version of the service's targets, or NULL),
+ * each once. On success *out is a new array, the caller's. */
+static int service_devices(struct api *api, const char *tenant, const json_t *targets,
+                           const json_t *also, json_t **out)
+{
+    const json_t *all[] = {targets, also};
+    json_t *devices = json_array();
+    json_t *seen = json_object();
+    int rv = devices != NULL && seen != NULL ? 0 : CAIRN_ENOMEM;
+
+    for (size_t t = 0; t < sizeof all / sizeof all[0] && rv == 0; t++) {
+        size_t i;
+        const json_t *id;
+        json_array_foreach(json_object_get(all[t], "device_ids"), i, id)
+        {
+            add_id(devices, seen, json_string_value(id));
+        }
+        json_array_foreach(json_object_get(all[t], "site_ids"), i, id)
+        {
+            if (rv == 0) {
+                rv = site_devices(api, tenant, json_string_value(id), devices, seen);
+            }
+        }
+    }
+    json_decref(seen);
+    if (rv != 0) {
+        json_decref(devices);
+        return rv;
+    }
+    *out = devices;
+    return 0;
+}
+
 /* After a service write: queue its job and answer 202 with the service
  * and the job's Location. */
 static int service_accepted(struct api_req *req, const struct store_result *written,
@@ -276,6 +377,7 @@ static int service_accepted(struct api_req *req, const struct store_result *writ
     struct store_result res;
     char headers[256];
     json_t *body;
+    json_t *devices = NULL;
     int rc = store_object_get(req->api->store, STORE_KIND_SERVICE, written->id, &o);
 
     if (rc != 0) {
@@ -283,17 +385,22 @@ static int service_accepted(struct api_req *req, const struct store_result *writ
                            written->id, cairn_strerror(rc));
     }
     body = json_loadb(o.body, o.body_len, 0, NULL);
-    rc = body == NULL
-             ? api_problem(req, 500, "internal", NULL, NULL, "unreadable service")
-             : api_job_queue(req, json_string_value(json_object_get(body, "job_id")), type,
-                             STORE_KIND_SERVICE, o.id, o.tenant,
-                             json_object_get(json_object_get(body, "targets"), "device_ids"), NULL,
-                             &res);
+    if (body == NULL) {
+        rc = api_problem(req, 500, "internal", NULL, NULL, "unreadable service");
+    } else if ((rc = service_devices(req->api, o.tenant, json_object_get(body, "targets"), NULL,
+                                     &devices)) != 0) {
+        rc = api_problem(req, 500, "internal", NULL, NULL,
+                         "list the devices of service %s's sites: %s", o.id, cairn_strerror(rc));
+    } else {
+        rc = api_job_queue(req, json_string_value(json_object_get(body, "job_id")), type,
+                           STORE_KIND_SERVICE, o.id, o.tenant, devices, NULL, &res);
+    }
     if (rc == 0) {
         snprintf(headers, sizeof headers, "Location: " JOBS_PATH "/%s\r\n%s", res.id,
                  written->replayed ? "Idempotent-Replayed: true\r\n" : "");
         rc = api_answer_written(req, 202, STORE_KIND_SERVICE, api_object_json, written, headers);
     }
+    json_decref(devices);
     json_decref(body);
     store_object_release(&o);
     return rc;
@@ -307,31 +414,14 @@ int api_job_accepted(struct api_req *req, const struct store_result *res)
     return api_answer_written(req, 202, STORE_KIND_JOB, api_object_json, res, headers);
 }
 
-/* Adds to devices (an array of ids) those of more it lacks. */
-static void union_ids(json_t *devices, const json_t *more)
-{
-    size_t i, k;
-    const json_t *id, *have;
-    json_array_foreach(more, i, id)
-    {
-        bool found = false;
-        json_array_foreach(devices, k, have)
-        {
-            found = found || json_equal(id, have);
-        }
-        if (!found && json_is_string(id)) {
-            json_array_append(devices, (json_t *)id);
-        }
-    }
-}
-
 /* A dry run of a service create (old_id NULL) or replace: b is the
  * checked build of the would-be service; the job diffs every device it
  * would target, and those it targets now (a replace may drop them). No
  * service is written. */
 static int service_dry_run(struct api_req *req, struct api_build *b, const char *old_id)
 {
-    json_t *devices = json_array();
+    json_t *devices = NULL;
+    json_t *prev = NULL;
     json_t *extra;
     char job_id[CAIRN_UUID_SIZE];
     char *found = NULL;
@@ -347,16 +437,19 @@ static int service_dry_run(struct api_req *req, struct api_build *b, const char 
     }
     free(found);
     if (rc != 0) {
-        json_decref(devices);
         return rc;
     }
-    union_ids(devices, json_object_get(json_object_get(b->stored, "targets"), "device_ids"));
     if (old_id != NULL &&
         store_object_get(req->api->store, STORE_KIND_SERVICE, old_id, &old) == 0) {
-        json_t *prev = json_loadb(old.body, old.body_len, 0, NULL);
-        union_ids(devices, json_object_get(json_object_get(prev, "targets"), "device_ids"));
-        json_decref(prev);
+        prev = json_loadb(old.body, old.body_len, 0, NULL);
         store_object_release(&old);
+    }
+    rc = service_devices(req->api, b->tenant, json_object_get(b->stored, "targets"),
+                         json_object_get(prev, "targets"), &devices);
+    json_decref(prev);
+    if (rc != 0) {
+        return api_problem(req, 500, "internal", NULL, NULL,
+                           "list the devices of the service's sites: %s", cairn_strerror(rc));
     }
     extra = json_pack("{s:b, s:{s:s?, s:O?, s:O?, s:O?, s:O?}}", "dry_run", 1, "service", "id",
                       old_id, "type", json_object_get(b->stored, "type"), "desired_state",

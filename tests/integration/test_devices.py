@@ -20,6 +20,9 @@ serving 200 simulated CPEs.
 - A zombie owner: a SIGSTOPped owner's devices are taken over and
   deployed; after SIGCONT, the simulator's epoch records show that no
   write of the stale owner was accepted after the new owners' first.
+- Site targets: a service to one site reaches exactly that site's devices;
+  a device added to the site later gets it once it is onboarded, with no
+  operator action (status.last_push says why).
 """
 
 import os
@@ -36,6 +39,7 @@ from harness import unique_name, wait_for  # noqa: E402
 from test_devsim import PASSWORD, USER  # noqa: E402
 
 N_DEVICES = 300
+SPARE = 3  # simulated devices not imported by test_a: test_g adds them to a site
 SETTINGS = {
     "liveness_heartbeat_ms": "100",
     "ownership_lease_ms": "1000",
@@ -54,7 +58,7 @@ def rules(name, port):
 
 
 class DevicesTest(DevsimClusterTest):
-    N_DEVICES = N_DEVICES
+    N_DEVICES = N_DEVICES + SPARE  # the simulator's count
     SETTINGS = SETTINGS
     NAME = "devices"
     JOB_TIMEOUT_S = 120
@@ -78,10 +82,13 @@ class DevicesTest(DevsimClusterTest):
     def by_serial(self):
         return {d["serial"]: d for d in self.devices()}
 
-    def service(self, name, devices, port):
+    def service(self, name, devices, port, sites=None):
+        targets = {"device_ids": devices}
+        if sites:
+            targets["site_ids"] = sites
         body = {"tenant_id": self.tenant, "name": name, "template_id": self.template,
                 "parameters": dict(POLICY_PARAMS, rules=rules(name, port)),
-                "targets": {"device_ids": devices}}
+                "targets": targets}
         r = self.req("POST", "/api/v1/services", body=body, status=202)
         return r.json, r.header("location")
 
@@ -264,6 +271,49 @@ class DevicesTest(DevsimClusterTest):
                              % (names[dev_id], epoch1, rows))
             self.assertIn("<destination-port>10443</destination-port>",
                           self.running(names[dev_id]))
+
+    def add_device(self, site, i):
+        """Creates the device served by the simulator's dev<i>."""
+        return self.req("POST", "/api/v1/devices", status=201, body={
+            "site_id": site, "serial": "CRN%08d" % i, "family": "ucpe",
+            "management": {"host": "127.0.0.1", "port": self.sim.base_port + i},
+            "credentials": {"username": USER, "password": PASSWORD}}).json
+
+    def test_g_site_targets(self):
+        site = self.req("POST", "/api/v1/sites", status=201, body={
+            "tenant_id": self.tenant, "name": unique_name("branch"), "role": "spoke"}).json
+        first = [self.add_device(site["id"], N_DEVICES + k) for k in range(SPARE - 1)]
+        ids = {d["id"] for d in first}
+
+        def onboarded(dev_ids):
+            def check():
+                ds = [self.req("GET", "/api/v1/devices/" + i, status=200).json for i in dev_ids]
+                return ds if all(d["status"].get("state") == "onboarded" for d in ds) else None
+            return check
+        wait_for(onboarded(ids), 60, "the branch devices onboarded", interval=0.3)
+        svc, location = self.service("branch", [], 7443, sites=[site["id"]])
+        self.assertEqual(svc["targets"]["site_ids"], [site["id"]])
+        job = self.wait_job(location)
+        self.assertEqual(job["state"], "succeeded", job.get("message"))
+        self.assertEqual({t["device_id"] for t in job["tasks"]}, ids)
+        for k in range(SPARE - 1):
+            self.assertIn("<name>branch</name>", self.running("dev%d" % (N_DEVICES + k)))
+        # Exactly that site: a sample of the others has not got it.
+        for i in (0, 1, N_DEVICES // 2, N_DEVICES - 1):
+            self.assertNotIn("<name>branch</name>", self.running("dev%d" % i))
+        # A device added to the site later gets the site's services once
+        # it is onboarded, with no operator action.
+        late = N_DEVICES + SPARE - 1
+        dev = self.add_device(site["id"], late)
+        wait_for(lambda: "<name>branch</name>" in self.running("dev%d" % late), 60,
+                 "the late branch device to get the site's service", interval=0.3)
+
+        def recorded():
+            d = self.req("GET", "/api/v1/devices/" + dev["id"], status=200).json
+            return d if d["status"].get("last_push") else None
+        d = wait_for(recorded, 30, "the late device's push recorded", interval=0.3)
+        self.assertEqual(d["status"]["last_push"]["trigger"], "first onboarding")
+        self.assertEqual(d["status"]["last_push"]["state"], "succeeded")
 
 
 if __name__ == "__main__":

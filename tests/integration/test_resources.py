@@ -10,7 +10,8 @@ cluster, each written through one node and read through the others:
 - templates: drafts change, published ones neither change nor go; tenant
   users see only the published templates offered to them;
 - services: parameters checked against the template (defaults filled in),
-  targets must be the tenant's devices, every write answers 202 with the
+  targets must be the tenant's devices and sites (a site's job has a task
+  for each of its devices), every write answers 202 with the
   Location of a queued job; an Idempotency-Key retry finds the same service
   and the same job, also after the leader was killed; jobs are cancelled;
 - isolation: a tenant administrator probing every route with another
@@ -311,7 +312,8 @@ class ResourcesTest(harness.ClusterTestCase):
         other = self.tenant()
         s = self.site(t)
         d = self.device(s["id"])["id"]
-        foreign = self.device(self.site(other)["id"])["id"]
+        foreign_site = self.site(other)["id"]
+        foreign = self.device(foreign_site)["id"]
         tmpl = self.template()
         cases = [
             ({"parameters": {}}, 400, "parameters.policy"),
@@ -319,6 +321,12 @@ class ResourcesTest(harness.ClusterTestCase):
             ({"parameters": {"policy": "open", "port": 0}}, 422, "parameters.port"),
             ({"parameters": {"policy": "open", "x": 1}}, 400, "parameters.x"),
             ({"targets": {"device_ids": [d, foreign]}}, 422, "targets.device_ids[1]"),
+            ({"targets": {"device_ids": [d], "site_ids": [MISSING]}}, 422,
+             "targets.site_ids[0]"),
+            ({"targets": {"site_ids": [s["id"], foreign_site]}}, 422, "targets.site_ids[1]"),
+            ({"targets": {"site_ids": [d]}}, 422, "targets.site_ids[0]"),
+            ({"targets": {"site_ids": [s["id"], s["id"]]}}, 422, "targets.site_ids[1]"),
+            ({"targets": {"site_ids": ["hq"]}}, 422, "targets.site_ids[0]"),
             ({"template_id": MISSING}, 422, "template_id"),
             ({"template_id": self.template(publish=False)["id"]}, 422, "template_id"),
         ]
@@ -329,6 +337,14 @@ class ResourcesTest(harness.ClusterTestCase):
         # Nothing half-written: no service, no job.
         self.assertEqual(self.get(1, "/api/v1/services?tenant_id=" + t).json["items"], [])
         self.assertEqual(self.get(1, "/api/v1/jobs?tenant_id=" + t).json["items"], [])
+        # A site stands for its devices: the job has a task for each, once.
+        d2 = self.device(s["id"])["id"]
+        body = self.service_body(t, tmpl["id"], [d], targets={"site_ids": [s["id"]],
+                                                              "device_ids": [d]})
+        r = self.post(2, "/api/v1/services", body, 202)
+        self.assertEqual(r.json["targets"], {"site_ids": [s["id"]], "device_ids": [d]})
+        job = self.get(3, r.header("location")).json
+        self.assertEqual(sorted(x["device_id"] for x in job["tasks"]), sorted([d, d2]))
 
     def test_service_exactly_once_across_leader_kill(self):
         t = self.tenant()

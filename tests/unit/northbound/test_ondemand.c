@@ -20,6 +20,7 @@
  * firewall-policy template. */
 struct world {
     char tenant[CAIRN_UUID_SIZE];
+    char site[CAIRN_UUID_SIZE];
     char device[CAIRN_UUID_SIZE];
     char template[CAIRN_UUID_SIZE];
 };
@@ -44,18 +45,17 @@ static void post(struct fx *f, const char *path, const char *body, int status, c
 
 static void world_make(struct fx *f, struct world *w, const char *device_extra)
 {
-    char site[CAIRN_UUID_SIZE];
     char body[1024];
     char path[128];
 
     create_tenant(f, "acme", w->tenant);
     snprintf(body, sizeof body, "{\"tenant_id\":\"%s\",\"name\":\"hq\",\"role\":\"hub\"}",
              w->tenant);
-    post(f, "/api/v1/sites", body, 201, site);
+    post(f, "/api/v1/sites", body, 201, w->site);
     snprintf(body, sizeof body,
              "{\"site_id\":\"%s\",\"serial\":\"CRN1\",\"family\":\"ucpe\","
              "\"management\":{\"host\":\"192.0.2.1\"}%s}",
-             site, device_extra);
+             w->site, device_extra);
     post(f, "/api/v1/devices", body, 201, w->device);
     post(f, "/api/v1/templates",
          "{\"name\":\"fw\",\"version\":\"1.0.0\",\"type\":\"firewall-policy\",\"public\":true,"
@@ -196,6 +196,119 @@ static void test_dry_run_replace(void **state)
                    NULL);
 }
 
+/* A service body of w's tenant with targets (the members of its
+ * "targets" object, as JSON text). */
+static void targets_body(const struct world *w, const char *name, const char *targets, char *out,
+                         size_t size)
+{
+    snprintf(out, size,
+             "{\"tenant_id\":\"%s\",\"name\":\"%s\",\"template_id\":\"%s\",\"parameters\":"
+             "{\"rules\":[{\"name\":\"r\"}]},\"targets\":{%s}}",
+             w->tenant, name, w->template, targets);
+}
+
+/* Creates a service (or its dry run: query) with targets (as for
+ * targets_body); its job must have one task per device of want (n ids),
+ * and no other. */
+static void expect_tasks(struct fx *f, const struct world *w, const char *query,
+                         const char *targets, const char *const *want, size_t n)
+{
+    static int serial;
+    struct hc_response r;
+    char body[1024];
+    char name[16];
+    char path[128];
+    const char *loc;
+    json_t *j;
+    json_t *tasks;
+
+    snprintf(name, sizeof name, "s%d", ++serial);
+    targets_body(w, name, targets, body, sizeof body);
+    snprintf(path, sizeof path, "/api/v1/services%s", query);
+    request(f, "POST", path, JSON_CT, body, &r);
+    if (r.status != 202) {
+        fail_msg("POST %s %s: %d %s", path, body, r.status, r.body);
+    }
+    loc = strstr(r.head, "Location: ");
+    assert_non_null(loc);
+    snprintf(path, sizeof path, "%.*s", (int)strcspn(loc + 10, "\r\n"), loc + 10);
+    hc_response_free(&r);
+    request(f, "GET", path, NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    j = body_json(&r);
+    tasks = json_object_get(j, "tasks");
+    assert_int_equal(json_array_size(tasks), n);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(j, "progress"), "total")),
+                     n);
+    for (size_t i = 0; i < n; i++) {
+        bool found = false;
+        size_t k;
+        json_t *t;
+        json_array_foreach(tasks, k, t)
+        {
+            found =
+                found || strcmp(json_string_value(json_object_get(t, "device_id")), want[i]) == 0;
+        }
+        if (!found) {
+            fail_msg("%s: no task for %s: %s", targets, want[i], r.body);
+        }
+    }
+    json_decref(j);
+    hc_response_free(&r);
+}
+
+/* Sites as targets: a job has a task for each device of each site and
+ * each device named, once; a site must be the tenant's. */
+static void test_site_targets(void **state)
+{
+    struct fx *f = *state;
+    struct world w;
+    char other[CAIRN_UUID_SIZE], foreign[CAIRN_UUID_SIZE], branch[CAIRN_UUID_SIZE];
+    char b1[CAIRN_UUID_SIZE], b2[CAIRN_UUID_SIZE];
+    char body[1024], targets[512];
+
+    world_make(f, &w, "");
+    snprintf(body, sizeof body, "{\"tenant_id\":\"%s\",\"name\":\"branch\",\"role\":\"spoke\"}",
+             w.tenant);
+    post(f, "/api/v1/sites", body, 201, branch);
+    snprintf(body, sizeof body, "{\"site_id\":\"%s\",\"serial\":\"CRN2\",\"family\":\"ucpe\"}",
+             branch);
+    post(f, "/api/v1/devices", body, 201, b1);
+    snprintf(body, sizeof body, "{\"site_id\":\"%s\",\"serial\":\"CRN3\",\"family\":\"ucpe\"}",
+             branch);
+    post(f, "/api/v1/devices", body, 201, b2);
+    create_tenant(f, "other", other);
+    snprintf(body, sizeof body, "{\"tenant_id\":\"%s\",\"name\":\"x\",\"role\":\"hub\"}", other);
+    post(f, "/api/v1/sites", body, 201, foreign);
+
+    {
+        const char *want[] = {b1, b2};
+        snprintf(targets, sizeof targets, "\"site_ids\":[\"%s\"]", branch);
+        expect_tasks(f, &w, "", targets, want, 2);
+        expect_tasks(f, &w, "?dry_run=true", targets, want, 2);
+    }
+    {
+        /* A device named and also in a named site is one task. */
+        const char *want[] = {w.device, b1, b2};
+        snprintf(targets, sizeof targets, "\"site_ids\":[\"%s\",\"%s\"],\"device_ids\":[\"%s\"]",
+                 branch, w.site, b1);
+        expect_tasks(f, &w, "", targets, want, 3);
+    }
+    /* Another tenant's site is answered as a missing one; a site listed
+     * twice is refused. Nothing is written. */
+    snprintf(targets, sizeof targets, "\"site_ids\":[\"%s\",\"%s\"]", branch, foreign);
+    targets_body(&w, "bad", targets, body, sizeof body);
+    expect_refused(f, "POST", "/api/v1/services", JSON_CT, body, 422, "invalid-reference",
+                   "targets.site_ids[1]");
+    expect_refused(f, "POST", "/api/v1/services?dry_run=true", JSON_CT, body, 422,
+                   "invalid-reference", "targets.site_ids[1]");
+    snprintf(targets, sizeof targets, "\"site_ids\":[\"%s\",\"%s\"]", branch, branch);
+    targets_body(&w, "bad", targets, body, sizeof body);
+    expect_refused(f, "POST", "/api/v1/services", JSON_CT, body, 422, "invalid-field",
+                   "targets.site_ids[1]");
+    assert_int_equal(count(f, "/api/v1/services?name=bad"), 0);
+}
+
 static void test_device_operations_refused(void **state)
 {
     struct fx *f = *state;
@@ -243,6 +356,7 @@ int test_ondemand_run(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_dry_run_create, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_dry_run_replace, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_site_targets, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_device_operations_refused, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_device_unmanaged, fx_setup, fx_teardown),
     };

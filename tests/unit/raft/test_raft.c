@@ -293,6 +293,21 @@ static void test_leadership_lost(void **state)
     assert_null(cl->s[li].c.pending);
 }
 
+/* Creates tenants t00..t(n-1) through server li, one committed after the
+ * other. */
+static void create_tenants(struct cluster *cl, unsigned li, struct outcome *o, unsigned n)
+{
+    char id[16], name[16];
+    for (unsigned i = 0; i < n; i++) {
+        memset(&o[i], 0, sizeof o[i]);
+        snprintf(id, sizeof id, "t%02u", i);
+        snprintf(name, sizeof name, "n%02u", i);
+        assert_int_equal(propose(&cl->s[li].c, STORE_OP_CREATE, id, name, &o[i]), 0);
+        step_until_fired(cl, &o[i]);
+        assert_int_equal(o[i].res.status, 0);
+    }
+}
+
 /* A follower that missed entries compacted away catches up by installing a
  * snapshot: a packed RocksDB checkpoint restored into its store. */
 static void test_snapshot_install(void **state)
@@ -301,7 +316,6 @@ static void test_snapshot_install(void **state)
     unsigned li = raft_fixture_leader_index(&cl->f);
     unsigned lag = (li + 1) % cl->n;
     struct outcome o[20];
-    char id[16], name[16];
     struct store_list list;
 
     for (unsigned i = 0; i < cl->n; i++) {
@@ -309,14 +323,7 @@ static void test_snapshot_install(void **state)
         raft_set_snapshot_trailing(cl->s[i].c.r, 1);
     }
     raft_fixture_kill(&cl->f, lag);
-    for (unsigned i = 0; i < 20; i++) {
-        memset(&o[i], 0, sizeof o[i]);
-        snprintf(id, sizeof id, "t%02u", i);
-        snprintf(name, sizeof name, "n%02u", i);
-        assert_int_equal(propose(&cl->s[li].c, STORE_OP_CREATE, id, name, &o[i]), 0);
-        step_until_fired(cl, &o[i]);
-        assert_int_equal(o[i].res.status, 0);
-    }
+    create_tenants(cl, li, o, 20);
     raft_fixture_revive(&cl->f, lag);
     step_until_all_applied(cl, o[19].index);
     assert_true(raft_fixture_n_recv(&cl->f, lag, RAFT_INSTALL_SNAPSHOT) > 0);
@@ -328,28 +335,21 @@ static void test_snapshot_install(void **state)
 }
 
 /* Snapshots by the log's size: with a threshold of 1,000 entries, a log
- * of more than 256 bytes (12 small creates are about 770) is compacted after a few entries, and the
- * configured threshold is back afterwards; without a size limit nothing is. */
+ * of more than 256 bytes (12 small creates are about 770) is compacted
+ * after a few entries, and the threshold is back afterwards; without a
+ * size limit nothing is. */
 static void test_snapshot_by_log_bytes(void **state)
 {
     struct cluster *cl = *state;
     unsigned li = raft_fixture_leader_index(&cl->f);
     struct outcome o[12];
-    char id[16], name[16];
 
     for (unsigned i = 0; i < cl->n; i++) {
         cl->s[i].c.cfg.snapshot_threshold = 1000;
         cl->s[i].c.cfg.snapshot_log_bytes = i == li ? 256 : 0;
         raft_set_snapshot_threshold(cl->s[i].c.r, 1000);
     }
-    for (unsigned i = 0; i < 12; i++) {
-        memset(&o[i], 0, sizeof o[i]);
-        snprintf(id, sizeof id, "t%02u", i);
-        snprintf(name, sizeof name, "n%02u", i);
-        assert_int_equal(propose(&cl->s[li].c, STORE_OP_CREATE, id, name, &o[i]), 0);
-        step_until_fired(cl, &o[i]);
-        assert_int_equal(o[i].res.status, 0);
-    }
+    create_tenants(cl, li, o, 12);
     step_until_all_applied(cl, o[11].index);
     assert_true(cl->s[li].c.snapshot_index > 0);
     assert_true(cl->s[li].c.snapshot_index <= o[11].index);

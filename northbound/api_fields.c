@@ -867,6 +867,9 @@ static const struct api_field service_fields[] = {
     {"generation", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"job_id", API_JSON_STRING, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"realization", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, NULL},
+    /* The targets of the version a replace took over from: its job also
+     * pushes to the devices it no longer targets, which lose its config. */
+    {"previous_targets", API_JSON_OBJECT, API_FIELD_READONLY, 0, 0, NULL, &targets_schema},
     {"create_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
     {"mod_revision", API_JSON_INTEGER, API_FIELD_READONLY, 0, 0, NULL, NULL},
 };

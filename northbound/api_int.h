@@ -750,6 +750,11 @@ int api_job_accepted(struct api_req *req, const struct store_result *res);
 /* Job types: run by the devices' owners (service jobs, dry runs, drift
  * checks, sync-froms), and those of them that realize a service write. */
 bool api_job_on_devices(const char *type);
+/* The devices a service's targets name now: its device_ids and every
+ * device of its site_ids, and those of also (another version's targets, or
+ * NULL), each once. *out is a new array, the caller's. */
+int api_service_devices(struct api *api, const char *tenant, const json_t *targets,
+                        const json_t *also, json_t **out);
 bool api_job_service_write(const char *type);
 int api_services_post(struct api_req *req);
 int api_service_put(struct api_req *req);

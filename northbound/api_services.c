@@ -14,7 +14,7 @@
  * service ("job_id"), so a retried request (Idempotency-Key) finds and
  * creates the same job even if the first attempt died between the two
  * commands. A job's tasks are the devices the service targets when the job
- * is queued (service_devices); a device added to a targeted site later
+ * is queued (api_service_devices); a device added to a targeted site later
  * gets the site's services from its owner once it is onboarded
  * (node/devices.c).
  *
@@ -157,6 +157,11 @@ static int service_build(struct api *api, const struct store_object *old, struct
         json_object_set_new(b->stored, "generation", json_integer(generation));
         cairn_uuid(job_id);
         json_object_set_new(b->stored, "job_id", json_string(job_id));
+        if (prev != NULL && json_object_get(prev, "targets") != NULL) {
+            json_object_set(b->stored, "previous_targets", json_object_get(prev, "targets"));
+        } else {
+            json_object_del(b->stored, "previous_targets");
+        }
         if (prev != NULL && json_object_get(prev, "realization") != NULL) {
             json_object_set(b->stored, "realization", json_object_get(prev, "realization"));
         } else {
@@ -337,8 +342,8 @@ static int site_devices(struct api *api, const char *tenant, const char *site, j
  * "targets") name now, its device_ids and every device of its site_ids,
  * and those of also (another version of the service's targets, or NULL),
  * each once. On success *out is a new array, the caller's. */
-static int service_devices(struct api *api, const char *tenant, const json_t *targets,
-                           const json_t *also, json_t **out)
+int api_service_devices(struct api *api, const char *tenant, const json_t *targets,
+                        const json_t *also, json_t **out)
 {
     const json_t *all[] = {targets, also};
     json_t *devices = json_array();
@@ -387,8 +392,9 @@ static int service_accepted(struct api_req *req, const struct store_result *writ
     body = json_loadb(o.body, o.body_len, 0, NULL);
     if (body == NULL) {
         rc = api_problem(req, 500, "internal", NULL, NULL, "unreadable service");
-    } else if ((rc = service_devices(req->api, o.tenant, json_object_get(body, "targets"), NULL,
-                                     &devices)) != 0) {
+    } else if ((rc = api_service_devices(req->api, o.tenant, json_object_get(body, "targets"),
+                                         json_object_get(body, "previous_targets"), &devices)) !=
+               0) {
         rc = api_problem(req, 500, "internal", NULL, NULL,
                          "list the devices of service %s's sites: %s", o.id, cairn_strerror(rc));
     } else {
@@ -444,8 +450,8 @@ static int service_dry_run(struct api_req *req, struct api_build *b, const char 
         prev = json_loadb(old.body, old.body_len, 0, NULL);
         store_object_release(&old);
     }
-    rc = service_devices(req->api, b->tenant, json_object_get(b->stored, "targets"),
-                         json_object_get(prev, "targets"), &devices);
+    rc = api_service_devices(req->api, b->tenant, json_object_get(b->stored, "targets"),
+                             json_object_get(prev, "targets"), &devices);
     json_decref(prev);
     if (rc != 0) {
         return api_problem(req, 500, "internal", NULL, NULL,
@@ -513,6 +519,8 @@ static int delete_change(struct api_req *req, const struct store_object *old, st
                            "service %s is already being deleted", old->id);
     }
     cairn_uuid(job_id);
+    /* The delete's job is for the devices it targets now. */
+    json_object_del(b->stored, "previous_targets");
     json_object_set_new(b->stored, "desired_state", json_string("deleted"));
     json_object_set_new(b->stored, "job_id", json_string(job_id));
     json_object_set_new(

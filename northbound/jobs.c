@@ -753,6 +753,23 @@ static json_t *device_outcome(struct api *api, const char *device, const char *j
     return out;
 }
 
+/* The JSON array of strings ids as an object with those keys, for look-ups
+ * (a job may have 10,000 tasks). NULL when out of memory. */
+static json_t *id_set(const json_t *ids)
+{
+    json_t *set = json_object();
+    size_t i;
+    const json_t *v;
+    json_array_foreach(ids, i, v)
+    {
+        if (set != NULL && json_object_set_new(set, json_string_value(v), json_true()) != 0) {
+            json_decref(set);
+            set = NULL;
+        }
+    }
+    return set;
+}
+
 /* The end of a service job: the service records what is realized where
  * (if the job is still its latest), and a deleted service whose devices
  * are clean goes. */
@@ -789,11 +806,24 @@ static void service_finish(struct run *r)
         command_init(r, &cmd, STORE_OP_DELETE, STORE_KIND_SERVICE);
     } else {
         json_t *real = json_object();
+        json_t *devices = NULL;
+        json_t *targeted = NULL;
+        /* A replace's job also pushed to the devices the new version no
+         * longer targets (they lost its config): they are not where the
+         * service is realized. */
+        if (api_service_devices(r->j->api, o.tenant, json_object_get(body, "targets"), NULL,
+                                &devices) == 0) {
+            targeted = id_set(devices);
+            json_decref(devices);
+        }
         json_array_foreach(json_object_get(r->body, "tasks"), i, t)
         {
-            json_object_set(real, json_string_value(json_object_get(t, "device_id")),
-                            json_object_get(t, "state"));
+            const char *dev = json_string_value(json_object_get(t, "device_id"));
+            if (dev != NULL && (targeted == NULL || json_object_get(targeted, dev) != NULL)) {
+                json_object_set(real, dev, json_object_get(t, "state"));
+            }
         }
+        json_decref(targeted);
         json_object_set_new(body, "realization", real);
         text = json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS);
         command_init(r, &cmd, STORE_OP_UPDATE, STORE_KIND_SERVICE);

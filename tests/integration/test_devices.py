@@ -314,6 +314,25 @@ class DevicesTest(DevsimClusterTest):
         d = wait_for(recorded, 30, "the late device's push recorded", interval=0.3)
         self.assertEqual(d["status"]["last_push"]["trigger"], "first onboarding")
         self.assertEqual(d["status"]["last_push"]["state"], "succeeded")
+        # A replace that targets one of the branch devices only: its job
+        # also goes to the site's other devices, which lose the service's
+        # config; the service is realized on the one it targets.
+        keep = sorted(ids)[0]
+        job = self.wait_job(self.replace_service(svc, [keep], 7443))
+        self.assertEqual(job["state"], "succeeded", job.get("message"))
+        self.assertEqual({t["device_id"] for t in job["tasks"]}, ids | {dev["id"]})
+        names = {x["id"]: x["serial"] for x in first + [dev]}
+        for dev_id, serial in names.items():
+            running = self.running("dev%d" % int(serial[3:]))
+            if dev_id == keep:
+                self.assertIn("<name>branch</name>", running)
+            else:
+                self.assertNotIn("<name>branch</name>", running, serial)
+        def realized():
+            real = self.req("GET", "/api/v1/services/" + svc["id"], status=200).json["realization"]
+            return real if list(real) == [keep] else None
+        self.assertEqual(wait_for(realized, 30, "the realization on the one device"),
+                         {keep: "succeeded"})
 
 
 if __name__ == "__main__":

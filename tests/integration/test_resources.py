@@ -296,8 +296,13 @@ class ResourcesTest(harness.ClusterTestCase):
         self.assertEqual(r.status, 202, r)
         self.assertEqual(r.json["generation"], 2)
         self.assertNotEqual(r.json["job_id"], svc["job_id"])
+        self.assertEqual(r.json["previous_targets"], {"device_ids": devices})
+        self.assertEqual(r.json["targets"], {"device_ids": devices[:1]})
+        # Its job also goes to the two devices it no longer targets, which
+        # lose its config.
         job = self.get(2, r.header("location")).json
-        self.assertEqual(job["progress"]["total"], 1)
+        self.assertEqual(job["progress"]["total"], 3)
+        self.assertEqual(sorted(x["device_id"] for x in job["tasks"]), sorted(devices))
         # Delete: a job, and the service says so.
         r = self.c.request(3, "DELETE", "/api/v1/services/" + svc["id"])
         self.assertEqual(r.status, 202, r)

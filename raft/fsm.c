@@ -127,6 +127,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     struct consensus *c = fsm->data;
     uint64_t applied = raft_last_applied(c->r);
     uint64_t commit = raft_commit_index(c->r);
+    uint64_t started;
     void *data;
     size_t len;
     int rv;
@@ -142,6 +143,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
                    (unsigned long long)commit);
         return RAFT_BUSY;
     }
+    started = cairn_now_ms();
     rv = store_snapshot_take(c->store, &data, &len, c->errmsg, sizeof c->errmsg);
     if (rv != 0) {
         CAIRN_ERROR("msg=\"snapshot failed\" error=\"%s\"", c->errmsg);
@@ -156,8 +158,10 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     (*bufs)[0].len = len;
     *n_bufs = 1;
     c->compact_taken = true;
-    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu log_bytes=%llu",
-               (unsigned long long)applied, len, (unsigned long long)c->log_bytes);
+    /* ms: how long the loop thread stood still for it. */
+    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu log_bytes=%llu ms=%llu",
+               (unsigned long long)applied, len, (unsigned long long)c->log_bytes,
+               (unsigned long long)(cairn_now_ms() - started));
     c->snapshot_index = applied;
     c->log_bytes = 0;
     if (c->threshold_kept != 0) {

@@ -34,6 +34,12 @@ static const char *const cf_names[STORE_CF_COUNT] = {
 #define BLOOM_BITS_PER_KEY   10
 #define MEMTABLE_BLOOM_RATIO 0.02
 
+/* All column families' memtables together: a flush frees the largest once
+ * they hold this much. Without a bound each of the twelve families may
+ * hold 64 MB (RocksDB's default) before a flush, and snapshots no longer
+ * flush them every few thousand entries (snapshot_log_mb). */
+#define MEMTABLES_MAX ((size_t)128 << 20)
+
 static void point_lookup_filters(rocksdb_options_t *opts)
 {
     rocksdb_block_based_table_options_t *bbto = rocksdb_block_based_options_create();
@@ -64,6 +70,7 @@ int store_db_open(const char *path, bool create, struct store_db *out, char *err
     rocksdb_options_set_keep_log_file_num(db.opts, INFO_LOG_FILES);
     rocksdb_options_set_max_log_file_size(db.opts, INFO_LOG_SIZE);
     point_lookup_filters(db.opts);
+    rocksdb_options_set_db_write_buffer_size(db.opts, MEMTABLES_MAX);
     for (int i = 0; i < STORE_CF_COUNT; i++) {
         cf_opts[i] = db.opts;
     }

@@ -32,8 +32,9 @@
  * under status.jobs, the pinned host key, the adopted and intended
  * configs), each a write pinned to the object's revision.
  *
- * Fencing: a push checks ownership at the last moment (the manager's fence
- * callback: owner_owns) and carries the epoch it got in the edit; an
+ * Fencing: a push checks ownership before it reads the device and again
+ * before each step that writes (the manager's fence callback: owner_owns,
+ * see southbound/push.c) and carries the epoch it got in the edit; an
  * outcome is recorded only if that epoch is still current and this node
  * still holds its lease (owner_epoch_current). The job runner on the
  * leader (northbound/jobs.c) collects the outcomes into the job.

@@ -1,5 +1,5 @@
 """A test class that runs against one 3-node cluster and one cairn-devsim
-for all its tests (test_devices.py, test_ondemand.py): the class sets
+for all its tests (test_devices.py, test_ondemand.py, test_onboarding.py): the class sets
 N_DEVICES, SETTINGS and NAME (harness.ClusterTestCase keeps the cluster's
 directory when a test failed); the simulator and the nodes are stopped in
 every case."""
@@ -12,6 +12,17 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "devsim"))
 from harness import ClusterTestCase, wait_for  # noqa: E402
 from test_devsim import Devsim  # noqa: E402
+
+# What every devsim cluster test runs with: ownership decided within
+# seconds (a 1 s lease, a node down after 2 s of silence), a device that
+# does not answer given up after 5 s. A test adds its own on top:
+# SETTINGS = dict(FAST_OWNERSHIP, drift_interval_s="1").
+FAST_OWNERSHIP = {
+    "liveness_heartbeat_ms": "100",
+    "ownership_lease_ms": "1000",
+    "liveness_down_ms": "2000",
+    "device_timeout_ms": "5000",
+}
 
 
 class DevsimClusterTest(ClusterTestCase):

@@ -34,20 +34,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "devsim"))
 import harness  # noqa: E402
-from devsim_cluster import DevsimClusterTest  # noqa: E402
+from devsim_cluster import FAST_OWNERSHIP, DevsimClusterTest  # noqa: E402
 from harness import unique_name, wait_for  # noqa: E402
 from test_devsim import PASSWORD, USER  # noqa: E402
 
 N_DEVICES = 300
 SPARE = 3  # simulated devices not imported by test_a: test_g adds them to a site
-SETTINGS = {
-    "liveness_heartbeat_ms": "100",
-    "ownership_lease_ms": "1000",
-    "liveness_down_ms": "2000",
-    "drift_interval_s": "1",
-    "device_timeout_ms": "5000",
-    "confirm_timeout_s": "30",
-}
+SETTINGS = dict(FAST_OWNERSHIP, drift_interval_s="1", confirm_timeout_s="30")
 POLICY_PARAMS = {"zones": [{"name": "trust", "interfaces": []},
                            {"name": "untrust", "interfaces": []}]}
 

@@ -27,20 +27,13 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "devsim"))
 import harness  # noqa: E402
-from devsim_cluster import DevsimClusterTest  # noqa: E402
+from devsim_cluster import FAST_OWNERSHIP, DevsimClusterTest  # noqa: E402
 from harness import unique_name, wait_for  # noqa: E402
 from test_devsim import PASSWORD, USER, free_ports  # noqa: E402
 
 N_DEVICES = 4
-SETTINGS = {
-    "liveness_heartbeat_ms": "100",
-    "ownership_lease_ms": "1000",
-    "liveness_down_ms": "2000",
-    "drift_interval_s": "1",
-    "device_timeout_ms": "5000",
-    "onboard_retry_min_ms": "1000",
-    "onboard_retry_max_ms": "10000",
-}
+SETTINGS = dict(FAST_OWNERSHIP, drift_interval_s="1", onboard_retry_min_ms="1000",
+                onboard_retry_max_ms="10000")
 MAX_DELAY_S = 10 * 1.25  # onboard_retry_max_ms with its jitter
 
 

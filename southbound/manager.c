@@ -25,7 +25,11 @@
  *     (new address or credentials).
  *  2. the operation (onboard, push, dry-run, check-drift, sync-from);
  *  3. a session that died during the operation is closed; the next job
- *     reconnects at once.
+ *     reconnects at once. A job whose session was lost (not timed out)
+ *     runs again once, on a new session, while its deadline allows: a
+ *     reset connection is the transient failure a reconnect fixes, and
+ *     every operation is safe to repeat (a push's confirmed commit rolls
+ *     back with the session that made it; the rerun asks the fence again).
  *  4. the result goes to the callback, on the worker thread.
  *
  * libyang contexts. libnetconf2 modifies the context a session connects
@@ -51,6 +55,7 @@ struct job {
     size_t nsvcs;            /* their number */
     uint64_t deadline_ms;    /* monotonic: give up connecting after this */
     unsigned attempts;       /* connection attempts made */
+    bool rerun;              /* run again once already, its session lost */
 };
 
 struct worker;
@@ -674,7 +679,16 @@ static bool job_run(struct run *r)
             session_drop(m, r->d);
             pthread_mutex_lock(&m->mu);
             r->d->st.reach = SB_REACH_UNREACHABLE;
+            snprintf(r->d->st.last_error, sizeof(r->d->st.last_error), "%s", r->msg);
             pthread_mutex_unlock(&m->mu);
+            if (rv == CAIRN_EUNAVAILABLE && !r->j->rerun && cairn_now_ms() < r->j->deadline_ms) {
+                CAIRN_INFO(
+                    "msg=\"session lost during a job: running it again on a new "
+                    "session\" device=%s op=%s error=\"%s\"",
+                    r->d->id, sb_op_name(r->j->op), r->msg);
+                r->j->rerun = true;
+                return true;
+            }
         } else {
             pthread_mutex_lock(&m->mu);
             r->d->st.last_seen_ms = cairn_wall_ms();

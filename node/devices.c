@@ -77,6 +77,7 @@ struct dev {
     uint64_t next_drift_ms;    /* cairn_now_ms of its next drift check */
     bool managed;              /* desired_state "managed", and not deleted, at the last look */
     bool has_base;             /* the record holds an adopted config: onboarded once */
+    bool pushed;               /* the record holds a pushed config or a push's outcome */
     uint64_t conn_hash;        /* address, port and credentials when registered */
     bool look_again;           /* the record changed while a job ran: consider it once free */
     unsigned onboard_failures; /* onboardings failed in a row, on this owner */
@@ -100,7 +101,7 @@ struct outcome {
     struct sb_facts facts;
     bool has_facts;
     int64_t next_attempt_ms; /* a failed onboarding: wall ms of the next, 0: none */
-    bool first_onboard;      /* the device's first successful onboarding */
+    bool first_onboard;      /* onboarded, and nothing pushed to the device yet */
 };
 
 /* What a submitted job carries to its outcome. */
@@ -550,6 +551,10 @@ static void record(struct node_devices *c, struct outcome *o)
             if (d != NULL && o->job[0] != '\0' && rv == 0 && res.status == 0) {
                 dev_mark(d, o->job);
             }
+            if (d != NULL && rv == 0 && res.status == 0 && o->op == SB_OP_PUSH &&
+                (o->rv == 0 || o->trigger != NULL)) {
+                d->pushed = true; /* as the record now says */
+            }
             return;
         }
     }
@@ -641,6 +646,8 @@ static int register_device(struct node_devices *c, struct dev *d, const struct s
         d->registered_rev = o->mod_rev;
         snprintf(d->site, sizeof d->site, "%s", o->parent_id != NULL ? o->parent_id : "");
         d->has_base = str_of(body, "base_config") != NULL;
+        d->pushed =
+            str_of(body, "intended_config") != NULL || json_object_get(status, "last_push") != NULL;
         d->conn_hash = conn_hash(&conn);
     }
     return rv;
@@ -754,7 +761,10 @@ static void onboard_schedule(struct node_devices *c, struct outcome *o)
         return;
     }
     if (o->rv == 0 || d->has_base) {
-        o->first_onboard = o->rv == 0 && !d->has_base;
+        /* Not "the first success": a device whose owner changed between
+         * its first onboarding and the push after it is pushed to by the
+         * new owner, after its own onboarding (the record says none came). */
+        o->first_onboard = o->rv == 0 && !d->pushed;
         d->has_base = d->has_base || o->config_json != NULL;
         d->onboard_failures = 0;
         d->next_onboard_ms = 0;
@@ -1143,7 +1153,8 @@ static void reconcile(struct node_devices *c, const struct outcome *o)
     store_object_release(&obj);
 }
 
-/* A device's first onboarding succeeded: if active services target it
+/* A device onboarded that nothing was ever pushed to (its record has no
+ * intended config and no status.last_push): if active services target it
  * already (those of its site, typically: a branch device added after
  * they were deployed), it gets its intended config now instead of at the
  * next write of one of them. Runs after record(), which freed the device;

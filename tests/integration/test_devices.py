@@ -22,7 +22,8 @@ serving 200 simulated CPEs.
   write of the stale owner was accepted after the new owners' first.
 - Site targets: a service to one site reaches exactly that site's devices;
   a device added to the site later gets it once it is onboarded, with no
-  operator action (status.last_push says why).
+  operator action (status.last_push says why); also when its owner is
+  SIGKILLed between its onboarding and that push (the new owner pushes).
 """
 
 import os
@@ -39,7 +40,7 @@ from harness import unique_name, wait_for  # noqa: E402
 from test_devsim import PASSWORD, USER  # noqa: E402
 
 N_DEVICES = 300
-SPARE = 3  # simulated devices not imported by test_a: test_g adds them to a site
+SPARE = 4  # simulated devices not imported by test_a: test_g and test_h add them to a site
 SETTINGS = dict(FAST_OWNERSHIP, drift_interval_s="1", confirm_timeout_s="30")
 POLICY_PARAMS = {"zones": [{"name": "trust", "interfaces": []},
                            {"name": "untrust", "interfaces": []}]}
@@ -272,11 +273,20 @@ class DevicesTest(DevsimClusterTest):
             "management": {"host": "127.0.0.1", "port": self.sim.base_port + i},
             "credentials": {"username": USER, "password": PASSWORD}}).json
 
+    def settled(self):
+        """Waits until every node is up and in the ownership (a test before
+        may have ended with one paused or restarting)."""
+        self.c.wait_ready()
+        wait_for(lambda: not self.req("GET", "/api/v1/cluster/ownership", status=200)
+                 .json["down"], 60, "no node down in the ownership", interval=0.3)
+
     def test_g_site_targets(self):
+        self.settled()
         site = self.req("POST", "/api/v1/sites", status=201, body={
             "tenant_id": self.tenant, "name": unique_name("branch"), "role": "spoke"}).json
-        first = [self.add_device(site["id"], N_DEVICES + k) for k in range(SPARE - 1)]
+        first = [self.add_device(site["id"], N_DEVICES + k) for k in range(SPARE - 2)]
         ids = {d["id"] for d in first}
+        type(self).branch = site["id"]
 
         def onboarded(dev_ids):
             def check():
@@ -289,14 +299,14 @@ class DevicesTest(DevsimClusterTest):
         job = self.wait_job(location)
         self.assertEqual(job["state"], "succeeded", job.get("message"))
         self.assertEqual({t["device_id"] for t in job["tasks"]}, ids)
-        for k in range(SPARE - 1):
+        for k in range(SPARE - 2):
             self.assertIn("<name>branch</name>", self.running("dev%d" % (N_DEVICES + k)))
         # Exactly that site: a sample of the others has not got it.
         for i in (0, 1, N_DEVICES // 2, N_DEVICES - 1):
             self.assertNotIn("<name>branch</name>", self.running("dev%d" % i))
         # A device added to the site later gets the site's services once
         # it is onboarded, with no operator action.
-        late = N_DEVICES + SPARE - 1
+        late = N_DEVICES + SPARE - 2  # the last spare is test_h's
         dev = self.add_device(site["id"], late)
         wait_for(lambda: "<name>branch</name>" in self.running("dev%d" % late), 60,
                  "the late branch device to get the site's service", interval=0.3)
@@ -326,6 +336,47 @@ class DevicesTest(DevsimClusterTest):
             return real if list(real) == [keep] else None
         self.assertEqual(wait_for(realized, 30, "the realization on the one device"),
                          {keep: "succeeded"})
+
+    def test_h_first_push_survives_owner_loss(self):
+        """The owner of a device just onboarded dies before its push after
+        onboarding is recorded: the new owner, finding in the record that
+        nothing was pushed to it yet, pushes after its own onboarding."""
+        self.settled()
+        svc, location = self.service("branch2", [], 8443, sites=[self.branch])
+        self.assertEqual(self.wait_job(location)["state"], "succeeded")
+        late = N_DEVICES + SPARE - 1
+        name = "dev%d" % late
+        # Each get-config takes 2 s: the onboarding's, then the push's
+        # (its first step, before any lock or write), during which the
+        # owner is killed.
+        self.sim.command("fault %s slow 2000 get-config" % name)
+        dev = self.add_device(self.branch, late)
+
+        def onboarded():
+            d = self.req("GET", "/api/v1/devices/" + dev["id"], status=200).json
+            return d if d["status"].get("state") == "onboarded" else None
+        d = wait_for(onboarded, 60, "the late device onboarded", interval=0.1)
+        owner = d["owner"]
+        self.c.kill(owner)
+        try:
+            self.sim.command("clear " + name)
+            d = wait_for(lambda: self.req("GET", "/api/v1/devices/" + dev["id"], status=200).json,
+                         30, "the device read after the kill", interval=0.2)
+            self.assertNotIn("last_push", d["status"], "the push ended before the kill")
+            self.assertNotIn("<name>branch2</name>", self.running(name))
+
+            def pushed():
+                d = self.req("GET", "/api/v1/devices/" + dev["id"], status=200).json
+                return d if d["status"].get("last_push") else None
+            d = wait_for(pushed, 60, "the new owner's push recorded", interval=0.3)
+            self.assertNotEqual(d["owner"], owner)
+            self.assertEqual(d["status"]["last_push"]["trigger"], "first onboarding")
+            self.assertEqual(d["status"]["last_push"]["state"], "succeeded",
+                             d["status"]["last_push"].get("message"))
+            self.assertIn("<name>branch2</name>", self.running(name))
+        finally:
+            self.c.start(owner)
+            self.c.wait_ready()
 
 
 if __name__ == "__main__":

@@ -1062,6 +1062,7 @@ static void backend_raft_status(void *data, struct api_raft_status *out)
         out->callhome_throttled = ch.throttled;
         out->callhome_failed = ch.failed;
     }
+    out->device_sessions = atomic_load(&n->device_sessions);
 }
 
 static bool backend_is_leader(void *data)

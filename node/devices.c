@@ -682,6 +682,11 @@ static void consider(struct node_devices *c, const struct store_object *o)
         return;
     }
     gained = owned && !d->owned;
+    if (!owned && d->owned && d->registered) {
+        /* Another node drives it now: its session here would only idle
+         * (and count against the device's session limit). */
+        sb_manager_device_release(c->sb, d->id);
+    }
     d->owned = owned;
     due = d->onboard_due;
     d->onboard_due = false;
@@ -700,6 +705,9 @@ static void consider(struct node_devices *c, const struct store_object *o)
                  strcmp(str_of(body, "desired_state") != NULL ? str_of(body, "desired_state") : "",
                         "managed") == 0;
     if (!d->managed) {
+        if (was_managed && d->registered) {
+            sb_manager_device_release(c->sb, d->id);
+        }
         json_decref(body);
         return;
     }
@@ -732,6 +740,17 @@ static void consider(struct node_devices *c, const struct store_object *o)
     json_decref(body);
 }
 
+/* A device deleted: nothing more to retry or check, no session to keep. */
+static void dev_deleted(struct node_devices *c, struct dev *d)
+{
+    if (d->managed && d->registered) {
+        sb_manager_device_release(c->sb, d->id);
+    }
+    d->managed = false;
+    d->next_onboard_ms = 0;
+    d->onboard_due = false;
+}
+
 /* Looks at a device's record again (a retry is due, or it changed while
  * a job ran); a deleted device is forgotten as managed. */
 static void look(struct node_devices *c, struct dev *d)
@@ -739,9 +758,7 @@ static void look(struct node_devices *c, struct dev *d)
     struct store_object o;
     d->look_again = false;
     if (store_object_get(c->n->store, STORE_KIND_DEVICE, d->id, &o) != 0) {
-        d->managed = false;
-        d->next_onboard_ms = 0;
-        d->onboard_due = false;
+        dev_deleted(c, d);
         return;
     }
     consider(c, &o);
@@ -885,8 +902,7 @@ static int follow(struct node_devices *c)
         } else if (x->object.kind == STORE_KIND_DEVICE) {
             struct dev *d = dev_get(c, x->object.id, false);
             if (d != NULL) {
-                d->managed = false; /* nothing more to retry or check */
-                d->next_onboard_ms = 0;
+                dev_deleted(c, d);
             }
         } else if (x->object.kind == STORE_KIND_JOB) {
             json_t *body =
@@ -1196,6 +1212,7 @@ static void *controller_main(void *arg)
             outcome_free(o);
             o = next;
         }
+        atomic_store(&c->n->device_sessions, sb_manager_sessions(c->sb));
         owner_stats(c->n->owner, &st);
         if (!c->scanned || st.epoch != c->epoch) {
             c->epoch = st.epoch;

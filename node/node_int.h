@@ -154,6 +154,7 @@ struct node {
 
     /* The device controller (devices.c). */
     struct node_devices *devices;
+    atomic_size_t device_sessions; /* its NETCONF sessions open, as of its last turn */
 
     /* The call-home listener (callhome.c), NULL when off, and its
      * counters (here, so /metrics may read them while it stops). */

@@ -67,6 +67,7 @@ struct api_raft_status {
     uint64_t callhome_refused;   /* wrong or unknown activation code */
     uint64_t callhome_throttled; /* refused unread after repeated bad attempts */
     uint64_t callhome_failed;    /* SSH/NETCONF set-up or the binding write failed */
+    uint64_t device_sessions;    /* NETCONF sessions open to devices now */
 };
 
 /* Device ownership as the answering node computes it from the committed

@@ -82,6 +82,9 @@ static int raft_render(struct api *api, struct cairn_buf *b)
     rv |= sample(b, "cairn_callhome_failed_total", "counter",
                  "Calls home whose SSH/NETCONF set-up or binding write failed.",
                  (double)st.callhome_failed);
+    rv |= sample(b, "cairn_device_sessions", "gauge",
+                 "NETCONF sessions this node holds open to devices (those it owns).",
+                 (double)st.device_sessions);
     return rv;
 }
 

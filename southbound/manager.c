@@ -56,6 +56,7 @@ struct job {
     uint64_t deadline_ms;    /* monotonic: give up connecting after this */
     unsigned attempts;       /* connection attempts made */
     bool rerun;              /* run again once already, its session lost */
+    bool release;            /* sb_manager_device_release: close the session, report nothing */
 };
 
 struct worker;
@@ -383,24 +384,12 @@ static int job_copy_services(struct job *j, const struct sb_service *svcs, size_
     return 0;
 }
 
-int sb_manager_submit(struct sb_manager *m, const char *device_id, enum sb_op op,
-                      const struct sb_service *services, size_t nservices, void *job_data)
+/* Queues j (owned from here) behind the device's other jobs. */
+static int job_queue(struct sb_manager *m, const char *device_id, struct job *j)
 {
-    struct job *j = calloc(1, sizeof(*j));
     struct device *d;
-    int rv;
+    int rv = 0;
 
-    if (!j) {
-        return CAIRN_ENOMEM;
-    }
-    j->op = op;
-    j->data = job_data;
-    j->deadline_ms = cairn_now_ms() + m->cfg.job_deadline_ms;
-    rv = job_copy_services(j, services, nservices);
-    if (rv) {
-        job_free(j);
-        return rv;
-    }
     pthread_mutex_lock(&m->mu);
     d = device_find(m, device_id);
     if (!d || m->stop) {
@@ -420,6 +409,37 @@ int sb_manager_submit(struct sb_manager *m, const char *device_id, enum sb_op op
     }
     pthread_mutex_unlock(&m->mu);
     return rv;
+}
+
+int sb_manager_submit(struct sb_manager *m, const char *device_id, enum sb_op op,
+                      const struct sb_service *services, size_t nservices, void *job_data)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    int rv;
+
+    if (!j) {
+        return CAIRN_ENOMEM;
+    }
+    j->op = op;
+    j->data = job_data;
+    j->deadline_ms = cairn_now_ms() + m->cfg.job_deadline_ms;
+    rv = job_copy_services(j, services, nservices);
+    if (rv) {
+        job_free(j);
+        return rv;
+    }
+    return job_queue(m, device_id, j);
+}
+
+int sb_manager_device_release(struct sb_manager *m, const char *id)
+{
+    struct job *j = calloc(1, sizeof(*j));
+    if (!j) {
+        return CAIRN_ENOMEM;
+    }
+    j->release = true;
+    j->deadline_ms = cairn_now_ms() + m->cfg.job_deadline_ms;
+    return job_queue(m, id, j);
 }
 
 /* Job execution (worker thread, manager lock not held). */
@@ -740,8 +760,11 @@ static void *worker_main(void *arg)
         }
         pthread_mutex_unlock(&m->mu);
 
-        requeue = job_run(&r);
-        if (!requeue) {
+        requeue = !r.j->release && job_run(&r);
+        if (r.j->release) {
+            session_drop(m, d);
+            job_free(r.j);
+        } else if (!requeue) {
             r.res.device_id = d->id;
             r.res.op = r.j->op;
             r.res.job_data = r.j->data;
@@ -855,6 +878,11 @@ void sb_manager_destroy(struct sb_manager *m)
             struct job *j;
             m->buckets[b] = d->hnext;
             while ((j = d->head)) {
+                if (j->release) {
+                    d->head = j->next;
+                    job_free(j);
+                    continue;
+                }
                 struct sb_result res = {.device_id = d->id,
                                         .op = j->op,
                                         .job_data = j->data,

@@ -316,6 +316,12 @@ int sb_manager_device_set(struct sb_manager *m, const char *id, const struct sb_
 int sb_manager_submit(struct sb_manager *m, const char *device_id, enum sb_op op,
                       const struct sb_service *services, size_t nservices, void *job_data);
 
+/* Closes the device's session once the jobs queued before this call have
+ * run (this node no longer owns it, or stopped managing it); a later job
+ * opens a new one. Nothing is reported to the callback. CAIRN_ENOTFOUND
+ * for an unknown device. Any thread. */
+int sb_manager_device_release(struct sb_manager *m, const char *id);
+
 /* Forgets a device's reconnect backoff and has its next job open a new
  * session: its connection settings changed, or a new owner starts fresh.
  * A job waiting for the backoff runs now. CAIRN_ENOTFOUND for an unknown

@@ -16,7 +16,8 @@ serving 200 simulated CPEs.
   alarm) and, under the "reconcile" policy, undone.
 - Handoff: a deployment started right before the SIGKILL of a node
   completes (the survivors own, reconnect and finish its devices); when the
-  node comes back, its devices move back to it.
+  node comes back, its devices move back to it, and the survivors close
+  their sessions to them (cairn_device_sessions).
 - A zombie owner: a SIGSTOPped owner's devices are taken over and
   deployed; after SIGCONT, the simulator's epoch records show that no
   write of the stale owner was accepted after the new owners' first.
@@ -27,6 +28,7 @@ serving 200 simulated CPEs.
 """
 
 import os
+import re
 import sys
 import time
 
@@ -226,6 +228,18 @@ class DevicesTest(DevsimClusterTest):
         # Back: its devices move back to it.
         wait_for(lambda: all(d["owner"] == before[d["id"]] for d in self.devices(survivor)), 60,
                  "the devices to move back", interval=0.5)
+
+        # The survivors close the sessions to the devices they gave back:
+        # each node keeps sessions only to the devices it owns.
+        def sessions_owned():
+            own = self.req("GET", "/api/v1/cluster/ownership", status=200).json
+            counts = {}
+            for m in own["members"]:
+                text = self.c.request(m["id"], "GET", "/metrics", auth=False).body.decode()
+                found = re.search(r"^cairn_device_sessions (\S+)$", text, re.M)
+                counts[m["id"]] = (int(float(found.group(1))), m["devices"])
+            return counts if all(s <= d for s, d in counts.values()) else None
+        wait_for(sessions_owned, 30, "sessions only to owned devices", interval=0.5)
 
 
     def test_f_zombie_owner(self):

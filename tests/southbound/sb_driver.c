@@ -11,6 +11,7 @@
  *                             JSON: {"services":[{"id","type","parameters"}]}
  *   submit-all OP [JSON]      the same for every device, in order
  *   status ID                 prints {"status":...}
+ *   release ID                sb_manager_device_release
  *   fence ID off|on           the manager's fence answers false for ID
  *                             (one device at a time): ownership lost
  *   stats                     prints {"stats":...}: threads, sessions, RSS, fds
@@ -316,6 +317,9 @@ int main(int argc, char **argv)
             emit(rv ? json_pack("{ss}", "error", cairn_strerror(rv)) : json_pack("{sb}", "ok", 1));
         } else if (!strcmp(cmd, "status") && n == 1) {
             status(m, a[0]);
+        } else if (!strcmp(cmd, "release") && n == 1) {
+            int rv = sb_manager_device_release(m, a[0]);
+            emit(rv ? json_pack("{ss}", "error", cairn_strerror(rv)) : json_pack("{sb}", "ok", 1));
         } else if (!strcmp(cmd, "fence") && n == 2) {
             fence_set(a[0], a[1]);
         } else if (!strcmp(cmd, "stats")) {

@@ -289,6 +289,17 @@ class ManagerTest(unittest.TestCase):
         self.ok(self.drv.run("dev4", "push", FW2))
         self.assertIn("<name>dns</name>", "\n".join(self.sim.command("config dev4")))
         self.assertTrue(clean(self.sim, "dev4"))
+        # Released (another node owns it now): its session is closed; the
+        # next job opens a new one.
+        sessions = self.drv.cmd("stats")["stats"]["sessions"]
+        self.assertEqual(self.drv.cmd("release dev4"), {"ok": True})
+        until(lambda: self.drv.cmd("stats")["stats"]["sessions"] == sessions - 1, 10,
+              "dev4's session closed")
+        res = self.drv.run("dev4", "check-drift")
+        self.ok(res)
+        self.assertEqual(res["attempts"], 1)
+        with self.assertRaisesRegex(RuntimeError, "not found"):
+            self.drv.cmd("release nosuch")
 
     def test_5_fault_slow_and_timeout(self):
         self.sim.command("fault dev5 slow 200")

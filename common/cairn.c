@@ -5,6 +5,7 @@
 #include "cairn.h"
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -315,4 +316,19 @@ int cairn_listen_check(const char *address, char *errmsg, size_t size)
     }
     close(fd);
     return rv;
+}
+
+unsigned cairn_dir_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    unsigned n = 0;
+    if (d == NULL) {
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
 }

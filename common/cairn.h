@@ -85,6 +85,11 @@ int64_t cairn_wall_ms(void);
 /* Fills buf with len cryptographically random bytes (getrandom). */
 void cairn_random_bytes(void *buf, size_t len);
 
+/* Entries of a directory other than "." and "..", 0 if it cannot be read:
+ * with /proc/self/task, this process's threads; /proc/self/fd, its
+ * descriptors. */
+unsigned cairn_dir_entries(const char *dir);
+
 /* The delay before retry number `failures` (1 for the first) of something
  * that keeps failing: min_ms doubled for each earlier failure, capped at
  * max_ms, then spread over +-25% by random (any value; pass

@@ -19,7 +19,6 @@
  * Every job result is printed as one JSON line {"result":...} from the
  * worker thread that produced it; every command answers one JSON line.
  */
-#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,21 +211,6 @@ static long rss_kb(void)
     return kb;
 }
 
-/* Entries in a /proc/self directory: threads (task) or descriptors (fd). */
-static int proc_count(const char *dir)
-{
-    DIR *d = opendir(dir);
-    struct dirent *e;
-    int n = 0;
-    while (d && (e = readdir(d))) {
-        n += e->d_name[0] != '.';
-    }
-    if (d) {
-        closedir(d);
-    }
-    return n;
-}
-
 static void status(struct sb_manager *m, const char *id)
 {
     static const char *const reach[] = {"unknown", "reachable", "unreachable"};
@@ -323,10 +307,11 @@ int main(int argc, char **argv)
         } else if (!strcmp(cmd, "fence") && n == 2) {
             fence_set(a[0], a[1]);
         } else if (!strcmp(cmd, "stats")) {
-            emit(json_pack("{s{si si sI sI si}}", "stats", "threads", proc_count("/proc/self/task"),
-                           "workers", (int)sb_manager_threads(m), "sessions",
+            emit(json_pack("{s{si si sI sI si}}", "stats", "threads",
+                           (int)cairn_dir_entries("/proc/self/task"), "workers",
+                           (int)sb_manager_threads(m), "sessions",
                            (json_int_t)sb_manager_sessions(m), "rss_kb", (json_int_t)rss_kb(),
-                           "fds", proc_count("/proc/self/fd")));
+                           "fds", (int)cairn_dir_entries("/proc/self/fd")));
         } else if (!strcmp(cmd, "quit")) {
             break;
         } else {

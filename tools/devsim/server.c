@@ -33,7 +33,6 @@
  * write lock) could wait for as long as devices keep dialing.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
@@ -328,22 +327,6 @@ static pthread_mutex_t ch_gate = PTHREAD_MUTEX_INITIALIZER;
 /* Threads of the process before server_start made any (see server_stop). */
 static unsigned threads_before;
 
-/* The number of this process's threads (/proc/self/task), 0 if unknown. */
-static unsigned thread_count(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    unsigned n = 0;
-    if (!d) {
-        return 0;
-    }
-    while ((e = readdir(d))) {
-        n += e->d_name[0] != '.';
-    }
-    closedir(d);
-    return n;
-}
-
 int callhome_parse(const char *list, char hosts[][DEVSIM_NAME_MAX], uint16_t *ports, unsigned *n)
 {
     const char *p = list;
@@ -463,7 +446,7 @@ int server_start(struct devsim *sim)
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&sim->endpt_gate, &attr);
     pthread_rwlockattr_destroy(&attr);
-    threads_before = thread_count();
+    threads_before = cairn_dir_entries("/proc/self/task");
     if (nc_server_init(sim->ctx)) {
         return CAIRN_EIO;
     }
@@ -540,7 +523,8 @@ void server_stop(struct devsim *sim)
      * LeakSanitizer reports. Wait, up to 8 s (they take 1-3 s), until only
      * the threads there before server_start remain (control is joined).
      */
-    for (i = 0; threads_before && thread_count() > threads_before && i < 800; i++) {
+    for (i = 0; threads_before && cairn_dir_entries("/proc/self/task") > threads_before && i < 800;
+         i++) {
         sleep_ms(10);
     }
     nc_server_destroy();

@@ -212,7 +212,8 @@ int node_wait_applied(struct node *n, uint64_t index, uint64_t deadline_ms)
     return rv;
 }
 
-int node_api_address(struct node *n, uint64_t id, char *out, size_t size)
+/* From the member record, else the configuration file. */
+static int api_address_lookup(struct node *n, uint64_t id, char *out, size_t size)
 {
     struct store_object obj;
     char key[24];
@@ -240,6 +241,34 @@ int node_api_address(struct node *n, uint64_t id, char *out, size_t size)
         return CAIRN_ENOTFOUND;
     }
     snprintf(out, size, "%s", m->api_address);
+    return 0;
+}
+
+int node_api_address(struct node *n, uint64_t id, char *out, size_t size)
+{
+    uint64_t generation = store_member_generation(n->store);
+    char found[sizeof n->aa.address];
+    int rv;
+
+    pthread_mutex_lock(&n->cvmu);
+    if (n->aa.valid && n->aa.id == id && n->aa.member_generation == generation &&
+        strlen(n->aa.address) < size) {
+        snprintf(out, size, "%s", n->aa.address);
+        pthread_mutex_unlock(&n->cvmu);
+        return 0;
+    }
+    pthread_mutex_unlock(&n->cvmu);
+    rv = api_address_lookup(n, id, found, sizeof found);
+    if (rv != 0 || strlen(found) >= size) {
+        return rv != 0 ? rv : CAIRN_ENOTFOUND;
+    }
+    snprintf(out, size, "%s", found);
+    pthread_mutex_lock(&n->cvmu);
+    n->aa.valid = true;
+    n->aa.id = id;
+    n->aa.member_generation = generation;
+    snprintf(n->aa.address, sizeof n->aa.address, "%s", found);
+    pthread_mutex_unlock(&n->cvmu);
     return 0;
 }
 
@@ -741,7 +770,6 @@ int node_create(const struct config *cfg, struct node **out, char *errmsg, size_
     pthread_mutex_init(&n->vmu, NULL);
     pthread_mutex_init(&n->cvmu, NULL);
     pthread_mutex_init(&n->fwmu, NULL);
-    node_cond_init(&n->fwcv);
     node_cond_init(&n->vcv);
     pthread_mutex_init(&n->rimu, NULL);
     node_cond_init(&n->ricv);
@@ -881,7 +909,6 @@ void node_destroy(struct node *n)
     pthread_mutex_destroy(&n->vmu);
     pthread_mutex_destroy(&n->cvmu);
     pthread_mutex_destroy(&n->fwmu);
-    pthread_cond_destroy(&n->fwcv);
     pthread_cond_destroy(&n->vcv);
     pthread_mutex_destroy(&n->rimu);
     pthread_cond_destroy(&n->ricv);

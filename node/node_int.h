@@ -120,6 +120,15 @@ struct node {
         unsigned version;
         uint64_t lowest;
     } cv;
+    /* The API address node_api_address found last, trusted while the
+     * member records are as they were then (every forwarded call asks for
+     * the leader's). Guarded by cvmu. */
+    struct {
+        bool valid;
+        uint64_t id;
+        uint64_t member_generation; /* store_member_generation before */
+        char address[64];
+    } aa;
     atomic_bool shutting_down; /* set once, at node_destroy */
 
     /* Follower read points (backend.c, read_remote): one
@@ -137,7 +146,6 @@ struct node {
     /* Forwarded writes waiting to share a propose-batch call (backend.c,
      * forward_combined), and the calls out. Guarded by fwmu. */
     pthread_mutex_t fwmu;
-    pthread_cond_t fwcv;
     struct forward *fw_head;
     unsigned fw_calls;
 

@@ -498,12 +498,6 @@ static int run(struct store_apply *a)
     if (rv == 0 && uses_rid && !answered) {
         rv = request_store(a, old_time);
     }
-    if (rv == 0) {
-        rv = store_apply_prune_changes(a);
-    }
-    if (rv == 0) {
-        rv = store_apply_prune_audit(a);
-    }
     return rv;
 }
 
@@ -591,6 +585,7 @@ static int apply_entry(struct store *s, uint64_t index, const struct store_slice
                        size_t errmsg_size)
 {
     struct store_apply a;
+    uint64_t revision_before;
     int rv;
 
     if (index <= atomic_load(&s->applied)) {
@@ -609,6 +604,7 @@ static int apply_entry(struct store *s, uint64_t index, const struct store_slice
     memset(&a, 0, sizeof a);
     a.s = s;
     a.revision = atomic_load(&s->revision);
+    revision_before = a.revision;
     a.errmsg = errmsg;
     a.errmsg_size = errmsg_size;
     /* Overwriting keys in the index: a read sees the last write of a key,
@@ -616,6 +612,16 @@ static int apply_entry(struct store *s, uint64_t index, const struct store_slice
     a.wb = rocksdb_writebatch_wi_create(0, 1);
     for (size_t i = 0; i < n && rv == 0; i++) {
         rv = apply_command(&a, &cmds[i], &s->results[i]);
+    }
+    /* The logs are pruned once per entry, after its commands, not after
+     * each: one scan per log instead of one per command, and the deletes
+     * in one run instead of alternating with the puts at the other end of
+     * the same memtable (measured: docs/benchmarks.md, session 7). */
+    if (rv == 0) {
+        rv = store_apply_prune_changes(&a, revision_before, n);
+    }
+    if (rv == 0) {
+        rv = store_apply_prune_audit(&a, n);
     }
     if (rv != 0) {
         goto err_after_batch;

@@ -7,8 +7,9 @@
  *   - expired objects (STORE_PRUNE_MAX per entry, in expiry order), each
  *     with its descendants, at most cascade_max objects per entry;
  *   - change-log records older than the newest changes_kept revisions and
- *     audit records beyond the newest audit_kept (STORE_LOG_PRUNE_MAX each
- *     per entry; each entry adds about one, so pruning keeps up).
+ *     audit records beyond the newest audit_kept, once per entry after its
+ *     commands (STORE_LOG_PRUNE_MAX per command of the entry; each command
+ *     adds about one, so pruning keeps up).
  * Readers never depend on how far pruning got: apply treats an expired
  * object as absent at once, queries skip it, and the change log is read
  * only from meta changes_floor on.
@@ -78,22 +79,14 @@ static int delete_below(struct store_apply *a, enum store_cf cf, const void *bou
     struct store_prune_hint *h = &a->s->db.hint[cf];
     struct store_prune_hint next = {0};
     rocksdb_iterator_t *it;
-    char *keys;
-    size_t *lens;
+    struct cairn_buf keys; /* each key: its length (a size_t), then it */
     size_t n = 0;
     int rv = 0;
 
     if (h->known && (h->empty || key_cmp(bound, bound_len, h->low, h->len) <= 0)) {
         return 0;
     }
-    keys = malloc(max * STORE_PRUNE_HINT_KEY);
-    lens = malloc(max * sizeof *lens);
-    if (keys == NULL || lens == NULL) {
-        free(keys);
-        free(lens);
-        cairn_errmsg_set(a->errmsg, a->errmsg_size, "prune: out of memory");
-        return CAIRN_ENOMEM;
-    }
+    cairn_buf_init(&keys);
     it = store_apply_iter(a, cf);
     for (seek_hint(it, h); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
         size_t len;
@@ -108,8 +101,13 @@ static int delete_below(struct store_apply *a, enum store_cf cf, const void *bou
             rv = CAIRN_ECORRUPT;
             break;
         }
-        memcpy(keys + n * STORE_PRUNE_HINT_KEY, key, len);
-        lens[n++] = len;
+        if (cairn_buf_append(&keys, &len, sizeof len) != 0 ||
+            cairn_buf_append(&keys, key, len) != 0) {
+            cairn_errmsg_set(a->errmsg, a->errmsg_size, "prune: out of memory");
+            rv = CAIRN_ENOMEM;
+            break;
+        }
+        n++;
     }
     if (rv == 0) {
         rv = store_apply_iter_check(a, it);
@@ -118,16 +116,18 @@ static int delete_below(struct store_apply *a, enum store_cf cf, const void *bou
         hint_set_empty(&next); /* every key was below bound */
     }
     rocksdb_iter_destroy(it);
-    for (size_t i = 0; rv == 0 && i < n; i++) {
-        const char *key = keys + i * STORE_PRUNE_HINT_KEY;
+    for (size_t off = 0; rv == 0 && off < keys.len;) {
+        size_t len;
+        const char *key = keys.data + off + sizeof len;
+        memcpy(&len, keys.data + off, sizeof len);
         if (skip > 0) {
-            store_apply_del(a, also_cf, key + skip, lens[i] - skip);
+            store_apply_del(a, also_cf, key + skip, len - skip);
         }
-        store_apply_del(a, cf, key, lens[i]);
+        store_apply_del(a, cf, key, len);
+        off += sizeof len + len;
     }
     *h = next; /* unknown after an error */
-    free(keys);
-    free(lens);
+    cairn_buf_close(&keys);
     return rv;
 }
 
@@ -249,7 +249,7 @@ int store_apply_prune_expired(struct store_apply *a)
     return rv;
 }
 
-int store_apply_prune_changes(struct store_apply *a)
+int store_apply_prune_changes(struct store_apply *a, uint64_t revision_before, size_t n)
 {
     uint64_t kept = a->s->changes_kept;
     uint64_t floor;
@@ -264,7 +264,7 @@ int store_apply_prune_changes(struct store_apply *a)
     }
     if (!found) {
         /* The first entry that logs: nothing before it was ever logged. */
-        floor = a->revision - (a->changed ? 1 : 0) + 1;
+        floor = revision_before + 1;
     }
     want = a->revision >= kept ? a->revision - kept + 1 : 1;
     if (want > floor) {
@@ -275,10 +275,10 @@ int store_apply_prune_changes(struct store_apply *a)
         store_apply_meta_put(a, STORE_META_CHANGES_FLOOR, floor);
     }
     return delete_below(a, STORE_CF_CHANGES, bound, store_key_change(floor, 0, bound),
-                        STORE_LOG_PRUNE_MAX, STORE_CF_DEFAULT, 0);
+                        STORE_LOG_PRUNE_MAX * n, STORE_CF_DEFAULT, 0);
 }
 
-int store_apply_prune_audit(struct store_apply *a)
+int store_apply_prune_audit(struct store_apply *a, size_t n)
 {
     char bound[STORE_KEY_AUDIT_LEN];
     uint64_t last;
@@ -289,6 +289,6 @@ int store_apply_prune_audit(struct store_apply *a)
     }
     /* Keep last - kept + 1 .. last. */
     return delete_below(a, STORE_CF_AUDIT, bound,
-                        store_key_audit(last - a->s->audit_kept + 1, bound), STORE_LOG_PRUNE_MAX,
-                        STORE_CF_DEFAULT, 0);
+                        store_key_audit(last - a->s->audit_kept + 1, bound),
+                        STORE_LOG_PRUNE_MAX * n, STORE_CF_DEFAULT, 0);
 }

@@ -41,8 +41,9 @@
 #define STORE_AUDIT_KEPT     1000000
 #define STORE_AUDIT_SCAN_MAX 100000
 
-/* Change-log and audit records one apply removes at most once they fall out
- * of what is kept; each apply adds about one, so pruning keeps up. */
+/* Change-log and audit records an entry removes at most, per command in it,
+ * once they fall out of what is kept; each command adds about one, so
+ * pruning keeps up. */
 #define STORE_LOG_PRUNE_MAX 64
 
 /* Column families, in the order they are opened. */
@@ -440,8 +441,10 @@ int store_apply_prune_requests(struct store_apply *a);
 /* A key put into a column family lowers its prune hint (apply_prune.c). */
 void store_prune_hint_put(struct store_prune_hint *h, const void *key, size_t len);
 int store_apply_prune_expired(struct store_apply *a);
-int store_apply_prune_changes(struct store_apply *a);
-int store_apply_prune_audit(struct store_apply *a);
+/* Once per entry of n commands, after them; revision_before is the
+ * revision before the entry. */
+int store_apply_prune_changes(struct store_apply *a, uint64_t revision_before, size_t n);
+int store_apply_prune_audit(struct store_apply *a, size_t n);
 
 /* snapshot.c */
 

@@ -70,6 +70,7 @@ struct liveness {
     uint64_t leader_since; /* when this node saw itself lead in leader_term */
     uint64_t leader_term;
     uint64_t lapses_logged;
+    uint64_t system_seen; /* store_system_generation of the last full refresh */
 };
 
 /* --- the ownership record in the store ---------------------------------- */
@@ -152,12 +153,25 @@ static void refresh(struct liveness *l)
     struct ring_state rec;
     struct handoff h;
     char live[256];
+    /* Read before the record: a record written meanwhile moves it again. */
+    uint64_t generation = store_system_generation(n->store);
+    int rv;
 
-    if (record_read(n, &rec) != 0) {
+    /* The thread wakes at every change of the view, under load thousands
+     * of times a second; the record changes rarely. */
+    if (generation == l->system_seen) {
+        return;
+    }
+    rv = record_read(n, &rec);
+    if (rv == CAIRN_ENOTFOUND) {
+        l->system_seen = generation;
+    }
+    if (rv != 0) {
         return;
     }
     owner_stats(n->owner, &st);
     if (rec.epoch == st.epoch) {
+        l->system_seen = generation;
         return;
     }
     memset(&h, 0, sizeof h);
@@ -167,6 +181,7 @@ static void refresh(struct liveness *l)
         return; /* tried again on the next wake-up */
     }
     owner_update(n->owner, &rec, h.gained, h.lost);
+    l->system_seen = generation;
     ids_format(h.cur.nodes, h.cur.n, live, sizeof live);
     CAIRN_INFO(
         "msg=\"ownership epoch applied\" epoch=%llu live=%s gained=%llu lost=%llu "

@@ -441,27 +441,36 @@ static void async_cb(uv_async_t *a)
     }
 }
 
-/* Publishes raft's state for other threads after every loop iteration. */
+/* Publishes raft's state for other threads after every loop iteration.
+ * node_view_wait wakes for a change of role, leader, term or
+ * configuration, or of a system object (the ownership record the liveness
+ * thread follows), not for every entry applied: under load that woke every
+ * waiter thousands of times a second for nothing. Applied-index waiters
+ * have their own wake-ups. */
 static void publish_view(struct node *n)
 {
     struct consensus_status s;
-    bool changed;
+    uint64_t system = store_system_generation(n->store);
+    bool changed, wake;
     if (n->consensus == NULL) {
         return;
     }
     consensus_status(n->consensus, &s);
     pthread_mutex_lock(&n->vmu);
-    changed = s.applied_index != n->view.applied_index || s.state != n->view.state ||
-              s.leader_id != n->view.leader_id || s.term != n->view.term ||
-              s.commit_index != n->view.commit_index || s.config_index != n->view.config_index ||
-              s.last_index != n->view.last_index;
+    wake = s.state != n->view.state || s.leader_id != n->view.leader_id || s.term != n->view.term ||
+           s.config_index != n->view.config_index || system != n->view_system;
+    changed = wake || s.applied_index != n->view.applied_index ||
+              s.commit_index != n->view.commit_index || s.last_index != n->view.last_index;
     if (changed) {
         if (s.leader_id != 0 && s.leader_id != n->view.leader_id) {
             n->leader_changes++;
         }
         n->view = s;
-        pthread_cond_broadcast(&n->vcv);
+        n->view_system = system;
         applied_waiters_wake(n);
+    }
+    if (wake) {
+        pthread_cond_broadcast(&n->vcv);
     }
     pthread_mutex_unlock(&n->vmu);
 }

@@ -95,10 +95,12 @@ struct node {
     char start_err[CAIRN_ERRMSG_SIZE];
 
     /* The view: the loop thread publishes raft's state after every loop
-     * iteration; other threads read it and wait on vcv for it to change. */
+     * iteration; other threads read it and wait on vcv for it to change
+     * (publish_view says which changes wake them). */
     pthread_mutex_t vmu;
     pthread_cond_t vcv;
     struct consensus_status view;
+    uint64_t view_system; /* store_system_generation when view was published */
     /* Threads waiting until an index is applied (node_wait_applied), each
      * woken alone once its index is (not by every change of the view: with
      * hundreds of writers waiting through a follower, that broadcast woke
@@ -184,7 +186,9 @@ void node_view(struct node *n, struct consensus_status *out);
  * condition variable made with node_cond_init. */
 void node_abs_deadline(uint64_t deadline_ms, struct timespec *ts);
 void node_cond_init(pthread_cond_t *cv);
-/* Waits until the view changes or until deadline. */
+/* Waits until the role, leader, term or configuration in the view changes,
+ * or a system object (store_system_generation), or until deadline; not
+ * woken by entries applied (node_wait_applied is). */
 void node_view_wait(struct node *n, uint64_t deadline_ms);
 /* Waits until raft's applied index here is at least index. */
 int node_wait_applied(struct node *n, uint64_t index, uint64_t deadline_ms);

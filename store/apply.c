@@ -125,6 +125,8 @@ int store_apply_change(struct store_apply *a, enum store_kind kind, const char *
         a->auth_changed = true;
     } else if (kind == STORE_KIND_MEMBER) {
         a->members_changed = true;
+    } else if (kind == STORE_KIND_SYSTEM) {
+        a->system_changed = true;
     }
     msgpack_sbuffer_init(&sb);
     rv = store_change_encode(&rec, &sb);
@@ -642,6 +644,9 @@ static int apply_entry(struct store *s, uint64_t index, const struct store_slice
     }
     if (a.members_changed) {
         atomic_fetch_add(&s->member_generation, 1);
+    }
+    if (a.system_changed) {
+        atomic_fetch_add(&s->system_generation, 1);
     }
     *results = s->results;
     return 0;

@@ -766,6 +766,7 @@ static int swap(struct store *s, char *errmsg, size_t errmsg_size)
     atomic_store(&s->applied, s->db.applied);
     atomic_fetch_add(&s->auth_generation, 1);
     atomic_fetch_add(&s->member_generation, 1);
+    atomic_fetch_add(&s->system_generation, 1);
     pthread_rwlock_unlock(&s->lock);
     return 0;
 

@@ -178,7 +178,8 @@ int store_open(const char *dir, struct store **out, char *errmsg, size_t errmsg_
         rv = CAIRN_ENOMEM;
         goto err;
     }
-    atomic_init(&s->auth_generation, 1); /* 0 marks an empty cache slot */
+    atomic_init(&s->auth_generation, 1);   /* 0 marks an empty cache slot */
+    atomic_init(&s->system_generation, 1); /* 0: never read (liveness.c) */
     rv = paths_init(s, dir);
     if (rv != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "open store %s: out of memory", dir);
@@ -271,4 +272,9 @@ uint64_t store_auth_generation(struct store *s)
 uint64_t store_member_generation(struct store *s)
 {
     return atomic_load(&s->member_generation);
+}
+
+uint64_t store_system_generation(struct store *s)
+{
+    return atomic_load(&s->system_generation);
 }

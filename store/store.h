@@ -238,6 +238,12 @@ uint64_t store_auth_generation(struct store *s);
  * cluster version is keyed on, with the configuration. Any thread. */
 uint64_t store_member_generation(struct store *s);
 
+/* Moves (after the change is readable) whenever a system object (the
+ * ownership record, ...) is written or deleted, or a snapshot replaced the
+ * state: lets a reader that waits for one skip reading it while nothing
+ * moved. Any thread. */
+uint64_t store_system_generation(struct store *s);
+
 /* One object as read. Free with store_object_release. */
 struct store_object {
     enum store_kind kind;

@@ -127,6 +127,7 @@ struct store {
     _Atomic uint64_t revision;                    /* global revision */
     _Atomic uint64_t auth_generation;             /* moves after a session or user changed */
     _Atomic uint64_t member_generation;           /* moves after a member record changed */
+    _Atomic uint64_t system_generation;           /* moves after a system object changed */
     struct store_result results[STORE_BATCH_MAX]; /* outcomes of the last apply */
     unsigned fail_writes;                         /* tests: fail this many next batch writes */
     /* Bounds, set by store_open to the STORE_* defaults; tests lower them. */
@@ -380,6 +381,7 @@ struct store_apply {
     bool changed;                         /* the revision was bumped for this command */
     bool auth_changed;                    /* a session or user changed (auth_generation) */
     bool members_changed;                 /* a member record changed (member_generation) */
+    bool system_changed;                  /* a system object changed (system_generation) */
     uint32_t changes;                     /* change records written at this revision */
     size_t pruned;                        /* objects removed by expiry pruning this entry */
     char scope[STORE_ID_MAX + 1];         /* the object's tenant, for the audit */

@@ -466,6 +466,30 @@ static void test_auth_generation(void **state)
     assert_int_equal(store_auth_generation(f->s), g + 5);
 }
 
+/* The system generation moves with every system object change and not
+ * with other kinds or a refused command: the liveness thread reads the
+ * ownership record only after it moved. */
+static void test_system_generation(void **state)
+{
+    struct fix *f = *state;
+    struct store_command c;
+    uint64_t g = store_system_generation(f->s);
+
+    assert_int_not_equal(g, 0);
+    fix_scoped(f, STORE_OP_CREATE, STORE_KIND_TENANT, "t1", NULL, 0, NULL, 0);
+    fix_scoped(f, STORE_OP_CREATE, STORE_KIND_MEMBER, "2", NULL, 0, NULL, 0);
+    assert_int_equal(store_system_generation(f->s), g);
+    fix_scoped(f, STORE_OP_CREATE, STORE_KIND_SYSTEM, "ring", NULL, 0, NULL, 0);
+    assert_int_equal(store_system_generation(f->s), g + 1);
+    fix_scoped(f, STORE_OP_UPDATE, STORE_KIND_SYSTEM, "ring", NULL, 0, NULL, 0);
+    assert_int_equal(store_system_generation(f->s), g + 2);
+    c = cmd_scoped(STORE_OP_CREATE, STORE_KIND_SYSTEM, "ring", NULL, 0, NULL);
+    assert_int_equal(fix_apply(f, &c).status, CAIRN_EEXIST);
+    assert_int_equal(store_system_generation(f->s), g + 2);
+    fix_scoped(f, STORE_OP_DELETE, STORE_KIND_SYSTEM, "ring", NULL, 0, NULL, 0);
+    assert_int_equal(store_system_generation(f->s), g + 3);
+}
+
 static void test_expiry(void **state)
 {
     struct fix *f = *state;
@@ -851,6 +875,7 @@ int run_tree_tests(void)
         cmocka_unit_test_setup_teardown(test_delete_children, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_cascade, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_auth_generation, fix_setup, fix_teardown),
+        cmocka_unit_test_setup_teardown(test_system_generation, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_expiry, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_expiry_subtree, fix_setup, fix_teardown),
         cmocka_unit_test_setup_teardown(test_query, fix_setup, fix_teardown),

@@ -544,22 +544,51 @@ int consensus_barrier(struct consensus *c, consensus_index_cb cb, void *arg)
     return 0;
 }
 
+static void nudge_barrier(struct consensus *c);
+
+/* True if an entry was appended since the latest nudge: it is sent with a
+ * commit index at least as high as the one nudged for. */
+static bool nudge_carried(struct consensus *c)
+{
+    return raft_last_index(c->r) > c->nudge_last;
+}
+
 static void nudge_cb(struct raft_barrier *req, int status)
 {
     struct consensus *c = req->data;
     (void)status;
     c->nudge_inflight = false;
+    if (c->nudge_again) {
+        c->nudge_again = false;
+        if (!c->closing && raft_state(c->r) == RAFT_LEADER && !nudge_carried(c)) {
+            nudge_barrier(c);
+        }
+    }
 }
 
-void consensus_nudge(struct consensus *c)
+/* The barrier; or, with one in flight (it went out before the commit
+ * nudged for), another once it is done unless an entry was appended
+ * meanwhile. Dropping the nudge instead, as before, left a follower's
+ * write waiting for the next heartbeat whenever a barrier was in flight. */
+static void nudge_barrier(struct consensus *c)
 {
-    if (c->closing || c->nudge_inflight || raft_state(c->r) != RAFT_LEADER) {
+    if (c->nudge_inflight) {
+        c->nudge_again = true;
         return;
     }
     c->nudge.data = c;
     if (raft_barrier(c->r, &c->nudge, nudge_cb) == 0) {
         c->nudge_inflight = true;
     }
+}
+
+void consensus_nudge(struct consensus *c)
+{
+    if (c->closing || raft_state(c->r) != RAFT_LEADER) {
+        return;
+    }
+    c->nudge_last = raft_last_index(c->r);
+    nudge_barrier(c);
 }
 
 void consensus_status(struct consensus *c, struct consensus_status *out)

@@ -129,7 +129,9 @@ int consensus_barrier(struct consensus *c, consensus_index_cb cb, void *arg);
  * carries the commit index). Followers waiting to apply an index the leader
  * has committed (a forwarded write, a read index) then apply it within one
  * round trip. At most one such barrier is in flight; calls while one is
- * coalesce into it. A no-op on a non-leader. */
+ * get one more barrier once it is done, unless an entry was appended
+ * since the latest call (its replication carries the commit index). A
+ * no-op on a non-leader. */
 void consensus_nudge(struct consensus *c);
 
 /* Membership. One change at a time: CAIRN_EBUSY while one is running.

@@ -101,9 +101,11 @@ struct consensus {
     struct read_waiter *read_inflight;
     struct raft_barrier barrier;
     bool barrier_inflight;
-    /* The commit-propagating barrier of consensus_nudge. */
+    /* The commit-propagating barrier of consensus_nudge (consensus.c). */
     struct raft_barrier nudge;
     bool nudge_inflight;
+    bool nudge_again;      /* look again once the barrier in flight is done */
+    raft_index nudge_last; /* the log's last index at the latest nudge */
     /* Membership change and leadership transfer in progress, or NULL. */
     struct member_change *change;
     struct raft_transfer transfer;

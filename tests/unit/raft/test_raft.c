@@ -464,13 +464,66 @@ static void test_nudge(void **state)
     start = raft_fixture_time(&cl->f);
     consensus_nudge(l);
     assert_true(l->nudge_inflight);
-    consensus_nudge(l); /* coalesces */
     assert_true(raft_fixture_step_until_applied(&cl->f, fi, w.index, 1000));
     /* Network 15 ms and disk 10 ms per hop in the fixture: well under the
      * 450 ms heartbeat. */
     assert_true(raft_fixture_time(&cl->f) - start < 200);
     consensus_nudge(&cl->s[fi].c); /* a no-op on a follower */
     assert_false(cl->s[fi].c.nudge_inflight);
+}
+
+static bool nudge_idle(struct raft_fixture *f, void *arg)
+{
+    const struct consensus *c = arg;
+    (void)f;
+    return !c->nudge_inflight;
+}
+
+static bool log_grew(struct raft_fixture *f, void *arg)
+{
+    const struct consensus *c = arg;
+    (void)f;
+    return raft_last_index(c->r) > c->nudge_last;
+}
+
+/* A nudge while a barrier is in flight (that barrier went out before the
+ * commit nudged for) gets one more barrier once it is done; unless an
+ * entry was appended meanwhile, whose replication carries the commit
+ * index by itself. */
+static void test_nudge_again(void **state)
+{
+    struct cluster *cl = *state;
+    unsigned li = raft_fixture_leader_index(&cl->f);
+    struct consensus *l = &cl->s[li].c;
+    struct outcome w1 = {0}, w2 = {0};
+    raft_index last;
+
+    for (unsigned i = 0; i < cl->n; i++) {
+        raft_set_heartbeat_timeout(cl->s[i].c.r, 450);
+    }
+    /* 1. Nothing appended meanwhile: a second barrier. */
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t1", "acme", &w1), 0);
+    step_until_fired(cl, &w1);
+    consensus_nudge(l);
+    assert_true(l->nudge_inflight);
+    last = raft_last_index(l->r);
+    consensus_nudge(l);
+    assert_true(l->nudge_again);
+    assert_true(raft_fixture_step_until(&cl->f, log_grew, l, 1000));
+    assert_int_equal(raft_last_index(l->r), last + 1);
+    assert_true(l->nudge_inflight);
+    assert_false(l->nudge_again);
+    assert_true(raft_fixture_step_until(&cl->f, nudge_idle, l, 1000));
+    /* 2. An entry appended meanwhile: no second barrier. */
+    consensus_nudge(l);
+    consensus_nudge(l);
+    assert_true(l->nudge_again);
+    assert_int_equal(propose(l, STORE_OP_CREATE, "t2", "bolt", &w2), 0);
+    last = raft_last_index(l->r);
+    step_until_fired(cl, &w2);
+    assert_true(raft_fixture_step_until(&cl->f, nudge_idle, l, 1000));
+    assert_false(l->nudge_again);
+    assert_int_equal(raft_last_index(l->r), last);
 }
 
 /* Entries are framed to a multiple of 8 bytes; a bad frame is refused. */
@@ -683,6 +736,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_garbage_entry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_transfer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nudge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_nudge_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_leadership_lost, setup, teardown),
         cmocka_unit_test(test_entry_framing),

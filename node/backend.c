@@ -413,6 +413,7 @@ static int forward_combined(struct node *n, struct call *c, const char *address,
                 o = next;
             }
             n->fw_calls++;
+            forward_wake_next(n); /* two calls that ended at once woke one write */
             pthread_mutex_unlock(&n->fwmu);
             forward_call(n, fs, k, address, deadline_ms);
             pthread_mutex_lock(&n->fwmu);

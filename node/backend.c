@@ -35,6 +35,9 @@ struct call {
     /* Arguments and results. */
     const void *cmd;
     size_t len;
+    unsigned kind;            /* propose: of the object to answer with, or 0 */
+    struct store_object *obj; /* propose: filled if answered (or NULL) */
+    bool answered;            /* obj filled: not applied here yet, maybe */
     uint64_t id;
     const char *raft_address;
     const char *api_address;
@@ -288,6 +291,9 @@ static int propose_local(struct node *n, struct call *c, uint64_t deadline_ms)
 struct forward {
     const void *cmd;
     size_t len;
+    unsigned kind;            /* of the object to answer with, or 0 */
+    struct store_object *obj; /* where, if kind is not 0 */
+    bool answered;            /* obj filled from the leader's answer */
     const char *address;
     bool taken;
     bool done;
@@ -307,6 +313,47 @@ static void forward_unlink(struct node *n, struct forward *f)
     }
 }
 
+/* True if the leader at address serves propose-objects, as far as known. */
+static bool forward_objects(struct node *n, const char *address)
+{
+    bool objects;
+    pthread_mutex_lock(&n->fwmu);
+    objects = strcmp(n->fw_plain, address) != 0;
+    pthread_mutex_unlock(&n->fwmu);
+    return objects;
+}
+
+/* One propose-batch or propose-objects call; *status its HTTP status. */
+static int forward_send(struct node *n, struct node_proposal *p, size_t k, const char *address,
+                        bool objects, uint64_t deadline_ms, int *status, struct cairn_buf *resp,
+                        char *err, size_t err_size)
+{
+    struct cairn_buf req;
+    int rv;
+    cairn_buf_init(&req);
+    rv = node_forward_encode(p, k, objects, &req);
+    if (rv == 0) {
+        rv = peer_call(n->peers, address, "POST",
+                       objects ? "/internal/v1/propose-objects" : "/internal/v1/propose-batch",
+                       "application/octet-stream", req.data, req.len, deadline_ms, status, resp,
+                       err, err_size);
+    }
+    cairn_buf_close(&req);
+    return rv;
+}
+
+/* Fills the taken writes' objects from the leader's answer; a write whose
+ * object does not decode is answered after this node applied it. */
+static void forward_take_objects(struct forward **fs, const struct node_proposal *p, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        fs[i]->answered = fs[i]->kind != 0 && p[i].rv == 0 && p[i].res.status == 0 &&
+                          p[i].obj_len > 0 &&
+                          store_object_decode((enum store_kind)fs[i]->kind, p[i].res.id, p[i].obj,
+                                              p[i].obj_len, fs[i]->obj) == 0;
+    }
+}
+
 /* Makes one call for the taken writes; fills their outcomes. */
 static void forward_call(struct node *n, struct forward **fs, size_t k, const char *address,
                          uint64_t deadline_ms)
@@ -314,7 +361,8 @@ static void forward_call(struct node *n, struct forward **fs, size_t k, const ch
     /* On the heap: 64 proposals are 46 KB, and this runs on civetweb's
      * 100 KB worker stacks. */
     struct node_proposal *p = calloc(k, sizeof *p);
-    struct cairn_buf req, resp;
+    bool objects = forward_objects(n, address);
+    struct cairn_buf resp;
     char err[256] = "";
     int status = 0;
     int rv;
@@ -329,30 +377,41 @@ static void forward_call(struct node *n, struct forward **fs, size_t k, const ch
     for (size_t i = 0; i < k; i++) {
         p[i].cmd = fs[i]->cmd;
         p[i].len = fs[i]->len;
+        p[i].kind = fs[i]->kind;
     }
-    cairn_buf_init(&req);
     cairn_buf_init(&resp);
-    rv = node_forward_encode(p, k, &req);
-    if (rv == 0) {
-        rv = peer_call(n->peers, address, "POST", "/internal/v1/propose-batch",
-                       "application/octet-stream", req.data, req.len, deadline_ms, &status, &resp,
-                       err, sizeof err);
+    rv = forward_send(n, p, k, address, objects, deadline_ms, &status, &resp, err, sizeof err);
+    if (rv == 0 && status == 404 && objects) {
+        /* A leader of an older build: it knows only propose-batch. */
+        CAIRN_INFO(
+            "msg=\"leader serves no propose-objects: forwarding with propose-batch\" "
+            "leader=%s",
+            address);
+        pthread_mutex_lock(&n->fwmu);
+        snprintf(n->fw_plain, sizeof n->fw_plain, "%s", address);
+        pthread_mutex_unlock(&n->fwmu);
+        objects = false;
+        cairn_buf_close(&resp);
+        cairn_buf_init(&resp);
+        rv = forward_send(n, p, k, address, objects, deadline_ms, &status, &resp, err, sizeof err);
     }
     if (rv == 0 && status != 200) {
         rv = remote_error(status, &resp, err, sizeof err);
-    } else if (rv == 0 && node_forward_answer_decode(resp.data, resp.len, p, k) != 0) {
+    } else if (rv == 0 && node_forward_answer_decode(resp.data, resp.len, objects, p, k) != 0) {
         snprintf(err, sizeof err, "garbled answer from leader %s", address);
         rv = CAIRN_EMALFORMED;
+    } else if (rv == 0 && objects) {
+        forward_take_objects(fs, p, k);
     }
     for (size_t i = 0; i < k; i++) {
         if (rv != 0) {
             p[i].rv = rv;
             snprintf(p[i].errmsg, sizeof p[i].errmsg, "%s", err);
         }
+        p[i].obj = NULL; /* pointed into resp */
         fs[i]->out = p[i];
     }
     free(p);
-    cairn_buf_close(&req);
     cairn_buf_close(&resp);
 }
 
@@ -373,7 +432,7 @@ static void forward_wait_applied(struct node *n, struct forward **fs, size_t k,
 {
     uint64_t index = 0;
     for (size_t i = 0; i < k; i++) {
-        if (fs[i]->out.rv == 0 && fs[i]->out.index > index) {
+        if (fs[i]->out.rv == 0 && !fs[i]->answered && fs[i]->out.index > index) {
             index = fs[i]->out.index;
         }
     }
@@ -385,7 +444,11 @@ static void forward_wait_applied(struct node *n, struct forward **fs, size_t k,
 static int forward_combined(struct node *n, struct call *c, const char *address,
                             uint64_t deadline_ms)
 {
-    struct forward f = {.cmd = c->cmd, .len = c->len, .address = address};
+    struct forward f = {.cmd = c->cmd,
+                        .len = c->len,
+                        .kind = c->obj != NULL ? c->kind : 0,
+                        .obj = c->obj,
+                        .address = address};
     struct forward **tail;
     struct timespec ts;
     int rv;
@@ -448,6 +511,7 @@ static int forward_combined(struct node *n, struct call *c, const char *address,
     if (rv == 0) {
         c->index = f.out.index;
         *c->res = f.out.res;
+        c->answered = f.answered;
     } else {
         cairn_errmsg_set(c->errmsg, c->errmsg_size, "%s", f.out.errmsg);
     }
@@ -485,7 +549,7 @@ static int propose_remote(struct node *n, struct call *c, const char *address, u
     }
     cairn_buf_close(&resp);
 applied:
-    if (rv == 0) {
+    if (rv == 0 && !c->answered) {
         /* The caller reads what it wrote from this node's store next. */
         rv = node_wait_applied(n, c->index, deadline_ms);
         if (rv != 0) {
@@ -497,8 +561,9 @@ applied:
     return rv;
 }
 
-static int backend_propose(void *data, const void *cmd, size_t len, uint64_t deadline_ms,
-                           struct store_result *res, char *errmsg, size_t size)
+static int backend_propose(void *data, const void *cmd, size_t len, enum store_kind kind,
+                           struct store_object *obj, uint64_t deadline_ms, struct store_result *res,
+                           char *errmsg, size_t size)
 {
     struct call c = {.local = propose_local,
                      .remote = propose_remote,
@@ -506,6 +571,8 @@ static int backend_propose(void *data, const void *cmd, size_t len, uint64_t dea
                      .errmsg_size = size,
                      .cmd = cmd,
                      .len = len,
+                     .kind = (unsigned)kind,
+                     .obj = obj,
                      .res = res};
     return leader_call(data, &c, deadline_ms);
 }
@@ -513,7 +580,7 @@ static int backend_propose(void *data, const void *cmd, size_t len, uint64_t dea
 int node_propose(struct node *n, const void *cmd, size_t len, uint64_t deadline_ms,
                  struct store_result *res, char *errmsg, size_t size)
 {
-    return backend_propose(n, cmd, len, deadline_ms, res, errmsg, size);
+    return backend_propose(n, cmd, len, 0, NULL, deadline_ms, res, errmsg, size);
 }
 
 /* --- read barrier -------------------------------------------------------- */

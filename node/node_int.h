@@ -150,6 +150,8 @@ struct node {
     pthread_mutex_t fwmu;
     struct forward *fw_head;
     unsigned fw_calls;
+    char fw_plain[256]; /* a leader that answered propose-objects 404 (an
+                         * older build): forwarded to with propose-batch */
 
     /* The first administrator's creation (bootstrap.c). */
     pthread_t bootstrap_thread;
@@ -205,21 +207,30 @@ void node_backend_init(struct node *n, struct api_backend *b);
 struct node_proposal {
     const void *cmd; /* in */
     size_t len;
-    int rv; /* out: as node_leader_propose returns */
+    unsigned kind; /* in: of the object to answer with (propose-objects), or 0 */
+    int rv;        /* out: as node_leader_propose returns */
     uint64_t index;
     struct store_result res;
     char errmsg[256];
+    const void *obj; /* out (propose-objects): the object as stored, or NULL */
+    size_t obj_len;
 };
 /* Leader: proposes k (<= STORE_BATCH_MAX) commands at once, so that they
  * share an entry, and waits for each; each gets its own outcome. */
 void node_leader_propose_many(struct node *n, struct node_proposal *p, size_t k, bool forwarded,
                               uint64_t deadline_ms);
-/* rpc.c: the /internal/v1/propose-batch request and answer. decode
- * points into buf; answer_decode fills rv, index, res, errmsg of k. */
-int node_forward_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out);
-int node_forward_decode(const void *buf, size_t len, struct node_proposal *p, size_t *k);
-int node_forward_answer_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out);
-int node_forward_answer_decode(const void *buf, size_t len, struct node_proposal *p, size_t k);
+/* rpc.c: the /internal/v1/propose-batch request and answer, or with
+ * objects those of /internal/v1/propose-objects. decode points into buf;
+ * answer_decode fills rv, index, res, errmsg (and obj, pointing into buf)
+ * of k. */
+int node_forward_encode(const struct node_proposal *p, size_t k, bool objects,
+                        struct cairn_buf *out);
+int node_forward_decode(const void *buf, size_t len, bool objects, struct node_proposal *p,
+                        size_t *k);
+int node_forward_answer_encode(const struct node_proposal *p, size_t k, bool objects,
+                               struct cairn_buf *out);
+int node_forward_answer_decode(const void *buf, size_t len, bool objects, struct node_proposal *p,
+                               size_t k);
 int node_leader_propose(struct node *n, const void *cmd, size_t len, bool forwarded,
                         uint64_t deadline_ms, uint64_t *index, struct store_result *res,
                         char *errmsg, size_t size);

@@ -5,6 +5,7 @@
  *   POST   /internal/v1/propose      msgpack command -> 8-byte big-endian
  *                                     raft index + msgpack store result
  *   POST   /internal/v1/propose-batch  several commands proposed together
+ *   POST   /internal/v1/propose-objects  the same, answered with the objects
  *                                     (node_forward_* below) -> each one's
  *                                     outcome; a follower uses it once the
  *                                     cluster version is 4
@@ -111,7 +112,15 @@ static int handle_propose(struct mg_connection *conn, struct node *n)
  *   answer:  per command, in order: its outcome (32-bit: 0 or a CAIRN_E*
  *            code), the raft index (64-bit), a length (32-bit) and that
  *            many bytes: the msgpack store result, or the failure's
- *            message. */
+ *            message.
+ * /internal/v1/propose-objects, the same with objects (the forwarding
+ * node answers its writes without waiting to apply them):
+ *   request: each command's length is preceded by a kind (32-bit): of the
+ *            object to send back, or 0 for none;
+ *   answer:  each command's record is followed by a length (32-bit) and
+ *            that many bytes: the object as stored (store_object_value),
+ *            or nothing (no kind asked, the command failed, the object is
+ *            gone). */
 static uint32_t be32_at(const unsigned char *p)
 {
     uint32_t v;
@@ -119,7 +128,28 @@ static uint32_t be32_at(const unsigned char *p)
     return be32toh(v);
 }
 
-int node_forward_decode(const void *buf, size_t len, struct node_proposal *p, size_t *k)
+static int append_be32(struct cairn_buf *out, size_t v)
+{
+    uint32_t be = htobe32((uint32_t)v);
+    return cairn_buf_append(out, &be, sizeof be);
+}
+
+/* Takes a 32-bit length and that many bytes off *b. */
+static int take_sized(const unsigned char **b, size_t *len, const void **data, size_t *size)
+{
+    size_t one;
+    if (*len < 4 || (one = be32_at(*b)) > *len - 4) {
+        return CAIRN_EMALFORMED;
+    }
+    *data = *b + 4;
+    *size = one;
+    *b += 4 + one;
+    *len -= 4 + one;
+    return 0;
+}
+
+int node_forward_decode(const void *buf, size_t len, bool objects, struct node_proposal *p,
+                        size_t *k)
 {
     const unsigned char *b = buf;
     size_t count;
@@ -129,27 +159,34 @@ int node_forward_decode(const void *buf, size_t len, struct node_proposal *p, si
     b += 4;
     len -= 4;
     for (size_t i = 0; i < count; i++) {
-        size_t one;
-        if (len < 4 || (one = be32_at(b)) > len - 4) {
+        memset(&p[i], 0, sizeof p[i]);
+        if (objects) {
+            if (len < 4) {
+                return CAIRN_EMALFORMED;
+            }
+            p[i].kind = be32_at(b);
+            b += 4;
+            len -= 4;
+        }
+        if (take_sized(&b, &len, &p[i].cmd, &p[i].len) != 0) {
             return CAIRN_EMALFORMED;
         }
-        memset(&p[i], 0, sizeof p[i]);
-        p[i].cmd = b + 4;
-        p[i].len = one;
-        b += 4 + one;
-        len -= 4 + one;
     }
     *k = count;
     return len == 0 ? 0 : CAIRN_EMALFORMED;
 }
 
-int node_forward_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out)
+int node_forward_encode(const struct node_proposal *p, size_t k, bool objects,
+                        struct cairn_buf *out)
 {
-    uint32_t be = htobe32((uint32_t)k);
-    int rv = cairn_buf_append(out, &be, sizeof be);
+    int rv = append_be32(out, k);
     for (size_t i = 0; i < k && rv == 0; i++) {
-        be = htobe32((uint32_t)p[i].len);
-        rv = cairn_buf_append(out, &be, sizeof be);
+        if (objects) {
+            rv = append_be32(out, p[i].kind);
+        }
+        if (rv == 0) {
+            rv = append_be32(out, p[i].len);
+        }
         if (rv == 0) {
             rv = cairn_buf_append(out, p[i].cmd, p[i].len);
         }
@@ -157,7 +194,8 @@ int node_forward_encode(const struct node_proposal *p, size_t k, struct cairn_bu
     return rv;
 }
 
-int node_forward_answer_encode(const struct node_proposal *p, size_t k, struct cairn_buf *out)
+int node_forward_answer_encode(const struct node_proposal *p, size_t k, bool objects,
+                               struct cairn_buf *out)
 {
     int rv = 0;
     for (size_t i = 0; i < k && rv == 0; i++) {
@@ -165,13 +203,11 @@ int node_forward_answer_encode(const struct node_proposal *p, size_t k, struct c
         uint64_t index = htobe64(p[i].rv == 0 ? p[i].index : 0);
         void *enc = NULL;
         size_t enc_len = 0;
-        uint32_t be;
         if (p[i].rv == 0) {
             rv = store_result_encode(&p[i].res, &enc, &enc_len);
         } else {
             enc_len = strlen(p[i].errmsg);
         }
-        be = htobe32((uint32_t)enc_len);
         if (rv == 0) {
             rv = cairn_buf_append(out, &code, sizeof code);
         }
@@ -179,46 +215,83 @@ int node_forward_answer_encode(const struct node_proposal *p, size_t k, struct c
             rv = cairn_buf_append(out, &index, sizeof index);
         }
         if (rv == 0) {
-            rv = cairn_buf_append(out, &be, sizeof be);
+            rv = append_be32(out, enc_len);
         }
         if (rv == 0) {
             rv = cairn_buf_append(out, enc != NULL ? enc : (const void *)p[i].errmsg, enc_len);
+        }
+        if (rv == 0 && objects) {
+            rv = append_be32(out, p[i].obj_len);
+        }
+        if (rv == 0 && objects) {
+            rv = cairn_buf_append(out, p[i].obj, p[i].obj_len);
         }
         free(enc);
     }
     return rv;
 }
 
-int node_forward_answer_decode(const void *buf, size_t len, struct node_proposal *p, size_t k)
+int node_forward_answer_decode(const void *buf, size_t len, bool objects, struct node_proposal *p,
+                               size_t k)
 {
     const unsigned char *b = buf;
     for (size_t i = 0; i < k; i++) {
         uint64_t index;
-        size_t one;
-        if (len < 16 || (one = be32_at(b + 12)) > len - 16) {
+        const void *one;
+        size_t one_len;
+        if (len < 12) {
             return CAIRN_EMALFORMED;
         }
         p[i].rv = (int)be32_at(b);
         memcpy(&index, b + 4, sizeof index);
         p[i].index = be64toh(index);
         p[i].errmsg[0] = '\0';
-        if (p[i].rv == 0 && store_result_decode(b + 16, one, &p[i].res) != 0) {
+        p[i].obj = NULL;
+        p[i].obj_len = 0;
+        b += 12;
+        len -= 12;
+        if (take_sized(&b, &len, &one, &one_len) != 0) {
+            return CAIRN_EMALFORMED;
+        }
+        if (p[i].rv == 0 && store_result_decode(one, one_len, &p[i].res) != 0) {
             return CAIRN_EMALFORMED;
         }
         if (p[i].rv != 0) {
-            snprintf(p[i].errmsg, sizeof p[i].errmsg, "%.*s", (int)one, (const char *)b + 16);
+            snprintf(p[i].errmsg, sizeof p[i].errmsg, "%.*s", (int)one_len, (const char *)one);
         }
-        b += 16 + one;
-        len -= 16 + one;
+        if (objects && take_sized(&b, &len, &p[i].obj, &p[i].obj_len) != 0) {
+            return CAIRN_EMALFORMED;
+        }
     }
     return len == 0 ? 0 : CAIRN_EMALFORMED;
 }
 
-static int handle_propose_batch(struct mg_connection *conn, struct node *n)
+/* Reads back, on this leader, the object of each succeeded command that
+ * asks for one, into objs; points each proposal at its bytes. */
+static int answer_objects(struct node *n, struct node_proposal *p, size_t k, struct cairn_buf *objs)
+{
+    size_t at[STORE_BATCH_MAX];
+    int rv = 0;
+    for (size_t i = 0; i < k && rv == 0; i++) {
+        at[i] = objs->len;
+        if (p[i].kind != 0 && p[i].rv == 0 && p[i].res.status == 0 && p[i].res.id[0] != '\0') {
+            rv = store_object_value(n->store, (enum store_kind)p[i].kind, p[i].res.id, objs);
+            rv = rv == CAIRN_ENOTFOUND ? 0 : rv; /* deleted, or changed since: none */
+        }
+        p[i].obj_len = objs->len - at[i];
+    }
+    for (size_t i = 0; i < k && rv == 0; i++) {
+        p[i].obj = (const char *)objs->data + at[i];
+    }
+    return rv;
+}
+
+static int handle_propose_batch(struct mg_connection *conn, struct node *n, bool objects)
 {
     /* On the heap: 64 proposals are 46 KB, civetweb's worker stacks 100 KB. */
     struct node_proposal *p = calloc(STORE_BATCH_MAX, sizeof *p);
-    struct cairn_buf body, out;
+    struct cairn_buf body, out, objs;
+    bool nudge = !objects;
     size_t k = 0;
     int rv;
 
@@ -226,19 +299,29 @@ static int handle_propose_batch(struct mg_connection *conn, struct node *n)
         return reply_error(conn, CAIRN_ENOMEM, NULL);
     }
     cairn_buf_init(&body);
+    cairn_buf_init(&objs);
     rv = http_body_read(conn, (http_server_max_body(n->http) * 2 + 4096) * STORE_BATCH_MAX, &body);
     if (rv == 0) {
-        rv = node_forward_decode(body.data, body.len, p, &k);
+        rv = node_forward_decode(body.data, body.len, objects, p, &k);
     }
     if (rv != 0) {
         cairn_buf_close(&body);
         free(p);
         return reply_error(conn, rv, "malformed batch of commands");
     }
-    node_leader_propose_many(n, p, k, true, rpc_deadline(n));
+    /* The forwarding node waits to apply only the commands answered
+     * without an object: only those need the new commit index soon. */
+    for (size_t i = 0; i < k; i++) {
+        nudge = nudge || p[i].kind == 0;
+    }
+    node_leader_propose_many(n, p, k, nudge, rpc_deadline(n));
     cairn_buf_init(&out);
-    rv = node_forward_answer_encode(p, k, &out);
+    rv = objects ? answer_objects(n, p, k, &objs) : 0;
+    if (rv == 0) {
+        rv = node_forward_answer_encode(p, k, objects, &out);
+    }
     cairn_buf_close(&body);
+    cairn_buf_close(&objs);
     free(p);
     if (rv != 0) {
         cairn_buf_close(&out);
@@ -392,7 +475,10 @@ static int rpc_handler(struct mg_connection *conn, void *data)
         return handle_propose(conn, n);
     }
     if (strcmp(path, "/internal/v1/propose-batch") == 0 && strcmp(method, "POST") == 0) {
-        return handle_propose_batch(conn, n);
+        return handle_propose_batch(conn, n, false);
+    }
+    if (strcmp(path, "/internal/v1/propose-objects") == 0 && strcmp(method, "POST") == 0) {
+        return handle_propose_batch(conn, n, true);
     }
     if (strcmp(path, "/internal/v1/readindex") == 0 && strcmp(method, "POST") == 0) {
         return handle_readindex(conn, n);

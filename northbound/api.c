@@ -526,8 +526,9 @@ int api_body_parse(const char *data, size_t len, json_t **out, struct api_error 
     return 0;
 }
 
-int api_propose_quiet(struct api *api, const struct store_command *cmd, uint64_t deadline_ms,
-                      struct store_result *res, char *errmsg, size_t errmsg_size)
+static int propose_encoded(struct api *api, const struct store_command *cmd,
+                           struct store_object *obj, uint64_t deadline_ms, struct store_result *res,
+                           char *errmsg, size_t errmsg_size)
 {
     const struct api_backend *b = &api->backend;
     void *buf;
@@ -540,15 +541,27 @@ int api_propose_quiet(struct api *api, const struct store_command *cmd, uint64_t
         return rv == CAIRN_EINVAL ? CAIRN_EMALFORMED : rv;
     }
     memset(res, 0, sizeof *res);
-    rv = b->propose(b->data, buf, len, deadline_ms, res, errmsg, errmsg_size);
+    rv = b->propose(b->data, buf, len, cmd->kind, obj, deadline_ms, res, errmsg, errmsg_size);
     free(buf);
     return rv;
+}
+
+int api_propose_quiet(struct api *api, const struct store_command *cmd, uint64_t deadline_ms,
+                      struct store_result *res, char *errmsg, size_t errmsg_size)
+{
+    return propose_encoded(api, cmd, NULL, deadline_ms, res, errmsg, errmsg_size);
 }
 
 int api_propose(struct api_req *req, const struct store_command *cmd, struct store_result *res)
 {
     char errmsg[CAIRN_ERRMSG_SIZE] = "";
-    int rv = api_propose_quiet(req->api, cmd, req->deadline_ms, res, errmsg, sizeof errmsg);
+    struct store_object *obj = NULL;
+    int rv;
+    if (req->written_from_leader) {
+        store_object_release(&req->written);
+        obj = &req->written;
+    }
+    rv = propose_encoded(req->api, cmd, obj, req->deadline_ms, res, errmsg, sizeof errmsg);
     /* Applied, the command is audited with its caller, refused or not; a
      * problem answered from here on is not audited a second time. */
     req->audited = true;
@@ -988,6 +1001,7 @@ static int dispatch_cb(struct mg_connection *conn, void *data)
 
 done:
     json_decref(req.body);
+    store_object_release(&req.written);
     cairn_buf_close(&req.raw);
     free(req.query);
     metrics_observe(req.api->metrics, route != NULL ? (size_t)(route - routes) : N_ROUTES,
@@ -1150,9 +1164,14 @@ int api_answer_written(struct api_req *req, int status, enum store_kind kind,
     char headers[768];
     json_t *obj;
     uint64_t etag;
-    int rv = store_object_get(req->api->store, kind, res->id, &o);
+    int rv = 0;
 
-    if (rv == 0) {
+    if (req->written.id != NULL && req->written.kind == kind &&
+        strcmp(req->written.id, res->id) == 0) {
+        /* As the leader stored it: this node may not have applied it yet. */
+        obj = to_json(req->api, &req->written);
+        etag = req->written.mod_rev;
+    } else if ((rv = store_object_get(req->api->store, kind, res->id, &o)) == 0) {
         obj = to_json(req->api, &o);
         etag = o.mod_rev;
         store_object_release(&o);

@@ -110,9 +110,15 @@ struct api_backend {
      * leader, forwarding it if this node is not the leader, and waits until
      * it is applied here. On 0, *res holds the outcome (which may itself be
      * a failure such as CAIRN_ENOTFOUND). CAIRN_ENOLEADER/CAIRN_ETIMEDOUT if
-     * no quorum could commit it by the deadline. */
-    int (*propose)(void *data, const void *cmd, size_t len, uint64_t deadline_ms,
-                   struct store_result *res, char *errmsg, size_t errmsg_size);
+     * no quorum could commit it by the deadline.
+     * With obj not NULL (a zeroed object), a command that succeeded may be
+     * answered without waiting for this node to apply it: obj then holds
+     * the object of kind and res->id as the leader stored it (obj->id set;
+     * the caller releases it). With obj->id NULL the command is applied
+     * here, as without obj. */
+    int (*propose)(void *data, const void *cmd, size_t len, enum store_kind kind,
+                   struct store_object *obj, uint64_t deadline_ms, struct store_result *res,
+                   char *errmsg, size_t errmsg_size);
     /* Returns once the local store reflects every write acknowledged before
      * the call (a linearizable read point). */
     int (*read_barrier)(void *data, uint64_t deadline_ms, char *errmsg, size_t errmsg_size);

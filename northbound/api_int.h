@@ -122,6 +122,12 @@ struct api_req {
     struct api_build *dry_run;           /* set: a create/update hands its checked build
                                             here (the caller frees its stored body)
                                             instead of proposing it */
+    /* Set by a handler that reads its write back only through
+     * api_answer_written: a forwarded write is then answered with the
+     * object the leader stored (written) without waiting for this node to
+     * apply it. A later linearizable read here waits for it (read index). */
+    bool written_from_leader;
+    struct store_object written; /* the last proposal's object, id NULL if none */
 };
 
 /* A request that failed validation, before anything is sent. */

@@ -460,7 +460,9 @@ int api_resource_created(struct api_req *req, const struct api_resource *r,
 int api_resource_post(struct api_req *req)
 {
     struct store_result res;
-    int rc = api_resource_create(req, req->resource, &res);
+    int rc;
+    req->written_from_leader = true; /* read back by api_resource_created only */
+    rc = api_resource_create(req, req->resource, &res);
     return rc != 0 ? rc : api_resource_created(req, req->resource, &res, 201, NULL);
 }
 
@@ -574,7 +576,9 @@ int api_resource_replace(struct api_req *req, const struct api_resource *r,
 int api_resource_put(struct api_req *req)
 {
     struct store_result res;
-    int rc = api_resource_replace(req, req->resource, &res);
+    int rc;
+    req->written_from_leader = true; /* read back by api_answer_written only */
+    rc = api_resource_replace(req, req->resource, &res);
     return rc != 0 ? rc
                    : api_answer_written(req, 200, req->resource->kind, api_object_json, &res, NULL);
 }

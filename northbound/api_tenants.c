@@ -137,6 +137,7 @@ static int propose_tenant(struct api_req *req, enum store_op op, const char *id,
     cmd.if_match = if_match;
     cmd.request_id = request_id;
     cmd.fingerprint = api_fingerprint(req->method, req->path, req->raw.data, req->raw.len);
+    req->written_from_leader = true; /* both callers read it back by answer_written only */
     rc = api_propose(req, &cmd, res);
     free(body);
     return rc;

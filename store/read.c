@@ -95,36 +95,68 @@ int store_read_lock(struct store *s)
     return 0;
 }
 
-int store_object_get(struct store *s, enum store_kind kind, const char *id,
-                     struct store_object *out)
+/* The stored value of one object (rocksdb_free it), and its id's length. */
+static int object_value_get(struct store *s, enum store_kind kind, const char *id, size_t *id_len,
+                            char **val, size_t *val_len)
 {
     char key[1 + STORE_ID_MAX];
-    size_t id_len;
     size_t key_len;
-    char *val;
-    size_t val_len;
     int rv;
 
     if (id == NULL || store_kind_name(kind) == NULL) {
         return CAIRN_EINVAL;
     }
-    id_len = strnlen(id, STORE_ID_MAX + 1);
-    if (id_len == 0 || id_len > STORE_ID_MAX) {
+    *id_len = strnlen(id, STORE_ID_MAX + 1);
+    if (*id_len == 0 || *id_len > STORE_ID_MAX) {
         return CAIRN_ENOTFOUND; /* no such id can exist */
     }
-    key_len = store_key_object(kind, id, id_len, key);
+    key_len = store_key_object(kind, id, *id_len, key);
     rv = store_read_lock(s);
     if (rv != 0) {
         return rv;
     }
-    rv = store_db_get(&s->db, NULL, STORE_CF_OBJECTS, key, key_len, &val, &val_len, NULL, 0);
+    rv = store_db_get(&s->db, NULL, STORE_CF_OBJECTS, key, key_len, val, val_len, NULL, 0);
     pthread_rwlock_unlock(&s->lock);
+    return rv;
+}
+
+int store_object_get(struct store *s, enum store_kind kind, const char *id,
+                     struct store_object *out)
+{
+    size_t id_len;
+    char *val;
+    size_t val_len;
+    int rv = object_value_get(s, kind, id, &id_len, &val, &val_len);
     if (rv != 0) {
         return rv;
     }
     rv = object_make(kind, id, id_len, val, val_len, out);
     rocksdb_free(val);
     return rv;
+}
+
+int store_object_value(struct store *s, enum store_kind kind, const char *id, struct cairn_buf *out)
+{
+    size_t id_len;
+    char *val;
+    size_t val_len;
+    int rv = object_value_get(s, kind, id, &id_len, &val, &val_len);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = cairn_buf_append(out, val, val_len);
+    rocksdb_free(val);
+    return rv;
+}
+
+int store_object_decode(enum store_kind kind, const char *id, const void *val, size_t val_len,
+                        struct store_object *out)
+{
+    size_t id_len = id != NULL ? strnlen(id, STORE_ID_MAX + 1) : 0;
+    if (store_kind_name(kind) == NULL || id_len == 0 || id_len > STORE_ID_MAX) {
+        return CAIRN_EINVAL;
+    }
+    return object_make(kind, id, id_len, val, val_len, out) == 0 ? 0 : CAIRN_EMALFORMED;
 }
 
 int store_name_lookup(struct store *s, enum store_kind kind, const char *name, char **id)

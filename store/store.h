@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 struct store;
+struct cairn_buf;
 
 /* Object kinds. The value is the key prefix byte in "objects" and "names";
  * never renumber one. */
@@ -266,6 +267,18 @@ void store_object_release(struct store_object *o);
 /* Reads one object. CAIRN_ENOTFOUND if absent. Any thread. */
 int store_object_get(struct store *s, enum store_kind kind, const char *id,
                      struct store_object *out);
+
+/* Appends the stored encoding of one object to out: what a leader sends
+ * back to the node that forwarded the write, so that that node answers
+ * without reading its own store. CAIRN_ENOTFOUND if absent. Any thread. */
+int store_object_value(struct store *s, enum store_kind kind, const char *id,
+                       struct cairn_buf *out);
+
+/* Builds an object of kind and id from an encoding of store_object_value
+ * (all copied; store_object_release it). CAIRN_EINVAL for a bad kind or
+ * id, CAIRN_EMALFORMED for bytes that are no stored object. */
+int store_object_decode(enum store_kind kind, const char *id, const void *val, size_t val_len,
+                        struct store_object *out);
 
 /* Looks up an object id by its unique name. CAIRN_ENOTFOUND if absent. The
  * id is written into a malloc'ed string. Any thread. */

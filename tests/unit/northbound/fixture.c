@@ -23,8 +23,23 @@ static char password_hash[API_PASSWORD_HASH_SIZE];
 
 /* --- the single-node backend ---------------------------------------------- */
 
-static int fx_propose(void *data, const void *cmd, size_t len, uint64_t deadline_ms,
-                      struct store_result *res, char *errmsg, size_t errmsg_size)
+/* Fills obj as a leader does for a forwarded write: the stored encoding,
+ * decoded. f->mu held. */
+static void fx_answer_object(struct fx *f, enum store_kind kind, const char *id,
+                             struct store_object *obj)
+{
+    struct cairn_buf b;
+    cairn_buf_init(&b);
+    if (store_object_value(f->store, kind, id, &b) == 0 &&
+        store_object_decode(kind, id, b.data, b.len, obj) == 0) {
+        f->answered++;
+    }
+    cairn_buf_close(&b);
+}
+
+static int fx_propose(void *data, const void *cmd, size_t len, enum store_kind kind,
+                      struct store_object *obj, uint64_t deadline_ms, struct store_result *res,
+                      char *errmsg, size_t errmsg_size)
 {
     struct fx *f = data;
     const struct store_result *result = NULL;
@@ -44,6 +59,10 @@ static int fx_propose(void *data, const void *cmd, size_t len, uint64_t deadline
         }
         if (rv == 0) {
             *res = *result;
+        }
+        if (rv == 0 && obj != NULL && res->status == 0 && f->answer_objects) {
+            /* As a leader answers a forwarded write: the stored object. */
+            fx_answer_object(f, kind, res->id, obj);
         }
     }
     pthread_mutex_unlock(&f->mu);

@@ -59,6 +59,9 @@ struct fx {
     void *lagging;         /* a command the next read_barrier applies first (a
                             * write this replica has not applied yet), or NULL */
     size_t lagging_len;
+    bool answer_objects; /* propose answers with the stored object when asked,
+                          * as a follower's forwarded write is answered */
+    unsigned answered;   /* proposals answered so */
 };
 
 /* Computes the password hash every fixture user gets (once per process:

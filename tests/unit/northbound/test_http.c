@@ -183,6 +183,57 @@ static void test_create_get(void **state)
     hc_response_free(&r);
 }
 
+/* A write answered with the object as the leader stored it (a follower's
+ * forwarded write, answered before the follower applies it) gives the same
+ * answer as one read back from the local store; only handlers that read
+ * their write back through api_answer_written ask for it. */
+static void test_answered_by_leader(void **state)
+{
+    struct fx *f = *state;
+    struct hc_response r;
+    struct hc_response g;
+    char path[128];
+    json_t *created;
+    json_t *got;
+
+    f->answer_objects = true;
+    request(f, "POST", "/api/v1/tenants", JSON_CT,
+            "{\"name\":\"acme\",\"description\":\"first\",\"quotas\":{\"devices\":5}}", &r);
+    assert_int_equal(r.status, 201);
+    assert_int_equal(f->answered, 1);
+    expect_etag(&r, 1);
+    created = body_json(&r);
+    snprintf(path, sizeof path, "/api/v1/tenants/%s",
+             json_string_value(json_object_get(created, "id")));
+    request(f, "GET", path, NULL, NULL, &g);
+    assert_int_equal(g.status, 200);
+    got = body_json(&g);
+    assert_true(json_equal(created, got));
+    json_decref(got);
+    json_decref(created);
+    hc_response_free(&g);
+    hc_response_free(&r);
+
+    request(f, "PUT", path, JSON_CT "If-Match: \"" R0_PLUS_1 "\"\r\n", "{\"name\":\"acme-2\"}", &r);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(f->answered, 2);
+    expect_etag(&r, 2);
+    got = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(got, "name")), "acme-2");
+    assert_null(json_object_get(got, "description"));
+    json_decref(got);
+    hc_response_free(&r);
+
+    /* A refused write has no object; a delete asks for none. */
+    request(f, "PUT", path, JSON_CT "If-Match: \"" R0_PLUS_1 "\"\r\n", "{\"name\":\"acme-3\"}", &r);
+    assert_int_equal(r.status, 412);
+    hc_response_free(&r);
+    request(f, "DELETE", path, NULL, NULL, &r);
+    assert_int_equal(r.status, 204);
+    assert_int_equal(f->answered, 2);
+    hc_response_free(&r);
+}
+
 static void test_get_errors(void **state)
 {
     struct fx *f = *state;
@@ -937,6 +988,7 @@ int test_http_run(void)
         cmocka_unit_test_setup_teardown(test_not_found, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_method_not_allowed, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_get, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_answered_by_leader, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_get_errors, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_list, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_replace, fx_setup, fx_teardown),

@@ -122,6 +122,8 @@ static const struct key keys[] = {
      * reads asked to be linearizable from local state, as stale reads. */
     {"debug_stale_reads", UINT(debug_stale_reads, 0, 1, "0")},
     {"debug_command_version_max", UINT(debug_command_version_max, 0, STORE_COMMAND_VERSION, "0")},
+    /* 0: act as a build before /internal/v1/propose-objects (answer 404). */
+    {"debug_propose_objects", UINT(debug_propose_objects, 0, 1, "1")},
     /* The first SP administrator (see bootstrap.c); never a default
      * password: without a password file no user is created. */
     {"admin_user", STR(admin_user, false, "admin", check_user)},

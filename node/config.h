@@ -40,6 +40,7 @@ struct config {
     char log_level[16];
     unsigned debug_stale_reads;         /* 1: linearizable reads skip the read index (tests only) */
     unsigned debug_command_version_max; /* 0, or act as a build applying 1..N (tests only) */
+    unsigned debug_propose_objects;     /* 0: serve no propose-objects, like an older build */
     char admin_user[65];                /* name of the first SP administrator */
     char admin_password_file[4096];     /* file holding its password, or "" (no bootstrap) */
     char admin_password[257];           /* read from that file, trailing newline stripped */

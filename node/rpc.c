@@ -477,7 +477,8 @@ static int rpc_handler(struct mg_connection *conn, void *data)
     if (strcmp(path, "/internal/v1/propose-batch") == 0 && strcmp(method, "POST") == 0) {
         return handle_propose_batch(conn, n, false);
     }
-    if (strcmp(path, "/internal/v1/propose-objects") == 0 && strcmp(method, "POST") == 0) {
+    if (strcmp(path, "/internal/v1/propose-objects") == 0 && strcmp(method, "POST") == 0 &&
+        n->cfg.debug_propose_objects) {
         return handle_propose_batch(conn, n, true);
     }
     if (strcmp(path, "/internal/v1/readindex") == 0 && strcmp(method, "POST") == 0) {

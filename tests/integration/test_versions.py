@@ -18,7 +18,10 @@ is made to act as an older build that applies only command version 1
    /metrics count more writes than entries, and every node serves every
    write, also writes through a follower (which forwards them to the
    leader combined); with node 3 acting as a build of version 3, the
-   leader makes one entry per write and node 3 keeps running."""
+   leader makes one entry per write and node 3 keeps running;
+4. with every node acting as a build before /internal/v1/propose-objects
+   (debug_propose_objects = 0: it answers 404), a follower's writes still
+   succeed: it forwards them with propose-batch and says so in its log."""
 
 import os
 import re
@@ -31,19 +34,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from harness import Cluster, lc, log, wait_for  # noqa: E402
 
-DEBUG_KEY = re.compile(r"^debug_command_version_max = \d+\n", re.M)
-
-
 def conf_path(c, node):
     return os.path.join(c.node_dir(node), "cairnd.conf")
 
 
-def set_old_build(c, node, old, version=1):
+def set_key(c, node, key, value):
+    """Sets key in node's cairnd.conf, or removes it (value None)."""
     path = conf_path(c, node)
     with open(path) as f:
-        text = DEBUG_KEY.sub("", f.read())
+        text = re.sub(r"^%s = \S+\n" % key, "", f.read(), flags=re.M)
     with open(path, "w") as f:
-        f.write(text + ("debug_command_version_max = %d\n" % version if old else ""))
+        f.write(text + ("%s = %s\n" % (key, value) if value is not None else ""))
+
+
+def set_old_build(c, node, old, version=1):
+    set_key(c, node, "debug_command_version_max", version if old else None)
 
 
 def proposed(c, node):
@@ -197,6 +202,36 @@ class VersionsTest(unittest.TestCase):
             self.assertEqual(e1 - e0, n1 - n0, "a batch while node 3 applies version 3")
             wait_for(lambda: set(made) <= set(ids(3)), 30, "node 3 to serve every write")
             self.assertTrue(c.running(3), "node 3 stopped")
+
+            # ---- 4. leaders that serve no propose-objects (older builds)
+            logs = {k: os.path.join(c.node_dir(k), "cairnd.log") for k in (1, 2, 3)}
+            fallback = "leader serves no propose-objects"
+            for k in (1, 2, 3):
+                with open(logs[k], errors="replace") as f:
+                    self.assertNotIn(fallback, f.read(), "node %d before" % k)
+                c.stop(k)
+                set_old_build(c, k, False)
+                set_key(c, k, "debug_propose_objects", 0)
+                c.start(k, wait="ready")
+            for k in (1, 2, 3):
+                wait_for(lambda: versions(c, k)[0] == NEWEST, 30,
+                         "node %d to see cluster version %d" % (k, NEWEST), interval=0.2)
+
+            def fell_back(k):
+                with open(logs[k], errors="replace") as f:
+                    return fallback in f.read()
+            # Again if the follower took the lead meanwhile (it forwarded
+            # nothing then); bounded.
+            for attempt in range(3):
+                leader = c.leader()
+                follower = [k for k in (1, 2, 3) if k != leader][0]
+                made = concurrent_creates(self, c, follower, "to-an-older-leader-%d" % attempt)
+                for k in (1, 2, 3):
+                    wait_for(lambda: set(made) <= set(ids(k)), 30,
+                             "node %d to serve every write through node %d" % (k, follower))
+                if fell_back(follower):
+                    break
+            self.assertTrue(fell_back(follower), "node %d logged no fallback" % follower)
 
 
 if __name__ == "__main__":

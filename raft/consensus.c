@@ -108,6 +108,7 @@ int consensus_create(uv_loop_t *loop, struct store *store, const struct consensu
     c->cfg.address = c->address;
     c->cfg.dir = c->dir;
     c->read_queue_tail = &c->read_queue;
+    c->flush_ahead_min = CONSENSUS_FLUSH_AHEAD_MIN;
 
     if (mkdir_p(c->dir) != 0) {
         cairn_errmsg_set(errmsg, errmsg_size, "raft: create directory %s: %s", c->dir,

@@ -54,6 +54,11 @@ struct member_change {
     void *arg;
 };
 
+/* Log bytes since the last snapshot below which fsm.c flushes nothing
+ * ahead of the next one: the memtables then hold so little that the
+ * snapshot's own flush is quick. */
+#define CONSENSUS_FLUSH_AHEAD_MIN ((uint64_t)1 << 20)
+
 struct consensus {
     uv_loop_t *loop;
     struct store *store;
@@ -72,9 +77,12 @@ struct consensus {
     bool compact_first; /* cfg.compact_first, until the first snapshot */
     bool compact_taken; /* a snapshot was taken (fsm_snapshot) */
     /* fsm.c: the log's size, for cfg.snapshot_log_bytes. */
-    uint64_t log_bytes;      /* of the entries applied since the last snapshot (or start) */
-    uint64_t snapshot_index; /* the last snapshot taken or restored, 0: none */
-    unsigned threshold_kept; /* libraft's threshold before log_bytes lowered it, 0: not lowered */
+    uint64_t log_bytes;       /* of the entries applied since the last snapshot (or start) */
+    uint64_t snapshot_index;  /* the last snapshot taken or restored, 0: none */
+    unsigned threshold_kept;  /* libraft's threshold before log_bytes lowered it, 0: not lowered */
+    unsigned flush_stage;     /* the memtables' flushes ahead of the next snapshot started */
+    uint64_t flush_ahead_min; /* log bytes below which none is (CONSENSUS_FLUSH_AHEAD_MIN) */
+    uint64_t flushes_ahead;   /* such flushes started (consensus_status) */
     /* io.c: holds an InstallSnapshot back while a snapshot of our own is
      * written (libraft 0.22.1 crashes on one that arrives then). */
     struct {

@@ -39,11 +39,48 @@
 
 #include <stdlib.h>
 
+/* Three quarters of the way to the next snapshot (by entries or by log
+ * bytes), and again at fifteen sixteenths, starts flushing the memtables
+ * in the background: the snapshot's checkpoint flushes them on the loop
+ * thread, and with 64 MB of them that held the loop thread a second or
+ * more, on every node at once (they reach the threshold at the same
+ * entry), so the whole cluster stood still (docs/benchmarks.md, session
+ * 8). Flushed ahead, the checkpoint flushes only the last sixteenth's
+ * writes. The fraction of the way, in sixteenths, of flush stage i. */
+static const unsigned flush_ahead_at[] = {12, 15};
+
+static void flush_ahead(struct consensus *c, uint64_t index)
+{
+    uint64_t since = index > c->snapshot_index ? index - c->snapshot_index : 0;
+    uint64_t entries = c->r->legacy.snapshot_threshold;
+    uint64_t bytes = c->cfg.snapshot_log_bytes;
+    unsigned at;
+    char msg[CAIRN_ERRMSG_SIZE];
+    if (c->flush_stage >= sizeof flush_ahead_at / sizeof flush_ahead_at[0] || c->compact_first ||
+        c->log_bytes < c->flush_ahead_min) {
+        return;
+    }
+    at = flush_ahead_at[c->flush_stage];
+    if (since * 16 < entries * at && (bytes == 0 || c->log_bytes * 16 < bytes * at)) {
+        return;
+    }
+    c->flush_stage++;
+    c->flushes_ahead++;
+    if (store_flush_start(c->store, msg, sizeof msg) != 0) {
+        /* Only slower: the snapshot flushes what is left. */
+        CAIRN_WARN("msg=\"flush ahead of a snapshot failed\" error=\"%s\"", msg);
+    } else {
+        CAIRN_DEBUG("msg=\"flushing memtables ahead of a snapshot\" index=%llu log_bytes=%llu",
+                    (unsigned long long)index, (unsigned long long)c->log_bytes);
+    }
+}
+
 /* Counts an applied entry toward snapshot_log_bytes (see above). */
 static void log_size_count(struct consensus *c, uint64_t index, size_t len)
 {
     uint64_t since;
     c->log_bytes += len;
+    flush_ahead(c, index);
     if (c->cfg.snapshot_log_bytes == 0 || c->log_bytes < c->cfg.snapshot_log_bytes ||
         c->compact_first || index <= c->snapshot_index) {
         return;
@@ -164,6 +201,7 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
                (unsigned long long)(cairn_now_ms() - started));
     c->snapshot_index = applied;
     c->log_bytes = 0;
+    c->flush_stage = 0;
     if (c->threshold_kept != 0) {
         raft_set_snapshot_threshold(c->r, c->threshold_kept);
         c->threshold_kept = 0;
@@ -203,6 +241,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
                buf->len);
     c->snapshot_index = index;
     c->log_bytes = 0;
+    c->flush_stage = 0;
     raft_free(buf->base);
     return 0;
 }

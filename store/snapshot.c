@@ -431,6 +431,24 @@ out:
     return rv;
 }
 
+/* Fails with RocksDB's error err (freed), as "what: err". */
+static int rocks_failed(char *err, const char *what, char *errmsg, size_t errmsg_size)
+{
+    cairn_errmsg_set(errmsg, errmsg_size, "%s: %s", what, err);
+    rocksdb_free(err);
+    return CAIRN_EIO;
+}
+
+/* The live database, or CAIRN_EIO if the store has none (a failed restore). */
+static int live_db(struct store *s, char *errmsg, size_t errmsg_size)
+{
+    if (s->db.db == NULL) {
+        cairn_errmsg_set(errmsg, errmsg_size, "the store has no database");
+        return CAIRN_EIO;
+    }
+    return 0;
+}
+
 /* A RocksDB checkpoint of the live database at path (which must not
  * exist). A log size of 0 flushes the memtable: the checkpoint holds every
  * applied entry in SST files. */
@@ -439,8 +457,7 @@ static int checkpoint_create(struct store *s, const char *path, char *errmsg, si
     rocksdb_checkpoint_t *cp;
     char *err = NULL;
 
-    if (s->db.db == NULL) {
-        cairn_errmsg_set(errmsg, errmsg_size, "the store has no database");
+    if (live_db(s, errmsg, errmsg_size) != 0) {
         return CAIRN_EIO;
     }
     cp = rocksdb_checkpoint_object_create(s->db.db, &err);
@@ -448,12 +465,7 @@ static int checkpoint_create(struct store *s, const char *path, char *errmsg, si
         rocksdb_checkpoint_create(cp, path, 0, &err);
         rocksdb_checkpoint_object_destroy(cp);
     }
-    if (err != NULL) {
-        cairn_errmsg_set(errmsg, errmsg_size, "rocksdb checkpoint: %s", err);
-        rocksdb_free(err);
-        return CAIRN_EIO;
-    }
-    return 0;
+    return err != NULL ? rocks_failed(err, "rocksdb checkpoint", errmsg, errmsg_size) : 0;
 }
 
 int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,
@@ -489,6 +501,23 @@ err:
     cairn_errmsg_wrap(errmsg, errmsg_size, "take snapshot");
     assert(rv != 0);
     return rv;
+}
+
+int store_flush_start(struct store *s, char *errmsg, size_t errmsg_size)
+{
+    rocksdb_flushoptions_t *fo;
+    char *err = NULL;
+
+    if (live_db(s, errmsg, errmsg_size) != 0) {
+        return CAIRN_EIO;
+    }
+    fo = rocksdb_flushoptions_create();
+    rocksdb_flushoptions_set_wait(fo, 0);
+    for (int i = 0; i < STORE_CF_COUNT && err == NULL; i++) {
+        rocksdb_flush_cf(s->db.db, fo, s->db.cf[i], &err);
+    }
+    rocksdb_flushoptions_destroy(fo);
+    return err != NULL ? rocks_failed(err, "rocksdb flush", errmsg, errmsg_size) : 0;
 }
 
 int store_backup_begin(struct store *s, struct store_backup **out, char *errmsg, size_t errmsg_size)

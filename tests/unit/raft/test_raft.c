@@ -347,6 +347,7 @@ static void test_snapshot_by_log_bytes(void **state)
     for (unsigned i = 0; i < cl->n; i++) {
         cl->s[i].c.cfg.snapshot_threshold = 1000;
         cl->s[i].c.cfg.snapshot_log_bytes = i == li ? 256 : 0;
+        cl->s[i].c.flush_ahead_min = 0;
         raft_set_snapshot_threshold(cl->s[i].c.r, 1000);
     }
     create_tenants(cl, li, o, 12);
@@ -355,10 +356,14 @@ static void test_snapshot_by_log_bytes(void **state)
     assert_true(cl->s[li].c.snapshot_index <= o[11].index);
     assert_true(cl->s[li].c.log_bytes < 256);
     assert_int_equal(cl->s[li].c.r->legacy.snapshot_threshold, 1000);
+    /* The memtables' flush was started ahead of it (at 192 and 240 bytes,
+     * unless one entry passed both). */
+    assert_true(cl->s[li].c.flushes_ahead >= 1);
     for (unsigned i = 0; i < cl->n; i++) {
         if (i != li) {
             assert_int_equal(cl->s[i].c.snapshot_index, 0);
             assert_true(cl->s[i].c.log_bytes >= 256);
+            assert_int_equal(cl->s[i].c.flushes_ahead, 0); /* 12 of 1,000 entries */
         }
     }
 }

@@ -42,6 +42,11 @@
 #define SNAP_TRAILER   STORE_SNAP_TRAILER
 #define SNAP_NAME_MAX  255
 #define SNAP_FILE_HEAD (4 + 8) /* name length and size */
+/* A snapshot's checkpoint copies up to this much write-ahead log instead
+ * of flushing the memtables on the loop thread (checkpoint_create); the
+ * consensus layer flushes them ahead (store_flush_start), which also lets
+ * RocksDB drop the older logs, so there is usually far less. */
+#define SNAP_WAL_MAX ((uint64_t)16 << 20)
 
 /* CRC-32C (Castagnoli, reflected polynomial 0x82F63B78). The CPU's crc32
  * instruction (SSE4.2, every x86-64 server of the last fifteen years) does
@@ -450,9 +455,13 @@ static int live_db(struct store *s, char *errmsg, size_t errmsg_size)
 }
 
 /* A RocksDB checkpoint of the live database at path (which must not
- * exist). A log size of 0 flushes the memtable: the checkpoint holds every
- * applied entry in SST files. */
-static int checkpoint_create(struct store *s, const char *path, char *errmsg, size_t errmsg_size)
+ * exist). With a write-ahead log of more than wal_max bytes it first
+ * flushes the memtables, so that the checkpoint holds every applied entry
+ * in SST files; with less it copies the log instead (opening the
+ * checkpoint replays it), which holds the loop thread far less than a
+ * flush: wal_max 0 always flushes. */
+static int checkpoint_create(struct store *s, const char *path, uint64_t wal_max, char *errmsg,
+                             size_t errmsg_size)
 {
     rocksdb_checkpoint_t *cp;
     char *err = NULL;
@@ -462,7 +471,7 @@ static int checkpoint_create(struct store *s, const char *path, char *errmsg, si
     }
     cp = rocksdb_checkpoint_object_create(s->db.db, &err);
     if (err == NULL) {
-        rocksdb_checkpoint_create(cp, path, 0, &err);
+        rocksdb_checkpoint_create(cp, path, wal_max, &err);
         rocksdb_checkpoint_object_destroy(cp);
     }
     return err != NULL ? rocks_failed(err, "rocksdb checkpoint", errmsg, errmsg_size) : 0;
@@ -478,7 +487,7 @@ int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errm
     if (rv != 0) {
         goto err;
     }
-    rv = checkpoint_create(s, s->checkpoint_path, errmsg, errmsg_size);
+    rv = checkpoint_create(s, s->checkpoint_path, SNAP_WAL_MAX, errmsg, errmsg_size);
     if (rv != 0) {
         goto err_after_checkpoint;
     }
@@ -536,7 +545,7 @@ int store_backup_begin(struct store *s, struct store_backup **out, char *errmsg,
              atomic_fetch_add(&s->backups, 1));
     rv = store_fs_remove(path, errmsg, errmsg_size);
     if (rv == 0) {
-        rv = checkpoint_create(s, path, errmsg, errmsg_size);
+        rv = checkpoint_create(s, path, 0, errmsg, errmsg_size);
     }
     if (rv == 0) {
         /* On the loop thread, like apply: the cached values are the

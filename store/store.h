@@ -385,8 +385,9 @@ void store_audit_list_release(struct store_audit_list *l);
 
 /* Takes a snapshot: a RocksDB checkpoint of the state at the current
  * applied index, packed into one malloc'ed buffer. Loop thread. The
- * checkpoint first flushes the memtables, which is most of its time (a
- * second for 64 MB of them): see store_flush_start. */
+ * checkpoint copies the write-ahead log if it is at most 16 MB (restoring
+ * replays it), else it flushes the memtables first, which held the loop
+ * thread a second for 64 MB of them: see store_flush_start. */
 int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,
                         size_t errmsg_size);
 

@@ -56,8 +56,19 @@ struct options {
     char token[256];
     const char *login_file;
     unsigned timeout_ms;
-    uint64_t requests; /* > 0: stop after this many requests, not a duration */
+    uint64_t requests;  /* > 0: stop after this many requests, not a duration */
+    unsigned series_ms; /* > 0: a line per second, counting requests slower than this */
 };
+
+/* --series: what completed in one second of the run. */
+struct second {
+    uint32_t ok;
+    uint32_t slow;   /* of them, slower than --series MS */
+    uint32_t max_us; /* the slowest of them */
+};
+
+/* A run of --duration longer than this prints no series past it. */
+#define SERIES_MAX 86400
 
 /* Log-linear histogram of microseconds. */
 struct histogram {
@@ -306,6 +317,8 @@ struct shared {
     size_t n_ids;
     atomic_bool stop;
     atomic_uint_fast64_t claimed; /* requests started, with --requests */
+    uint64_t start_us;            /* when the workers started */
+    size_t n_seconds;             /* --series: seconds kept per worker */
 };
 
 struct worker {
@@ -314,6 +327,7 @@ struct worker {
     pthread_t thread;
     struct conn conn;
     struct histogram hist;
+    struct second *seconds; /* --series, n_seconds of them */
     uint64_t ok, errors;
     unsigned rng;
     char last_error[320];
@@ -397,8 +411,16 @@ static void *worker_main(void *arg)
         start = now_us();
         int status = do_op(w, opt->op, seq, NULL, 0);
         if (status >= 200 && status <= 299) {
-            hist_record(&w->hist, now_us() - start);
+            uint64_t end = now_us();
+            uint64_t sec = (end - w->sh->start_us) / 1000000;
+            hist_record(&w->hist, end - start);
             w->ok++;
+            if (w->seconds != NULL && sec < w->sh->n_seconds) {
+                struct second *s = &w->seconds[sec];
+                s->ok++;
+                s->slow += end - start > (uint64_t)opt->series_ms * 1000;
+                s->max_us = end - start > s->max_us ? (uint32_t)(end - start) : s->max_us;
+            }
         } else {
             w->errors++;
         }
@@ -486,6 +508,8 @@ static void usage(FILE *out)
             "  --timeout-ms MS         per-request timeout (default 10000)\n"
             "  --requests N            send N requests in all, then stop (instead of\n"
             "                          --duration; for profiling with a fixed amount of work)\n"
+            "  --series MS             also print, per second of the run, the requests that\n"
+            "                          completed, how many took longer than MS, and the slowest\n"
             "Connections are spread over the URLs round-robin.\n");
 }
 
@@ -538,6 +562,12 @@ static int parse_args(int argc, char **argv, struct options *opt)
             snprintf(opt->token, sizeof opt->token, "%s", v);
         } else if (strcmp(a, "--requests") == 0) {
             opt->requests = strtoull(v, NULL, 10);
+        } else if (strcmp(a, "--series") == 0) {
+            opt->series_ms = (unsigned)strtoul(v, NULL, 10);
+            if (opt->series_ms == 0) {
+                fprintf(stderr, "cairn-bench: --series needs a number of ms > 0\n");
+                return -1;
+            }
         } else if (strcmp(a, "--timeout-ms") == 0) {
             opt->timeout_ms = (unsigned)strtoul(v, NULL, 10);
         } else {
@@ -555,6 +585,24 @@ static int parse_args(int argc, char **argv, struct options *opt)
         return -1;
     }
     return 0;
+}
+
+/* --series: one line per second that began before the run ended. */
+static void print_series(const struct shared *sh, const struct worker *workers, unsigned n,
+                         uint64_t elapsed_us)
+{
+    size_t last = (size_t)((elapsed_us + 999999) / 1000000);
+    for (size_t sec = 0; sh->n_seconds > 0 && sec < last && sec < sh->n_seconds; sec++) {
+        struct second t = {0};
+        for (unsigned i = 0; i < n; i++) {
+            const struct second *s = &workers[i].seconds[sec];
+            t.ok += s->ok;
+            t.slow += s->slow;
+            t.max_us = s->max_us > t.max_us ? s->max_us : t.max_us;
+        }
+        printf("second %zu: ok %u, over %u ms %u, max %.3f ms\n", sec, t.ok, sh->opt->series_ms,
+               t.slow, (double)t.max_us / 1000.0);
+    }
 }
 
 int main(int argc, char **argv)
@@ -594,7 +642,20 @@ int main(int argc, char **argv)
     if (opt.op == OP_READ && preload(&sh, &workers[0]) != 0) {
         return 1;
     }
+    if (opt.series_ms > 0) {
+        /* With --requests the run's length is unknown: an hour at most. */
+        double secs_max = opt.requests > 0 ? 3600 : opt.duration_s + 2;
+        sh.n_seconds = secs_max < SERIES_MAX ? (size_t)secs_max : SERIES_MAX;
+        for (unsigned i = 0; i < opt.concurrency; i++) {
+            workers[i].seconds = calloc(sh.n_seconds, sizeof *workers[i].seconds);
+            if (workers[i].seconds == NULL) {
+                fprintf(stderr, "cairn-bench: out of memory for --series\n");
+                return 1;
+            }
+        }
+    }
     start = now_us();
+    sh.start_us = start;
     for (unsigned i = 0; i < opt.concurrency; i++) {
         if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
             fprintf(stderr, "cairn-bench: cannot start thread %u\n", i);
@@ -621,6 +682,7 @@ int main(int argc, char **argv)
     }
     elapsed_us = now_us() - start;
     secs = (double)elapsed_us / 1e6;
+    print_series(&sh, workers, opt.concurrency, elapsed_us);
     tput = (double)ok / secs;
     printf("target %s, op %s, %u connections over %zu URL(s), %.1f s, value %u bytes\n",
            opt.target == TARGET_CAIRN ? "cairn" : "etcd", opt.op == OP_WRITE ? "write" : "read",
@@ -645,6 +707,9 @@ int main(int argc, char **argv)
         free(sh.ids[i]);
     }
     free(sh.ids);
+    for (unsigned i = 0; i < opt.concurrency; i++) {
+        free(workers[i].seconds);
+    }
     free(workers);
     return ok > 0 ? 0 : 1;
 }

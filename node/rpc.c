@@ -5,10 +5,13 @@
  *   POST   /internal/v1/propose      msgpack command -> 8-byte big-endian
  *                                     raft index + msgpack store result
  *   POST   /internal/v1/propose-batch  several commands proposed together
- *   POST   /internal/v1/propose-objects  the same, answered with the objects
  *                                     (node_forward_* below) -> each one's
  *                                     outcome; a follower uses it once the
  *                                     cluster version is 4
+ *   POST   /internal/v1/propose-objects  the same, each outcome with the
+ *                                     object as stored; a follower uses it
+ *                                     for writes it answers without
+ *                                     applying them first (backend.c)
  *   POST   /internal/v1/readindex    -> 8-byte big-endian read index
  *   GET    /internal/v1/status       -> JSON view of this node
  *   POST   /internal/v1/members      JSON {id, raft_address, api_address}

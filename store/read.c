@@ -156,7 +156,8 @@ int store_object_decode(enum store_kind kind, const char *id, const void *val, s
     if (store_kind_name(kind) == NULL || id_len == 0 || id_len > STORE_ID_MAX) {
         return CAIRN_EINVAL;
     }
-    return object_make(kind, id, id_len, val, val_len, out) == 0 ? 0 : CAIRN_EMALFORMED;
+    int rv = object_make(kind, id, id_len, val, val_len, out);
+    return rv == CAIRN_ECORRUPT ? CAIRN_EMALFORMED : rv; /* not stored bytes: from a peer */
 }
 
 int store_name_lookup(struct store *s, enum store_kind kind, const char *name, char **id)

@@ -98,7 +98,29 @@ struct consensus {
         bool holding;             /* held is set */
         struct raft_message held; /* the InstallSnapshot held back */
         char *held_address;       /* its sender's address (owned) */
+        void (*close)(struct raft_io *io, raft_io_close_cb cb);
     } guard;
+    /* io.c: our own snapshot is packed on a libuv worker thread, between
+     * fsm_snapshot (which only makes the checkpoint) and the write. */
+    struct {
+        bool enabled;      /* the uv io is guarded (not a test fixture's io) */
+        bool checkpointed; /* fsm_snapshot made cp for the snapshot_put to come */
+        bool working;      /* the work is queued and its after callback has not run */
+        struct store_checkpoint cp;
+        struct raft_buffer *bufs; /* the snapshot's buffer array, filled once packed */
+        const struct raft_snapshot *snapshot;
+        unsigned trailing;
+        uv_work_t work;
+        uint64_t started_ms;
+        void *data; /* the worker's result */
+        size_t len;
+        int rv;
+        char errmsg[CAIRN_ERRMSG_SIZE];
+        raft_io_close_cb close_cb; /* a close of the io waiting for the work */
+        /* Tests only: runs on the worker before packing; nonzero fails it. */
+        int (*hook)(void *arg);
+        void *hook_arg;
+    } pack;
     /* Proposals waiting for their callback. */
     struct proposal *pending;      /* proposals waiting for their entry, oldest first */
     struct proposal *pending_tail; /* the newest */
@@ -155,8 +177,9 @@ void consensus_fsm_init(struct consensus *c);
 /* Finds the pending proposal whose entry is at index, or NULL. */
 struct proposal *consensus_pending_find(struct consensus *c, uint64_t index);
 
-/* io.c: installs the InstallSnapshot guard on c->io (after raft_uv_init),
- * and frees what it holds (after raft_close). */
+/* io.c: installs the InstallSnapshot guard and the packing of our own
+ * snapshots on a worker thread on c->io (after raft_uv_init), and frees
+ * what the guard holds (after raft_close). */
 void consensus_io_guard(struct consensus *c);
 void consensus_io_guard_close(struct consensus *c);
 /* io.c: sets TCP_NODELAY on every raft connection this node opens. */

@@ -165,8 +165,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     uint64_t applied = raft_last_applied(c->r);
     uint64_t commit = raft_commit_index(c->r);
     uint64_t started;
-    void *data;
-    size_t len;
+    void *data = NULL;
+    size_t len = 0;
     int rv;
 
     if (c->guard.receiving_install) {
@@ -181,21 +181,31 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
         return RAFT_BUSY;
     }
     started = cairn_now_ms();
-    rv = store_snapshot_take(c->store, &data, &len, c->errmsg, sizeof c->errmsg);
+    /* With the uv io, only the checkpoint is made here: the guarded
+     * snapshot_put that libraft calls next packs it on a worker (io.c). */
+    rv = c->pack.enabled
+             ? store_snapshot_checkpoint(c->store, &c->pack.cp, c->errmsg, sizeof c->errmsg)
+             : store_snapshot_take(c->store, &data, &len, c->errmsg, sizeof c->errmsg);
     if (rv != 0) {
         CAIRN_ERROR("msg=\"snapshot failed\" error=\"%s\"", c->errmsg);
         return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
     }
     *bufs = malloc(sizeof **bufs);
     if (*bufs == NULL) {
+        if (c->pack.enabled) {
+            store_snapshot_checkpoint_drop(c->store);
+        }
         free(data);
         return RAFT_NOMEM;
     }
     (*bufs)[0].base = data;
     (*bufs)[0].len = len;
     *n_bufs = 1;
+    c->pack.checkpointed = c->pack.enabled;
+    c->pack.bufs = *bufs;
     c->compact_taken = true;
-    /* ms: how long the loop thread stood still for it. */
+    /* ms: how long the loop thread stood still for it; bytes: 0 until the
+     * worker packed it ("snapshot packed"). */
     CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu log_bytes=%llu ms=%llu",
                (unsigned long long)applied, len, (unsigned long long)c->log_bytes,
                (unsigned long long)(cairn_now_ms() - started));

@@ -21,7 +21,9 @@
  * It hooks two function pointers of the io: start (to see the receive
  * callback libraft passes) and snapshot_put (to see when a snapshot of our
  * own is written, and when that write completes). Both run on the loop
- * thread, as does everything here.
+ * thread, as does everything here but pack_work. Hooking snapshot_put and
+ * close also moves the packing of our own snapshots to a worker thread
+ * (below guard_put_cb).
  */
 #include "consensus_int.h"
 
@@ -127,6 +129,133 @@ static void guard_put_cb(struct raft_io_snapshot_put *put, int status)
     free(address);
 }
 
+/*
+ * Our own snapshot is packed on a worker thread.
+ *
+ * libraft 0.22.1's legacy layer asks the FSM for a snapshot's buffers on
+ * the loop thread and hands them to snapshot_put right away. Reading a
+ * 100 MB checkpoint into one buffer took 70-140 ms, on every node at the
+ * same entry, so the whole cluster stood still. Now fsm_snapshot only
+ * makes the checkpoint (15-40 ms) and gives libraft an empty buffer; the
+ * snapshot_put that follows packs the checkpoint on a libuv worker and
+ * passes the filled buffer to the real snapshot_put from the after
+ * callback. To libraft this is a slower write: it goes on applying entries
+ * and takes no other snapshot meanwhile, and an InstallSnapshot is held as
+ * during any write of ours (put_req is set).
+ *
+ * A close of the io waits for the work; the after callback then reports
+ * the snapshot cancelled to libraft (which is closing) and closes the io.
+ * A pack that fails on the worker is tried again on the loop thread. If
+ * that fails too the node stops (fatal_cb, as for a failed apply): libraft
+ * 0.22.1 accepts no failure of a write of our own snapshot once
+ * snapshot_put has returned, except while it closes.
+ */
+
+/* Packs the checkpoint on this thread into the snapshot's buffer. */
+static int pack_here(struct consensus *c)
+{
+    void *data = NULL;
+    size_t len = 0;
+    int rv = store_snapshot_pack(c->store, &c->pack.cp, &data, &len, c->pack.errmsg,
+                                 sizeof c->pack.errmsg);
+    if (rv != 0) {
+        store_snapshot_checkpoint_drop(c->store);
+        return rv;
+    }
+    c->pack.bufs[0].base = data;
+    c->pack.bufs[0].len = len;
+    return 0;
+}
+
+static void pack_work(uv_work_t *work)
+{
+    struct consensus *c = CONTAINER_OF(work, struct consensus, pack.work);
+
+    c->pack.data = NULL;
+    c->pack.len = 0;
+    c->pack.rv = c->pack.hook != NULL ? c->pack.hook(c->pack.hook_arg) : 0;
+    if (c->pack.rv != 0) {
+        cairn_errmsg_set(c->pack.errmsg, sizeof c->pack.errmsg,
+                         "pack snapshot at %llu: failed by a test hook",
+                         (unsigned long long)c->pack.cp.index);
+        return;
+    }
+    c->pack.rv = store_snapshot_pack(c->store, &c->pack.cp, &c->pack.data, &c->pack.len,
+                                     c->pack.errmsg, sizeof c->pack.errmsg);
+}
+
+static void pack_after(uv_work_t *work, int status)
+{
+    struct consensus *c = CONTAINER_OF(work, struct consensus, pack.work);
+    raft_io_close_cb close_cb = c->pack.close_cb;
+    int rv;
+
+    (void)status; /* nothing cancels it */
+    c->pack.working = false;
+    if (close_cb != NULL) {
+        c->pack.close_cb = NULL;
+        free(c->pack.data);
+        c->pack.data = NULL;
+        store_snapshot_checkpoint_drop(c->store);
+        guard_put_cb(&c->guard.put, RAFT_CANCELED);
+        c->guard.close(&c->io, close_cb);
+        return;
+    }
+    if (c->pack.rv == 0) {
+        c->pack.bufs[0].base = c->pack.data;
+        c->pack.bufs[0].len = c->pack.len;
+        c->pack.data = NULL;
+    } else {
+        CAIRN_WARN(
+            "msg=\"snapshot not packed on a worker: packing on the loop thread\" "
+            "error=\"%s\"",
+            c->pack.errmsg);
+        rv = pack_here(c);
+        if (rv != 0) {
+            c->cfg.fatal_cb(c->cfg.fatal_arg, c->pack.errmsg);
+            return;
+        }
+    }
+    CAIRN_INFO("msg=\"snapshot packed\" index=%llu bytes=%zu ms=%llu",
+               (unsigned long long)c->pack.cp.index, c->pack.bufs[0].len,
+               (unsigned long long)(cairn_now_ms() - c->pack.started_ms));
+    rv = c->guard.snapshot_put(&c->io, c->pack.trailing, &c->guard.put, c->pack.snapshot,
+                               guard_put_cb);
+    if (rv != 0) {
+        cairn_errmsg_set(c->errmsg, sizeof c->errmsg, "write snapshot at %llu: %s",
+                         (unsigned long long)c->pack.cp.index, raft_strerror(rv));
+        c->cfg.fatal_cb(c->cfg.fatal_arg, c->errmsg);
+    }
+}
+
+/* Queues the packing of the checkpoint fsm_snapshot made; if the work
+ * cannot be queued, packs it here, where a failure is still libraft's to
+ * handle (it drops the snapshot and takes one later). */
+static int pack_start(struct consensus *c, unsigned trailing, const struct raft_snapshot *snapshot)
+{
+    int rv;
+
+    c->pack.checkpointed = false;
+    c->pack.trailing = trailing;
+    c->pack.snapshot = snapshot;
+    c->pack.started_ms = cairn_now_ms();
+    if (uv_queue_work(c->loop, &c->pack.work, pack_work, pack_after) == 0) {
+        c->pack.working = true;
+        return 0;
+    }
+    rv = pack_here(c);
+    if (rv != 0) {
+        CAIRN_ERROR("msg=\"snapshot failed\" error=\"%s\"", c->pack.errmsg);
+        c->guard.put_req = NULL;
+        return rv == CAIRN_ENOMEM ? RAFT_NOMEM : RAFT_IOERR;
+    }
+    rv = c->guard.snapshot_put(&c->io, trailing, &c->guard.put, snapshot, guard_put_cb);
+    if (rv != 0) {
+        c->guard.put_req = NULL;
+    }
+    return rv;
+}
+
 static int guard_snapshot_put(struct raft_io *io, unsigned trailing,
                               struct raft_io_snapshot_put *req,
                               const struct raft_snapshot *snapshot, raft_io_snapshot_put_cb cb)
@@ -143,6 +272,9 @@ static int guard_snapshot_put(struct raft_io *io, unsigned trailing,
     req->cb = cb;
     c->guard.put_req = req;
     c->guard.put.data = c;
+    if (c->pack.checkpointed) {
+        return pack_start(c, trailing, snapshot);
+    }
     rv = c->guard.snapshot_put(io, trailing, &c->guard.put, snapshot, guard_put_cb);
     if (rv != 0) {
         c->guard.put_req = NULL;
@@ -150,12 +282,26 @@ static int guard_snapshot_put(struct raft_io *io, unsigned trailing,
     return rv;
 }
 
+/* libraft closes the io; while a pack is in progress, pack_after does. */
+static void guard_close(struct raft_io *io, raft_io_close_cb cb)
+{
+    struct consensus *c = io_consensus(io);
+    if (c->pack.working) {
+        c->pack.close_cb = cb;
+        return;
+    }
+    c->guard.close(io, cb);
+}
+
 void consensus_io_guard(struct consensus *c)
 {
     c->guard.start = c->io.start;
     c->guard.snapshot_put = c->io.snapshot_put;
+    c->guard.close = c->io.close;
     c->io.start = guard_start;
     c->io.snapshot_put = guard_snapshot_put;
+    c->io.close = guard_close;
+    c->pack.enabled = true;
 }
 
 void consensus_io_guard_close(struct consensus *c)

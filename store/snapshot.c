@@ -477,38 +477,68 @@ static int checkpoint_create(struct store *s, const char *path, uint64_t wal_max
     return err != NULL ? rocks_failed(err, "rocksdb checkpoint", errmsg, errmsg_size) : 0;
 }
 
-int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,
-                        size_t errmsg_size)
+int store_snapshot_checkpoint(struct store *s, struct store_checkpoint *cp, char *errmsg,
+                              size_t errmsg_size)
 {
     char msg[CAIRN_ERRMSG_SIZE];
     int rv;
 
     rv = store_fs_remove(s->checkpoint_path, errmsg, errmsg_size);
-    if (rv != 0) {
-        goto err;
+    if (rv == 0) {
+        rv = checkpoint_create(s, s->checkpoint_path, SNAP_WAL_MAX, errmsg, errmsg_size);
     }
-    rv = checkpoint_create(s, s->checkpoint_path, SNAP_WAL_MAX, errmsg, errmsg_size);
     if (rv != 0) {
-        goto err_after_checkpoint;
+        store_fs_remove(s->checkpoint_path, msg, sizeof msg);
+        cairn_errmsg_wrap(errmsg, errmsg_size, "take snapshot");
+        return rv;
     }
     /* Apply runs on this thread too, so the cached values match the
      * checkpoint exactly. */
-    rv = pack(s->checkpoint_path, atomic_load(&s->applied), atomic_load(&s->revision), out, out_len,
-              errmsg, errmsg_size);
+    cp->index = atomic_load(&s->applied);
+    cp->revision = atomic_load(&s->revision);
+    return 0;
+}
+
+int store_snapshot_pack(struct store *s, const struct store_checkpoint *cp, void **out,
+                        size_t *out_len, char *errmsg, size_t errmsg_size)
+{
+    char msg[CAIRN_ERRMSG_SIZE];
+    int rv;
+
+    rv = pack(s->checkpoint_path, cp->index, cp->revision, out, out_len, errmsg, errmsg_size);
     if (rv != 0) {
-        goto err_after_checkpoint;
+        cairn_errmsg_wrap(errmsg, errmsg_size, "pack snapshot at %" PRIu64, cp->index);
+        return rv;
     }
     if (store_fs_remove(s->checkpoint_path, msg, sizeof msg) != 0) {
-        /* Harmless: the next take removes it first. */
+        /* Harmless: the next checkpoint removes it first. */
         CAIRN_WARN("msg=\"store: cannot remove checkpoint\" error=\"%s\"", msg);
     }
     return 0;
+}
 
-err_after_checkpoint:
-    store_fs_remove(s->checkpoint_path, msg, sizeof msg);
-err:
-    cairn_errmsg_wrap(errmsg, errmsg_size, "take snapshot");
-    assert(rv != 0);
+void store_snapshot_checkpoint_drop(struct store *s)
+{
+    char msg[CAIRN_ERRMSG_SIZE];
+    if (store_fs_remove(s->checkpoint_path, msg, sizeof msg) != 0) {
+        CAIRN_WARN("msg=\"store: cannot remove checkpoint\" error=\"%s\"", msg);
+    }
+}
+
+int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,
+                        size_t errmsg_size)
+{
+    struct store_checkpoint cp;
+    int rv;
+
+    rv = store_snapshot_checkpoint(s, &cp, errmsg, errmsg_size);
+    if (rv != 0) {
+        return rv;
+    }
+    rv = store_snapshot_pack(s, &cp, out, out_len, errmsg, errmsg_size);
+    if (rv != 0) {
+        store_snapshot_checkpoint_drop(s);
+    }
     return rv;
 }
 

@@ -3,6 +3,8 @@
  * clusters (simulated time, network and disk) whose servers each run the
  * real store-backed FSM of fsm.c and the proposal, barrier and membership
  * code of consensus.c and membership.c on a real store in a temp dir.
+ * The packing of snapshots on a worker (io.c) needs libraft's uv io: those
+ * tests run one node on 127.0.0.1 (node1_setup).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,10 +15,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
 #include <cmocka.h>
 #include <raft/fixture.h>
 
 #include "consensus_int.h"
+#include "store_int.h"
 
 #define MAX_SERVERS 5
 
@@ -726,6 +735,297 @@ static void test_error_translation(void **state)
     assert_int_equal(consensus_error(RAFT_NOSPACE), CAIRN_EIO);
 }
 
+/*
+ * On libraft's real uv io: one voter on 127.0.0.1, whose snapshots of its
+ * own are packed on a libuv worker (io.c). A test hook on the worker holds
+ * the pack until the test lets it go, or fails it.
+ */
+
+struct node1 {
+    uv_loop_t loop;
+    uv_timer_t tick; /* wakes uv_run every few ms, so that polls see changes */
+    struct store *store;
+    struct consensus *c;
+    char dir[64];
+    char raft_dir[128];
+    char address[32];
+    bool closed;
+    /* The hook: */
+    atomic_bool entered;  /* the worker is in the hook */
+    atomic_bool released; /* the test lets it go on */
+    int hook_rv;          /* what it returns once released */
+};
+
+static void tick_cb(uv_timer_t *t)
+{
+    (void)t;
+}
+
+static int pack_hook(void *arg)
+{
+    struct node1 *n = arg;
+    atomic_store(&n->entered, true);
+    /* Bounded: 10 s, then packing goes on anyway (the test fails). */
+    for (unsigned i = 0; i < 10000 && !atomic_load(&n->released); i++) {
+        usleep(1000);
+    }
+    return n->hook_rv;
+}
+
+/* Runs the loop until cond(arg) or ms pass; returns cond(arg). */
+static bool run_until(struct node1 *n, bool (*cond)(struct node1 *), unsigned ms)
+{
+    uint64_t deadline = cairn_now_ms() + ms;
+    while (!cond(n) && cairn_now_ms() < deadline) {
+        uv_run(&n->loop, UV_RUN_ONCE);
+    }
+    return cond(n);
+}
+
+static bool is_leader(struct node1 *n)
+{
+    struct consensus_status st;
+    consensus_status(n->c, &st);
+    return st.state == CONSENSUS_LEADER;
+}
+
+static bool in_hook(struct node1 *n)
+{
+    return atomic_load(&n->entered);
+}
+
+static bool put_done(struct node1 *n)
+{
+    return n->c->guard.put_req == NULL && !n->c->pack.working;
+}
+
+static bool closed(struct node1 *n)
+{
+    return n->closed;
+}
+
+static void node1_closed_cb(void *arg)
+{
+    ((struct node1 *)arg)->closed = true;
+}
+
+/* A free TCP port on 127.0.0.1 (the kernel's choice, released again). */
+static unsigned free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+static int node1_setup(void **state)
+{
+    struct node1 *n = calloc(1, sizeof *n);
+    char err[CAIRN_ERRMSG_SIZE];
+    struct consensus_config cfg = {.id = 1,
+                                   .election_timeout_ms = 100,
+                                   .heartbeat_timeout_ms = 20,
+                                   .snapshot_threshold = 8,
+                                   .snapshot_trailing = 4,
+                                   .fatal_cb = fatal_cb};
+    struct consensus_member m = {.id = 1, .role = CONSENSUS_VOTER};
+
+    assert_non_null(n);
+    snprintf(n->dir, sizeof n->dir, "/tmp/cairn-test-pack-XXXXXX");
+    assert_non_null(mkdtemp(n->dir));
+    snprintf(n->raft_dir, sizeof n->raft_dir, "%s/raft", n->dir);
+    snprintf(n->address, sizeof n->address, "127.0.0.1:%u", free_port());
+    snprintf(m.address, sizeof m.address, "%s", n->address);
+    cfg.address = n->address;
+    cfg.dir = n->raft_dir;
+    assert_int_equal(uv_loop_init(&n->loop), 0);
+    assert_int_equal(uv_timer_init(&n->loop, &n->tick), 0);
+    assert_int_equal(uv_timer_start(&n->tick, tick_cb, 5, 5), 0);
+    assert_int_equal(store_open(n->dir, &n->store, err, sizeof err), 0);
+    assert_int_equal(consensus_create(&n->loop, n->store, &cfg, &n->c, err, sizeof err), 0);
+    assert_int_equal(consensus_bootstrap(n->c, &m, 1, err, sizeof err), 0);
+    assert_int_equal(consensus_start(n->c, err, sizeof err), 0);
+    assert_true(run_until(n, is_leader, 10000));
+    n->c->pack.hook = pack_hook;
+    n->c->pack.hook_arg = n;
+    *state = n;
+    return 0;
+}
+
+static int node1_teardown(void **state)
+{
+    struct node1 *n = *state;
+    char cmd[128];
+    atomic_store(&n->released, true);
+    if (!n->closed) {
+        consensus_close(n->c, node1_closed_cb, n);
+        assert_true(run_until(n, closed, 10000));
+    }
+    consensus_destroy(n->c);
+    uv_close((uv_handle_t *)&n->tick, NULL);
+    uv_run(&n->loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&n->loop), 0);
+    store_destroy(n->store);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", n->dir);
+    assert_int_equal(system(cmd), 0);
+    free(n);
+    return 0;
+}
+
+/* Proposes a tenant create and runs the loop until it is applied. */
+static void node1_create(struct node1 *n, unsigned i)
+{
+    struct outcome o = {0};
+    char id[16], name[16];
+    snprintf(id, sizeof id, "t%03u", i);
+    snprintf(name, sizeof name, "n%03u", i);
+    assert_int_equal(propose(n->c, STORE_OP_CREATE, id, name, &o), 0);
+    for (uint64_t deadline = cairn_now_ms() + 10000; !o.fired && cairn_now_ms() < deadline;) {
+        uv_run(&n->loop, UV_RUN_ONCE);
+    }
+    assert_true(o.fired);
+    assert_int_equal(o.status, 0);
+    assert_int_equal(o.res.status, 0);
+}
+
+static size_t tenant_count(struct store *s)
+{
+    struct store_list list;
+    size_t count;
+    assert_int_equal(store_object_list(s, STORE_KIND_TENANT, NULL, 1000, &list), 0);
+    count = list.n;
+    store_list_release(&list);
+    return count;
+}
+
+/* Creates tenants until the worker is in the hook; returns how many. */
+static unsigned node1_until_packing(struct node1 *n)
+{
+    unsigned i = 0;
+    while (!atomic_load(&n->entered) && i < 100) {
+        node1_create(n, i++);
+    }
+    assert_true(run_until(n, in_hook, 10000));
+    assert_true(n->c->pack.working);
+    assert_non_null(n->c->guard.put_req);
+    return i;
+}
+
+/* The snapshot file libraft wrote at index, read whole, or NULL. */
+static void *snapshot_file(struct node1 *n, uint64_t index, size_t *len)
+{
+    char pattern[256], path[512];
+    FILE *ls;
+    void *buf = NULL;
+
+    snprintf(pattern, sizeof pattern, "ls %s/snapshot-*-%llu-* 2>/dev/null | grep -v meta",
+             n->raft_dir, (unsigned long long)index);
+    ls = popen(pattern, "r");
+    assert_non_null(ls);
+    if (fgets(path, sizeof path, ls) != NULL) {
+        FILE *f;
+        path[strcspn(path, "\n")] = '\0';
+        f = fopen(path, "rb");
+        assert_non_null(f);
+        assert_int_equal(fseek(f, 0, SEEK_END), 0);
+        *len = (size_t)ftell(f);
+        rewind(f);
+        buf = malloc(*len);
+        assert_non_null(buf);
+        assert_int_equal(fread(buf, 1, *len, f), *len);
+        fclose(f);
+    }
+    pclose(ls);
+    return buf;
+}
+
+/* The snapshot written at index holds the state of that index: restored
+ * into a fresh store, it has tenants tenants. */
+static void assert_snapshot_of(struct node1 *n, uint64_t index, size_t tenants)
+{
+    struct store_snap_header h;
+    struct store *s;
+    char err[CAIRN_ERRMSG_SIZE], dir[64], cmd[128];
+    size_t len = 0;
+    void *buf = snapshot_file(n, index, &len);
+
+    assert_non_null(buf);
+    assert_int_equal(store_snapshot_validate(buf, len, &h, err, sizeof err), 0);
+    assert_int_equal(h.index, index);
+    snprintf(dir, sizeof dir, "/tmp/cairn-test-unpack-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    assert_int_equal(store_open(dir, &s, err, sizeof err), 0);
+    assert_int_equal(store_snapshot_restore(s, buf, len, err, sizeof err), 0);
+    assert_int_equal(store_applied_index(s), index);
+    assert_int_equal(tenant_count(s), tenants);
+    store_destroy(s);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    free(buf);
+}
+
+/* While the worker packs, the loop thread goes on: entries proposed then
+ * are applied before the pack ends. The snapshot written afterwards holds
+ * the state of its own index, not of the entries applied meanwhile. */
+static void test_pack_on_worker(void **state)
+{
+    struct node1 *n = *state;
+    unsigned made = node1_until_packing(n);
+    uint64_t index = n->c->pack.cp.index;
+    size_t before = n->c->pack.cp.revision; /* a create is one revision */
+    uint64_t applied;
+
+    for (unsigned i = 0; i < 5; i++) {
+        node1_create(n, made + i);
+    }
+    applied = store_applied_index(n->store);
+    assert_true(applied >= index + 5);
+    assert_true(n->c->pack.working);
+    atomic_store(&n->released, true);
+    assert_true(run_until(n, put_done, 10000));
+    assert_true(tenant_count(n->store) >= before + 5);
+    assert_snapshot_of(n, index, before);
+}
+
+/* A pack that fails on the worker is done again on the loop thread. */
+static void test_pack_failure_retried(void **state)
+{
+    struct node1 *n = *state;
+    uint64_t index;
+
+    n->hook_rv = -1;
+    node1_until_packing(n);
+    index = n->c->pack.cp.index;
+    atomic_store(&n->released, true);
+    assert_true(run_until(n, put_done, 10000));
+    assert_snapshot_of(n, index, n->c->pack.cp.revision);
+}
+
+/* A close while the worker packs waits for it, cancels the snapshot and
+ * removes its checkpoint. */
+static void test_close_while_packing(void **state)
+{
+    struct node1 *n = *state;
+    char path[128];
+    uint64_t index;
+    size_t len;
+    struct stat st;
+
+    node1_until_packing(n);
+    index = n->c->pack.cp.index;
+    consensus_close(n->c, node1_closed_cb, n);
+    assert_false(run_until(n, closed, 200));
+    atomic_store(&n->released, true);
+    assert_true(run_until(n, closed, 10000));
+    assert_null(snapshot_file(n, index, &len));
+    snprintf(path, sizeof path, "%s/checkpoint-tmp", n->dir);
+    assert_int_equal(stat(path, &st), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -744,6 +1044,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_nudge_again, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apply_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_batch_leadership_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pack_on_worker, node1_setup, node1_teardown),
+        cmocka_unit_test_setup_teardown(test_pack_failure_retried, node1_setup, node1_teardown),
+        cmocka_unit_test_setup_teardown(test_close_while_packing, node1_setup, node1_teardown),
         cmocka_unit_test(test_entry_framing),
         cmocka_unit_test(test_batch_framing),
         cmocka_unit_test(test_error_translation),

@@ -204,11 +204,17 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[], unsign
     c->pack.checkpointed = c->pack.enabled;
     c->pack.bufs = *bufs;
     c->compact_taken = true;
-    /* ms: how long the loop thread stood still for it; bytes: 0 until the
-     * worker packed it ("snapshot packed"). */
-    CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu log_bytes=%llu ms=%llu",
-               (unsigned long long)applied, len, (unsigned long long)c->log_bytes,
-               (unsigned long long)(cairn_now_ms() - started));
+    /* ms: how long the loop thread stood still for it. Packed on a
+     * worker, its size is logged then ("snapshot packed", io.c). */
+    if (c->pack.enabled) {
+        CAIRN_INFO("msg=\"snapshot taken\" index=%llu log_bytes=%llu ms=%llu packing=worker",
+                   (unsigned long long)applied, (unsigned long long)c->log_bytes,
+                   (unsigned long long)(cairn_now_ms() - started));
+    } else {
+        CAIRN_INFO("msg=\"snapshot taken\" index=%llu bytes=%zu log_bytes=%llu ms=%llu",
+                   (unsigned long long)applied, len, (unsigned long long)c->log_bytes,
+                   (unsigned long long)(cairn_now_ms() - started));
+    }
     c->snapshot_index = applied;
     c->log_bytes = 0;
     c->flush_stage = 0;

@@ -1004,20 +1004,6 @@ static int backend_leader_transfer(void *data, uint64_t deadline_ms, char *errms
 
 /* --- status -------------------------------------------------------------- */
 
-static const char *state_name(int state)
-{
-    switch (state) {
-        case CONSENSUS_LEADER:
-            return "leader";
-        case CONSENSUS_FOLLOWER:
-            return "follower";
-        case CONSENSUS_CANDIDATE:
-            return "candidate";
-        default:
-            return "unavailable";
-    }
-}
-
 static const char *role_name(int role)
 {
     switch (role) {
@@ -1101,7 +1087,7 @@ static int backend_cluster_status(void *data, uint64_t deadline_ms, struct api_c
         }
         if (m->id == n->cfg.node_id) {
             m->reachable = true;
-            snprintf(m->state, sizeof m->state, "%s", state_name(v.state));
+            snprintf(m->state, sizeof m->state, "%s", consensus_state_name(v.state));
             m->term = v.term;
             m->commit_index = v.commit_index;
             m->applied_index = v.applied_index;

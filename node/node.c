@@ -441,7 +441,8 @@ static void async_cb(uv_async_t *a)
     }
 }
 
-/* Publishes raft's state for other threads after every loop iteration.
+/* Publishes raft's state for other threads after every loop iteration,
+ * and logs every change of role, term or leader.
  * node_view_wait wakes for a change of role, leader, term or
  * configuration, or of a system object (the ownership record the liveness
  * thread follows), not for every entry applied: under load that woke every
@@ -451,14 +452,14 @@ static void publish_view(struct node *n)
 {
     struct consensus_status s;
     uint64_t system = store_system_generation(n->store);
-    bool changed, wake;
+    bool changed, wake, role;
     if (n->consensus == NULL) {
         return;
     }
     consensus_status(n->consensus, &s);
     pthread_mutex_lock(&n->vmu);
-    wake = s.state != n->view.state || s.leader_id != n->view.leader_id || s.term != n->view.term ||
-           s.config_index != n->view.config_index || system != n->view_system;
+    role = s.state != n->view.state || s.leader_id != n->view.leader_id || s.term != n->view.term;
+    wake = role || s.config_index != n->view.config_index || system != n->view_system;
     changed = wake || s.applied_index != n->view.applied_index ||
               s.commit_index != n->view.commit_index || s.last_index != n->view.last_index;
     if (changed) {
@@ -473,6 +474,13 @@ static void publish_view(struct node *n)
         pthread_cond_broadcast(&n->vcv);
     }
     pthread_mutex_unlock(&n->vmu);
+    if (role) {
+        /* Elections and leader changes, for whoever reads the log after
+         * an outage (a few lines per election). */
+        CAIRN_INFO("msg=\"raft role\" state=%s term=%llu leader=%llu",
+                   consensus_state_name(s.state), (unsigned long long)s.term,
+                   (unsigned long long)s.leader_id);
+    }
 }
 
 static void check_cb(uv_check_t *c)

@@ -351,15 +351,15 @@ static int handle_readindex(struct mg_connection *conn, struct node *n)
 static int handle_status(struct mg_connection *conn, struct node *n)
 {
     struct consensus_status v;
-    static const char *states[] = {"unavailable", "follower", "candidate", "leader"};
     json_t *doc;
     char *text;
 
     node_view(n, &v);
-    doc = json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)n->cfg.node_id,
-                    "state", states[v.state & 3], "term", (json_int_t)v.term, "commit_index",
-                    (json_int_t)v.commit_index, "applied_index", (json_int_t)v.applied_index,
-                    "last_index", (json_int_t)v.last_index, "leader_id", (json_int_t)v.leader_id);
+    doc =
+        json_pack("{s:I, s:s, s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)n->cfg.node_id, "state",
+                  consensus_state_name(v.state), "term", (json_int_t)v.term, "commit_index",
+                  (json_int_t)v.commit_index, "applied_index", (json_int_t)v.applied_index,
+                  "last_index", (json_int_t)v.last_index, "leader_id", (json_int_t)v.leader_id);
     text = doc != NULL ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (text == NULL) {

@@ -246,6 +246,20 @@ void consensus_close(struct consensus *c, void (*cb)(void *arg), void *arg)
     raft_close(c->r, closed_cb);
 }
 
+const char *consensus_state_name(int state)
+{
+    switch (state) {
+        case CONSENSUS_LEADER:
+            return "leader";
+        case CONSENSUS_FOLLOWER:
+            return "follower";
+        case CONSENSUS_CANDIDATE:
+            return "candidate";
+        default:
+            return "unavailable";
+    }
+}
+
 void consensus_destroy(struct consensus *c)
 {
     if (c == NULL) {

@@ -59,6 +59,9 @@ enum {
     CONSENSUS_LEADER = 3
 };
 
+/* "leader", "follower", "candidate" or "unavailable" (any other value). */
+const char *consensus_state_name(int state);
+
 /* Largest configuration reported by consensus_status. */
 #define CONSENSUS_MAX_MEMBERS 32
 

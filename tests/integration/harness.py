@@ -356,6 +356,11 @@ class Cluster:
     def node_dir(self, node):
         return os.path.join(self.dir, "node%d" % node)
 
+    def read_log(self, node):
+        """The whole of node's cairnd.log (every start appends to it)."""
+        with open(os.path.join(self.node_dir(node), "cairnd.log"), errors="replace") as f:
+            return f.read()
+
     def data_dir(self, node):
         return os.path.join(self.node_dir(node), "data")
 

@@ -92,11 +92,6 @@ class RestoredCluster(Cluster):
         self.token = auth["Authorization"].split(" ", 1)[1]
 
 
-def read_log(c, node):
-    with open(os.path.join(c.node_dir(node), "cairnd.log"), errors="replace") as f:
-        return f.read()
-
-
 def run_cairnd(args):
     exe = os.path.join(lc.bin_dir(), "cairnd")
     return subprocess.run([exe] + args, capture_output=True, text=True, timeout=60)
@@ -255,7 +250,7 @@ class BackupTest(unittest.TestCase):
             # the first entry it applied after that snapshot was persisted:
             # writes, until every node has.
             def rhythm():
-                if all("configured snapshot rhythm" in read_log(b, k) for k in (1, 2, 3)):
+                if all("configured snapshot rhythm" in b.read_log(k) for k in (1, 2, 3)):
                     return True
                 b.create_tenant(2)
                 return False

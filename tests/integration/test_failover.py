@@ -117,6 +117,9 @@ class FailoverTest(unittest.TestCase):
 
                 new_leader = c.leader(timeout=RECOVERY_DEADLINE_S)
                 self.assertIn(new_leader, survivors)
+                # The election is in the new leader's log.
+                wait_for(lambda: 'msg="raft role" state=leader' in c.read_log(new_leader), 10,
+                         "node %d to log that it leads" % new_leader)
                 wait_for(lambda: writer.acks_started_after(killed_at) >= 5,
                          max(1.0, RECOVERY_DEADLINE_S - (time.monotonic() - killed_at)),
                          "writes through the survivors to succeed again after the kill")

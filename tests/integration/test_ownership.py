@@ -36,11 +36,6 @@ PATH = "/api/v1/cluster/ownership"
 DECISION_BOUND_S = DOWN_MS / 1000.0 + 8.0
 
 
-def read_log(c, node):
-    with open(os.path.join(c.node_dir(node), "cairnd.log")) as f:
-        return f.read()
-
-
 def ts_ms(ts):
     """Milliseconds since the epoch of a log line's ts=... (UTC)."""
     t = datetime.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -186,11 +181,11 @@ class OwnershipTest(unittest.TestCase):
             # The lapse is counted at once and logged at the next liveness
             # tick: wait for the line.
             expired = wait_for(lambda: [int(m.group(1)) for m in re.finditer(
-                r'ownership lease expired.* expired_at_ms=(\d+)', read_log(c, zombie))], 10,
+                r'ownership lease expired.* expired_at_ms=(\d+)', c.read_log(zombie))], 10,
                 "node %d to log its lease expiry" % zombie)
             committed = [ts_ms(m.group(1)) for k in rest for m in re.finditer(
                 r'^ts=(\S+) .*ownership decision committed" epoch=%d down=%d '
-                % (v3["epoch"], zombie), read_log(c, k), re.M)]
+                % (v3["epoch"], zombie), c.read_log(k), re.M)]
             self.assertEqual(len(committed), 1, "the down decision of epoch %d" % v3["epoch"])
             log("node %d's lease ran out %d ms before it was committed down"
                 % (zombie, committed[0] - expired[-1]))

@@ -136,10 +136,10 @@ static void guard_put_cb(struct raft_io_snapshot_put *put, int status)
  * the loop thread and hands them to snapshot_put right away. Reading a
  * 100 MB checkpoint into one buffer took 70-140 ms, on every node at the
  * same entry, so the whole cluster stood still. Now fsm_snapshot only
- * makes the checkpoint (15-40 ms) and gives libraft an empty buffer; the
- * snapshot_put that follows packs the checkpoint on a libuv worker and
- * passes the filled buffer to the real snapshot_put from the after
- * callback. To libraft this is a slower write: it goes on applying entries
+ * makes the checkpoint (11-68 ms in the benchmarks) and gives libraft an
+ * empty buffer; the snapshot_put that follows packs the checkpoint on a
+ * libuv worker and passes the filled buffer to the real snapshot_put from
+ * the after callback. To libraft this is a slower write: it goes on applying entries
  * and takes no other snapshot meanwhile, and an InstallSnapshot is held as
  * during any write of ours (put_req is set).
  *

@@ -499,30 +499,25 @@ int store_snapshot_checkpoint(struct store *s, struct store_checkpoint *cp, char
     return 0;
 }
 
-int store_snapshot_pack(struct store *s, const struct store_checkpoint *cp, void **out,
-                        size_t *out_len, char *errmsg, size_t errmsg_size)
-{
-    char msg[CAIRN_ERRMSG_SIZE];
-    int rv;
-
-    rv = pack(s->checkpoint_path, cp->index, cp->revision, out, out_len, errmsg, errmsg_size);
-    if (rv != 0) {
-        cairn_errmsg_wrap(errmsg, errmsg_size, "pack snapshot at %" PRIu64, cp->index);
-        return rv;
-    }
-    if (store_fs_remove(s->checkpoint_path, msg, sizeof msg) != 0) {
-        /* Harmless: the next checkpoint removes it first. */
-        CAIRN_WARN("msg=\"store: cannot remove checkpoint\" error=\"%s\"", msg);
-    }
-    return 0;
-}
-
 void store_snapshot_checkpoint_drop(struct store *s)
 {
     char msg[CAIRN_ERRMSG_SIZE];
     if (store_fs_remove(s->checkpoint_path, msg, sizeof msg) != 0) {
+        /* Harmless: the next checkpoint removes it first. */
         CAIRN_WARN("msg=\"store: cannot remove checkpoint\" error=\"%s\"", msg);
     }
+}
+
+int store_snapshot_pack(struct store *s, const struct store_checkpoint *cp, void **out,
+                        size_t *out_len, char *errmsg, size_t errmsg_size)
+{
+    int rv = pack(s->checkpoint_path, cp->index, cp->revision, out, out_len, errmsg, errmsg_size);
+    if (rv != 0) {
+        cairn_errmsg_wrap(errmsg, errmsg_size, "pack snapshot at %" PRIu64, cp->index);
+        return rv;
+    }
+    store_snapshot_checkpoint_drop(s);
+    return 0;
 }
 
 int store_snapshot_take(struct store *s, void **out, size_t *out_len, char *errmsg,

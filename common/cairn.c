@@ -169,9 +169,13 @@ uint64_t cairn_backoff_ms(uint64_t min_ms, uint64_t max_ms, unsigned failures, u
 void cairn_uuid(char out[CAIRN_UUID_SIZE])
 {
     unsigned char b[16];
+    uint64_t ms = (uint64_t)cairn_wall_ms();
     cairn_random_bytes(b, sizeof b);
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    for (int i = 0; i < 6; i++) {
+        b[i] = (unsigned char)(ms >> (40 - 8 * i)); /* unix_ts_ms, big-endian */
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x70); /* version 7 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* variant 10 */
     snprintf(out, CAIRN_UUID_SIZE,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
              b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],

@@ -97,8 +97,12 @@ unsigned cairn_dir_entries(const char *dir);
  * not retry together. Pure: the caller keeps the failure count. */
 uint64_t cairn_backoff_ms(uint64_t min_ms, uint64_t max_ms, unsigned failures, uint32_t random);
 
-/* Writes a random RFC 4122 version 4 UUID, lower-case, into out (at least
- * CAIRN_UUID_SIZE bytes, NUL-terminated). */
+/* Writes a fresh RFC 9562 version 7 UUID, lower-case, into out (at least
+ * CAIRN_UUID_SIZE bytes, NUL-terminated): the wall clock's Unix time in
+ * milliseconds (48 bits), then 74 random bits. Ids made later sort later
+ * (to the millisecond, as far as the clocks agree), so the store's keys of
+ * new objects and request ids land next to each other instead of all over
+ * RocksDB's skip lists and files (docs/design.md, "Ids"). */
 #define CAIRN_UUID_SIZE 37
 void cairn_uuid(char out[CAIRN_UUID_SIZE]);
 

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -42,11 +43,41 @@ static void test_uuid(void **state)
     cairn_uuid(b);
     assert_true(cairn_uuid_valid(a));
     assert_string_not_equal(a, b);
-    assert_int_equal(a[14], '4');
+    assert_int_equal(a[14], '7');
+    assert_true(strchr("89ab", a[19]) != NULL);
     assert_false(cairn_uuid_valid("not-a-uuid"));
     assert_false(cairn_uuid_valid("0123456789abcdef0123456789abcdef0123"));
     assert_false(cairn_uuid_valid("01234567-89ab-4def-8123-456789ABCDEF"));
     assert_false(cairn_uuid_valid(""));
+}
+
+/* The first 48 bits of a uuid as a number: its Unix time in ms. */
+static uint64_t uuid_ms(const char *u)
+{
+    char hex[13];
+    memcpy(hex, u, 8);
+    memcpy(hex + 8, u + 9, 4);
+    hex[12] = '\0';
+    return strtoull(hex, NULL, 16);
+}
+
+/* Ids carry the wall clock: one made in a later millisecond sorts after. */
+static void test_uuid_time_ordered(void **state)
+{
+    char a[CAIRN_UUID_SIZE];
+    char b[CAIRN_UUID_SIZE];
+    int64_t before, after;
+    (void)state;
+    before = cairn_wall_ms();
+    cairn_uuid(a);
+    after = cairn_wall_ms();
+    assert_true(uuid_ms(a) >= (uint64_t)before && uuid_ms(a) <= (uint64_t)after);
+    /* Until the clock moves on (polled, at most 5 s). */
+    do {
+        cairn_uuid(b);
+    } while (uuid_ms(b) == uuid_ms(a) && cairn_wall_ms() < after + 5000);
+    assert_true(uuid_ms(b) > uuid_ms(a));
+    assert_true(strcmp(a, b) < 0);
 }
 
 static void test_parse_u64(void **state)
@@ -135,10 +166,10 @@ static void test_backoff(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_strerror), cmocka_unit_test(test_errmsg_chain),
-        cmocka_unit_test(test_uuid),     cmocka_unit_test(test_parse_u64),
-        cmocka_unit_test(test_buf),      cmocka_unit_test(test_log_one_line),
-        cmocka_unit_test(test_backoff),
+        cmocka_unit_test(test_strerror),     cmocka_unit_test(test_errmsg_chain),
+        cmocka_unit_test(test_uuid),         cmocka_unit_test(test_uuid_time_ordered),
+        cmocka_unit_test(test_parse_u64),    cmocka_unit_test(test_buf),
+        cmocka_unit_test(test_log_one_line), cmocka_unit_test(test_backoff),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,20 +22,24 @@
 
 static char devices[MAX_DEVICES][40];
 
-/* Device ids as the API makes them (UUIDs), from a fixed seed so that a
- * failure reproduces. */
+/* Device ids as the API makes them (version 7 UUIDs: a millisecond clock,
+ * here 10 devices a millisecond as in a bulk onboarding, then random
+ * bits), from a fixed seed so that a failure reproduces. */
 static int setup_devices(void **state)
 {
     uint64_t x = 0x2545f4914f6cdd1dull;
+    uint64_t ms = 0x019af8a3c000ull; /* December 2025 */
     (void)state;
     for (size_t i = 0; i < MAX_DEVICES; i++) {
         uint64_t a, b;
+        uint64_t t = ms + i / 10;
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         a = x;
         x ^= x << 13, x ^= x >> 7, x ^= x << 17;
         b = x;
-        snprintf(devices[i], sizeof devices[i], "%08x-%04x-4%03x-%04x-%012llx", (unsigned)(a >> 32),
-                 (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xfff, (unsigned)(b >> 48) & 0xffff,
+        snprintf(devices[i], sizeof devices[i], "%08x-%04x-7%03x-%04x-%012llx", (unsigned)(t >> 16),
+                 (unsigned)t & 0xffff, (unsigned)a & 0xfff,
+                 (unsigned)(0x8000 | ((b >> 48) & 0x3fff)),
                  (unsigned long long)(b & 0xffffffffffffull));
     }
     return 0;

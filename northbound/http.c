@@ -83,6 +83,18 @@ static int log_access_cb(const struct mg_connection *conn, const char *message)
     return 1;
 }
 
+/* Cairn authenticates in its own handlers (api_auth.c), never with
+ * civetweb's htpasswd files. Without an authorization handler civetweb
+ * looks for one on every request (a handler's path is empty, so it stats
+ * "/.htpasswd"): a system call per request, and a file that, if it ever
+ * appeared there, would put the whole API behind digest authentication. */
+static int authorize_cb(struct mg_connection *conn, void *data)
+{
+    (void)conn;
+    (void)data;
+    return 1;
+}
+
 /* Answers every request no route matched. Registered as the pattern "**",
  * which civetweb tries only after every exact and prefix route. */
 static int not_found_cb(struct mg_connection *conn, void *data)
@@ -265,6 +277,7 @@ int http_server_start(const struct http_config *cfg, struct http_server **out, c
     if (srv->local.sin_addr.s_addr == htonl(INADDR_ANY)) {
         srv->local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     }
+    mg_set_auth_handler(srv->ctx, "**", authorize_cb, NULL);
     mg_set_request_handler(srv->ctx, "**", not_found_cb, srv);
     *out = srv;
     return 0;

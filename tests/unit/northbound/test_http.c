@@ -7,21 +7,36 @@
  * to leave the store at the revision it had. Revisions are counted from
  * R0, the fixture's own writes.
  */
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "fixture.h"
 #include "tests.h"
+
+/* civetweb's file lookups, watched: this program's stat64 comes before the
+ * C library's for libcivetweb too (symbol interposition). */
+static atomic_int htpasswd_lookups;
+
+int stat64(const char *restrict path, struct stat64 *restrict st)
+{
+    if (strstr(path, ".htpasswd") != NULL) {
+        atomic_fetch_add(&htpasswd_lookups, 1);
+    }
+    return fstatat64(AT_FDCWD, path, st, 0);
+}
 
 /* --- tests ------------------------------------------------------------------- */
 
@@ -872,6 +887,26 @@ static void test_routes(void **state)
     hc_response_free(&r);
 }
 
+/* No request makes civetweb look for an htpasswd file: the API does its
+ * own authentication, and a stray /.htpasswd must not put it behind
+ * digest authentication. */
+static void test_no_htpasswd(void **state)
+{
+    struct fx *f = *state;
+    struct hc_response r;
+    atomic_store(&htpasswd_lookups, 0);
+    request(f, "GET", "/healthz", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    hc_response_free(&r);
+    request(f, "GET", "/api/v1/tenants", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    hc_response_free(&r);
+    request(f, "GET", "/nope", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    hc_response_free(&r);
+    assert_int_equal(atomic_load(&htpasswd_lookups), 0);
+}
+
 static void test_keep_alive(void **state)
 {
     static const char get[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -985,6 +1020,7 @@ int test_http_run(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_healthz, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_no_htpasswd, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_not_found, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_method_not_allowed, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_create_get, fx_setup, fx_teardown),

@@ -102,7 +102,7 @@ uint64_t cairn_backoff_ms(uint64_t min_ms, uint64_t max_ms, unsigned failures, u
  * milliseconds (48 bits), then 74 random bits. Ids made later sort later
  * (to the millisecond, as far as the clocks agree), so the store's keys of
  * new objects and request ids land next to each other instead of all over
- * RocksDB's skip lists and files (docs/design.md, "Ids"). */
+ * RocksDB's skip lists and files (docs/design.md, "The store"). */
 #define CAIRN_UUID_SIZE 37
 void cairn_uuid(char out[CAIRN_UUID_SIZE]);
 

@@ -24,10 +24,12 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import uuid
@@ -403,6 +405,26 @@ class Cluster:
             raise AssertionError("GET /api/v1/cluster on node %d: %r" % (node, r))
         return r.json
 
+    def metrics(self, node, *names):
+        """The values of unlabelled samples of node's /metrics, as ints, in
+        the order of names (one scrape)."""
+        r = self.request(node, "GET", "/metrics", auth=False)
+        if r.status != 200:
+            raise AssertionError("/metrics on node %d: %r" % (node, r))
+        text = r.body.decode()
+        values = []
+        for name in names:
+            m = re.search(r"^%s (\S+)$" % re.escape(name), text, re.M)
+            if m is None:
+                raise AssertionError("no %s in /metrics of node %d" % (name, node))
+            values.append(int(float(m.group(1))))
+        return values
+
+    def proposed(self, node):
+        """(entries, commands) node proposed as leader, from its /metrics."""
+        return tuple(self.metrics(node, "cairn_raft_proposed_entries_total",
+                                  "cairn_raft_proposed_commands_total"))
+
     def self_member(self, node):
         info = self.cluster_info(node)
         for m in info["members"]:
@@ -511,6 +533,32 @@ class Cluster:
         except (OSError, http.client.HTTPException):
             return False
         return r.status == 201
+
+
+def run_threads(n, body, timeout=300.0):
+    """Runs body(i) for i in range(n), each in a thread of its own, all
+    released at once; waits at most timeout for all of them and re-raises
+    the first failure."""
+    failures = []
+    start = threading.Barrier(n)
+
+    def one(i):
+        try:
+            start.wait(timeout=30)
+            body(i)
+        except BaseException as e:  # noqa: B902 (re-raised below)
+            failures.append(e)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in threads:
+        t.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        raise AssertionError("threads still running after %.0f s" % timeout)
+    if failures:
+        raise failures[0]
 
 
 def assert_problem(testcase, r, status, field=None, msg=""):

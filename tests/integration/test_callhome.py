@@ -99,11 +99,7 @@ class CallhomeTest(unittest.TestCase):
         return self.req("GET", "/api/v1/devices/" + dev_id, status=200).json
 
     def counters(self, name):
-        total = 0
-        for node in (1, 2, 3):
-            text = self.c.request(node, "GET", "/metrics", auth=False).body.decode()
-            total += int(float(re.search(r"^%s (\S+)$" % name, text, re.M).group(1)))
-        return total
+        return sum(self.c.metrics(node, name)[0] for node in (1, 2, 3))
 
     def line(self, name, port, serial, code, rotate=0):
         order = self.listeners[rotate % 3:] + self.listeners[:rotate % 3]

@@ -28,9 +28,7 @@ serving 200 simulated CPEs.
 """
 
 import os
-import re
 import sys
-import time
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -235,9 +233,8 @@ class DevicesTest(DevsimClusterTest):
             own = self.req("GET", "/api/v1/cluster/ownership", status=200).json
             counts = {}
             for m in own["members"]:
-                text = self.c.request(m["id"], "GET", "/metrics", auth=False).body.decode()
-                found = re.search(r"^cairn_device_sessions (\S+)$", text, re.M)
-                counts[m["id"]] = (int(float(found.group(1))), m["devices"])
+                sessions = self.c.metrics(m["id"], "cairn_device_sessions")[0]
+                counts[m["id"]] = (sessions, m["devices"])
             return counts if all(s <= d for s, d in counts.values()) else None
         wait_for(sessions_owned, 30, "sessions only to owned devices", interval=0.5)
 

@@ -7,7 +7,6 @@ with its Idempotency-Key until it succeeds, and each one exists exactly
 once in the end, with the id of its first success."""
 
 import os
-import re
 import signal
 import sys
 import threading
@@ -16,44 +15,10 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Cluster, unique_name, wait_for  # noqa: E402
+from harness import Cluster, run_threads, unique_name, wait_for  # noqa: E402
 
 WRITERS = 32
 WRITES_EACH = 8
-SAMPLE = re.compile(r"^(cairn_raft_proposed_(?:commands|entries)_total) (\d+)$", re.M)
-
-
-def proposed(c, node):
-    """(commands, entries) the node proposed as leader, from /metrics."""
-    r = c.request(node, "GET", "/metrics", auth=False)
-    if r.status != 200:
-        raise AssertionError("/metrics on node %d: %r" % (node, r))
-    found = dict(SAMPLE.findall(r.body.decode()))
-    return (int(found["cairn_raft_proposed_commands_total"]),
-            int(found["cairn_raft_proposed_entries_total"]))
-
-
-def run_writers(n, body):
-    """Runs body(i) in n threads at once; re-raises the first failure."""
-    failures = []
-    start = threading.Barrier(n)
-
-    def one(i):
-        try:
-            start.wait(timeout=30)
-            body(i)
-        except BaseException as e:  # noqa: B902 (reported below)
-            failures.append(e)
-
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=300)
-    if any(t.is_alive() for t in threads):
-        raise AssertionError("writers still running after 300 s")
-    if failures:
-        raise failures[0]
 
 
 class ForwardTest(unittest.TestCase):
@@ -73,7 +38,7 @@ class ForwardTest(unittest.TestCase):
         with Cluster(3, name="forward") as c:
             leader = c.leader()
             follower = c.followers(leader)[0]
-            commands0, entries0 = proposed(c, leader)
+            entries0, commands0 = c.proposed(leader)
             prefix = unique_name("fw")
             answers = {}
             lock = threading.Lock()
@@ -92,7 +57,7 @@ class ForwardTest(unittest.TestCase):
                     with lock:
                         answers[name] = r.json
 
-            run_writers(WRITERS, writer)
+            run_threads(WRITERS, writer)
             total = WRITERS * WRITES_EACH
             self.assertEqual(len(answers), total)
             self.assertEqual(len({a["id"] for a in answers.values()}), total, "ids not unique")
@@ -108,7 +73,7 @@ class ForwardTest(unittest.TestCase):
                 self.assertEqual(r.json, answers[name])
             # They were combined: fewer raft entries than commands (the
             # leader proposes each forwarded call's writes as one entry).
-            commands1, entries1 = proposed(c, leader)
+            entries1, commands1 = c.proposed(leader)
             self.assertGreaterEqual(commands1 - commands0, total)
             self.assertLess(entries1 - entries0, commands1 - commands0,
                             "every forwarded write went into an entry of its own")
@@ -151,7 +116,7 @@ class ForwardTest(unittest.TestCase):
             f = threading.Thread(target=freezer, daemon=True)
             f.start()
             try:
-                run_writers(WRITERS, writer)
+                run_threads(WRITERS, writer)
                 f.join(timeout=60)
                 self.assertTrue(frozen.is_set(), "the leader was never frozen")
                 harness.log("%d of %d writes succeeded after the freeze" % (len(after), len(first_ids)))

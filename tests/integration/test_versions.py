@@ -32,7 +32,7 @@ import unittest
 sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Cluster, lc, log, wait_for  # noqa: E402
+from harness import Cluster, lc, log, run_threads, wait_for  # noqa: E402
 
 def conf_path(c, node):
     return os.path.join(c.node_dir(node), "cairnd.conf")
@@ -51,16 +51,6 @@ def set_old_build(c, node, old, version=1):
     set_key(c, node, "debug_command_version_max", version if old else None)
 
 
-def proposed(c, node):
-    """The leader's (entries, commands) proposed, from its /metrics."""
-    text = c.request(node, "GET", "/metrics", auth=False).body.decode()
-    got = {}
-    for name in ("entries", "commands"):
-        m = re.search(r"^cairn_raft_proposed_%s_total (\S+)$" % name, text, re.M)
-        got[name] = int(float(m.group(1))) if m else None
-    return got["entries"], got["commands"]
-
-
 def concurrent_creates(test, c, node, prefix, writers=24, each=8):
     """writers threads each create `each` tenants on node at once; returns
     their ids."""
@@ -73,12 +63,7 @@ def concurrent_creates(test, c, node, prefix, writers=24, each=8):
                           body={"name": "%s-%d-%d" % (prefix, w, i)})
             with lock:
                 (ids.append(r.json["id"]) if r.status == 201 else errors.append(r))
-    threads = [threading.Thread(target=writer, args=(w,)) for w in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-        test.assertFalse(t.is_alive(), "a writer did not finish")
+    run_threads(writers, writer, timeout=120)
     test.assertEqual(errors, [])
     test.assertEqual(len(ids), writers * each)
     return ids
@@ -166,18 +151,18 @@ class VersionsTest(unittest.TestCase):
                 wait_for(lambda: versions(c, k)[0] == NEWEST, 30,
                          "node %d to see cluster version %d" % (k, NEWEST), interval=0.2)
             leader = c.leader()
-            e0, n0 = proposed(c, leader)
+            e0, n0 = c.proposed(leader)
             made = concurrent_creates(self, c, leader, "batched")
-            e1, n1 = proposed(c, leader)
+            e1, n1 = c.proposed(leader)
             log("version %d: %d writes in %d entries" % (NEWEST, n1 - n0, e1 - e0))
             self.assertGreaterEqual(n1 - n0, len(made))
             self.assertLess(e1 - e0, n1 - n0, "no write shared an entry")
             # Through a follower: its writes share forwarded calls, and
             # the leader's entries.
             follower = [k for k in (1, 2, 3) if k != leader][0]
-            e0, n0 = proposed(c, leader)
+            e0, n0 = c.proposed(leader)
             made += concurrent_creates(self, c, follower, "forwarded")
-            e1, n1 = proposed(c, leader)
+            e1, n1 = c.proposed(leader)
             log("version %d via node %d: %d writes in %d entries" %
                 (NEWEST, follower, n1 - n0, e1 - e0))
             self.assertLess(e1 - e0, n1 - n0, "no forwarded write shared an entry")
@@ -192,11 +177,11 @@ class VersionsTest(unittest.TestCase):
                 wait_for(lambda: versions(c, k)[0] == NEWEST - 1, 30,
                          "node %d to see cluster version %d" % (k, NEWEST - 1), interval=0.2)
             leader = c.leader()
-            e0, n0 = proposed(c, leader)
+            e0, n0 = c.proposed(leader)
             made = concurrent_creates(self, c, leader, "single")
             made += concurrent_creates(self, c, [k for k in (1, 2, 3) if k != leader][0],
                                        "single-forwarded")
-            e1, n1 = proposed(c, leader)
+            e1, n1 = c.proposed(leader)
             log("version %d: %d writes in %d entries" % (NEWEST - 1, n1 - n0, e1 - e0))
             self.assertGreaterEqual(n1 - n0, len(made))
             self.assertEqual(e1 - e0, n1 - n0, "a batch while node 3 applies version 3")

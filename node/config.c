@@ -69,6 +69,15 @@ static int check_level(const char *v, char *why, size_t n)
     return 0;
 }
 
+static int check_scheduling(const char *v, char *why, size_t n)
+{
+    if (strcmp(v, "batch") != 0 && strcmp(v, "inherit") != 0) {
+        snprintf(why, n, "must be batch or inherit");
+        return CAIRN_EINVAL;
+    }
+    return 0;
+}
+
 static int check_user(const char *v, char *why, size_t n)
 {
     size_t len = strlen(v);
@@ -118,6 +127,7 @@ static const struct key keys[] = {
     {"request_timeout_ms", UINT(request_timeout_ms, 100, 600000, "5000")},
     {"cluster_secret", STR(cluster_secret, false, "", NULL)},
     {"log_level", STR(log_level, false, "info", check_level)},
+    {"cpu_scheduling", STR(cpu_scheduling, false, "batch", check_scheduling)},
     /* A deliberately broken mode for the chaos checker's own test: serve
      * reads asked to be linearizable from local state, as stale reads. */
     {"debug_stale_reads", UINT(debug_stale_reads, 0, 1, "0")},

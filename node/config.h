@@ -38,6 +38,7 @@ struct config {
     unsigned request_timeout_ms;
     char cluster_secret[129];
     char log_level[16];
+    char cpu_scheduling[16];            /* "batch" (SCHED_BATCH) or "inherit" (as started) */
     unsigned debug_stale_reads;         /* 1: linearizable reads skip the read index (tests only) */
     unsigned debug_command_version_max; /* 0, or act as a build applying 1..N (tests only) */
     unsigned debug_propose_objects;     /* 0: serve no propose-objects, like an older build */

@@ -6,7 +6,8 @@ exit status 2, before anything is written; SIGTERM stops a node cleanly
 (exit 0) and it restarts on the same data, tokens included. A node given
 an admin_password_file creates that administrator (and is ready only once
 it exists); an unreadable or too short password file is a configuration
-error."""
+error. Its threads run under SCHED_BATCH unless cpu_scheduling says
+inherit."""
 
 import os
 import shutil
@@ -67,9 +68,9 @@ class CairndTest(unittest.TestCase):
         self.assertEqual(r.status, 200, r)
         return r.json["token"]
 
-    def start(self, path):
+    def start(self, path, preexec_fn=None):
         p = subprocess.Popen([CAIRND, "-c", path], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
         self.procs.append(p)
         return p
 
@@ -96,6 +97,8 @@ class CairndTest(unittest.TestCase):
         self.run_fails(self.conf(pw_file=os.path.join(self.dir, "none.pw")),
                        "none.pw: No such file")
         self.run_fails(self.conf(extra="election_timeout_ms = 5\n"), "election_timeout_ms")
+        self.run_fails(self.conf(extra="cpu_scheduling = fifo\n"),
+                       "cpu_scheduling: must be batch or inherit")
         self.assertFalse(os.path.exists(os.path.join(self.dir, "data")))
         p = subprocess.run([CAIRND, "-c", os.path.join(self.dir, "missing.conf")],
                            capture_output=True, text=True, timeout=30)
@@ -163,6 +166,41 @@ class CairndTest(unittest.TestCase):
         node = self.start(self.conf())
         self.wait_ready()
         self.assertEqual(request(base, "GET", "/api/v1/tenants/" + tid, token=token).status, 200)
+
+    def policies(self, proc):
+        """The scheduling policy of each of proc's threads."""
+        found = []
+        for tid in os.listdir("/proc/%d/task" % proc.pid):
+            try:
+                found.append(os.sched_getscheduler(int(tid)))
+            except ProcessLookupError:
+                pass  # a thread that ended meanwhile
+        return found
+
+    def test_cpu_scheduling(self):
+        """By default every thread of cairnd, the workers it starts on
+        demand included, runs under SCHED_BATCH; cpu_scheduling = inherit
+        leaves them as cairnd was started. Both start under SCHED_OTHER,
+        whatever this test runs under."""
+        def other():
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+        node = self.start(self.conf(), other)
+        self.wait_ready()
+        self.login()  # a request served, a write committed and applied
+        found = self.policies(node)
+        self.assertGreater(len(found), 10, found)  # HTTP workers, RocksDB's, raft's
+        self.assertEqual(set(found), {os.SCHED_BATCH})
+        node.send_signal(signal.SIGTERM)
+        self.assertEqual(node.wait(timeout=30), 0)
+        node = self.start(self.conf(extra="cpu_scheduling = inherit\n"), other)
+        self.wait_ready()
+        self.login()
+        found = self.policies(node)
+        self.assertGreater(len(found), 10, found)
+        self.assertEqual(set(found), {os.SCHED_OTHER})
+        node.send_signal(signal.SIGTERM)
+        self.assertEqual(node.wait(timeout=30), 0)
 
     def test_no_default_password(self):
         """Without a password file no user exists: nobody can log in."""

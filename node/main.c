@@ -105,12 +105,11 @@ static void raise_nofile(void)
 /* Linux's SCHED_BATCH for this thread and so for every thread started
  * after it (RocksDB's, libuv's, civetweb's workers): a thread that wakes
  * no longer preempts the one running, it waits for the running thread's
- * time slice. A busy node wakes a thread per request several times over
- * (arrival, commit, a forwarded write's answer), and on a saturated
- * machine each preemption was a switch more per request; with batch
- * scheduling a loaded 3-node cluster served writes through a follower
- * with a lower p99 and more throughput (docs/benchmarks.md, session 11).
- * Allowed without privileges; a refusal (a sandbox) is logged, not fatal. */
+ * time slice. A busy node wakes threads several times per request
+ * (arrival, commit, a forwarded write's answer); on a saturated test
+ * cluster this cut the context switches per write through a follower
+ * from 5.6 to 4.5 (docs/benchmarks.md, session 11). Allowed without
+ * privileges; a refusal (a sandbox) is logged, not fatal. */
 static void cpu_scheduling(const struct config *cfg)
 {
     struct sched_param param = {.sched_priority = 0};

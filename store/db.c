@@ -43,9 +43,9 @@ static const char *const cf_names[STORE_CF_COUNT] = {
 /* Write SST files and the (unsynced) WAL back to disk a megabyte at a
  * time as they are written (sync_file_range), not all at once at a
  * flush's fsync or whenever the kernel gets to it. A memtable flush
- * writes 5-40 MB, on every node at the same moment since they apply the
- * same entries, and the raft log shares the disk; the slowest seconds of
- * a write load were those of the flushes. With this, the p99 of writes
+ * writes up to 11 MB, on every node at the same moment since they apply
+ * the same entries, and the raft log shares the disk; the slowest seconds
+ * of a write load were those of the flushes. With this, the p99 of writes
  * through a follower at 64 writers was lower (docs/benchmarks.md,
  * session 11). */
 #define WRITEBACK_STEP ((uint64_t)1 << 20)

@@ -178,10 +178,11 @@ class CairndTest(unittest.TestCase):
         return found
 
     def test_cpu_scheduling(self):
-        """By default every thread of cairnd, the workers it starts on
-        demand included, runs under SCHED_BATCH; cpu_scheduling = inherit
-        leaves them as cairnd was started. Both start under SCHED_OTHER,
-        whatever this test runs under."""
+        """By default every thread of cairnd (HTTP workers, RocksDB's
+        and raft's threads, the main thread) runs under SCHED_BATCH, once
+        it has served a login; cpu_scheduling = inherit leaves them as
+        cairnd was started. Both start under SCHED_OTHER, whatever this
+        test runs under."""
         def other():
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 

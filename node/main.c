@@ -109,12 +109,13 @@ static void raise_nofile(void)
  * (arrival, commit, a forwarded write's answer); on a saturated test
  * cluster this cut the context switches per write through a follower
  * from 5.6 to 4.5 (docs/benchmarks.md, session 11). Allowed without
- * privileges; a refusal (a sandbox) is logged, not fatal. */
+ * privileges, but a seccomp filter may refuse it: the shipped unit's
+ * does, and sets the policy itself. A refusal is logged, not fatal. */
 static void cpu_scheduling(const struct config *cfg)
 {
     struct sched_param param = {.sched_priority = 0};
-    if (strcmp(cfg->cpu_scheduling, "batch") != 0) {
-        return;
+    if (strcmp(cfg->cpu_scheduling, "batch") != 0 || sched_getscheduler(0) == SCHED_BATCH) {
+        return; /* inherit, or batch already (systemd's CPUSchedulingPolicy=batch) */
     }
     if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) {
         CAIRN_WARN(

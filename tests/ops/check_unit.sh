@@ -13,7 +13,7 @@ fail() { echo "check_unit: $*" >&2; exit 1; }
 for line in 'User=cairn' 'Group=cairn' 'ProtectSystem=strict' 'ProtectHome=yes' 'PrivateTmp=yes' \
     'NoNewPrivileges=yes' 'CapabilityBoundingSet=' 'ReadWritePaths=/var/lib/cairn' \
     'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' 'SystemCallFilter=@system-service' \
-    'LimitNOFILE=65536' 'RestartPreventExitStatus=2'; do
+    'LimitNOFILE=65536' 'RestartPreventExitStatus=2' 'CPUSchedulingPolicy=batch'; do
     grep -qx "$line" "$unit" || fail "$unit lacks the line \"$line\""
 done
 
